@@ -1,0 +1,110 @@
+// The one way every phase touches a POP. Two implementations: SSH (controller → POP) and Local (on the POP).
+// Shaped for what comes later too: a fleet rollout holds many Hosts at once, and recovery reconnects a
+// replacement machine under the same site name — so a Host is cheap to create, reconnects by itself, and
+// reports the round trips and bytes it cost.
+
+export interface ExecOptions {
+  /** Run through `sudo -n` (as root) when the login user is not root. */
+  sudo?: boolean;
+  /** Bytes written to the command's stdin. Secrets go here — never in argv or environment. */
+  stdin?: string | Buffer;
+  /** Kill the remote command and reject after this many ms. */
+  timeoutMs?: number;
+  /** Streamed output, as it arrives. */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  /** Working directory on the host. */
+  cwd?: string;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BlobWant {
+  /** `sha256:<hex>` */
+  digest: string;
+  size: number;
+  /** Where the bytes are on the controller (or, for Local, where to copy them from). */
+  sourcePath: string;
+}
+
+export interface SyncProgress {
+  digest: string;
+  /** Bytes of this run that reached the host so far (all blobs). */
+  sentBytes: number;
+  /** Bytes this run has to send in all (missing + partial remainders). */
+  totalBytes: number;
+  bytesPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface SyncOptions {
+  /** Content-addressed store on the host; blobs land at `<storeDir>/sha256/<hex>`. */
+  storeDir: string;
+  /** Bytes per second, across all streams. */
+  maxRate?: number;
+  /** Parallel streams. */
+  streams?: number;
+  chunkBytes?: number;
+  onProgress?: (p: SyncProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface SyncReport {
+  wanted: number;
+  alreadyPresent: number;
+  sentBlobs: number;
+  /** Payload bytes sent this run. */
+  sentBytes: number;
+  /** Bytes sent again because a chunk was lost or a blob failed verification. */
+  resentBytes: number;
+  resumedBlobs: number;
+  roundTrips: number;
+  seconds: number;
+}
+
+export interface Tunnel {
+  /** Local address (on the controller) that forwards to the host's port. */
+  localHost: string;
+  localPort: number;
+  close(): Promise<void>;
+}
+
+export interface HostStats {
+  /** Request/response exchanges with the host that the caller had to wait for. */
+  roundTrips: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface Host {
+  /** Human name for messages: `pop-berlin-1 (pop@10.99.0.11:22)`. */
+  readonly name: string;
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** exec that rejects with a HostCommandError on a non-zero exit. */
+  run(command: string, opts?: ExecOptions): Promise<string>;
+  readFile(path: string, opts?: { sudo?: boolean }): Promise<Buffer | undefined>;
+  /** Atomic write (temp file + rename) with mode; `sudo` for root-owned paths. */
+  writeFile(path: string, data: string | Buffer, opts?: { sudo?: boolean; mode?: number }): Promise<void>;
+  syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport>;
+  tunnel(remotePort: number, remoteHost?: string): Promise<Tunnel>;
+  stats(): HostStats;
+  close(): Promise<void>;
+}
+
+/** A command that ran and failed: what, where, exit code, the last lines of stderr. */
+export class HostCommandError extends Error {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly code: number,
+    readonly stderr: string,
+  ) {
+    const tail = stderr.trim().split('\n').slice(-5).join('\n');
+    super(`${host}: \`${command.length > 120 ? command.slice(0, 117) + '...' : command}\` exited ${code}${tail ? `:\n${tail}` : ''}`);
+    this.name = 'HostCommandError';
+  }
+}
