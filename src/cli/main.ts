@@ -1,0 +1,99 @@
+// The `fsm-edge` command: builds the commander tree (one file per verb) and turns every outcome into an
+// exit code: 0 done, 1 the operation failed, 2 bad usage or bad configuration.
+
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { register as registerBundle } from './commands/bundle.js';
+import { register as registerConfig } from './commands/config.js';
+import { register as registerInit } from './commands/init.js';
+import { register as registerInstall } from './commands/install.js';
+import { register as registerRegister } from './commands/register.js';
+import { register as registerStatus } from './commands/status.js';
+import { commandPath } from './not-built.js';
+import { activeOutput, attachIO, CliError, type CliIO, EXIT_OK, EXIT_USAGE, isCommanderError, Output } from './output.js';
+
+export function packageVersion(): string {
+  // src/cli/main.ts and dist/cli/main.js both sit two levels below the package root.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function buildProgram(io: CliIO): Command {
+  const program = new Command('fsm-edge');
+  const version = packageVersion();
+  program
+    .description('Edge-in-a-box k3s + Flomesh Service Mesh: signed airgap bundles, SSH install, hub registration')
+    .version(version, '-V, --version', 'print the fsm-edge version')
+    .helpOption('-h, --help', 'show help for a command')
+    .helpCommand(false)
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      // Usage errors are reported by main() through Output, the same way as every other error.
+      outputError: () => {},
+    })
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 done, 1 the operation failed, 2 bad usage or bad configuration.
+Environment: NO_COLOR disables colour; FSM_EDGE_DEBUG=1 adds stack traces to errors.`,
+    );
+
+  // Settings above (exitOverride, output) are copied into each subcommand as it is created.
+  registerBundle(program);
+  registerInstall(program);
+  registerInit(program);
+  registerRegister(program);
+  registerStatus(program);
+  registerConfig(program);
+
+  for (const cmd of allCommands(program)) {
+    cmd.version(version, '-V, --version', 'print the fsm-edge version').helpCommand(false);
+  }
+  attachIO(program, io);
+  return program;
+}
+
+/** Commander's message, reworded, with a hint naming the help of the command the user was typing. */
+function usageError(err: { code: string; message: string }, program: Command, args: string[]): CliError {
+  const message = err.message
+    .replace(/^error:\s*/, '')
+    .replace(/\n\(Did you mean (?:one of )?(.+)\?\)$/, (_m, names: string) => ` (did you mean ${names.split(', ').map((n) => `\`${n}\``).join(' or ')}?)`);
+  let cmd = program;
+  for (const a of args) {
+    const sub = cmd.commands.find((c) => c.name() === a || c.aliases().includes(a));
+    if (!sub) break;
+    cmd = sub;
+  }
+  const path = ['fsm-edge', ...commandPath(cmd).split(' ').filter(Boolean)].join(' ');
+  return new CliError(message, EXIT_USAGE, err.code.replace(/^commander\./, 'usage.'), `see \`${path} --help\``);
+}
+
+function allCommands(cmd: Command): Command[] {
+  return cmd.commands.flatMap((c) => [c, ...allCommands(c)]);
+}
+
+/** Runs the CLI with `argv` as in `process.argv` (node, script, args…); returns the exit code. */
+export async function main(argv: string[], io?: Partial<CliIO>): Promise<number> {
+  const fullIO: CliIO = {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    env: io?.env ?? process.env,
+  };
+  const program = buildProgram(fullIO);
+  try {
+    await program.parseAsync(argv, { from: 'node' });
+    return activeOutput(program)?.exitCode ?? EXIT_OK;
+  } catch (err) {
+    if (isCommanderError(err)) {
+      // --help and --version end parsing through an "error" with exit code 0.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      // A group command without its subcommand (`fsm-edge bundle`) printed its help: that is bad usage.
+      if (err.code === 'commander.help') return EXIT_USAGE;
+    }
+    const out = activeOutput(program) ?? new Output(fullIO, argv.includes('--json'));
+    return out.fail(isCommanderError(err) ? usageError(err, program, argv.slice(2)) : err);
+  }
+}
