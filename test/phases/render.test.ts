@@ -1,0 +1,217 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { CrdValidationError } from '../../src/kube/crd-schema.js';
+import { buildFsmHelmChart, renderHelmChartManifest } from '../../src/phases/render/helm-chart.js';
+import { interceptionValues } from '../../src/phases/render/interception.js';
+import {
+  ImagesMissingError,
+  planFsmValues,
+  splitImageRef,
+  validateFsmValues,
+  ValuesSchemaError,
+  type FsmValuesInput,
+} from '../../src/phases/render/fsm-values.js';
+import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/phases/render/k3s-config.js';
+import {
+  buildClusterObject,
+  popAccessObjects,
+  redactCluster,
+  renderHubKubeconfig,
+} from '../../src/phases/render/registration.js';
+
+const fixture = (v: string, f: string) => new URL(`./fixtures/fsm-${v}/${f}`, import.meta.url);
+const chart = (v: string) => ({
+  schema: JSON.parse(readFileSync(fixture(v, 'values.schema.json'), 'utf8')) as Record<string, unknown>,
+  defaults: parse(readFileSync(fixture(v, 'values.yaml'), 'utf8')) as Record<string, unknown>,
+});
+
+function bundleImages(ver: string): string[] {
+  const fsm = ['fsm-controller', 'fsm-bootstrap', 'fsm-injector', 'fsm-preinstall', 'fsm-curl', 'fsm-ingress', 'fsm-xnetmgmt', 'fsm-sidecar-init', 'fsm-healthcheck', 'fsm-crds', 'fsm-interceptor'];
+  return [
+    ...fsm.map((n) => `docker.io/flomesh/${n}:${ver}`),
+    'docker.io/flomesh/pipy:1.5.12',
+    'docker.io/flomesh/pipy-repo:1.5.12',
+    `docker.io/flomesh/xnet:${ver}`,
+    'docker.io/rancher/mirrored-pause:3.6',
+  ];
+}
+
+const base: FsmValuesInput = {
+  fsmVersion: '1.5.1',
+  namespace: 'fsm-system',
+  bundleImages: bundleImages('1.5.1'),
+  interception: 'ebpf',
+  ingress: true,
+  multicluster: true,
+  profile: 'edge-small',
+};
+
+describe('k3s config.yaml', () => {
+  const text = renderK3sConfig({
+    nodeName: 'pop-berlin-1',
+    tlsSans: ['10.99.0.11', endpointHost('https://pop1.example.net:6443'), '10.99.0.11'],
+    nodeLabels: { 'edge.flomesh.io/site': 'pop-berlin-1', region: 'eu' },
+    disable: ['traefik'],
+    datastore: 'sqlite',
+  });
+  const doc = parse(text) as Record<string, unknown>;
+
+  it('carries SANs (deduplicated, including the hub-facing endpoint), labels, disables and the token file', () => {
+    expect(doc['tls-san']).toEqual(['10.99.0.11', 'pop1.example.net']);
+    expect(doc['node-label']).toEqual(['edge.flomesh.io/site=pop-berlin-1', 'region=eu']);
+    expect(doc['disable']).toEqual(['traefik']);
+    expect(doc['token-file']).toBe('/etc/rancher/k3s/cluster-token');
+    expect(doc['write-kubeconfig-mode']).toBe('0600');
+    expect(doc['disable-default-registry-endpoint']).toBe(true);
+    expect(doc).not.toHaveProperty('token');
+  });
+
+  it('uses sqlite by default and cluster-init for etcd', () => {
+    expect(doc).not.toHaveProperty('cluster-init');
+    const etcd = parse(renderK3sConfig({ nodeName: 'n', tlsSans: [], nodeLabels: {}, disable: [], datastore: 'etcd' }));
+    expect(etcd['cluster-init']).toBe(true);
+  });
+
+  it('takes the host out of IPv6 endpoints', () => {
+    expect(endpointHost('https://[fd00::11]:6443')).toBe('fd00::11');
+  });
+});
+
+describe('registries.yaml', () => {
+  it('lists every registry of the bundle as a mirror with no endpoint', () => {
+    const doc = parse(renderRegistries(['flomesh/fsm-controller:1.5.1', 'ghcr.io/x/y:1', 'registry.k8s.io/pause:3.9', 'localhost:5000/a:1']));
+    expect(Object.keys(doc.mirrors).sort()).toEqual(['docker.io', 'ghcr.io', 'localhost:5000', 'registry.k8s.io']);
+    for (const m of Object.values(doc.mirrors)) expect(m).toEqual({ endpoint: [] });
+  });
+  it('resolves Docker Hub short names as containerd does', () => {
+    expect(registryOf('busybox')).toBe('docker.io');
+    expect(registryOf('rancher/klipper-helm:v0.9')).toBe('docker.io');
+    expect(registryOf('quay.io/a/b')).toBe('quay.io');
+  });
+});
+
+describe('interception mapping', () => {
+  it('maps to NodeLevel/PodLevel from v1.5 and sets the k3s CNI paths for xnet', () => {
+    const e = interceptionValues('1.5.1', 'ebpf');
+    expect(e.trafficInterceptionMode).toBe('NodeLevel');
+    expect(e.daemonSet).toBe('fsm-xnetwork');
+    expect(e.fsmValues).toMatchObject({
+      fsmXnetwork: { xnet: { nodePaths: { k3s: { enable: true, cniBin: '/var/lib/rancher/k3s/data/cni', cniNetd: '/var/lib/rancher/k3s/agent/etc/cni/net.d' } } } },
+    });
+    expect(interceptionValues('v1.5.0', 'iptables').trafficInterceptionMode).toBe('PodLevel');
+  });
+  it('maps to ebpf/iptables up to v1.4', () => {
+    expect(interceptionValues('1.4.21', 'ebpf')).toMatchObject({ trafficInterceptionMode: 'ebpf', daemonSet: 'fsm-interceptor' });
+    expect(interceptionValues('1.4.21', 'iptables').trafficInterceptionMode).toBe('iptables');
+  });
+});
+
+describe('FSM values', () => {
+  it('splits image references the way the chart wants them', () => {
+    expect(splitImageRef('docker.io/flomesh/fsm-controller:1.5.1')).toMatchObject({ registry: 'flomesh', name: 'fsm-controller', tag: '1.5.1' });
+    expect(splitImageRef('10.99.0.1:5000/flomesh/pipy:1.5.12')).toMatchObject({ registry: '10.99.0.1:5000/flomesh', name: 'pipy', tag: '1.5.12' });
+  });
+
+  for (const [ver, mode] of [['1.5.1', 'ebpf'], ['1.5.1', 'iptables'], ['1.4.21', 'ebpf'], ['1.4.21', 'iptables']] as const) {
+    it(`validate against the real v${ver} schema (${mode})`, () => {
+      const plan = planFsmValues({ ...base, fsmVersion: ver, bundleImages: bundleImages(ver), interception: mode });
+      const c = chart(ver);
+      const merged = validateFsmValues(`fsm-${ver}`, c.schema, c.defaults, plan.values) as { fsm: Record<string, any> };
+      expect(merged.fsm.image).toMatchObject({ registry: 'flomesh', tag: ver, pullPolicy: 'IfNotPresent' });
+      expect(merged.fsm.fsmIngress.enabled).toBe(true);
+      expect(merged.fsm.enableMultiClusters).toBe(true);
+      for (const img of plan.images) expect(img).not.toMatch(/:latest$/);
+    });
+  }
+
+  it('shrinks control-plane requests for 2-core POPs', () => {
+    const plan = planFsmValues(base);
+    const c = chart('1.5.1');
+    const merged = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, plan.values) as { fsm: Record<string, any> };
+    const milli = (q: string) => (q.endsWith('m') ? Number(q.slice(0, -1)) : Number(q) * 1000);
+    const requested =
+      milli(merged.fsm.fsmController.resource.requests.cpu) +
+      milli(merged.fsm.fsmController.repoResources.requests.cpu) +
+      milli(merged.fsm.injector.resource.requests.cpu) +
+      milli(merged.fsm.fsmBootstrap.resource.requests.cpu);
+    expect(requested).toBeLessThanOrEqual(300);
+    // Chart defaults would be 1800m.
+    const d = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, profile: 'default' }).values) as { fsm: Record<string, any> };
+    expect(d.fsm.fsmController.resource.requests.cpu).toBe('0.5');
+  });
+
+  it('needs the xnet images only for eBPF and the ingress image only with ingress or a hub', () => {
+    const podLevel = planFsmValues({ ...base, interception: 'iptables', ingress: false, multicluster: false });
+    expect(podLevel.images.join(' ')).not.toMatch(/xnet|fsm-ingress/);
+    expect(planFsmValues(base).images.join(' ')).toMatch(/fsm-xnetmgmt.*xnet|xnet.*fsm-xnetmgmt/);
+  });
+
+  it('refuses when the bundle lacks an image the chart will run', () => {
+    const images = bundleImages('1.5.1').filter((r) => !r.includes('/xnet:'));
+    expect(() => planFsmValues({ ...base, bundleImages: images })).toThrow(ImagesMissingError);
+    expect(() => planFsmValues({ ...base, bundleImages: images })).toThrow(/xnet/);
+  });
+
+  it('refuses floating tags', () => {
+    const images = bundleImages('1.5.1').map((r) => r.replace('fsm-controller:1.5.1', 'fsm-controller:latest'));
+    expect(() => planFsmValues({ ...base, bundleImages: images })).toThrow(/latest/);
+  });
+
+  it('reports schema violations with the field path', () => {
+    const c = chart('1.5.1');
+    const bad = { fsm: { trafficInterceptionMode: 'ebpf' } };
+    try {
+      validateFsmValues('fsm-1.5.1', c.schema, c.defaults, bad);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ValuesSchemaError);
+      expect((e as ValuesSchemaError).violations).toContainEqual(expect.objectContaining({ path: '.fsm.trafficInterceptionMode' }));
+      expect(String(e)).toMatch(/NodeLevel/);
+    }
+  });
+});
+
+describe('HelmChart', () => {
+  it('points at the static chart, aborts on failure, carries a timeout and the values', () => {
+    const plan = planFsmValues(base);
+    const hc = buildFsmHelmChart({ chartVersion: '1.5.1', targetNamespace: 'fsm-system', values: plan.values, timeout: '600s' });
+    expect(hc.metadata).toMatchObject({ name: 'fsm', namespace: 'kube-system' });
+    expect(hc.spec).toMatchObject({
+      chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+      targetNamespace: 'fsm-system',
+      createNamespace: true,
+      failurePolicy: 'abort',
+      timeout: '600s',
+    });
+    expect(parse(hc.spec.valuesContent as string)).toEqual(plan.values);
+    expect(parse(renderHelmChartManifest(hc))).toEqual(hc);
+  });
+  it('is refused by the CRD schema when a field is wrong', () => {
+    expect(() => buildFsmHelmChart({ chartVersion: '1.5.1', targetNamespace: 'fsm-system', values: {}, timeout: 600 as unknown as string })).toThrow(CrdValidationError);
+  });
+});
+
+describe('registration objects', () => {
+  it('gives the hub a ServiceAccount with namespaced rights on deployments and MeshConfig only', () => {
+    const objs = popAccessObjects('fsm-system');
+    expect(objs.map((o) => o.kind)).toEqual(['ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'Secret']);
+    const role = objs.find((o) => o.kind === 'Role') as { rules: Array<{ resources: string[]; verbs: string[] }>; metadata: { namespace?: string } };
+    expect(role.metadata.namespace).toBe('fsm-system');
+    expect(role.rules.flatMap((r) => r.resources).sort()).toEqual(['deployments', 'meshconfigs']);
+    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as { rules: Array<{ resources: string[]; verbs: string[] }> };
+    for (const r of clusterRole.rules) expect(r.resources).not.toContain('secrets');
+    expect(clusterRole.rules.flatMap((r) => r.resources)).not.toContain('*');
+    const secret = objs.find((o) => o.kind === 'Secret')!;
+    expect(secret.type).toBe('kubernetes.io/service-account-token');
+  });
+
+  it('builds a Cluster that the real CRD accepts, and a redacted copy for logs', () => {
+    const kubeconfig = renderHubKubeconfig({ clusterName: 'pop1', server: 'https://10.99.0.11:6443', caData: 'Q0E=', token: 'sekrit-token' });
+    expect(parse(kubeconfig).clusters[0].cluster.server).toBe('https://10.99.0.11:6443');
+    const c = buildClusterObject({ name: 'pop1', region: 'eu', zone: 'berlin', group: 'retail', gatewayHost: '10.99.0.11', gatewayPort: 80, fsmNamespace: 'fsm-system', kubeconfig });
+    expect(c.spec).toMatchObject({ region: 'eu', zone: 'berlin', group: 'retail', gatewayHost: '10.99.0.11', gatewayPort: 80, fsmNamespace: 'fsm-system' });
+    expect(JSON.stringify(redactCluster(c))).not.toContain('sekrit-token');
+    expect(() => buildClusterObject({ name: 'pop1', region: 'eu', zone: 'z', group: 'g', gatewayHost: 'h', gatewayPort: 70000, fsmNamespace: 'fsm-system', kubeconfig })).toThrow(/gatewayPort/);
+  });
+});
