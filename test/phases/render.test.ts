@@ -137,7 +137,7 @@ describe('FSM values', () => {
       milli(merged.fsm.fsmBootstrap.resource.requests.cpu);
     expect(requested).toBeLessThanOrEqual(300);
     // Chart defaults would be 1800m.
-    const d = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, profile: 'default' }).values) as { fsm: Record<string, any> };
+    const d = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, profile: 'upstream' }).values) as { fsm: Record<string, any> };
     expect(d.fsm.fsmController.resource.requests.cpu).toBe('0.5');
   });
 
@@ -196,10 +196,10 @@ describe('registration objects', () => {
   it('gives the hub a ServiceAccount with namespaced rights on deployments and MeshConfig only', () => {
     const objs = popAccessObjects('fsm-system');
     expect(objs.map((o) => o.kind)).toEqual(['ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'Secret']);
-    const role = objs.find((o) => o.kind === 'Role') as { rules: Array<{ resources: string[]; verbs: string[] }>; metadata: { namespace?: string } };
+    const role = objs.find((o) => o.kind === 'Role') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }>; metadata: { namespace?: string } };
     expect(role.metadata.namespace).toBe('fsm-system');
     expect(role.rules.flatMap((r) => r.resources).sort()).toEqual(['deployments', 'meshconfigs']);
-    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as { rules: Array<{ resources: string[]; verbs: string[] }> };
+    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }> };
     for (const r of clusterRole.rules) expect(r.resources).not.toContain('secrets');
     expect(clusterRole.rules.flatMap((r) => r.resources)).not.toContain('*');
     const secret = objs.find((o) => o.kind === 'Secret')!;

@@ -6,7 +6,7 @@
 import { Ajv } from 'ajv';
 import { interceptionValues, versionAtLeast, type InterceptionMode } from './interception.js';
 
-export type ResourceProfile = 'edge-small' | 'edge-medium' | 'default';
+export type ResourceProfile = 'edge-small' | 'edge-medium' | 'upstream';
 
 type Res = { requests: { cpu: string; memory: string }; limits: { cpu: string; memory: string } };
 const res = (rc: string, rm: string, lc: string, lm: string): Res => ({
@@ -19,7 +19,7 @@ const res = (rc: string, rm: string, lc: string, lm: string): Res => ({
  * k3s. Requests are what the scheduler reserves, so they are cut hard; limits still allow bursts.
  */
 export function profileValues(profile: ResourceProfile, fsmVersion: string): Record<string, unknown> {
-  if (profile === 'default') return {};
+  if (profile === 'upstream') return {};
   const v15 = versionAtLeast(fsmVersion, '1.5.0');
   const f = profile === 'edge-small' ? 1 : 2;
   const m = (n: number) => `${n * f}M`;

@@ -22,6 +22,8 @@ export interface K3sConfigInput {
   nodeLabels: Record<string, string>;
   disable: string[];
   datastore: 'sqlite' | 'etcd';
+  clusterCidr?: string;
+  serviceCidr?: string;
   /** Keep API and kubelet headroom on 2-core/2 GiB POPs. */
   systemReserved?: { cpu: string; memory: string };
 }
@@ -48,6 +50,8 @@ export function renderK3sConfig(input: K3sConfigInput): string {
     'tls-san': unique(input.tlsSans),
     ...(labels.length ? { 'node-label': labels } : {}),
     ...(input.disable.length ? { disable: unique(input.disable) } : {}),
+    ...(input.clusterCidr ? { 'cluster-cidr': input.clusterCidr } : {}),
+    ...(input.serviceCidr ? { 'service-cidr': input.serviceCidr } : {}),
     // Airgap: never fall back to docker.io & co. for registries listed in registries.yaml.
     'disable-default-registry-endpoint': true,
     ...(input.datastore === 'etcd'

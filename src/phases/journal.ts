@@ -1,0 +1,104 @@
+// The journal on the POP (`/var/lib/fsm-edge/journal.json`): which phases finished, with which inputs, in
+// which run. A re-run after any failure — a dropped link, a killed controller, a crashed POP — reads it and
+// continues where it stopped; a different controller (a colleague's laptop, a fleet runner) sees the same
+// state because it lives on the POP, not on whoever started the install. Written atomically (temp + rename).
+
+import { createHash } from 'node:crypto';
+import type { Host } from '../transport/host.js';
+
+export const POP_STATE_DIR = '/var/lib/fsm-edge';
+export const JOURNAL_PATH = `${POP_STATE_DIR}/journal.json`;
+const KEEP_RUNS = 20;
+
+export interface JournalPhase {
+  /** Digest of what the phase's result depends on; a change re-runs it. */
+  inputs: string;
+  finishedAt: string;
+  durationMs: number;
+  summary: string;
+  /** The run that finished it. */
+  runId: string;
+}
+
+export interface JournalRun {
+  id: string;
+  /** `install`, `register`, later `upgrade`, `restore`. */
+  operation: string;
+  startedAt: string;
+  finishedAt?: string;
+  outcome: 'running' | 'done' | 'failed' | 'pending';
+  /** Bundle digest the run installed from (recovery re-installs the same bundle). */
+  bundleDigest?: string;
+  /** Where it stopped and why (never secrets: messages come from our own errors). */
+  failedPhase?: string;
+  error?: string;
+  /** Who ran it, for a fleet with many controllers. */
+  controller?: string;
+}
+
+export interface Journal {
+  version: 1;
+  site: string;
+  phases: Record<string, JournalPhase>;
+  runs: JournalRun[];
+}
+
+export function emptyJournal(site: string): Journal {
+  return { version: 1, site, phases: {}, runs: [] };
+}
+
+/** Canonical JSON (sorted keys) so equal inputs always give the same digest. */
+export function canonicalJson(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map(canonicalJson).join(',')}]`;
+  if (x && typeof x === 'object') {
+    const entries = Object.entries(x as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(x ?? null);
+}
+
+export function inputsDigest(x: unknown): string {
+  return 'sha256:' + createHash('sha256').update(canonicalJson(x)).digest('hex');
+}
+
+export class JournalStore {
+  private dirReady = false;
+  constructor(
+    private readonly host: Host,
+    readonly path = JOURNAL_PATH,
+  ) {}
+
+  /** The journal, or a fresh one. A damaged journal is not fatal: the phases' own checks still hold. */
+  async read(site: string): Promise<{ journal: Journal; warning?: string }> {
+    const buf = await this.host.readFile(this.path, { sudo: true });
+    if (!buf) return { journal: emptyJournal(site) };
+    this.dirReady = true;
+    try {
+      const j = JSON.parse(buf.toString('utf8')) as Journal;
+      if (j.version !== 1 || typeof j.phases !== 'object' || !Array.isArray(j.runs)) throw new Error('unknown journal format');
+      if (j.site !== site) {
+        return {
+          journal: emptyJournal(site),
+          warning: `the POP's journal belongs to site "${j.site}", not "${site}"; starting a new one (every phase re-checks the host)`,
+        };
+      }
+      return { journal: j };
+    } catch (e) {
+      return {
+        journal: emptyJournal(site),
+        warning: `the POP's journal ${this.path} is unreadable (${(e as Error).message}); starting a new one (every phase re-checks the host)`,
+      };
+    }
+  }
+
+  async write(journal: Journal): Promise<void> {
+    if (!this.dirReady) {
+      await this.host.run(`mkdir -p ${POP_STATE_DIR} && chmod 0755 ${POP_STATE_DIR}`, { sudo: true });
+      this.dirReady = true;
+    }
+    journal.runs = journal.runs.slice(-KEEP_RUNS);
+    await this.host.writeFile(this.path, JSON.stringify(journal, null, 2) + '\n', { sudo: true, mode: 0o644 });
+  }
+}
