@@ -1,0 +1,46 @@
+// The document kinds of one apiVersion, as one union: validation, TypeScript types and the JSON Schema.
+
+import { z } from 'zod';
+import { strictObject } from './fields.js';
+import { FleetJsonSchemaSource, FleetSchema } from './fleet.js';
+import { HubSchema } from './hub.js';
+import { RecipeSpecSchema } from './recipe.js';
+import { API_VERSION, K8sNameSchema, SiteSchema } from './site.js';
+
+export const RecipeSchema = strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Recipe'),
+  metadata: strictObject({ name: K8sNameSchema }),
+  spec: RecipeSpecSchema,
+}).meta({ description: 'What goes into an airgap bundle (k3s, FSM chart, features, architectures)' });
+
+export type Recipe = z.infer<typeof RecipeSchema>;
+
+export const KIND_SCHEMAS = {
+  Site: SiteSchema,
+  Fleet: FleetSchema,
+  Hub: HubSchema,
+  Recipe: RecipeSchema,
+} as const;
+
+export type Kind = keyof typeof KIND_SCHEMAS;
+export const KINDS = Object.keys(KIND_SCHEMAS) as Kind[];
+
+export type ConfigDocument =
+  | z.infer<typeof SiteSchema>
+  | z.infer<typeof FleetSchema>
+  | z.infer<typeof HubSchema>
+  | z.infer<typeof RecipeSchema>;
+
+/** JSON Schema (draft-07) for every kind: `oneOf` with `kind` as the discriminator, for yaml-language-server. */
+export function configJsonSchema(): Record<string, unknown> {
+  const union = z.discriminatedUnion('kind', [SiteSchema, FleetJsonSchemaSource, HubSchema, RecipeSchema]);
+  const schema = z.toJSONSchema(union, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return {
+    $schema: schema.$schema,
+    $id: 'https://edge.flomesh.io/schemas/v1alpha1/fsm-edge.json',
+    title: `fsm-edge configuration (${API_VERSION})`,
+    description: 'Site, Fleet, Hub and Recipe documents for fsm-edge. Several documents may share a file, separated by ---.',
+    ...Object.fromEntries(Object.entries(schema).filter(([k]) => k !== '$schema')),
+  };
+}
