@@ -5,7 +5,10 @@
 
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { Client, utils, type ConnectConfig } from 'ssh2';
+import ssh2, { type ConnectConfig } from 'ssh2';
+
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
 import type { Duplex } from 'node:stream';
 import { checkHostKey, HostKeyError, type HopRef, type NewPin } from './host-keys.js';
 
