@@ -1,0 +1,299 @@
+// A pull-only client for the OCI distribution API: Docker Hub style token auth (a 401 with
+// `WWW-Authenticate: Bearer realm=…,service=…,scope=…`), registry mirrors tried in order, multi-arch indexes
+// resolved to one platform, and blobs streamed to disk with digest verification.
+import { Readable } from 'node:stream';
+import type { BundleArch, Mirror } from '../config/recipe.js';
+import { sha256Of, writeVerified, type Written } from './blob-file.js';
+
+export const MEDIA_TYPES = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+const ACCEPT_ANY_MANIFEST = Object.values(MEDIA_TYPES).join(', ');
+const isIndexType = (t: string) => t === MEDIA_TYPES.ociIndex || t === MEDIA_TYPES.dockerList;
+
+export interface ImageName {
+  registry: string;
+  repository: string;
+  tag?: string;
+  digest?: string;
+}
+
+/** Parses `flomesh/pipy:1.5.12`, `docker.io/library/busybox:1.37`, `ghcr.io/x/y@sha256:…` the way Docker does. */
+export function parseImageRef(ref: string): ImageName {
+  let rest = ref.trim();
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  const slash = rest.indexOf('/');
+  const first = slash >= 0 ? rest.slice(0, slash) : '';
+  let registry = 'docker.io';
+  if (slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost')) {
+    registry = first;
+    rest = rest.slice(slash + 1);
+  }
+  if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = 'docker.io';
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  if (!rest || !/^[a-z0-9]+([._\-/][a-z0-9]+)*$/.test(rest)) throw new Error(`image reference ${ref}: bad repository name "${rest}"`);
+  if (registry === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`;
+  if (!tag && !digest) throw new Error(`image reference ${ref}: no tag or digest — bundles pin every image`);
+  return { registry, repository: rest, tag, digest };
+}
+
+export function formatImageRef(n: ImageName): string {
+  return `${n.registry}/${n.repository}${n.tag ? `:${n.tag}` : ''}${n.digest ? `@${n.digest}` : ''}`;
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** Platforms acceptable for an architecture, best first (arm: v7, then v6 as k3s' own arm archive does). */
+export function platformsFor(arch: BundleArch): Platform[] {
+  if (arch === 'arm')
+    return [
+      { os: 'linux', architecture: 'arm', variant: 'v7' },
+      { os: 'linux', architecture: 'arm', variant: 'v6' },
+    ];
+  return [{ os: 'linux', architecture: arch }];
+}
+export const platformString = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+
+function platformMatches(have: Partial<Platform> | undefined, want: Platform): boolean {
+  if (!have || have.os !== want.os || have.architecture !== want.architecture) return false;
+  if (want.variant) return have.variant === want.variant || (want.variant === 'v7' && !have.variant);
+  return !have.variant || (want.architecture === 'arm64' && have.variant === 'v8');
+}
+
+export class RegistryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}
+
+export class MissingPlatformError extends RegistryError {
+  constructor(
+    readonly image: string,
+    readonly platform: string,
+    readonly available: string[],
+  ) {
+    super(
+      `image ${image} has no ${platform} manifest (it has: ${available.join(', ') || 'none'}); ` +
+        `pick a tag built for ${platform} or drop the feature/arch that needs it`,
+    );
+    this.name = 'MissingPlatformError';
+  }
+}
+
+export interface FetchedManifest {
+  mediaType: string;
+  digest: string;
+  size: number;
+  body: Buffer;
+}
+
+export interface ResolvedPlatform {
+  /** What the tag (or digest) pointed at. */
+  resolvedDigest: string;
+  resolvedMediaType: string;
+  platform: Platform;
+  manifest: FetchedManifest;
+}
+
+export interface OciClientOptions {
+  /** Registry host → mirrors (recipe `spec.mirrors`). */
+  mirrors?: Record<string, Mirror>;
+  /** Basic credentials for a registry (used for token requests), e.g. from the environment. */
+  credentials?: (registry: string) => { username: string; password: string } | undefined;
+  userAgent?: string;
+  fetchImpl?: typeof fetch;
+}
+
+export interface ClientStats {
+  requests: number;
+  manifestsFetched: number;
+  blobsFetched: number;
+  blobBytesFetched: number;
+}
+
+interface Endpoint {
+  base: string;
+  mirror: boolean;
+}
+
+export class OciClient {
+  readonly stats: ClientStats = { requests: 0, manifestsFetched: 0, blobsFetched: 0, blobBytesFetched: 0 };
+  private readonly tokens = new Map<string, string>();
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly opts: OciClientOptions = {}) {
+    this.fetchImpl = opts.fetchImpl ?? fetch;
+  }
+
+  endpointsFor(registry: string): Endpoint[] {
+    const m = this.opts.mirrors?.[registry];
+    const upstream: Endpoint = {
+      base: registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`,
+      mirror: false,
+    };
+    if (!m) return [upstream];
+    const mirrors = m.endpoints.map((e) => ({ base: e.replace(/\/+$/, ''), mirror: true }));
+    return m.upstream === false ? mirrors : [...mirrors, upstream];
+  }
+
+  /** GET /v2/<repo>/<kind>/<reference> from the first endpoint that has it. */
+  private async get(name: ImageName, suffix: string, accept: string, what: string): Promise<Response> {
+    const attempts: string[] = [];
+    for (const ep of this.endpointsFor(name.registry)) {
+      const url = `${ep.base}/v2/${name.repository}/${suffix}`;
+      try {
+        const res = await this.authorizedFetch(url, name.repository, accept, name.registry);
+        if (res.ok) return res;
+        attempts.push(`${ep.base}: HTTP ${res.status}${await errorDetail(res)}`);
+      } catch (e) {
+        attempts.push(`${ep.base}: ${(e as Error).message}${causeOf(e)}`);
+      }
+    }
+    throw new RegistryError(`${what}: not available from any endpoint — ${attempts.join('; ')}`);
+  }
+
+  private async authorizedFetch(url: string, repository: string, accept: string, registry: string): Promise<Response> {
+    const origin = new URL(url).origin;
+    const scope = `repository:${repository}:pull`;
+    const key = `${origin}|${scope}`;
+    const headers: Record<string, string> = { Accept: accept, 'User-Agent': this.opts.userAgent ?? 'fsm-edge' };
+    const token = this.tokens.get(key);
+    if (token) headers.Authorization = token;
+    this.stats.requests++;
+    let res = await this.fetchImpl(url, { headers, redirect: 'follow' });
+    if (res.status !== 401) return res;
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    await res.body?.cancel();
+    const auth = await this.answerChallenge(challenge, scope, registry, url);
+    this.tokens.set(key, auth);
+    headers.Authorization = auth;
+    this.stats.requests++;
+    res = await this.fetchImpl(url, { headers, redirect: 'follow' });
+    return res;
+  }
+
+  /** Turns a 401 challenge into an Authorization header value (anonymous tokens unless credentials exist). */
+  private async answerChallenge(challenge: string, scope: string, registry: string, url: string): Promise<string> {
+    const creds = this.opts.credentials?.(registry);
+    const basic = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : undefined;
+    const scheme = challenge.split(/\s+/, 1)[0]?.toLowerCase();
+    if (scheme === 'basic') {
+      if (!basic) throw new RegistryError(`${url}: the registry wants a username and password (Basic auth) and none is configured`);
+      return basic;
+    }
+    if (scheme !== 'bearer') throw new RegistryError(`${url}: HTTP 401 without a usable WWW-Authenticate challenge (${challenge || 'none'})`);
+    const params: Record<string, string> = {};
+    for (const m of challenge.matchAll(/(\w+)="([^"]*)"/g)) params[m[1]!] = m[2]!;
+    if (!params.realm) throw new RegistryError(`${url}: Bearer challenge without realm (${challenge})`);
+    const tokenUrl = new URL(params.realm);
+    if (params.service) tokenUrl.searchParams.set('service', params.service);
+    tokenUrl.searchParams.set('scope', params.scope ?? scope);
+    this.stats.requests++;
+    const res = await this.fetchImpl(tokenUrl, { headers: basic ? { Authorization: basic } : {} });
+    if (!res.ok) throw new RegistryError(`token request to ${tokenUrl.origin}${tokenUrl.pathname} failed: HTTP ${res.status}${await errorDetail(res)}`);
+    const body = (await res.json()) as { token?: string; access_token?: string };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new RegistryError(`token response from ${tokenUrl.origin} has no token`);
+    return `Bearer ${token}`;
+  }
+
+  async getManifest(name: ImageName, reference: string, accept = ACCEPT_ANY_MANIFEST): Promise<FetchedManifest> {
+    const what = `manifest ${formatImageRef({ ...name, tag: undefined, digest: undefined })}:${reference}`;
+    const res = await this.get(name, `manifests/${reference}`, accept, what);
+    const body = Buffer.from(await res.arrayBuffer());
+    this.stats.manifestsFetched++;
+    const digest = sha256Of(body);
+    if (reference.startsWith('sha256:') && digest !== reference)
+      throw new RegistryError(`${what}: content has digest ${digest}, not the one asked for`);
+    const headerDigest = res.headers.get('docker-content-digest');
+    if (headerDigest && !reference.startsWith('sha256:') && headerDigest !== digest)
+      throw new RegistryError(`${what}: registry says ${headerDigest} but the content hashes to ${digest}`);
+    let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as { mediaType?: string; manifests?: unknown };
+      if (parsed.mediaType) mediaType = parsed.mediaType;
+      else if (!Object.values(MEDIA_TYPES).includes(mediaType as never))
+        mediaType = parsed.manifests ? MEDIA_TYPES.ociIndex : MEDIA_TYPES.ociManifest;
+    } catch {
+      throw new RegistryError(`${what}: not JSON`);
+    }
+    return { mediaType, digest, size: body.length, body };
+  }
+
+  /**
+   * Resolves `reference` (tag or digest) to the manifest for one architecture. `pinned` (from the lock) skips
+   * the index: the platform manifest is fetched by digest directly.
+   */
+  async resolvePlatform(name: ImageName, reference: string, arch: BundleArch, configFetcher: (digest: string, size: number) => Promise<Buffer>): Promise<ResolvedPlatform> {
+    const image = formatImageRef({ ...name, digest: undefined });
+    const top = await this.getManifest(name, reference);
+    const wants = platformsFor(arch);
+    if (isIndexType(top.mediaType)) {
+      const index = JSON.parse(top.body.toString('utf8')) as { manifests?: Array<{ mediaType: string; digest: string; size: number; platform?: Platform }> };
+      const entries = (index.manifests ?? []).filter((m) => m.platform && m.platform.os !== 'unknown');
+      for (const want of wants) {
+        const hit = entries.find((m) => platformMatches(m.platform, want));
+        if (hit) {
+          const manifest = await this.getManifest(name, hit.digest);
+          if (manifest.size !== hit.size) throw new RegistryError(`${image}: manifest ${hit.digest} is ${manifest.size} bytes, index says ${hit.size}`);
+          return { resolvedDigest: top.digest, resolvedMediaType: top.mediaType, platform: { ...want, variant: hit.platform?.variant }, manifest };
+        }
+      }
+      throw new MissingPlatformError(image, platformString(wants[0]!), entries.map((m) => platformString(m.platform!)));
+    }
+    // A single-platform manifest: its config says which platform it is.
+    const m = JSON.parse(top.body.toString('utf8')) as { config: { digest: string; size: number } };
+    const config = JSON.parse((await configFetcher(m.config.digest, m.config.size)).toString('utf8')) as Partial<Platform>;
+    const have: Platform = { os: config.os ?? '?', architecture: config.architecture ?? '?', variant: config.variant };
+    const want = wants.find((w) => platformMatches(have, w));
+    if (!want) throw new MissingPlatformError(image, platformString(wants[0]!), [platformString(have)]);
+    return { resolvedDigest: top.digest, resolvedMediaType: top.mediaType, platform: have, manifest: top };
+  }
+
+  /** Streams a blob to `dest`, verifying digest and size; never buffers it. */
+  async fetchBlob(name: ImageName, digest: string, size: number, dest: string, onBytes?: (n: number) => void): Promise<Written> {
+    const what = `blob ${digest} of ${formatImageRef({ ...name, digest: undefined })}`;
+    const res = await this.get(name, `blobs/${digest}`, '*/*', what);
+    if (!res.body) throw new RegistryError(`${what}: empty response`);
+    const written = await writeVerified(Readable.fromWeb(res.body as never), dest, what, { digest, size }, (n) => {
+      this.stats.blobBytesFetched += n;
+      onBytes?.(n);
+    });
+    this.stats.blobsFetched++;
+    return written;
+  }
+}
+
+async function errorDetail(res: Response): Promise<string> {
+  try {
+    const text = (await res.text()).trim();
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    const e = parsed.errors?.[0];
+    return e ? ` ${e.code ?? ''} ${e.message ?? ''}`.trimEnd() : '';
+  } catch {
+    return '';
+  }
+}
+
+function causeOf(e: unknown): string {
+  const c = (e as { cause?: { code?: string; message?: string } }).cause;
+  return c ? ` (${c.code ?? c.message ?? ''})` : '';
+}

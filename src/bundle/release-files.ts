@@ -1,0 +1,106 @@
+// Release files (k3s binary, install.sh, checksum files, image list, airgap archive, chart): downloaded into the
+// cache's blob store, verified against the release's sha256sum file, the recipe or the lock.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type { BundleArch } from '../config/recipe.js';
+import { hasBlob, writeVerified } from './blob-file.js';
+import { blobPath } from './layout.js';
+
+export class ReleaseFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReleaseFileError';
+  }
+}
+
+export interface FetchedFile {
+  digest: string;
+  size: number;
+  /** In the cache's blob store. */
+  path: string;
+  downloaded: boolean;
+}
+
+export interface Expectation {
+  digest?: string;
+  size?: number;
+  /** Where the expected digest comes from, for the error message: `sha256sum-arm64.txt`, `the lock file`. */
+  source?: string;
+}
+
+export interface ReleaseFilesOptions {
+  cache: string;
+  fetchImpl?: typeof fetch;
+  /** Never touch the network: everything must already be in the cache and pinned. */
+  offline?: boolean;
+  onBytes?: (label: string, n: number, total: number | undefined) => void;
+}
+
+export class ReleaseFiles {
+  readonly stats = { requests: 0, filesFetched: 0, bytesFetched: 0 };
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly opts: ReleaseFilesOptions) {
+    this.fetchImpl = opts.fetchImpl ?? fetch;
+  }
+
+  /** The file at `url`, from the cache when its pinned digest is there, else downloaded and verified. */
+  async get(url: string, label: string, expect: Expectation = {}): Promise<FetchedFile> {
+    if (expect.digest) {
+      const cached = blobPath(this.opts.cache, expect.digest);
+      if (hasBlob(cached, expect.size)) return { digest: expect.digest, size: expect.size ?? 0, path: cached, downloaded: false };
+    }
+    if (this.opts.offline)
+      throw new ReleaseFileError(`${label}: not in the cache and --offline is set (${url}); build once with network access`);
+    this.stats.requests++;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { redirect: 'follow', headers: { 'User-Agent': 'fsm-edge' } });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code;
+      throw new ReleaseFileError(`${label}: download from ${url} failed: ${(e as Error).message}${cause ? ` (${cause})` : ''}`);
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new ReleaseFileError(`${label}: download from ${url} failed: HTTP ${res.status}`);
+    }
+    const total = Number(res.headers.get('content-length') ?? '') || undefined;
+    // The digest is known only after the download when nothing pins it: stream into a temporary name first.
+    const tmp = path.join(this.opts.cache, 'blobs', 'sha256', `.download-${process.pid}-${this.stats.requests}`);
+    const what = `${label} from ${url}${expect.source ? ` (checked against ${expect.source})` : ''}`;
+    const w = await writeVerified(Readable.fromWeb(res.body as never), tmp, what, { digest: expect.digest, size: expect.size }, (n) => {
+      this.stats.bytesFetched += n;
+      this.opts.onBytes?.(label, n, total);
+    });
+    const dest = blobPath(this.opts.cache, w.digest);
+    fs.renameSync(tmp, dest);
+    this.stats.filesFetched++;
+    return { digest: w.digest, size: w.size, path: dest, downloaded: true };
+  }
+}
+
+/** `sha256sum` output (`<hex>  <name>` or `<hex> *<name>`) → name → `sha256:<hex>`. */
+export function parseSha256Sums(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-f0-9]{64})\s+\*?(\S.*?)\s*$/.exec(line.trim());
+    if (m) out.set(m[2]!.replace(/^.*\//, ''), `sha256:${m[1]}`);
+  }
+  return out;
+}
+
+/** `k3s-images.txt`: one image reference a line; blank lines and comments ignored. */
+export function parseImageList(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/#.*$/, '').trim())
+    .filter(Boolean);
+}
+
+/** Fills `{version}` (URL-encoded, so `+` becomes `%2B` as GitHub wants) and `{arch}`. */
+export function expandUrl(template: string, vars: { version?: string; arch?: BundleArch }): string {
+  return template
+    .replaceAll('{version}', encodeURIComponent(vars.version ?? ''))
+    .replaceAll('{arch}', vars.arch ?? '');
+}
