@@ -38,7 +38,6 @@ export interface SyncTransport {
 }
 
 export const DEFAULT_STORE_DIR = '/var/lib/fsm-edge/store';
-export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 /** The POP ran out of disk: nothing half-written is in the store; partials are kept for a later resume. */
 export class DiskFullError extends Error {
@@ -119,24 +118,29 @@ export function parseHave(stdout: string): StoreState {
 }
 
 /**
- * The stream writer. Reads, per blob, a line `HEX OFFSET NBYTES SIZE` then NBYTES raw bytes; a line `end` stops.
- * `read` consumes a pipe byte by byte (POSIX), so the header and `dd`'s raw bytes share stdin safely.
- * Output: `a HEX I` after block I of this blob landed; `ok HEX` stored; `bad HEX GOT` deleted;
- * `short HEX SIZE` (stdin ended early: partial kept). Exit 71 = write failed (stderr says why).
+ * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes;
+ * `end` stops. `read` consumes a pipe byte by byte (POSIX), so headers and `dd`'s raw bytes share stdin safely.
+ * A blob may come in several segments (the controller adapts BLOCK to the link); the partial's size is only
+ * stat'ed when a blob starts mid-way in this stream. Output: `a HEX I` after block I of the current segment
+ * landed; `s HEX POS` segment done; `ok HEX` verified and stored; `bad HEX GOT` deleted; `short HEX SIZE`
+ * stdin ended early (partial kept). Exit 71 = write failed (stderr says why).
  */
-export function writerScript(storeDir: string, blockBytes: number): string {
+export function writerScript(storeDir: string): string {
   const s = shq(storeDir);
   return [
     `cd ${s} || exit 70`,
     `echo $$ > partial/.writer.$$.pid; trap 'rm -f partial/.writer.$$.pid' EXIT`,
-    `B=${blockBytes}`,
-    `while read h off n size; do`,
+    `lh=; lp=`,
+    `while read h off n size B; do`,
     `  [ "$h" = end ] && exit 0`,
     `  p=partial/$h`,
-    `  if [ "$off" = 0 ]; then : > "$p" || exit 71; else c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit 75; }; fi`,
+    `  if [ "$off" = 0 ]; then : > "$p" || exit 71`,
+    `  elif [ "$h" != "$lh" ] || [ "$off" != "$lp" ]; then c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit 75; }; fi`,
+    `  lh=$h; lp=$((off + n))`,
     `  full=$((n / B)); rem=$((n % B)); i=0`,
     `  while [ $i -lt $full ]; do dd bs=$B count=1 iflag=fullblock status=none >> "$p" || exit 71; i=$((i+1)); echo "a $h $i"; done`,
     `  if [ $rem -gt 0 ]; then dd bs=$rem count=1 iflag=fullblock status=none >> "$p" || exit 71; fi`,
+    `  if [ $lp -lt $size ]; then echo "s $h $lp"; continue; fi`,
     `  c=$(stat -c %s "$p") || exit 71`,
     `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit 76; fi`,
     `  sum=$(sha256sum "$p") || exit 71; sum=\${sum%% *}`,
@@ -212,8 +216,8 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
   const t0 = Date.now();
   const rt0 = t.roundTrips();
   const storeDir = opts.storeDir;
-  const chunk = Math.max(64 * 1024, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
-  const block = Math.max(16 * 1024, Math.floor(chunk / 4));
+  const fixedChunk = opts.chunkBytes ? Math.max(64 * 1024, opts.chunkBytes) : undefined;
+  const maxWindow = { value: 0 };
   const streams = Math.max(1, opts.streams ?? 2);
   const limiter = opts.maxRate && opts.maxRate > 0 ? new RateLimiter(opts.maxRate) : undefined;
 
@@ -293,7 +297,7 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
     }
 
     const landedBefore = progress!.landed;
-    const results = await Promise.allSettled(lanes.map((lane) => runStream(t, lane, { storeDir, chunk, block, limiter, progress: progress!, hiSent, report, signal: opts.signal })));
+    const results = await Promise.allSettled(lanes.map((lane) => runStream(t, lane, { storeDir, fixedChunk, maxWindow, limiter, progress: progress!, hiSent, report, signal: opts.signal })));
     let lost = false;
     for (const r of results) {
       if (r.status === 'fulfilled') {
@@ -323,6 +327,7 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
   }
 
   report.resumedBlobs = resumed.size;
+  report.chunkBytes = maxWindow.value;
   report.roundTrips = t.roundTrips() - rt0;
   report.seconds = (Date.now() - t0) / 1000;
   if (failed.length) throw Object.assign(new BlobVerifyError(t.name, failed), { report });
@@ -337,8 +342,8 @@ function mib(n: number): string {
 
 interface StreamCtx {
   storeDir: string;
-  chunk: number;
-  block: number;
+  fixedChunk: number | undefined;
+  maxWindow: { value: number };
   limiter: RateLimiter | undefined;
   progress: Progress;
   hiSent: Map<string, number>;
@@ -346,10 +351,51 @@ interface StreamCtx {
   signal: AbortSignal | undefined;
 }
 
+/**
+ * How many bytes may be unacknowledged on one stream: about half a second of what the link carries, so a drop
+ * costs at most that much (one "chunk") while a fast link is never starved. Fixed when `chunkBytes` is given.
+ */
+class Window {
+  private rate = 0;
+  private lastT = Date.now();
+  private lastAcked = 0;
+  max = 0;
+  constructor(private readonly fixed: number | undefined) {}
+  update(acked: number): void {
+    const now = Date.now();
+    if (now - this.lastT < 100) return;
+    const inst = ((acked - this.lastAcked) * 1000) / (now - this.lastT);
+    this.rate = this.rate === 0 ? inst : 0.6 * this.rate + 0.4 * inst;
+    this.lastT = now;
+    this.lastAcked = acked;
+  }
+  get bytes(): number {
+    const w = this.fixed ?? clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW);
+    this.max = Math.max(this.max, w);
+    return w;
+  }
+}
+
+const MIN_WINDOW = 256 * 1024;
+const MAX_WINDOW = 16 * 1024 * 1024;
+const INITIAL_WINDOW = 1024 * 1024;
+const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
+const roundTo = (v: number, m: number) => Math.round(v / m) * m;
+
+interface Segment {
+  hex: string;
+  /** Offset in the blob where this segment starts, and its length and dd block size. */
+  off: number;
+  n: number;
+  block: number;
+}
+
 async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<StreamOutcome> {
-  const s = await t.streamExec(writerScript(c.storeDir, c.block), { sudo: t.sudo });
+  const s = await t.streamExec(writerScript(c.storeDir), { sudo: t.sudo });
   const out: StreamOutcome = { stored: [], bad: [] };
-  // acknowledged bytes of the current stream, and a waiter for the window to open
+  const win = new Window(c.fixedChunk);
+  let started = false;
+  // stream-wide counters of payload bytes written and acknowledged; a waiter for the window to open
   let acked = 0;
   let sent = 0;
   let wake: (() => void) | undefined;
@@ -357,16 +403,22 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
   let protoErr: Error | undefined;
   let buf = '';
   const jobsByHex = new Map(lane.map((j) => [j.blob.hex, j]));
-  const ackedInBlob = new Map<string, number>();
-  const ack = (hex: string, upto: number) => {
-    const j = jobsByHex.get(hex);
-    if (!j) return;
-    const prev = ackedInBlob.get(hex) ?? 0;
-    if (upto > prev) {
-      ackedInBlob.set(hex, upto);
-      acked += upto - prev;
-      c.progress.add(j.blob.digest, upto - prev);
-    }
+  const segs: Segment[] = [];
+  let segAcked = 0; // bytes of segs[0] acknowledged
+  const advance = (upto: number) => {
+    const seg = segs[0];
+    if (!seg || upto <= segAcked) return;
+    const d = Math.min(upto, seg.n) - segAcked;
+    segAcked += d;
+    acked += d;
+    c.progress.add(jobsByHex.get(seg.hex)!.blob.digest, d);
+    win.update(acked);
+  };
+  const finishSeg = () => {
+    const seg = segs[0];
+    if (seg) advance(seg.n);
+    segs.shift();
+    segAcked = 0;
   };
   s.onStdout((d) => {
     buf += d.toString('latin1');
@@ -376,15 +428,16 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
       buf = buf.slice(nl + 1);
       const [tag, hex, arg] = line.split(' ');
       if (!hex) continue;
-      const j = jobsByHex.get(hex);
-      if (tag === 'a' && j) ack(hex, Math.min(Number(arg) * c.block, j.blob.size - j.offset));
-      else if (tag === 'ok' && j) {
-        ack(hex, j.blob.size - j.offset);
+      const seg = segs[0];
+      if (tag === 'a' && seg) advance(Number(arg) * seg.block);
+      else if (tag === 's') finishSeg();
+      else if (tag === 'ok') {
+        finishSeg();
         out.stored.push(hex);
-      } else if (tag === 'bad' && j) {
-        ack(hex, j.blob.size - j.offset);
+      } else if (tag === 'bad') {
+        finishSeg();
         out.bad.push({ hex, got: arg ?? '?' });
-      } else if (tag === 'skew') protoErr = new SkewError(`partial of ${hex} changed size under us (${arg})`);
+      } else if (tag === 'skew' || tag === 'short') protoErr = new SkewError(`${tag}: partial of ${hex} is ${arg} bytes`);
     }
     wake?.();
   });
@@ -403,43 +456,57 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
   done.catch(() => {});
   const onAbort = () => s.abort();
   c.signal?.addEventListener('abort', onAbort, { once: true });
+  const waitWindow = async (need: number) => {
+    while (sent + need > acked + win.bytes && !ended) {
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+      wake = undefined;
+    }
+  };
+  const send = async (b: Buffer) => {
+    if (!s.write(b)) await s.waitDrain();
+  };
 
   try {
     for (const j of lane) {
-      const n = j.blob.size - j.offset;
       if (ended) break;
-      if (!s.write(Buffer.from(`${j.blob.hex} ${j.offset} ${n} ${j.blob.size}\n`))) await s.waitDrain();
-      if (n === 0) continue;
-      const fh = await open(j.blob.sourcePath, 'r');
+      const blob = j.blob;
+      let pos = j.offset;
+      const fh = blob.size > pos ? await open(blob.sourcePath, 'r') : undefined;
       try {
-        let pos = j.offset;
-        const piece = Math.min(256 * 1024, c.block);
-        while (pos < j.blob.size && !ended) {
-          // keep at most one chunk unacknowledged: that is all a drop can cost
-          while (sent + piece > acked + c.chunk && !ended) {
-            await new Promise<void>((r) => {
-              wake = r;
-            });
-            wake = undefined;
+        do {
+          // one segment: about four windows, in blocks of a quarter window
+          const w = started || c.fixedChunk ? win.bytes : INITIAL_WINDOW;
+          started = true;
+          const block = Math.max(16 * 1024, roundTo(w / 4, 4096));
+          const n = Math.min(blob.size - pos, block * 16);
+          segs.push({ hex: blob.hex, off: pos, n, block });
+          await send(Buffer.from(`${blob.hex} ${pos} ${n} ${blob.size} ${block}\n`));
+          const end = pos + n;
+          while (pos < end && !ended) {
+            const len = Math.min(256 * 1024, block, end - pos);
+            // keep at most one window unacknowledged: that is all a drop can cost
+            await waitWindow(len);
+            if (ended) break;
+            if (c.limiter) await c.limiter.take(len);
+            const b = Buffer.allocUnsafe(len);
+            const { bytesRead } = await fh!.read(b, 0, len, pos);
+            if (bytesRead !== len) throw new BlobSyncError(`${blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
+            const hi = c.hiSent.get(blob.hex) ?? 0;
+            if (pos < hi) c.report.resentBytes += Math.min(hi, pos + len) - pos;
+            c.hiSent.set(blob.hex, Math.max(hi, pos + len));
+            c.report.sentBytes += len;
+            sent += len;
+            pos += len;
+            await send(b);
           }
-          if (ended) break;
-          const len = Math.min(piece, j.blob.size - pos);
-          if (c.limiter) await c.limiter.take(len);
-          const b = Buffer.allocUnsafe(len);
-          const { bytesRead } = await fh.read(b, 0, len, pos);
-          if (bytesRead !== len) throw new BlobSyncError(`${j.blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
-          const hi = c.hiSent.get(j.blob.hex) ?? 0;
-          if (pos < hi) c.report.resentBytes += Math.min(hi, pos + len) - pos;
-          c.hiSent.set(j.blob.hex, Math.max(hi, pos + len));
-          c.report.sentBytes += len;
-          sent += len;
-          pos += len;
-          if (!s.write(b)) await s.waitDrain();
-        }
+        } while (pos < blob.size && !ended);
       } finally {
-        await fh.close();
+        await fh?.close();
       }
     }
+    c.maxWindow.value = Math.max(c.maxWindow.value, win.max);
     if (!ended) {
       s.write(Buffer.from('end\n'));
       s.end();
@@ -462,6 +529,7 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
     if (r.code !== 0) throw new BlobSyncError(`${t.name}: blob stream failed with exit ${r.code}: ${r.stderr.trim()}`);
     return out;
   } catch (e) {
+    c.maxWindow.value = Math.max(c.maxWindow.value, win.max);
     s.abort();
     // wait for the channel to close so its error cannot surface later unobserved
     await done.catch(() => {});

@@ -48,7 +48,13 @@ export interface SyncOptions {
   maxRate?: number;
   /** Parallel streams. */
   streams?: number;
+  /**
+   * Most bytes one stream may have unacknowledged (what a dropped link can cost to re-send). Default: adaptive,
+   * about half a second of the measured link rate (256 KiB … 16 MiB).
+   */
   chunkBytes?: number;
+  /** Write the store through sudo. Default: when the login user is not root. */
+  sudo?: boolean;
   onProgress?: (p: SyncProgress) => void;
   signal?: AbortSignal;
 }
@@ -63,6 +69,8 @@ export interface SyncReport {
   resentBytes: number;
   resumedBlobs: number;
   roundTrips: number;
+  /** Largest unacknowledged window ("chunk") a stream used. */
+  chunkBytes?: number;
   seconds: number;
 }
 
@@ -78,6 +86,8 @@ export interface HostStats {
   roundTrips: number;
   bytesSent: number;
   bytesReceived: number;
+  /** SSH connections opened (1 + reconnects); absent for Local. */
+  connects?: number;
 }
 
 export interface Host {

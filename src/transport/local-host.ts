@@ -156,7 +156,7 @@ export class LocalHost implements Host {
         streamExec: this.streamExec,
         exec: (cmd, o) => this.exec(cmd, o),
         roundTrips: () => this.counters.roundTrips,
-        sudo: (opts as SyncOptions & { sudo?: boolean }).sudo ?? this.usesSudo,
+        sudo: opts.sudo ?? this.usesSudo,
         waitForLink: async () => {
           throw new Error(`${this.name}: a local blob writer died unexpectedly`);
         },

@@ -376,7 +376,7 @@ export class SshHost implements Host {
         streamExec: this.streamExec,
         exec: (cmd, o) => this.exec(cmd, o),
         roundTrips: () => this.counters.roundTrips,
-        sudo: (opts as SyncOptions & { sudo?: boolean }).sudo ?? this.usesSudo,
+        sudo: opts.sudo ?? this.usesSudo,
         waitForLink: async () => {
           await this.getLink();
         },
