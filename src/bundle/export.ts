@@ -40,7 +40,7 @@ export const checksumFileFor = (out: string) => `${out}.sha256`;
 /** Writes `out` (or `out.000`, `out.001`, … when `partSize` is given) from the bundle directory. */
 export async function exportBundle(dir: string, out: string, opts: { partSize?: number } = {}): Promise<ExportResult> {
   readBundleDoc(dir); // fails early on a non-bundle
-  if (opts.partSize !== undefined && opts.partSize < 1024 * 1024) throw new ExportError(`part size ${opts.partSize} is below 1 MiB`);
+  if (opts.partSize !== undefined && opts.partSize < 4096) throw new ExportError(`part size ${opts.partSize} is below 4 KiB`);
   const blobs = fs.readdirSync(path.join(dir, 'blobs', 'sha256')).filter((n) => /^[a-f0-9]{64}$/.test(n)).sort();
   const entries = [OCI_LAYOUT_FILE, INDEX_FILE, BUNDLE_FILE, SIGNATURE_FILE, ...blobs.map((b) => `blobs/sha256/${b}`)].filter((e) =>
     fs.existsSync(path.join(dir, e)),
