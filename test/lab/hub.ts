@@ -1,5 +1,30 @@
-// LAB STAND-IN: the federation hub — the lab API server in netns `lab-hub` on 10.99.0.1, with FSM's
-// multicluster Cluster controller, reachable from the host through a loopback forwarder.
+// LAB STAND-IN: the federation hub — the lab Kubernetes API server running FSM's multicluster Cluster
+// controller, in network namespace `lab-hub` on 10.99.0.1 (where it reaches POPs at 10.99.0.(10+N)), and
+// reachable from the host namespace through a loopback forwarder (127.0.0.2:<port> → unix socket → server).
+// Processes are tracked by pid files in the state dir; `stop()` kills exactly those pids.
+import { spawn, execFileSync } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildApiServerBundle } from './apiserver/build.js';
+import type { ServerConfigFile } from './apiserver/main.js';
+import { adminKubeconfig, createPki, type LabPki } from './apiserver/pki.js';
+import type { KubeObject } from './apiserver/types.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(here, '..', '..');
+/** The verbatim upstream CRDs (shared/reference next to the checkout). */
+export const REFERENCE_DIR = process.env.FSM_EDGE_REFERENCE_DIR ?? resolve(REPO, '..', 'shared', 'reference');
+export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
+  join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
+);
+export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) => join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f));
+
+const LAB_DIR = process.env.FSM_EDGE_LAB_DIR ?? '/run/fsm-edge-lab';
+export const HUB_NETNS = 'lab-hub';
+export const HUB_ADDRESS = '10.99.0.1';
+
 export interface HubOptions {
   /** Port on 10.99.0.1 inside lab-hub and on the loopback forwarder. Default 6443. */
   port?: number;
@@ -9,7 +34,10 @@ export interface HubOptions {
   stateDir?: string;
   /** Seconds between Cluster reconciles. Default 5. */
   resyncSeconds?: number;
+  /** Start with no stored objects (default false: a restarted hub keeps its Clusters). */
+  fresh?: boolean;
 }
+
 export interface Hub {
   /** Host-side URL (through the forwarder), e.g. https://127.0.0.2:6443. */
   url: string;
@@ -18,7 +46,246 @@ export interface Hub {
   /** Admin kubeconfig (client cert, O=system:masters) for the controller, server = `url`. */
   kubeconfigPath: string;
   caFile: string;
+  stateDir: string;
   stop(): Promise<void>;
 }
-export async function startHub(_opts: HubOptions = {}): Promise<Hub> { throw new Error('not implemented yet'); }
-export async function stopHub(_stateDir?: string): Promise<void> { throw new Error('not implemented yet'); }
+
+export interface ServerProcessOptions {
+  /** Name of the state subdirectory and of the pid files. */
+  name: string;
+  /** Network namespace to run the server in (undefined = host namespace, no forwarder needed). */
+  netns?: string;
+  /** Listen address inside `netns`. */
+  host: string;
+  port: number;
+  /** Host-namespace loopback address for the forwarder (when `netns` is set). */
+  forwardHost?: string;
+  stateDir: string;
+  crdFiles: string[];
+  hub?: ServerConfigFile['hub'];
+  seed?: KubeObject[];
+  fresh?: boolean;
+  /** Extra SANs for the serving certificate. */
+  sans?: string[];
+}
+
+export interface ServerProcess {
+  /** URL from the host namespace. */
+  url: string;
+  /** URL inside the server's namespace. */
+  innerUrl: string;
+  pki: LabPki;
+  kubeconfigPath: string;
+  caFile: string;
+  stateDir: string;
+  stop(opts?: { purge?: boolean }): Promise<void>;
+}
+
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function netnsExists(name: string): boolean {
+  return run('ip', ['netns', 'list']).split('\n').some((l) => l.split(' ')[0] === name);
+}
+
+/**
+ * Make sure `lab-hub` with bridge br0 10.99.0.1/24 exists. The lab (test/lab/lab.ts) normally creates it;
+ * this is the idempotent fallback for running the hub alone. Returns true if it created the namespace.
+ */
+export function ensureHubNetns(): boolean {
+  let created = false;
+  if (!netnsExists(HUB_NETNS)) {
+    run('ip', ['netns', 'add', HUB_NETNS]);
+    created = true;
+  }
+  run('ip', ['-n', HUB_NETNS, 'link', 'set', 'lo', 'up']);
+  const links = run('ip', ['-n', HUB_NETNS, '-o', 'link', 'show']);
+  if (!/\d+: br0[:@]/.test(links)) run('ip', ['-n', HUB_NETNS, 'link', 'add', 'br0', 'type', 'bridge']);
+  const addrs = run('ip', ['-n', HUB_NETNS, '-o', '-4', 'addr', 'show', 'dev', 'br0']);
+  if (!addrs.includes(`${HUB_ADDRESS}/`)) run('ip', ['-n', HUB_NETNS, 'addr', 'add', `${HUB_ADDRESS}/24`, 'dev', 'br0']);
+  run('ip', ['-n', HUB_NETNS, 'link', 'set', 'br0', 'up']);
+  return created;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readPid(file: string): number | undefined {
+  if (!existsSync(file)) return undefined;
+  const n = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+async function killPidFile(file: string): Promise<void> {
+  const pid = readPid(file);
+  if (pid && pidAlive(pid)) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  rmSync(file, { force: true });
+}
+
+/** GET /readyz with the admin client cert; resolves true on 200. */
+function ready(url: string, pki: LabPki): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const u = new URL('/readyz', url);
+    const req = request({ hostname: u.hostname, port: u.port, path: u.pathname, method: 'GET', ca: pki.caCert, cert: pki.adminCert, key: pki.adminKey, timeout: 2000, agent: false }, (res) => {
+      res.resume();
+      resolvePromise(res.statusCode === 200);
+    });
+    req.on('error', () => resolvePromise(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+/** Host-side forwarder: TCP on a loopback address → the server's unix socket (file systems are shared across netns). */
+const FORWARDER_JS = `
+const net = require('net');
+const [host, port, sock] = process.argv.slice(1);
+const srv = net.createServer((c) => {
+  const u = net.connect(sock);
+  c.pipe(u).pipe(c);
+  c.on('error', () => u.destroy());
+  u.on('error', () => c.destroy());
+});
+srv.listen(Number(port), host, () => process.stdout.write('forwarding\\n'));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+/** Start a lab API server as its own process (optionally in a netns behind a loopback forwarder). */
+export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
+  const dir = o.stateDir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const serverPid = join(dir, 'server.pid');
+  const fwdPid = join(dir, 'forwarder.pid');
+  const sock = join(dir, 'apiserver.sock');
+  const innerUrl = `https://${o.host}:${o.port}`;
+  const url = o.netns ? `https://${o.forwardHost ?? '127.0.0.2'}:${o.port}` : innerUrl;
+  const sans = [o.host, ...(o.forwardHost ? [o.forwardHost] : []), '127.0.0.1', 'localhost', ...(o.sans ?? [])];
+  const pki = createPki(join(dir, 'pki'), sans);
+  const caFile = join(dir, 'pki', 'ca.crt');
+  const kubeconfigPath = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfigPath, adminKubeconfig(pki, url, o.name), { mode: 0o600 });
+
+  const handle: ServerProcess = {
+    url,
+    innerUrl,
+    pki,
+    kubeconfigPath,
+    caFile,
+    stateDir: dir,
+    async stop(opts = {}) {
+      await killPidFile(fwdPid);
+      await killPidFile(serverPid);
+      rmSync(sock, { force: true });
+      if (opts.purge) rmSync(join(dir, 'data.json'), { force: true });
+    },
+  };
+
+  // already running (idempotent start)
+  const sp = readPid(serverPid);
+  if (sp && pidAlive(sp) && (!o.netns || (readPid(fwdPid) && pidAlive(readPid(fwdPid) as number))) && (await ready(url, pki))) return handle;
+  await handle.stop({ purge: o.fresh === true });
+
+  const bundle = join(dir, 'apiserver.mjs');
+  await buildApiServerBundle({ outfile: bundle });
+  const crdDir = join(dir, 'crds');
+  rmSync(crdDir, { recursive: true, force: true });
+  mkdirSync(crdDir);
+  const crdFiles = o.crdFiles.map((f) => {
+    const to = join(crdDir, f.split('/').pop() as string);
+    copyFileSync(f, to);
+    return to;
+  });
+  const cfg: ServerConfigFile = {
+    host: o.host,
+    port: o.port,
+    unixSocket: sock,
+    advertiseUrl: innerUrl,
+    tls: { certFile: join(dir, 'pki', 'server.crt'), keyFile: join(dir, 'pki', 'server.key'), caFile },
+    crdFiles,
+    dataFile: join(dir, 'data.json'),
+    pidFile: serverPid,
+    ...(o.hub ? { hub: o.hub } : {}),
+    ...(o.seed ? { seed: o.seed } : {}),
+  };
+  const cfgFile = join(dir, 'server.json');
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2), { mode: 0o600 });
+  const logFile = join(dir, 'server.log');
+  const out = openSync(logFile, 'a');
+  const cmd = o.netns ? 'ip' : process.execPath;
+  const args = o.netns ? ['netns', 'exec', o.netns, process.execPath, bundle, '--config', cfgFile] : [bundle, '--config', cfgFile];
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
+  // `ip netns exec` execs node in place, so this pid is the server's; main.ts also writes it
+  writeFileSync(serverPid, `${child.pid}\n`);
+  child.unref();
+
+  if (o.netns) {
+    const fout = openSync(join(dir, 'forwarder.log'), 'a');
+    const fwd = spawn(process.execPath, ['-e', FORWARDER_JS, o.forwardHost ?? '127.0.0.2', String(o.port), sock], { detached: true, stdio: ['ignore', fout, fout] });
+    closeSync(fout);
+    writeFileSync(fwdPid, `${fwd.pid}\n`);
+    fwd.unref();
+  }
+
+  for (let i = 0; i < 150; i++) {
+    if (await ready(url, pki)) return handle;
+    const pid = readPid(serverPid);
+    if (!pid || !pidAlive(pid)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+  await handle.stop();
+  throw new Error(`lab API server "${o.name}" did not become ready at ${url}; last lines of ${logFile}:\n${tail}`);
+}
+
+/** Start (or find running) the lab hub. Called by `scripts/lab.ts up --hub`. */
+export async function startHub(opts: HubOptions = {}): Promise<Hub> {
+  const port = opts.port ?? 6443;
+  const stateDir = opts.stateDir ?? join(LAB_DIR, 'hub');
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  if (ensureHubNetns()) writeFileSync(join(stateDir, 'created-netns'), `${HUB_NETNS}\n`);
+  const p = await startServerProcess({
+    name: 'lab-hub',
+    netns: HUB_NETNS,
+    host: HUB_ADDRESS,
+    port,
+    forwardHost: opts.forwardHost ?? '127.0.0.2',
+    stateDir,
+    crdFiles: FSM_CRD_FILES,
+    hub: { resyncSeconds: opts.resyncSeconds ?? 5 },
+    fresh: opts.fresh === true,
+  });
+  return {
+    url: p.url,
+    labUrl: p.innerUrl,
+    kubeconfigPath: p.kubeconfigPath,
+    caFile: p.caFile,
+    stateDir,
+    stop: () => stopHub(stateDir),
+  };
+}
+
+/** Stop the hub started with `stateDir` (kill by pid files); removes lab-hub only if the hub created it. */
+export async function stopHub(stateDir: string = join(LAB_DIR, 'hub'), opts: { purge?: boolean } = {}): Promise<void> {
+  for (const f of existsSync(stateDir) ? readdirSync(stateDir) : []) if (f.endsWith('.pid')) await killPidFile(join(stateDir, f));
+  rmSync(join(stateDir, 'apiserver.sock'), { force: true });
+  if (opts.purge) rmSync(join(stateDir, 'data.json'), { force: true });
+  const marker = join(stateDir, 'created-netns');
+  if (existsSync(marker)) {
+    // only when no POP is plugged into the bridge: the lab may have started using our namespace
+    const links = netnsExists(HUB_NETNS) ? run('ip', ['-n', HUB_NETNS, '-o', 'link', 'show']) : '';
+    if (netnsExists(HUB_NETNS) && !/master br0/.test(links)) run('ip', ['netns', 'del', HUB_NETNS]);
+    rmSync(marker, { force: true });
+  }
+}

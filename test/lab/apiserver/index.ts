@@ -4,5 +4,7 @@
 export type * from './types.js';
 export { createApiServer } from './server.js';
 export { ApiError } from './errors.js';
-export { clusterController } from './controllers/cluster.js';
-export { loadKubeconfig, KubeClient } from './kubeclient.js';
+export { clusterController, presetMeshConfig, type ClusterControllerOptions } from './controllers/cluster.js';
+export { skeletonFromSchema } from './schema.js';
+export { applyJsonPatch, applyMergePatch, applyStrategicMergePatch } from './patch.js';
+export { loadKubeconfig, KubeClient, KubeconfigError, KubeRequestError, type KubeconfigTarget } from './kubeclient.js';

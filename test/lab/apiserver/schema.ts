@@ -196,3 +196,49 @@ export function compileCrdSchema(openAPIV3Schema: Schema): CompiledSchema {
   cache.set(key, compiled);
   return compiled;
 }
+
+/**
+ * The smallest object a structural schema accepts: every required field with its default or a zero value
+ * (first enum value, minimum, minItems copies). What fsm-bootstrap-like seeders start from before setting
+ * the fields they care about.
+ */
+export function skeletonFromSchema(s: Schema | undefined): unknown {
+  if (!s) return undefined;
+  if (s.default !== undefined) return JSON.parse(JSON.stringify(s.default));
+  if (Array.isArray(s.enum) && s.enum.length) return s.enum[0];
+  if (s['x-kubernetes-int-or-string'] === true) return 0;
+  switch (s.type) {
+    case 'object': {
+      const out: Record<string, unknown> = {};
+      const props = (s.properties ?? {}) as Record<string, Schema>;
+      for (const k of (s.required as string[] | undefined) ?? []) out[k] = skeletonFromSchema(props[k]) ?? {};
+      return out;
+    }
+    case 'array': {
+      const n = Number(s.minItems ?? 0);
+      return Array.from({ length: n }, () => skeletonFromSchema(s.items as Schema));
+    }
+    case 'integer':
+    case 'number':
+      return typeof s.minimum === 'number' ? s.minimum : 0;
+    case 'boolean':
+      return false;
+    case 'string':
+      return 'x'.repeat(Number(s.minLength ?? 0));
+    default:
+      return undefined;
+  }
+}
+
+/** Fill the required fields missing anywhere in `value` (recursively, where `value` has objects) from the schema. */
+export function completeFromSchema(value: unknown, s: Schema | undefined): unknown {
+  if (!s) return value;
+  if (value === undefined) return skeletonFromSchema(s);
+  if (Array.isArray(value)) return value.map((v) => completeFromSchema(v, s.items as Schema | undefined));
+  if (!value || typeof value !== 'object' || s.type !== 'object') return value;
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  const props = (s.properties ?? {}) as Record<string, Schema>;
+  for (const k of (s.required as string[] | undefined) ?? []) if (out[k] === undefined) out[k] = skeletonFromSchema(props[k]) ?? {};
+  for (const [k, v] of Object.entries(out)) if (props[k]) out[k] = completeFromSchema(v, props[k]);
+  return out;
+}

@@ -6,7 +6,7 @@ import { prepareBuiltin, statusResetOnCreate, validateMeta } from './builtins.js
 import { alreadyExists, ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, clone, deepEqual, isObj } from './patch.js';
 import { apiVersionOf, BUILTIN_RESOURCES, resourcesFromCrd, splitApiVersion } from './resources.js';
-import { compileCrdSchema, type CompiledSchema } from './schema.js';
+import { compileCrdSchema, completeFromSchema, type CompiledSchema } from './schema.js';
 import { fieldMatcher, labelMatcher } from './selectors.js';
 import type { Controller, KubeObject, ListOptions, PatchType, ResourceType, Store, UserInfo, WatchEvent, WriteOptions } from './types.js';
 
@@ -123,6 +123,15 @@ export class ObjectStore implements Store {
       this.schemas.set(k, v?.schema?.openAPIV3Schema ? compileCrdSchema(v.schema.openAPIV3Schema) : undefined);
     }
     return this.schemas.get(k);
+  }
+
+  /** Minimal valid `spec` (and other required top-level fields) of a custom resource, from its CRD schema. */
+  skeleton(apiVersion: string, kind: string, partial: Record<string, unknown> = {}): Record<string, unknown> {
+    const r = this.require(apiVersion, kind);
+    const crd = [...this.objects.values()].find((o) => o.kind === 'CustomResourceDefinition' && o.metadata.name === `${r.plural}.${r.group}`);
+    const v = (crd?.spec as { versions: Array<{ name: string; schema?: { openAPIV3Schema?: Record<string, unknown> } }> } | undefined)?.versions.find((x) => x.name === r.version);
+    const schema = v?.schema?.openAPIV3Schema;
+    return schema ? (completeFromSchema(partial, schema) as Record<string, unknown>) : { ...partial };
   }
 
   private rebuildResources(): void {

@@ -114,6 +114,11 @@ export interface Store {
   delete(apiVersion: string, kind: string, name: string, namespace?: string, opts?: WriteOptions): KubeObject;
   /** Events for one kind (or every kind with `'*'`). Returns an unsubscribe function. */
   watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts?: ListOptions): () => void;
+  /**
+   * `partial` completed with every required field it lacks (defaults or zero values, recursively), from the
+   * CRD schema of a custom resource — e.g. a MeshConfig as fsm-bootstrap would create it.
+   */
+  skeleton(apiVersion: string, kind: string, partial?: Record<string, unknown>): Record<string, unknown>;
   /** Current global resourceVersion. */
   readonly resourceVersion: string;
 }
