@@ -235,7 +235,7 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
   }
 
   const report: SyncReport = { wanted: blobs.size, alreadyPresent: 0, sentBlobs: 0, sentBytes: 0, resentBytes: 0, resumedBlobs: 0, roundTrips: 0, seconds: 0 };
-  const hiSent = new Map<string, number>();
+  const sent = new Map<string, SentRanges>();
   const badCount = new Map<string, number>();
   const failed: Array<{ digest: string; got: string }> = [];
   const pending = new Set(blobs.keys());
@@ -296,8 +296,12 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
       load[i]! += j.blob.size - j.offset + 4096;
     }
 
+    for (const r of sent.values()) {
+      if (r.cur) r.prior.push(r.cur);
+      r.cur = undefined;
+    }
     const landedBefore = progress!.landed;
-    const results = await Promise.allSettled(lanes.map((lane) => runStream(t, lane, { storeDir, fixedChunk, maxWindow, limiter, progress: progress!, hiSent, report, signal: opts.signal })));
+    const results = await Promise.allSettled(lanes.map((lane) => runStream(t, lane, { storeDir, fixedChunk, maxWindow, limiter, progress: progress!, sent, report, signal: opts.signal })));
     let lost = false;
     for (const r of results) {
       if (r.status === 'fulfilled') {
@@ -336,6 +340,12 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
 
 class SkewError extends Error {}
 
+/** Byte ranges of one blob sent in earlier passes (`prior`) and in the current one (`cur`). */
+interface SentRanges {
+  prior: Array<[number, number]>;
+  cur: [number, number] | undefined;
+}
+
 function mib(n: number): string {
   return (n / 1048576).toFixed(1);
 }
@@ -346,7 +356,7 @@ interface StreamCtx {
   maxWindow: { value: number };
   limiter: RateLimiter | undefined;
   progress: Progress;
-  hiSent: Map<string, number>;
+  sent: Map<string, SentRanges>;
   report: SyncReport;
   signal: AbortSignal | undefined;
 }
@@ -493,9 +503,11 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
             const b = Buffer.allocUnsafe(len);
             const { bytesRead } = await fh!.read(b, 0, len, pos);
             if (bytesRead !== len) throw new BlobSyncError(`${blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
-            const hi = c.hiSent.get(blob.hex) ?? 0;
-            if (pos < hi) c.report.resentBytes += Math.min(hi, pos + len) - pos;
-            c.hiSent.set(blob.hex, Math.max(hi, pos + len));
+            // bytes of this blob already sent in an earlier pass of this run count as re-sent
+            const r = c.sent.get(blob.hex) ?? { prior: [], cur: undefined };
+            for (const [lo, hi] of r.prior) c.report.resentBytes += Math.max(0, Math.min(hi, pos + len) - Math.max(lo, pos));
+            r.cur = r.cur ? [Math.min(r.cur[0], pos), Math.max(r.cur[1], pos + len)] : [pos, pos + len];
+            c.sent.set(blob.hex, r);
             c.report.sentBytes += len;
             sent += len;
             pos += len;

@@ -49,7 +49,7 @@ export class SudoError extends Error {
  */
 export function sudoFailure(host: string, user: string, mode: SudoMode, code: number, stderr: string): SudoError | undefined {
   if (mode.kind === 'none' || code === 0) return undefined;
-  const line = stderr.split('\n').find((l) => /^sudo: |^sudo:|: sudo: .*not found|Sorry, try again/.test(l.trim()))?.trim();
+  const line = stderr.split('\n').find((l) => /^sudo:|: sudo: .*not found|Sorry, try again|may not run sudo/.test(l.trim()))?.trim();
   if (!line) return undefined;
   const rule = `${user} ALL=(ALL) NOPASSWD: ALL`;
   const sudoers = `add "${rule}" to /etc/sudoers.d/fsm-edge on ${host} (visudo -f /etc/sudoers.d/fsm-edge)`;
