@@ -2,7 +2,7 @@
 
 import { z } from 'zod';
 import { strictObject } from './fields.js';
-import { API_VERSION, K8sNameSchema, MetadataSchema, SiteSpecDefaultsSchema, SiteSpecSchema } from './site.js';
+import { API_VERSION, K8sNameSchema, MetadataSchema, SiteSpecDefaultsSchema } from './site.js';
 
 export const SiteFileRefSchema = strictObject({
   file: z
@@ -42,7 +42,7 @@ function fleetSchema(inlineSite: typeof InlineSiteSchema | typeof InlineSiteJson
 }
 
 // For editors: an inline site's spec is described as a Site spec; at load time it is checked after merging.
-const InlineSiteJsonSchema = InlineSiteSchema.extend({ spec: SiteSpecSchema.partial() });
+const InlineSiteJsonSchema = InlineSiteSchema.extend({ spec: SiteSpecDefaultsSchema });
 
 export const FleetSchema = fleetSchema(InlineSiteSchema);
 export const FleetJsonSchemaSource = fleetSchema(InlineSiteJsonSchema);

@@ -111,6 +111,10 @@ export function describeIssues(issues: readonly Issue[], data: unknown, prefix: 
       }
       case 'too_big':
       case 'too_small': {
+        if (!/^Too (big|small)/.test(issue.message)) {
+          out.push({ path, message: issue.message, atKey: false });
+          break;
+        }
         const got = Array.isArray(input) ? `${input.length} item(s)` : typeName(input);
         out.push({ path, message: `expected ${describeLimit(issue)}, got ${got}`, atKey: false });
         break;

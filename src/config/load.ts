@@ -1,7 +1,7 @@
 // The loader API the rest of fsm-edge calls: read files, validate every document, expand fleets, and throw a
 // ConfigError listing every problem as file:line:column when anything is wrong.
 
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { globSync } from 'tinyglobby';
 import type { z } from 'zod';
 import { ConfigError, type Diagnostic } from '../cli/output.js';
@@ -22,6 +22,8 @@ export interface SourceLocation {
 }
 
 const sources = new WeakMap<object, SourceLocation>();
+// Where each loaded site's metadata.name is, for duplicate-name messages.
+const nameLocations = new WeakMap<object, { line: number; column: number }>();
 
 /** Where a loaded document (Site, Hub, Fleet, Recipe) was written; for messages that point at the config. */
 export function sourceOf(doc: object): SourceLocation | undefined {
@@ -210,18 +212,25 @@ function endpointKey(site: Site): string {
 }
 
 /** Expands and checks a Fleet document: globs, defaults, every site, duplicate names and endpoints. */
-function expandFleet(fleetDoc: SourceDoc, fleet: Fleet): { sites: Site[]; diagnostics: Diagnostic[] } {
+// Works on the document as written (not the validated Fleet), so a mistake in one place of the fleet does
+// not hide the problems of its sites.
+function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const fleetDir = dirname(resolve(fleetDoc.file));
-  const fleetData = structuredClone(fleetDoc.data) as { spec: { defaults?: unknown; sites: unknown[] } };
-  const defaults = structuredClone(fleetData.spec.defaults ?? {});
+  const spec = isPlainObject(fleetDoc.data.spec) ? fleetDoc.data.spec : {};
+  const entries = Array.isArray(spec.sites) ? spec.sites : [];
+  const defaults = structuredClone(isPlainObject(spec.defaults) ? spec.defaults : {});
   absolutizeSiteSpec(defaults, fleetDir);
   const defaultsOrigin: Origin = { doc: fleetDoc, base: ['spec', 'defaults'] };
 
   const candidates: SiteCandidate[] = [];
-  fleet.spec.sites.forEach((entry, i) => {
+  entries.forEach((entry: unknown, i) => {
+    if (!isPlainObject(entry)) return; // reported by the Fleet schema
     if ('file' in entry) {
-      const matches = globSync(entry.file, { cwd: fleetDir, absolute: true, onlyFiles: true, expandDirectories: false })
+      if (typeof entry.file !== 'string' || entry.file === '') return;
+      // Matched files are named relative to the fleet file's directory as the user gave it (f/fleet.yaml → f/sites/a.yaml).
+      const matches = globSync(entry.file, { cwd: fleetDir, onlyFiles: true, expandDirectories: false })
+        .map((f) => join(dirname(fleetDoc.file), f))
         .filter((f) => resolve(f) !== resolve(fleetDoc.file))
         .sort();
       if (!matches.length) {
@@ -244,7 +253,7 @@ function expandFleet(fleetDoc: SourceDoc, fleet: Fleet): { sites: Site[]; diagno
         }
       }
     } else {
-      const data = structuredClone(fleetData.spec.sites[i]) as Record<string, unknown>;
+      const data = structuredClone(entry);
       absolutizeSiteSpec(data.spec, fleetDir);
       candidates.push({ origin: { doc: fleetDoc, base: ['spec', 'sites', i] }, data });
     }
@@ -257,13 +266,12 @@ function expandFleet(fleetDoc: SourceDoc, fleet: Fleet): { sites: Site[]; diagno
     const merged = { ...data, apiVersion: API_VERSION, kind: 'Site', spec: mergeDefaults(defaults, data.spec ?? {}) };
     const result = SiteSchema.safeParse(merged);
     if (!result.success) {
-      const siteName = isPlainObject(data.metadata) ? String(data.metadata.name) : '?';
       diagnostics.push(
         ...diagnosticsFor(result.error, merged, (path, atKey) => {
           const own = placeIn(origin, path, atKey);
           if (own.exact || path[0] !== 'spec') return stripPlace(own);
           const fromDefaults = placeIn(defaultsOrigin, path.slice(1), atKey);
-          if (fromDefaults.exact) return { ...stripPlace(fromDefaults), path: `${fromDefaults.path} (site ${siteName})` };
+          if (fromDefaults.exact) return stripPlace(fromDefaults);
           return stripPlace(own);
         }),
       );
@@ -279,6 +287,7 @@ function expandFleet(fleetDoc: SourceDoc, fleet: Fleet): { sites: Site[]; diagno
       continue;
     }
     byName.set(site.metadata.name, { ...at, line: nameAt.line, column: nameAt.column });
+    nameLocations.set(site, { line: nameAt.line, column: nameAt.column });
     const key = endpointKey(site);
     const same = byEndpoint.get(key);
     if (same) {
@@ -292,27 +301,16 @@ function expandFleet(fleetDoc: SourceDoc, fleet: Fleet): { sites: Site[]; diagno
   return { sites, diagnostics };
 }
 
-function fleetIn(path: string): { doc: SourceDoc; fleet: Fleet } | { diagnostics: Diagnostic[] } {
-  const src = readConfigSource(path);
-  if (src.diagnostics.length) return { diagnostics: src.diagnostics };
-  const docs = src.docs.filter((d) => d.kind === 'Fleet');
-  if (docs.length !== 1) {
-    return { diagnostics: [{ file: path, line: 1, column: 1, path: 'kind', message: `expected one Fleet document, found ${docs.length}` }] };
-  }
-  const doc = docs[0]!;
-  const { value, diagnostics } = validateDoc(doc);
-  if (!value) return { diagnostics };
-  sources.set(value, locationOf(doc));
-  return { doc, fleet: value as Fleet };
-}
-
 /** The Fleet in `path` with its sites expanded (`{file: glob}` relative to the Fleet file) and defaults merged. */
 export function loadFleet(path: string): LoadedFleet {
-  const found = fleetIn(path);
-  if ('diagnostics' in found) fail(`invalid fleet ${path}`, found.diagnostics);
-  const { sites, diagnostics } = expandFleet(found.doc, found.fleet);
-  if (diagnostics.length) fail(`invalid fleet ${path}`, dedupe(diagnostics));
-  return { fleet: found.fleet, sites };
+  const { documents, diagnostics, sites } = checkConfigFilesDeep([path]);
+  if (diagnostics.length) fail(`invalid fleet ${path}`, diagnostics);
+  const fleets = documents.filter((d) => d.kind === 'Fleet');
+  if (fleets.length !== 1 || documents.some((d) => d.kind === 'Site')) {
+    const message = `expected one Fleet document (and no Site documents beside it), found ${documents.map((d) => d.kind).join(', ')}`;
+    fail(`invalid fleet ${path}`, [{ file: path, line: 1, column: 1, path: 'kind', message }]);
+  }
+  return { fleet: fleets[0]!.value as Fleet, sites };
 }
 
 export interface InstallConfig {
@@ -338,6 +336,8 @@ export function loadSites(paths: readonly string[]): InstallConfig {
 export interface DeepCheckResult extends CheckResult {
   /** Every site: Site documents and the expanded sites of every Fleet. */
   sites: Site[];
+  /** The given paths with a problem in them or in the site files their fleets pull in. */
+  failedInputs: string[];
 }
 
 /** Checks files as `config validate` does: every document, and every Fleet expanded with its site files. */
@@ -345,23 +345,30 @@ export function checkConfigFilesDeep(paths: readonly string[]): DeepCheckResult 
   const documents: LoadedDocument[] = [];
   const diagnostics: Diagnostic[] = [];
   const sites: Site[] = [];
+  const failedInputs: string[] = [];
   for (const path of paths) {
+    const before = diagnostics.length;
     const src = readConfigSource(path);
     diagnostics.push(...src.diagnostics);
     for (const doc of src.docs) {
       const { value, diagnostics: d } = validateDoc(doc);
       diagnostics.push(...d);
+      if (doc.kind === 'Fleet') {
+        const expanded = expandFleet(doc);
+        diagnostics.push(...expanded.diagnostics);
+        sites.push(...expanded.sites);
+      }
       if (!value) continue;
       const source = locationOf(doc);
       sources.set(value, source);
       documents.push({ kind: doc.kind, value, source });
-      if (doc.kind === 'Site') sites.push(value as Site);
-      if (doc.kind === 'Fleet') {
-        const expanded = expandFleet(doc, value as Fleet);
-        diagnostics.push(...expanded.diagnostics);
-        sites.push(...expanded.sites);
+      if (doc.kind === 'Site') {
+        const loc = locate(doc.yaml, doc.lineCounter, ['metadata', 'name']);
+        nameLocations.set(value, { line: loc.line, column: loc.column });
+        sites.push(value as Site);
       }
     }
+    if (diagnostics.length > before) failedInputs.push(path);
   }
   // The same site document reached twice (a Site file given next to the Fleet that globs it) counts once.
   const unique: Site[] = [];
@@ -370,11 +377,13 @@ export function checkConfigFilesDeep(paths: readonly string[]): DeepCheckResult 
     const at = sourceOf(site)!;
     const first = seen.get(site.metadata.name);
     if (!first) {
-      seen.set(site.metadata.name, at);
+      seen.set(site.metadata.name, { ...at, ...nameLocations.get(site) });
       unique.push(site);
-    } else if (resolve(first.file) !== resolve(at.file) || first.line !== at.line) {
-      diagnostics.push({ file: at.file, line: at.line, column: at.column, path: 'metadata.name', document: at.document, message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}` });
+    } else if (resolve(first.file) !== resolve(at.file) || first.document !== at.document) {
+      const nameAt = { ...at, ...nameLocations.get(site) };
+      diagnostics.push({ file: at.file, line: nameAt.line, column: nameAt.column, path: 'metadata.name', document: at.document, message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}` });
+      if (!failedInputs.includes(at.file)) failedInputs.push(at.file);
     }
   }
-  return { documents, diagnostics: dedupe(diagnostics), sites: unique };
+  return { documents, diagnostics: dedupe(diagnostics), sites: unique, failedInputs };
 }

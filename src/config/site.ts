@@ -42,7 +42,7 @@ export const MetadataSchema = strictObject({
 const endpointShape = {
   host: HostSchema,
   port: PortSchema.default(22).meta({ description: 'SSH port' }),
-  user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/, 'expected a login name like `pop` or `root`').max(64).meta({ description: 'Login user' }),
+  user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/, 'expected a login name like `pop` or `root`').max(64).default('root').meta({ description: 'Login user (default root, as k0sctl and k3sup do)' }),
   identityFile: z.string().min(1).optional().meta({ description: 'Private key file (~ allowed); relative to the config file' }),
   agent: z.boolean().optional().meta({ description: 'Use the keys of the running ssh-agent (SSH_AUTH_SOCK)' }),
   passphrase: SecretRefSchema.optional().meta({ description: 'Passphrase of identityFile: {env: NAME} or {file: PATH}' }),

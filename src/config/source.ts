@@ -55,31 +55,34 @@ function positionOfByte(buf: Buffer, index: number): { line: number; column: num
   return { line, column: index - lineStart + 1 };
 }
 
-/** The first byte that makes this not a UTF-8 text file, or -1. */
-function firstNonTextByte(buf: Buffer): number {
-  const nul = buf.indexOf(0);
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(nul >= 0 ? buf.subarray(0, nul) : buf);
-  } catch {
-    // Find the offending byte by decoding growing prefixes in chunks (only for files that are broken anyway).
-    let lo = 0;
-    let hi = nul >= 0 ? nul : buf.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      try {
-        new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, mid + 1), { stream: true });
-        lo = mid + 1;
-      } catch {
-        hi = mid;
-      }
-    }
-    return lo;
+/** Length of the valid UTF-8 sequence starting at `i`, or 0 when the bytes there are not valid UTF-8. */
+function utf8SequenceLength(buf: Buffer, i: number): number {
+  const b = buf[i]!;
+  const cont = (k: number) => i + k < buf.length && (buf[i + k]! & 0xc0) === 0x80;
+  if (b < 0x80) return 1;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xe0 && b <= 0xef) {
+    const b1 = buf[i + 1] ?? 0;
+    if ((b === 0xe0 && b1 < 0xa0) || (b === 0xed && b1 > 0x9f)) return 0; // overlong / surrogate
+    return cont(1) && cont(2) ? 3 : 0;
   }
-  if (nul >= 0) return nul;
-  // Other control characters (besides tab, CR, LF) also mean this is not a YAML text file.
-  for (let i = 0; i < buf.length; i++) {
+  if (b >= 0xf0 && b <= 0xf4) {
+    const b1 = buf[i + 1] ?? 0;
+    if ((b === 0xf0 && b1 < 0x90) || (b === 0xf4 && b1 > 0x8f)) return 0;
+    return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+/** The first byte that makes this not a UTF-8 text file (invalid UTF-8, NUL or another control byte), or -1. */
+function firstNonTextByte(buf: Buffer): number {
+  for (let i = 0; i < buf.length; ) {
     const b = buf[i]!;
     if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return i;
+    if (b === 0x7f) return i;
+    const n = utf8SequenceLength(buf, i);
+    if (n === 0) return i;
+    i += n;
   }
   return -1;
 }

@@ -24,11 +24,11 @@ Exit code 0 when every file is valid, 2 when any problem was found.`,
     )
     .action(function (this: Command, files: string[]) {
       const out = outputFor(this);
-      const { documents, diagnostics, sites } = checkConfigFilesDeep(files);
+      const { documents, diagnostics, sites, failedInputs } = checkConfigFilesDeep(files);
       const valid = diagnostics.length === 0;
       const perFile = files.map((file) => ({
         file,
-        valid: !diagnostics.some((d) => d.file === file),
+        valid: !failedInputs.includes(file),
         documents: documents.filter((d) => d.source.file === file).map((d) => ({ kind: d.kind, name: d.value.metadata.name, line: d.source.line })),
       }));
       out.result({ ok: valid, files: perFile, sites: sites.map((s) => s.metadata.name), diagnostics }, () => {
