@@ -86,8 +86,8 @@ img_path= img_index= img_blobs=
 archive_complete() { # target: every expected blob is an entry of the archive
   list=$stage.list
   tar -tf "$1" > "$list" 2>/dev/null || { rm -f "$list"; return 1; }
-  for b in $img_blobs; do
-    grep -qx "blobs/sha256/${b%:*}" "$list" || { rm -f "$list"; return 1; }
+  for ib in $img_blobs; do
+    grep -qx "blobs/sha256/${ib%:*}" "$list" || { rm -f "$list"; return 1; }
   done
   grep -qx index.json "$list" || { rm -f "$list"; return 1; }
   rm -f "$list"
@@ -105,9 +105,9 @@ flush_image() {
     rm -rf "$stage"
     mkdir -p "$stage/blobs/sha256"
     count=0
-    for b in $img_blobs; do
-      hex=${b%:*}
-      check_blob "$hex" "${b#*:}"
+    for ib in $img_blobs; do
+      hex=${ib%:*}
+      check_blob "$hex" "${ib#*:}"
       # A hard link costs no space when the store and the staging dir share a filesystem.
       ln "$blobdir/$hex" "$stage/blobs/sha256/$hex" 2>/dev/null || cp "$blobdir/$hex" "$stage/blobs/sha256/$hex"
       count=$((count + 1))
@@ -117,7 +117,7 @@ flush_image() {
     mkdir -p "$(dirname "$target")"
     tmp=$(tmp_for "$target")
     (cd "$stage" && tar -cf "$tmp" oci-layout index.json blobs) || die "tar failed writing $tmp"
-    got=$(tar -tf "$tmp" | grep -c '^blobs/sha256/[a-f0-9]*$' || true)
+    got=$(tar -tf "$tmp" | grep -c '^blobs/sha256/[a-f0-9][a-f0-9]*$' || true)
     [ "$got" = "$count" ] || die "archive $tmp holds $got blobs, expected $count"
     mv -f "$tmp" "$target"
     tmp=
@@ -137,18 +137,19 @@ do_prune() { # dir prefix
 }
 
 line_no=0
-while IFS=' ' read -r kind a b c d; do
+# Record fields go to rec_* (sh variables are global: the helpers must not clobber them).
+while IFS=' ' read -r kind rec_1 rec_2 rec_3 rec_4; do
   line_no=$((line_no + 1))
   [ "$line_no" -gt 1 ] || continue
   case $kind in
     '' | '#'*) ;;
-    file) flush_image; do_file "$a" "$b" "$c" "$d" ;;
-    image) flush_image; img_path=$a img_index=$b ;;
+    file) flush_image; do_file "$rec_1" "$rec_2" "$rec_3" "$rec_4" ;;
+    image) flush_image; img_path=$rec_1 img_index=$rec_2 ;;
     blob)
       [ -n "$img_path" ] || die "plan line $line_no: blob outside an image"
-      img_blobs="$img_blobs $a:$b"
+      img_blobs="$img_blobs $rec_1:$rec_2"
       ;;
-    prune) flush_image; do_prune "$a" "$b" ;;
+    prune) flush_image; do_prune "$rec_1" "$rec_2" ;;
     *) die "plan line $line_no: unknown record '$kind'" ;;
   esac
 done < "$plan"
