@@ -49,7 +49,8 @@ export interface InstallContext {
   hub?: Hub;
   /** Directory of the file the Site came from (relative secret/key paths resolve against it). */
   configDir: string;
-  bundle: BundleRef;
+  /** The bundle being installed (absent for `register`, which needs none). */
+  bundle?: BundleRef;
   options: InstallOptions;
   facts?: Facts;
   decisions?: Decisions;
@@ -68,6 +69,11 @@ export const FSM_NAMESPACE_DEFAULT = 'fsm-system';
 
 export function fsmNamespace(ctx: InstallContext): string {
   return ctx.hub?.spec.fsmNamespace ?? FSM_NAMESPACE_DEFAULT;
+}
+
+export function bundleOf(ctx: InstallContext): BundleRef {
+  if (!ctx.bundle) throw new Error('internal: this operation needs a bundle');
+  return ctx.bundle;
 }
 
 export function requireDecisions(ctx: InstallContext): Decisions {

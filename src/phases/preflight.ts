@@ -6,7 +6,7 @@ import type { Host } from '../transport/host.js';
 import { MESH_ARCHES, type BundleArch } from '../config/recipe.js';
 import { archBlobs, sumBytes } from '../bundle/format.js';
 import { PhaseRefusal, type Changes } from './phase.js';
-import type { InstallContext } from './context.js';
+import { bundleOf, type InstallContext } from './context.js';
 import type { Facts } from './facts.js';
 import type { InstallPhase, StepOutcome } from './runner.js';
 import { parseVersion, versionAtLeast } from './render/interception.js';
@@ -135,7 +135,7 @@ export const preflightPhase: InstallPhase<InstallContext> = {
   always: true,
   async apply(ctx: InstallContext, _host: Host, _changes: Changes): Promise<StepOutcome> {
     if (!ctx.facts) throw new Error('internal: facts have not been gathered');
-    const doc = ctx.bundle.doc;
+    const doc = bundleOf(ctx).doc;
     const bundleArches = Object.keys(doc.arches) as BundleArch[];
     const arch = ctx.facts.arch;
     const content = arch ? doc.arches[arch] : undefined;

@@ -19,7 +19,7 @@ export interface StepOutcome extends PhaseOutcome {
 
 export interface InstallPhase<Ctx> extends Phase<Ctx> {
   /** What the result depends on (rendered files, digests, versions); a change re-runs the phase. */
-  inputs?(ctx: Ctx): unknown;
+  inputs?(ctx: Ctx): unknown | Promise<unknown>;
   /** Runs every time (facts, preflight, sync): it feeds later phases, or is as cheap as its own check. */
   readonly always?: boolean;
   apply(ctx: Ctx, host: Host, changes: Changes): Promise<StepOutcome>;
@@ -155,7 +155,7 @@ export async function runPhases<Ctx>(
     const base = { id: phase.id, title: phase.title, changes: [] as string[], warnings: [] as string[], metrics: {} as Record<string, number> };
     let r: PhaseReport;
     try {
-      const digest = phase.inputs ? inputsDigest(phase.inputs(ctx)) : inputsDigest(null);
+      const digest = inputsDigest(phase.inputs ? await phase.inputs(ctx) : null);
       const entry = journal.phases[phase.id];
       const journaled = !phase.always && entry?.inputs === digest;
       if (journaled && (!phase.check || (await phase.check(ctx, host)))) {

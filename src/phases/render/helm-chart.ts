@@ -14,6 +14,8 @@ export function fsmChartFileName(chartVersion: string): string {
 
 export interface HelmChartInput {
   chartVersion: string;
+  /** File name in server/static/charts; default `fsm-<chartVersion>.tgz`. */
+  chartFile?: string;
   targetNamespace: string;
   values: Record<string, unknown>;
   /** Helm `--timeout`, e.g. `600s`. */
@@ -37,7 +39,7 @@ export function buildFsmHelmChart(input: HelmChartInput): HelmChartObject {
       labels: { 'app.kubernetes.io/managed-by': 'fsm-edge' },
     },
     spec: {
-      chart: `https://%{KUBERNETES_API}%/static/charts/${fsmChartFileName(input.chartVersion)}`,
+      chart: `https://%{KUBERNETES_API}%/static/charts/${input.chartFile ?? fsmChartFileName(input.chartVersion)}`,
       targetNamespace: input.targetNamespace,
       createNamespace: true,
       failurePolicy: 'abort',

@@ -1,0 +1,163 @@
+// FSM through k3s's Helm controller: the chart is already in server/static/charts (assembled from the store by
+// the k3s phase); here the values are planned, validated against the chart's own values.schema.json, wrapped
+// in a HelmChart validated against the HelmChart CRD, and written into server/manifests. Then we wait for the
+// helm-install Job and the FSM deployments — and on failure show the Job's reason, not a timeout.
+
+import { createHash } from 'node:crypto';
+import { blobPath } from '../bundle/layout.js';
+import type { Host } from '../transport/host.js';
+import { PopKube } from '../kube/pop.js';
+import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
+import { PhaseRefusal, type Changes } from './phase.js';
+import { fsmNamespace, requireDecisions, type InstallContext, bundleOf } from './context.js';
+import type { InstallPhase, StepOutcome } from './runner.js';
+import { readChartArchive, type ChartMeta } from './render/chart-archive.js';
+import { ImagesMissingError, planFsmValues, validateFsmValues, ValuesSchemaError, type FsmValuesPlan } from './render/fsm-values.js';
+import { buildFsmHelmChart, FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, renderHelmChartManifest } from './render/helm-chart.js';
+import { K3S_MANIFESTS_DIR } from './render/k3s-config.js';
+
+export const FSM_MANIFEST_PATH = `${K3S_MANIFESTS_DIR}/fsm-edge-fsm.yaml`;
+export const HELM_TIMEOUT = '600s';
+
+export interface MeshPlan {
+  chart: ChartMeta;
+  chartFile: string;
+  values: FsmValuesPlan;
+  manifest: string;
+  deployments: string[];
+}
+
+const cache = new WeakMap<InstallContext, MeshPlan>();
+
+/** Everything the mesh phase writes, rendered and validated on the controller. */
+export async function meshPlan(ctx: InstallContext): Promise<MeshPlan> {
+  const hit = cache.get(ctx);
+  if (hit) return hit;
+  const d = requireDecisions(ctx);
+  const chartFile = d.content.files.find((f) => f.role === 'fsm-chart');
+  if (!chartFile) throw new PhaseRefusal('mesh', `the bundle has no FSM chart for ${d.arch}`, 'rebuild the bundle with the mesh features');
+  const chart = await readChartArchive(blobPath(bundleOf(ctx).dir, chartFile.digest));
+  const fsmVersion = bundleOf(ctx).doc.versions.fsm;
+  const joinsHub = Boolean(ctx.site.spec.hub) && ctx.site.spec.mesh.multicluster;
+  let values: FsmValuesPlan;
+  try {
+    values = planFsmValues({
+      fsmVersion,
+      namespace: fsmNamespace(ctx),
+      bundleImages: d.content.images.map((i) => i.ref),
+      interception: d.interception,
+      ingress: ctx.site.spec.mesh.ingress,
+      multicluster: joinsHub,
+      profile: ctx.site.spec.mesh.profile,
+    });
+    if (!chart.schema) throw new PhaseRefusal('mesh', `the FSM chart ${chartFile.name} has no values.schema.json to validate values against`, 'use the upstream FSM chart in the bundle');
+    validateFsmValues(chartFile.name, chart.schema, chart.defaults, values.values);
+  } catch (e) {
+    if (e instanceof ImagesMissingError) throw new PhaseRefusal('mesh', e.message.split('\n')[0]!, 'rebuild the bundle with the features this Site enables, or turn them off in the Site (mesh.ingress, mesh.interception)');
+    if (e instanceof ValuesSchemaError) throw new PhaseRefusal('mesh', e.message, 'this is a bug in fsm-edge’s values for this chart version; report it with the message');
+    throw e;
+  }
+  const hc = buildFsmHelmChart({ chartVersion: chart.version || fsmVersion, chartFile: chartFile.name, targetNamespace: fsmNamespace(ctx), values: values.values, timeout: HELM_TIMEOUT });
+  const ingress = ctx.site.spec.mesh.ingress || joinsHub;
+  const plan: MeshPlan = {
+    chart,
+    chartFile: chartFile.name,
+    values,
+    manifest: renderHelmChartManifest(hc),
+    deployments: ['fsm-bootstrap', 'fsm-controller', 'fsm-injector', ...(ingress ? ['fsm-ingress'] : [])],
+  };
+  cache.set(ctx, plan);
+  return plan;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+async function jobFailureReason(kube: PopKube, jobName: string): Promise<string> {
+  const pods = await kube.core.listNamespacedPod({ namespace: FSM_HELMCHART_NAMESPACE, labelSelector: `job-name=${jobName}` });
+  const msgs = pods.items
+    .map((p) => p.status?.containerStatuses?.[0]?.state)
+    .map((s) => s?.terminated?.message ?? s?.waiting?.message ?? '')
+    .filter(Boolean);
+  return msgs.at(-1) ?? '';
+}
+
+export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
+  ctx.popKube ??= await PopKube.open(host);
+  const kube = ctx.popKube;
+  const jobName = `helm-install-${FSM_HELMCHART_NAME}`;
+  const timeoutMs = ctx.options.meshTimeoutMs;
+  await pollUntil(
+    `the ${jobName} Job`,
+    async () => {
+      const job = await kube.batch.readNamespacedJob({ name: jobName, namespace: FSM_HELMCHART_NAMESPACE });
+      if (previousJobUid && job.metadata?.uid === previousJobUid) return { done: false, state: 'waiting for k3s to start a Job with the new values' };
+      const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === 'True');
+      if (cond('Complete') || (job.status?.succeeded ?? 0) > 0) return { done: true };
+      if (cond('Failed')) {
+        const reason = (await jobFailureReason(kube, jobName)) || cond('Failed')?.message || 'no reason given';
+        throw new FatalWaitError(`the FSM Helm install failed (Job kube-system/${jobName}): ${reason.trim()}\n  fix: correct the cause above, then run the install again (the HelmChart has failurePolicy abort)`);
+      }
+      const last = await jobFailureReason(kube, jobName).catch(() => '');
+      return { done: false, state: `Job running${job.status?.failed ? `, ${job.status.failed} failed attempt(s)` : ''}${last ? `: ${last.split('\n')[0]}` : ''}` };
+    },
+    { timeoutMs, intervalMs: 2000 },
+  );
+  const ns = fsmNamespace(ctx);
+  await pollUntil(
+    `FSM deployments in ${ns} (${plan.deployments.join(', ')})`,
+    async () => {
+      const notReady: string[] = [];
+      for (const name of plan.deployments) {
+        try {
+          const dep = await kube.apps.readNamespacedDeployment({ name, namespace: ns });
+          const want = dep.spec?.replicas ?? 1;
+          if ((dep.status?.availableReplicas ?? 0) < want) notReady.push(`${name} ${dep.status?.availableReplicas ?? 0}/${want}`);
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+          notReady.push(`${name} missing`);
+        }
+      }
+      return { done: notReady.length === 0, state: notReady.join(', ') };
+    },
+    { timeoutMs, intervalMs: 2000 },
+  );
+}
+
+export const meshPhase: InstallPhase<InstallContext> = {
+  id: 'mesh',
+  title: 'deploy FSM',
+  async inputs(ctx) {
+    const p = await meshPlan(ctx);
+    return { bundle: bundleOf(ctx).digest, manifest: sha256(p.manifest) };
+  },
+  async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
+    const plan = await meshPlan(ctx);
+    const current = await host.exec(`sha256sum < ${FSM_MANIFEST_PATH} 2>/dev/null | cut -d' ' -f1`, { sudo: true });
+    const changed = current.stdout.trim() !== sha256(plan.manifest);
+    const warnings = plan.values.warnings;
+    const mode = plan.values.trafficInterceptionMode;
+    if (changes.dryRun) {
+      if (changed) await changes.change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {});
+      return { summary: changed ? `would deploy FSM ${bundleOf(ctx).doc.versions.fsm} (${mode})` : 'FSM HelmChart unchanged', changes: [], warnings };
+    }
+    let previousJobUid: string | undefined;
+    if (changed) {
+      ctx.popKube ??= await PopKube.open(host);
+      previousJobUid = await ctx.popKube.batch
+        .readNamespacedJob({ name: `helm-install-${FSM_HELMCHART_NAME}`, namespace: FSM_HELMCHART_NAMESPACE })
+        .then((j) => j.metadata?.uid)
+        .catch(() => undefined);
+      // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
+      await changes.change(`write HelmChart to ${FSM_MANIFEST_PATH}`, () => host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 }));
+    }
+    const t0 = Date.now();
+    await waitForMesh(ctx, host, plan, previousJobUid);
+    ctx.installed.fsm = bundleOf(ctx).doc.versions.fsm;
+    ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
+    return {
+      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${changed ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
+      changes: changed ? [`wrote ${FSM_MANIFEST_PATH}`] : [],
+      warnings,
+    };
+  },
+};
