@@ -1,0 +1,137 @@
+// The OCI client against real HTTP servers on 127.0.0.1 that speak the distribution API the way Docker Hub does:
+// anonymous pulls need a Bearer token from a separate realm, scoped to the repository.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MissingPlatformError, OciClient, parseImageRef } from '../../src/bundle/oci-client.js';
+
+const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+describe('parseImageRef', () => {
+  it('normalises like Docker', () => {
+    expect(parseImageRef('busybox:1.37')).toEqual({ registry: 'docker.io', repository: 'library/busybox', tag: '1.37', digest: undefined });
+    expect(parseImageRef('flomesh/pipy:1.5.12')).toMatchObject({ registry: 'docker.io', repository: 'flomesh/pipy', tag: '1.5.12' });
+    expect(parseImageRef('127.0.0.1:5000/x/y:1')).toMatchObject({ registry: '127.0.0.1:5000', repository: 'x/y', tag: '1' });
+    expect(parseImageRef(`ghcr.io/a/b@sha256:${'c'.repeat(64)}`)).toMatchObject({ registry: 'ghcr.io', digest: `sha256:${'c'.repeat(64)}` });
+    expect(() => parseImageRef('flomesh/pipy')).toThrow(/no tag or digest/);
+  });
+});
+
+// A registry that answers 401 + Bearer challenge, and a token realm on another port that checks service and scope.
+const layer = Buffer.from('layer bytes '.repeat(1000));
+const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+const manifest = Buffer.from(
+  JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(layer), size: layer.length }],
+  }),
+);
+const index = Buffer.from(
+  JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha('att'), size: 3, platform: { os: 'unknown', architecture: 'unknown' } },
+    ],
+  }),
+);
+let registry: http.Server;
+let auth: http.Server;
+let empty: http.Server;
+const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[] };
+const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+const listen = (s: http.Server) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+
+beforeAll(async () => {
+  auth = http.createServer((req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    seen.tokenRequests.push(`${u.searchParams.get('service')} ${u.searchParams.get('scope')}`);
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ token: `tok-${u.searchParams.get('scope')}` }));
+  });
+  await listen(auth);
+  registry = http.createServer((req, res) => {
+    const m = /^\/v2\/(.+)\/(manifests|blobs)\/(.+)$/.exec(req.url!);
+    const repo = m?.[1];
+    if (req.headers.authorization !== `Bearer tok-repository:${repo}:pull`) {
+      seen.unauthorized++;
+      res.statusCode = 401;
+      res.setHeader('www-authenticate', `Bearer realm="${url(auth)}/token",service="registry.lab",scope="repository:${repo}:pull"`);
+      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      return;
+    }
+    seen.served.push(req.url!);
+    const ref = m![3]!;
+    const send = (b: Buffer, type: string) => {
+      res.setHeader('content-type', type);
+      res.setHeader('docker-content-digest', sha(b));
+      res.end(b);
+    };
+    if (repo === 'flomesh/pipy' && m![2] === 'manifests' && (ref === '1.5.12' || ref === sha(index))) return send(index, 'application/vnd.oci.image.index.v1+json');
+    if (m![2] === 'manifests' && ref === sha(manifest)) return send(manifest, 'application/vnd.oci.image.manifest.v1+json');
+    if (m![2] === 'blobs' && ref === sha(layer)) return send(repo === 'flomesh/bad' ? Buffer.from('tampered') : layer, 'application/octet-stream');
+    if (m![2] === 'blobs' && ref === sha(config)) return send(config, 'application/octet-stream');
+    res.statusCode = 404;
+    res.end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
+  });
+  await listen(registry);
+  empty = http.createServer((_req, res) => {
+    res.statusCode = 404;
+    res.end();
+  });
+  await listen(empty);
+});
+afterAll(() => {
+  registry?.close();
+  auth?.close();
+  empty?.close();
+});
+
+describe('OciClient', () => {
+  const client = () =>
+    new OciClient({ mirrors: { 'docker.io': { endpoints: [url(empty), url(registry)], upstream: false } } });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'oci-client-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('gets a scoped Bearer token on 401, falls through mirrors, and resolves the index to the platform', async () => {
+    const c = client();
+    const name = parseImageRef('flomesh/pipy:1.5.12');
+    const r = await c.resolvePlatform(name, '1.5.12', 'amd64', async () => config);
+    expect(r.resolvedDigest).toBe(sha(index));
+    expect(r.manifest.digest).toBe(sha(manifest));
+    expect(r.platform).toMatchObject({ os: 'linux', architecture: 'amd64' });
+    expect(seen.tokenRequests).toContain('registry.lab repository:flomesh/pipy:pull');
+    // The token is reused: one challenge for the repository, then straight through.
+    const before = seen.unauthorized;
+    await c.fetchBlob(name, sha(layer), layer.length, path.join(tmp, 'layer'));
+    expect(seen.unauthorized).toBe(before);
+    expect(fs.readFileSync(path.join(tmp, 'layer')).equals(layer)).toBe(true);
+  });
+
+  it('names image and platform when the index lacks it (attestation entries are not platforms)', async () => {
+    const err = await client()
+      .resolvePlatform(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12', 'arm64', async () => config)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MissingPlatformError);
+    expect((err as Error).message).toMatch(/^image docker\.io\/flomesh\/pipy:1\.5\.12 has no linux\/arm64 manifest \(it has: linux\/amd64\)/);
+  });
+
+  it('refuses a blob whose bytes do not match its digest and leaves no file', async () => {
+    const dest = path.join(tmp, 'bad');
+    await expect(client().fetchBlob(parseImageRef('flomesh/bad:1'), sha(layer), layer.length, dest)).rejects.toThrow(/size|sha256/);
+    expect(fs.readdirSync(tmp).filter((n) => n.startsWith('bad'))).toEqual([]);
+  });
+
+  it('reports every endpoint it tried when none has the content', async () => {
+    await expect(client().getManifest(parseImageRef('flomesh/none:1'), '1')).rejects.toThrow(
+      new RegExp(`not available from any endpoint — ${url(empty)}: HTTP 404; ${url(registry)}: HTTP 404 MANIFEST_UNKNOWN manifest unknown`),
+    );
+  });
+});
