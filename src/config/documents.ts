@@ -5,7 +5,7 @@ import { strictObject } from './fields.js';
 import { FleetJsonSchemaSource, FleetSchema } from './fleet.js';
 import { HubSchema } from './hub.js';
 import { RecipeSpecSchema } from './recipe.js';
-import { API_VERSION, K8sNameSchema, SiteSchema } from './site.js';
+import { API_VERSION, K8sNameSchema, SiteSchema, SiteSpecDefaultsSchema } from './site.js';
 
 export const RecipeSchema = strictObject({
   apiVersion: z.literal(API_VERSION),
@@ -34,7 +34,15 @@ export type ConfigDocument =
 
 /** JSON Schema (draft-07) for every kind: `oneOf` with `kind` as the discriminator, for yaml-language-server. */
 export function configJsonSchema(): Record<string, unknown> {
-  const union = z.discriminatedUnion('kind', [SiteSchema, FleetJsonSchemaSource, HubSchema, RecipeSchema]);
+  // A Site file may be a Fleet member whose defaults supply ssh, hub.ref, …; so for editors every spec field
+  // is optional (types, enums and unknown keys are still checked). `config validate` checks completeness.
+  const site = strictObject({
+    apiVersion: SiteSchema.shape.apiVersion,
+    kind: SiteSchema.shape.kind,
+    metadata: SiteSchema.shape.metadata,
+    spec: SiteSpecDefaultsSchema,
+  }).meta({ description: `${SiteSchema.meta()?.description ?? 'Site'}. Fields a Fleet's defaults supply may be left out.` });
+  const union = z.discriminatedUnion('kind', [site, FleetJsonSchemaSource, HubSchema, RecipeSchema]);
   const schema = z.toJSONSchema(union, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   return {
     $schema: schema.$schema,
