@@ -4,7 +4,7 @@ export { verifyBundle, VerifyError, type VerifyOptions, type VerifyResult } from
 export { inspectBundle, renderInspect, formatBytes, type InspectReport } from './inspect.js';
 export { diffBundles, type BundleDiff, type ArchDiff } from './diff.js';
 export { exportBundle, importBundle, parseSize, FAT32_MAX_FILE, type ExportResult } from './export.js';
-export { generateKeyPair, loadPrivateKey, loadPublicKey, parseSecretRef, keyId, type SecretRef } from './sign.js';
+export { generateKeyPair, loadPrivateKey, loadPublicKey, parseSecretRef, keyId, SigningKeyError, type SecretRef } from './sign.js';
 export {
   wantedBlobs,
   popAssemblePlan,

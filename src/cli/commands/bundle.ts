@@ -1,8 +1,101 @@
-// `fsm-edge bundle …`: build, verify, inspect and compare signed airgap bundles (issue 5).
+// `fsm-edge bundle …`: build, verify, inspect and compare signed airgap bundles (issue 5). The work is in
+// src/bundle/; this file maps options to calls and results to output.
 
+import fs from 'node:fs';
 import type { Command } from 'commander';
-import { notBuilt } from '../not-built.js';
+import { BUNDLE_ARCHES, type BundleArch, type Mirror } from '../../config/recipe.js';
+import {
+  FAT32_MAX_FILE,
+  RecipeError,
+  SigningKeyError,
+  buildBundle,
+  diffBundles,
+  exportBundle,
+  formatBytes,
+  generateKeyPair,
+  importBundle,
+  inspectBundle,
+  loadPrivateKey,
+  loadPublicKey,
+  parseSecretRef,
+  parseSize,
+  renderInspect,
+  verifyBundle,
+  type BuildEvent,
+} from '../../bundle/index.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
+import { CliError, EXIT_FAILED, EXIT_USAGE, UsageError, outputFor, type Output } from '../output.js';
+
+/** Input problems (recipe, keys, options) exit 2; everything else the operation's failure, exit 1. */
+function asCliError(err: unknown): unknown {
+  if (err instanceof RecipeError) return new CliError(err.message, EXIT_USAGE, 'config', 'fix the recipe, then build again');
+  if (err instanceof SigningKeyError) return new CliError(err.message, EXIT_USAGE, 'key');
+  return err;
+}
+
+async function guarded<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw asCliError(err);
+  }
+}
+
+function parseArches(list: string | undefined): BundleArch[] | undefined {
+  if (!list) return undefined;
+  const arches = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const a of arches)
+    if (!(BUNDLE_ARCHES as readonly string[]).includes(a)) throw new UsageError(`--arch ${a}: use ${BUNDLE_ARCHES.join(', ')}`);
+  return arches as BundleArch[];
+}
+
+function parseMirrors(values: string[]): Record<string, Mirror> | undefined {
+  if (!values.length) return undefined;
+  const out: Record<string, Mirror> = {};
+  for (const v of values) {
+    const m = /^([^=\s]+)=(https?:\/\/[^\s]+?)\/?$/.exec(v);
+    if (!m) throw new UsageError(`--mirror ${v}: use REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000`);
+    (out[m[1]!] ??= { endpoints: [], upstream: false }).endpoints.push(m[2]!);
+  }
+  return out;
+}
+
+/** Progress on stderr: in place on a terminal, a line per 10 % otherwise. Never on stdout. */
+function progressReporter(out: Output): (e: BuildEvent) => void {
+  const tty = out.io.stderr.isTTY === true;
+  let lastDecile = -1;
+  return (e) => {
+    switch (e.type) {
+      case 'file':
+        out.note(`${e.state === 'cached' ? 'cached    ' : 'downloaded'} ${e.label} (${formatBytes(e.size)})`);
+        break;
+      case 'resolved':
+        out.note(`resolved ${e.images} image(s) for ${e.arches.join(', ')}`);
+        break;
+      case 'plan':
+        out.note(e.missingBlobs ? `fetching ${e.missingBlobs} blob(s), ${formatBytes(e.missingBytes)}` : 'every blob is in the cache');
+        break;
+      case 'progress': {
+        if (!e.totalBytes) break;
+        const pct = Math.min(100, Math.floor((e.bytes / e.totalBytes) * 100));
+        if (tty) out.io.stderr.write(`\r  ${pct}% ${formatBytes(e.bytes)} / ${formatBytes(e.totalBytes)}   ${pct === 100 ? '\n' : ''}`);
+        else if (Math.floor(pct / 10) > lastDecile) {
+          lastDecile = Math.floor(pct / 10);
+          out.note(`  ${pct}% ${formatBytes(e.bytes)} / ${formatBytes(e.totalBytes)}`);
+        }
+        break;
+      }
+      case 'written':
+        out.note(`wrote ${e.dir}: ${e.blobs} blobs, ${formatBytes(e.bytes)}`);
+        break;
+    }
+  };
+}
+
+function trustedKeys(files: string[]) {
+  if (!files.length) throw new UsageError('name the public key the bundle must be signed with: --trust-key FILE', 'create one with `fsm-edge bundle keygen`');
+  return files.map(loadPublicKey);
+}
 
 export function register(program: Command): void {
   const bundle = program
@@ -11,50 +104,106 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-A bundle is built on a connected machine, one per architecture, and carried to POPs that have no internet.
-It is content-addressed (every blob named by its sha256) and signed with an ed25519 key.
+A bundle is built on a connected machine and carried to POPs that have no internet. It holds every
+architecture the recipe names (amd64, arm64: k3s + mesh; arm: k3s only), each blob once, as an OCI image
+layout (blobs/sha256/…) plus bundle.json, signed with an ed25519 key.
 
 Examples:
   fsm-edge bundle keygen --out signing.key
-  FSM_EDGE_SIGNING_KEY="$(cat signing.key)" fsm-edge bundle build --arch amd64,arm64 --signing-key env:FSM_EDGE_SIGNING_KEY
-  fsm-edge bundle verify airgap/bundles/fsm-edge-amd64 --trust-key signing.pub`,
+  FSM_EDGE_SIGNING_KEY="$(cat signing.key)" fsm-edge bundle build --signing-key env:FSM_EDGE_SIGNING_KEY
+  fsm-edge bundle verify airgap/bundles/fsm-edge --trust-key signing.key.pub
+  fsm-edge bundle export airgap/bundles/fsm-edge --out /media/usb/fsm-edge.tar --split fat32`,
     );
 
   bundle
     .command('build')
-    .description('build a signed airgap bundle per architecture from a recipe and its lock file')
+    .description('build a signed airgap bundle from a recipe and its lock file')
     .option('--recipe <file>', 'Recipe document (kind: Recipe) naming k3s, the FSM chart and features', 'bundle/recipe.yaml')
-    .option('--lock <file>', 'lock file pinning every artefact by digest; written when missing', 'bundle/recipe.lock.yaml')
-    .option('--out <dir>', 'directory the bundles are written to', 'airgap/bundles')
-    .option('--arch <list>', 'comma-separated architectures: amd64, arm64, arm', 'amd64')
+    .option('--lock <file>', 'lock file pinning every artefact by digest; written when missing (default: beside the recipe, recipe.lock.yaml)')
+    .option('--out <dir>', 'bundle directory (default: airgap/bundles/<recipe name>)')
+    .option('--arch <list>', 'comma-separated architectures (default: every one the recipe names)')
     .option('--signing-key <ref>', 'ed25519 private key as env:NAME or file:PATH (never the key itself)')
     .option('--cache <dir>', 'download cache shared between builds', 'airgap/cache')
+    .option('--mirror <registry=url>', 'pull REGISTRY through URL instead (repeatable; overrides the recipe)', repeatable, [])
+    .option('--frozen', 'fail instead of resolving anything the lock file does not pin')
     .option('--offline', 'use only the cache and the lock file; fail if anything is missing')
     .option('--json', JSON_OPTION_HELP)
-    .action(notBuilt(5));
+    .action(async function (this: Command) {
+      const out = outputFor(this);
+      const o = this.opts<{ recipe: string; lock?: string; out?: string; arch?: string; signingKey?: string; cache: string; mirror: string[]; frozen?: boolean; offline?: boolean }>();
+      if (!o.signingKey)
+        throw new UsageError('a bundle is always signed: pass --signing-key env:NAME or file:PATH', 'create a key pair with `fsm-edge bundle keygen`');
+      const r = await guarded(() =>
+        buildBundle({
+          recipePath: o.recipe,
+          lockPath: o.lock,
+          outDir: o.out,
+          cacheDir: o.cache,
+          arches: parseArches(o.arch),
+          signingKey: loadPrivateKey(parseSecretRef(o.signingKey!), out.io.env),
+          mirrors: parseMirrors(o.mirror),
+          frozen: o.frozen,
+          offline: o.offline,
+          onEvent: progressReporter(out),
+        }),
+      );
+      out.result(
+        { ok: true, dir: r.dir, name: r.doc.name, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
+        () => {
+          out.ok(`bundle ${r.doc.name} → ${r.dir}: ${r.doc.totals.blobs} blobs, ${formatBytes(r.doc.totals.bytes)}`);
+          for (const [a, c] of Object.entries(r.doc.arches)) out.line(`  ${a}: ${formatBytes(c!.totals.bytes)} in ${c!.totals.blobs} blobs (${c!.images.length} images)`);
+          out.line(`  downloaded ${formatBytes(r.stats.downloadedBytes)} in ${r.stats.requests} request(s); lock ${r.lockPath} ${r.lockWritten ? 'updated' : 'unchanged'}`);
+        },
+      );
+    });
 
   bundle
     .command('verify')
-    .description('check a bundle: signature, manifest and the sha256 of every blob')
+    .description('check a bundle: signature, index and the size and sha256 of every blob; names the first bad file')
     .argument('<dir>', 'bundle directory')
     .option('--trust-key <file>', 'public key the signature must verify against (repeatable)', repeatable, [])
+    .option('--arch <list>', 'only the blobs of these architectures (what a POP of that arch receives)')
     .option('--json', JSON_OPTION_HELP)
-    .action(notBuilt(5));
+    .action(async function (this: Command, dir: string) {
+      const out = outputFor(this);
+      const o = this.opts<{ trustKey: string[]; arch?: string }>();
+      const keys = await guarded(() => trustedKeys(o.trustKey));
+      const r = await guarded(() => verifyBundle(dir, { trustedKeys: keys, arches: parseArches(o.arch) }));
+      out.result({ ok: true, ...r }, () => out.ok(`${dir}: signature by ${r.signer}; ${r.blobs} blobs, ${formatBytes(r.bytes)} verified (${r.arches.join(', ')})`));
+    });
 
   bundle
     .command('inspect')
-    .description('show what a bundle contains: k3s, chart, images, features, sizes, signer')
+    .description('show what a bundle contains: versions, per-arch files and images with sizes, signer')
     .argument('<dir>', 'bundle directory')
     .option('--json', JSON_OPTION_HELP)
-    .action(notBuilt(5));
+    .action(async function (this: Command, dir: string) {
+      const out = outputFor(this);
+      const r = await guarded(() => inspectBundle(dir));
+      out.result(r, () => out.line(renderInspect(r)));
+    });
 
   bundle
     .command('diff')
-    .description('compare two bundles: what an upgrade would send (only blobs the POP lacks)')
+    .description('compare two bundles: what an upgrade sends to a POP (only blobs it lacks), per arch, in bytes')
     .argument('<old>', 'bundle directory already on the POPs')
     .argument('<new>', 'bundle directory to roll out')
     .option('--json', JSON_OPTION_HELP)
-    .action(notBuilt(5));
+    .action(async function (this: Command, from: string, to: string) {
+      const out = outputFor(this);
+      const d = await guarded(() => diffBundles(from, to));
+      out.result(d, () => {
+        out.line(`${d.from.name} (k3s ${d.from.versions.k3s}, fsm ${d.from.versions.fsm}) → ${d.to.name} (k3s ${d.to.versions.k3s}, fsm ${d.to.versions.fsm})`);
+        for (const a of d.arches) {
+          out.line(`${a.arch}: send ${formatBytes(a.send.bytes)} in ${a.send.blobs} blobs; reuse ${formatBytes(a.reuse.bytes)}; prunable afterwards ${formatBytes(a.drop.bytes)}`);
+          for (const i of a.images)
+            out.line(`  ${i.change.padEnd(8)} ${i.ref}${i.change === 'removed' ? '' : `  ${i.newLayers.length} new layer(s), ${formatBytes(i.sendBytes)}`}`);
+          for (const f of a.files) out.line(`  ${f.change.padEnd(8)} ${f.name}${f.change === 'removed' ? '' : `  ${formatBytes(f.size)}`}`);
+        }
+        if (d.onlyIn.to.length) out.line(`only in ${d.to.name}: ${d.onlyIn.to.join(', ')} (POPs of these arches have nothing to upgrade from)`);
+        if (d.onlyIn.from.length) out.line(`only in ${d.from.name}: ${d.onlyIn.from.join(', ')} (the new bundle cannot upgrade these POPs)`);
+      });
+    });
 
   bundle
     .command('keygen')
@@ -63,5 +212,59 @@ Examples:
     .option('--public <file>', 'public key file (default: <out>.pub)')
     .option('--force', 'overwrite existing key files')
     .option('--json', 'print one JSON document on stdout (paths and fingerprint, never the key)')
-    .action(notBuilt(5));
+    .action(async function (this: Command) {
+      const out = outputFor(this);
+      const o = this.opts<{ out: string; public?: string; force?: boolean }>();
+      const k = await guarded(() => generateKeyPair(o.out, o.public, o.force));
+      out.result({ ok: true, ...k }, () => {
+        out.ok(`private key ${k.privateKeyFile} (mode 0600 — keep it off the POPs), public key ${k.publicKeyFile}`);
+        out.line(`key id ${k.keyId}`);
+      });
+    });
+
+  bundle
+    .command('export')
+    .description('write a bundle as one .tar, or as parts for FAT32 media, with a sha256sum file')
+    .argument('<dir>', 'bundle directory')
+    .requiredOption('--out <file>', 'the .tar to write (parts become <file>.000, <file>.001, …)')
+    .option('--split <size>', 'split into parts of at most SIZE bytes (e.g. 650M, 2G, or fat32 = 4 GiB - 1)')
+    .option('--json', JSON_OPTION_HELP)
+    .action(async function (this: Command, dir: string) {
+      const out = outputFor(this);
+      const o = this.opts<{ out: string; split?: string }>();
+      let partSize: number | undefined;
+      if (o.split) {
+        try {
+          partSize = o.split.toLowerCase() === 'fat32' ? FAT32_MAX_FILE : parseSize(o.split);
+        } catch (e) {
+          throw new UsageError(`--split: ${(e as Error).message}`);
+        }
+      }
+      const r = await guarded(() => exportBundle(dir, o.out, { partSize }));
+      out.result({ ok: true, ...r }, () => {
+        for (const f of r.files) out.line(`  ${f.path}  ${formatBytes(f.size)}`);
+        out.ok(`exported ${dir} → ${r.files.length} file(s), ${formatBytes(r.bytes)}; checksums in ${r.checksumFile}`);
+      });
+    });
+
+  bundle
+    .command('import')
+    .description('unpack an exported .tar (or its parts) and verify it')
+    .argument('<file>', 'the exported .tar (its parts <file>.000, … are found by name)')
+    .requiredOption('--out <dir>', 'bundle directory to create')
+    .option('--trust-key <file>', 'public key the signature must verify against (repeatable)', repeatable, [])
+    .option('--json', JSON_OPTION_HELP)
+    .action(async function (this: Command, file: string) {
+      const out = outputFor(this);
+      const o = this.opts<{ out: string; trustKey: string[] }>();
+      const keys = await guarded(() => trustedKeys(o.trustKey));
+      const r = await guarded(() => importBundle(file, o.out));
+      try {
+        const v = await verifyBundle(r.dir, { trustedKeys: keys });
+        out.result({ ok: true, dir: r.dir, parts: r.parts, verified: v }, () => out.ok(`imported ${file} (${r.parts} part(s)) → ${r.dir}; signature by ${v.signer}, ${v.blobs} blobs verified`));
+      } catch (e) {
+        fs.rmSync(r.dir, { recursive: true, force: true });
+        throw new CliError(`${(e as Error).message} — the imported copy was removed`, EXIT_FAILED, 'verify');
+      }
+    });
 }
