@@ -11,6 +11,7 @@ import { buildApiServerBundle } from './apiserver/build.js';
 import type { ServerConfigFile } from './apiserver/main.js';
 import { adminKubeconfig, createPki, type LabPki } from './apiserver/pki.js';
 import type { KubeObject } from './apiserver/types.js';
+import { LAB_STATE } from './paths.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(here, '..', '..');
@@ -21,7 +22,6 @@ export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'multicluste
 );
 export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) => join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f));
 
-const LAB_DIR = process.env.FSM_EDGE_LAB_DIR ?? '/run/fsm-edge-lab';
 export const HUB_NETNS = 'lab-hub';
 export const HUB_ADDRESS = '10.99.0.1';
 
@@ -30,7 +30,7 @@ export interface HubOptions {
   port?: number;
   /** Host-namespace address of the forwarder. Default 127.0.0.2. */
   forwardHost?: string;
-  /** State dir (pid files, certs, kubeconfig, data). Default /run/fsm-edge-lab/hub. */
+  /** State dir (pid files, certs, kubeconfig, data). Default `<LAB_STATE>/hub` (/var/lib/fsm-edge-lab/hub). */
   stateDir?: string;
   /** Seconds between Cluster reconciles. Default 5. */
   resyncSeconds?: number;
@@ -67,6 +67,8 @@ export interface ServerProcessOptions {
   fresh?: boolean;
   /** Extra SANs for the serving certificate. */
   sans?: string[];
+  /** Command that runs node (default this process's node), e.g. a Node 18 through its own ld.so. */
+  node?: string[];
 }
 
 export interface ServerProcess {
@@ -222,9 +224,10 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2), { mode: 0o600 });
   const logFile = join(dir, 'server.log');
   const out = openSync(logFile, 'a');
-  const cmd = o.netns ? 'ip' : process.execPath;
-  const args = o.netns ? ['netns', 'exec', o.netns, process.execPath, bundle, '--config', cfgFile] : [bundle, '--config', cfgFile];
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', out, out] });
+  const node = o.node ?? [process.execPath];
+  const argv = [...node, bundle, '--config', cfgFile];
+  const [cmd, ...args] = o.netns ? ['ip', 'netns', 'exec', o.netns, ...argv] : argv;
+  const child = spawn(cmd as string, args, { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   // `ip netns exec` execs node in place, so this pid is the server's; main.ts also writes it
   writeFileSync(serverPid, `${child.pid}\n`);
@@ -252,7 +255,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
 /** Start (or find running) the lab hub. Called by `scripts/lab.ts up --hub`. */
 export async function startHub(opts: HubOptions = {}): Promise<Hub> {
   const port = opts.port ?? 6443;
-  const stateDir = opts.stateDir ?? join(LAB_DIR, 'hub');
+  const stateDir = opts.stateDir ?? join(LAB_STATE, 'hub');
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (ensureHubNetns()) writeFileSync(join(stateDir, 'created-netns'), `${HUB_NETNS}\n`);
   const p = await startServerProcess({
@@ -277,7 +280,7 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
 }
 
 /** Stop the hub started with `stateDir` (kill by pid files); removes lab-hub only if the hub created it. */
-export async function stopHub(stateDir: string = join(LAB_DIR, 'hub'), opts: { purge?: boolean } = {}): Promise<void> {
+export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: { purge?: boolean } = {}): Promise<void> {
   for (const f of existsSync(stateDir) ? readdirSync(stateDir) : []) if (f.endsWith('.pid')) await killPidFile(join(stateDir, f));
   rmSync(join(stateDir, 'apiserver.sock'), { force: true });
   if (opts.purge) rmSync(join(stateDir, 'data.json'), { force: true });

@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     server.store.create(full, { fieldManager: 'lab-seed' });
   }
   if (cfg.pidFile) writeFileSync(cfg.pidFile, `${process.pid}\n`);
-  process.stdout.write(JSON.stringify({ listening: server.url }) + '\n');
+  process.stdout.write(JSON.stringify({ listening: server.url, node: process.version }) + '\n');
   let closing = false;
   const stop = () => {
     if (closing) return;

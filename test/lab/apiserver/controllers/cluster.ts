@@ -135,7 +135,7 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       } catch (e) {
         if (e instanceof KubeRequestError) {
           if (e.status === 401) throw new Error(`the cluster API at ${server} rejected the kubeconfig's credentials (401 Unauthorized) while ${what}`);
-          if (e.status === 403) throw new Error(`the kubeconfig's user is not allowed to ${what} on ${server}: ${e.message}`);
+          if (e.status === 403) throw new Error(`the kubeconfig's user is not allowed to do this (${what}) on ${server}: ${e.message}`);
           throw Object.assign(new Error(`${what} on ${server} failed: ${e.message}`), { status: e.status });
         }
         throw new Error(describeNetError(server, e));
