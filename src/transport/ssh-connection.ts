@@ -194,7 +194,8 @@ function classify(label: string, e: Error & { code?: string; level?: string }): 
   if (e.level === 'client-timeout' || /timed out|timeout/i.test(e.message) || (e.code && RETRYABLE_CODES.has(e.code)) || e.level === 'client-socket') {
     return new ConnectionLostError(`${label}: ${e.message}`, e);
   }
-  if (/handshake|negotiat|algorithm/i.test(e.message)) {
+  // "Connection lost before handshake" is the network (e.g. a forwarder that cannot reach the POP): retryable
+  if (/no matching|negotiat|unsupported algorithm/i.test(e.message)) {
     return new ConnectError(`${label}: SSH handshake failed: ${e.message} (old or minimal sshd? check its KexAlgorithms/HostKeyAlgorithms)`, e);
   }
   return new ConnectionLostError(`${label}: ${e.message}`, e);
