@@ -1,16 +1,95 @@
-// `fsm-edge status`: what is installed on POPs and whether it is healthy (issue 6).
+// `fsm-edge status`: what is installed on POPs and whether they are registered (issue 6). Reads the controller's
+// site records; the registration state is refreshed from the hub when it answers (a registration left pending
+// is often completed by the hub's controller after the install returned).
 
 import type { Command } from 'commander';
-import { notBuilt } from '../not-built.js';
+import { CLUSTER_GROUP, CLUSTER_VERSION, type ClusterResource } from '../../kube/hub.js';
+import { isNotFound, withTimeout } from '../../kube/poll.js';
+import { openHub } from '../../phases/install.js';
+import { stateDir } from '../../state/paths.js';
+import { readSiteRecord, type SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
+import { outputFor } from '../output.js';
+import { selectSites, type SiteSelection } from './install.js';
+
+export interface SiteStatus {
+  name: string;
+  arch: string | null;
+  installed: boolean;
+  versions: { k3s: string | null; fsm: string | null; pipy: string | null };
+  interception: string | null;
+  bundle: string | null;
+  registration: { state: 'managed' | 'pending' | 'failed' | 'none' | 'unknown'; reason?: string; cluster?: string };
+  lastRun: { ok: boolean; operation: string; at: string; failedPhase?: string; error?: string } | null;
+  host: string;
+}
+
+async function hubState(sel: SiteSelection, rec: SiteRecord | undefined): Promise<SiteStatus['registration'] | undefined> {
+  if (!sel.hub || !sel.site.spec.hub || !rec) return undefined;
+  const name = sel.site.metadata.name;
+  try {
+    const hub = openHub(sel.hub, sel.configDir);
+    const c = (await withTimeout(hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name }), 8000, 'hub')) as ClusterResource;
+    const m = c.status?.conditions?.find((x) => x.type === 'Managed');
+    if (m?.status === 'True') return { state: 'managed', cluster: name };
+    if (m?.status === 'False') return { state: 'failed', reason: `${m.reason ?? ''} ${m.message ?? ''}`.trim(), cluster: name };
+    return { state: 'pending', reason: 'the hub has not joined the cluster yet', cluster: name };
+  } catch (e) {
+    if (isNotFound(e)) return { state: 'pending', reason: 'no Cluster on the hub yet; run `fsm-edge register`' };
+    return undefined; // hub unreachable: keep what the record says
+  }
+}
+
+export function siteStatus(sel: SiteSelection, rec: SiteRecord | undefined, live?: SiteStatus['registration']): SiteStatus {
+  return {
+    name: sel.site.metadata.name,
+    arch: rec?.arch ?? null,
+    installed: Boolean(rec?.bundle),
+    versions: { k3s: rec?.versions.k3s ?? null, fsm: rec?.versions.fsm ?? null, pipy: rec?.versions.pipy ?? null },
+    interception: rec?.modes.interception ?? null,
+    bundle: rec?.bundle ? `${rec.bundle.name} ${rec.bundle.digest.slice(0, 19)}` : null,
+    registration: live ?? (rec ? { state: rec.registration.state, ...(rec.registration.reason ? { reason: rec.registration.reason } : {}), ...(rec.registration.cluster ? { cluster: rec.registration.cluster } : {}) } : { state: 'unknown', reason: 'never installed from this controller' }),
+    lastRun: rec?.lastRun
+      ? { ok: rec.lastRun.ok, operation: rec.lastRun.operation, at: rec.lastRun.startedAt, ...(rec.lastRun.failedPhase ? { failedPhase: rec.lastRun.failedPhase } : {}), ...(rec.lastRun.error ? { error: rec.lastRun.error } : {}) }
+      : null,
+    host: `${sel.site.spec.ssh.user}@${sel.site.spec.ssh.host}:${sel.site.spec.ssh.port}`,
+  };
+}
+
+export function renderStatusTable(rows: SiteStatus[]): string {
+  const head = ['SITE', 'ARCH', 'K3S', 'FSM', 'INTERCEPTION', 'REGISTRATION', 'LAST RUN'];
+  const body = rows.map((r) => [
+    r.name,
+    r.arch ?? '-',
+    r.versions.k3s ?? '-',
+    r.versions.fsm ?? '-',
+    r.interception ?? '-',
+    r.registration.state + (r.registration.state !== 'managed' && r.registration.reason ? ` (${r.registration.reason})` : ''),
+    r.lastRun ? `${r.lastRun.operation} ${r.lastRun.ok ? 'ok' : `failed${r.lastRun.failedPhase ? ` in ${r.lastRun.failedPhase}` : ''}`} ${r.lastRun.at.replace('T', ' ').slice(0, 19)}` : '-',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [head, ...body].map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
 
 export function register(program: Command): void {
   program
     .command('status')
     .description('show what is installed on POPs: bundle, k3s, FSM, interception mode, hub registration')
     .argument('<config...>', 'Site or Fleet files')
+    .option('--hub <file>', 'Hub document, when not in the config files')
     .option('--site <name>', 'only these sites of a Fleet (repeatable)', repeatable, [])
     .option('--accept-new-host-key', 'trust and record the host key of a POP seen for the first time (TOFU)')
     .option('--json', JSON_OPTION_HELP)
-    .action(notBuilt(6));
+    .action(async function (this: Command, files: string[], opts: { hub?: string; site: string[] }) {
+      const out = outputFor(this);
+      const root = stateDir(undefined, out.io.env);
+      const sites = selectSites(files, opts);
+      const rows = await Promise.all(
+        sites.map(async (sel) => {
+          const rec = readSiteRecord(root, sel.site.metadata.name);
+          return siteStatus(sel, rec, await hubState(sel, rec));
+        }),
+      );
+      out.result({ ok: true, stateDir: root, sites: rows }, () => out.line(renderStatusTable(rows)));
+    });
 }
