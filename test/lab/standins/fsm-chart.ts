@@ -58,7 +58,7 @@ export function buildFsmChart(outDir: string, version = '1.5.1'): string {
     );
     fs.mkdirSync(outDir, { recursive: true });
     const out = path.join(path.resolve(outDir), `fsm-${version}.tgz`);
-    const tarArgs = ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--format=ustar', '-C', work, '-cf', '-', 'fsm'];
+    const tarArgs = ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--format=ustar', '--mode=u+rw,go+r,go-w', '-C', work, '-cf', '-', 'fsm'];
     const tarBytes = execFileSync('tar', tarArgs, { maxBuffer: 64 << 20 });
     fs.writeFileSync(out, execFileSync('gzip', ['-n', '-9', '-c'], { input: tarBytes, maxBuffer: 64 << 20 }));
     return out;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { normalizeImageRef } from './fsm-images.js';
+import { tarOf } from '../images/synthetic.js';
 
 export interface SyntheticImage {
   /** e.g. `flomesh/fsm-controller:1.5.1` (normalized to docker.io/… in the archive). */
@@ -43,7 +44,7 @@ export function writeOciArchive(outFile: string, images: SyntheticImage[], opts:
       const name = normalizeImageRef(img.ref);
       const manifests = img.archs.map((arch) => {
         const content = Buffer.concat([Buffer.from(`${name} for linux/${arch} (fsm-edge lab synthetic image)\n`), Buffer.alloc(img.padBytes ?? 0)]);
-        const layerTar = tarOneFile('image.txt', content);
+        const layerTar = tarOf({ 'image.txt': content });
         const layerGz = zlib.gzipSync(layerTar, { level: 1 });
         const layer = put(layerGz, arch);
         const config = put(
@@ -84,24 +85,4 @@ export function writeOciArchive(outFile: string, images: SyntheticImage[], opts:
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
-}
-
-/** A ustar archive with one regular file (mode 0644, mtime 0). */
-function tarOneFile(name: string, content: Buffer): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0);
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(content.length.toString(8).padStart(11, '0') + '\0', 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write('0', 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([h, content, pad, Buffer.alloc(1024)]);
 }

@@ -1,5 +1,6 @@
 // Reading a Helm chart archive (.tgz) without dependencies: gunzip + a minimal ustar/pax reader.
 import zlib from 'node:zlib';
+import { tarOf } from '../../images/synthetic.js';
 
 export interface ChartFiles {
   /** Chart directory name inside the archive (`fsm`). */
@@ -51,25 +52,5 @@ export function readChartArchive(tgz: Buffer): ChartFiles {
 
 /** Writes a minimal chart .tgz (ustar, mtime 0) from `files` (paths relative to the chart dir `top`). */
 export function writeChartArchive(top: string, files: Record<string, string>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const [rel, text] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) {
-    const body = Buffer.from(text);
-    const h = Buffer.alloc(512);
-    h.write(`${top}/${rel}`, 0);
-    h.write('0000644\0', 100);
-    h.write('0000000\0', 108);
-    h.write('0000000\0', 116);
-    h.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
-    h.write('00000000000\0', 136);
-    h.write('        ', 148);
-    h.write('0', 156);
-    h.write('ustar\0', 257);
-    h.write('00', 263);
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-    blocks.push(h, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return zlib.gzipSync(Buffer.concat(blocks), { level: 9 });
+  return zlib.gzipSync(tarOf(Object.fromEntries(Object.entries(files).map(([rel, text]) => [`${top}/${rel}`, text]))), { level: 9 });
 }

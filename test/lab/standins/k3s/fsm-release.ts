@@ -166,7 +166,8 @@ function bootstrap(ctx: ControllerContext) {
   for (const d of store.list('apps/v1', 'Deployment', { labelSelector: 'app=fsm-bootstrap' })) {
     const ns = d.metadata.namespace!;
     const available = ((d.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True');
-    if (!available || store.get('config.flomesh.io/v1alpha3', 'MeshConfig', 'fsm-mesh-config', ns)) continue;
+    if (!available) continue;
+    if (store.resourceFor('config.flomesh.io/v1alpha3', 'MeshConfig') && store.get('config.flomesh.io/v1alpha3', 'MeshConfig', 'fsm-mesh-config', ns)) continue;
     for (const [file, text] of Object.entries(EMBEDDED_CRDS)) {
       if (!/flomesh\.io_/.test(file)) continue;
       for (const doc of YAML.parseAllDocuments(text)) {

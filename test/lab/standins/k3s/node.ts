@@ -35,7 +35,15 @@ export function nodeController(agent: AgentState, opts: NodeOptions): Controller
           log.error(`node ${agent.nodeName}: ${(e as Error).message}`);
         }
       };
-      timer = setInterval(() => void tick(), 10_000);
+      // the kubelet registers as soon as the agent is up, then posts status every 10 s
+      let last = 0;
+      timer = setInterval(() => {
+        const registered = ctx.store.get('v1', 'Node', agent.nodeName) !== undefined;
+        if (!registered || Date.now() - last >= 10_000) {
+          last = Date.now();
+          void tick();
+        }
+      }, 1000);
       void tick();
     },
     stop() {
