@@ -82,7 +82,11 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
     stderr: io?.stderr ?? process.stderr,
     env: io?.env ?? process.env,
   };
-  const program = buildProgram(fullIO);
+  return run(buildProgram(fullIO), argv, fullIO);
+}
+
+/** Parses and runs `argv` on a built program; every outcome becomes an exit code (tests add commands to `program`). */
+export async function run(program: Command, argv: string[], fullIO: CliIO): Promise<number> {
   try {
     await program.parseAsync(argv, { from: 'node' });
     return activeOutput(program)?.exitCode ?? EXIT_OK;

@@ -23,7 +23,7 @@ async function schema(): Promise<Record<string, unknown>> {
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
-describe('examples', () => {
+describe('examples', { timeout: 120_000 }, () => {
   it('cover every kind', () => {
     const kinds = new Set(exampleFiles.flatMap((f) => docsOf(f).map((d) => d.kind)));
     expect([...kinds].sort()).toEqual(['Fleet', 'Hub', 'Recipe', 'Site']);

@@ -446,7 +446,8 @@ describe('config validate rejects malformed input with a location', () => {
     }
   });
 
-  it.each(cases.filter((c) => c.bin).map((c) => [c.name, c] as const))('real binary: %s', (_name, c) => {
+  // Spawning node is slow on a loaded 2-core machine; these are correctness checks, not timings.
+  it.each(cases.filter((c) => c.bin).map((c) => [c.name, c] as const))('real binary: %s', { timeout: 120_000 }, (_name, c) => {
     const dir = materialise(c);
     const args = c.args ?? [Object.keys(c.files)[0]!];
     const r = runBin(['config', 'validate', ...args], { cwd: dir });
