@@ -155,6 +155,7 @@ export async function popUp(opts: PopOptions = {}): Promise<PopInfo> {
         run('ssh-keygen', ['-q', '-t', t, '-N', '', '-C', `pop${n}`, '-f', path.join(dir, 'ssh', `ssh_host_${t}_key`)]),
       ),
     );
+    await removeNetns(popNetns(n)); // left by a crashed run: the slot was free, so nothing owns it
     await plugIn(n, dir, wire);
     const launch = path.join(LAB_SRC, 'pop-launch.sh');
     const argv = systemd
@@ -297,6 +298,24 @@ function mountsUnder(dir: string): string[] {
 }
 
 /**
+ * Kills whatever still runs in a netns and deletes it. The netns file stays busy while any mount namespace
+ * (a dying POP's) still has it bind-mounted, so this waits for the processes to be gone and retries.
+ */
+export async function removeNetns(ns: string): Promise<void> {
+  if (!netnsExists(ns)) return;
+  await waitFor(`processes in netns ${ns} to exit`, async () => {
+    const { stdout } = await run('ip', ['netns', 'pids', ns], { allowFail: true });
+    const pids = stdout.split('\n').filter(Boolean).map(Number).filter(pidAlive);
+    for (const p of pids) signalPid(p, 'SIGKILL');
+    return pids.length === 0;
+  }, 10000, 25);
+  await waitFor(`netns ${ns} to be deleted`, async () => {
+    await run('ip', ['netns', 'del', ns], { allowFail: true });
+    return !netnsExists(ns);
+  }, 10000, 50);
+}
+
+/**
  * Stops a POP and removes everything it had: processes (systemd POPs get a clean poweroff first), forwarder,
  * wire, netns, hub port, ARP entry, cgroups, directory, index. Safe on a half-made or already-gone POP.
  */
@@ -308,24 +327,13 @@ export async function popDown(pop: PopInfo | string): Promise<void> {
   if (top !== undefined && cgroupDirs(n).length) {
     // systemd POP: SIGTERM to nspawn powers the container off cleanly (its units stop, k3s-like daemons exit)
     for (const c of childrenOf(top)) signalPid(c, 'SIGTERM');
-    const deadline = Date.now() + 8000;
+    // an emulated (arm64) systemd does not finish its poweroff under qemu-user: give it little time
+    const rec = fs.existsSync(path.join(popDir(n), 'pop.json')) ? readPopRecord(`pop${n}`) : undefined;
+    const deadline = Date.now() + (rec?.arch === 'arm64' ? 1500 : 8000);
     while (pidAlive(top) && Date.now() < deadline) await sleep(50);
   }
   await stopDaemon(`pop${n}`, { signal: 'SIGKILL' });
   await stopDaemon(`wire-pop${n}`);
-  for (const d of cgroupDirs(n)) killCgroupTree(d);
-  if (netnsExists(ns)) {
-    const { stdout } = await run('ip', ['netns', 'pids', ns], { allowFail: true });
-    for (const p of stdout.split('\n').filter(Boolean)) signalPid(Number(p), 'SIGKILL');
-    await run('ip', ['netns', 'del', ns], { allowFail: true });
-  }
-  if (netnsExists(HUB_NETNS)) {
-    await run('ip', ['-n', HUB_NETNS, 'link', 'del', hubPort(n)], { allowFail: true });
-    await run('ip', ['-n', HUB_NETNS, 'neigh', 'flush', 'to', popAddress(n)], { allowFail: true });
-    // the hub side of shapeLink's loss rule (the POP side died with its netns)
-    await run('ip', ['netns', 'exec', HUB_NETNS, 'sh', '-c',
-      `iptables -D INPUT -s ${popAddress(n)} -j ${lossChain(n)}; iptables -F ${lossChain(n)}; iptables -X ${lossChain(n)}`], { allowFail: true });
-  }
   for (const d of cgroupDirs(n)) {
     await waitFor(`cgroup ${d} to empty`, () => {
       try {
@@ -336,6 +344,14 @@ export async function popDown(pop: PopInfo | string): Promise<void> {
         return false;
       }
     }, 5000, 50).catch(() => {});
+  }
+  await removeNetns(ns);
+  if (netnsExists(HUB_NETNS)) {
+    await run('ip', ['-n', HUB_NETNS, 'link', 'del', hubPort(n)], { allowFail: true });
+    await run('ip', ['-n', HUB_NETNS, 'neigh', 'flush', 'to', popAddress(n)], { allowFail: true });
+    // the hub side of shapeLink's loss rule (the POP side died with its netns)
+    await run('ip', ['netns', 'exec', HUB_NETNS, 'sh', '-c',
+      `iptables -w -D INPUT -s ${popAddress(n)} -j ${lossChain(n)}; iptables -w -F ${lossChain(n)}; iptables -w -X ${lossChain(n)}`], { allowFail: true });
   }
   const dir = popDir(n);
   const stuck = mountsUnder(dir);

@@ -71,7 +71,11 @@ export async function ensureRootfsTree(arch: LabArch, log: (line: string) => voi
      rm -rf "$2.part" "$2"; mkdir -p "$2.part"
      tar -C "$2.part" --numeric-owner --xattrs --xattrs-include='*' --zstd -xf "$1"
      touch "$2.part/.lab-complete"; mv "$2.part" "$2"
-     for t in "$3"/rootfs-"$4"-*.tree; do [ "$t" = "$2" ] || rm -rf "$t"; done`,
+     # a superseded tree may still be the overlay lower of a running POP (in any mount namespace): keep it then
+     for t in "$3"/rootfs-"$4"-*.tree; do
+       [ "$t" = "$2" ] && continue
+       grep -qsF "$t" /proc/[0-9]*/mountinfo || rm -rf "$t"
+     done`,
     'sh', rootfs, tree, LAB_CACHE, arch,
   ]);
   return tree;

@@ -30,3 +30,13 @@ done
 rm -f "$R"/etc/systemd/system/multi-user.target.wants/containerd.service
 # Mount points the launcher binds per-POP storage on (containerd cannot use overlayfs on an overlay root).
 mkdir -p "$R/var/lib/rancher" "$R/var/lib/containerd"
+# Under qemu-user (a foreign-arch root), systemd 252 cannot set up unit credentials ("Failed at step
+# CREDENTIALS … Invalid argument"), so every unit with LoadCredential= fails and the POP boots "degraded".
+# Nothing passes credentials to a lab POP: drop them there.
+if [ "$(chroot "$R" dpkg --print-architecture)" != "$(dpkg --print-architecture)" ]; then
+  for u in $(grep -l '^LoadCredential=' "$R"/lib/systemd/system/*.service); do
+    mkdir -p "$R/etc/systemd/system/$(basename "$u").d"
+    printf '# lab: qemu-user cannot set up credentials (see rootfs-prep.sh)\n[Service]\nLoadCredential=\n' \
+      > "$R/etc/systemd/system/$(basename "$u").d/lab-no-credentials.conf"
+  done
+fi
