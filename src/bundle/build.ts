@@ -264,7 +264,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   };
   const saveManifest = (digest: string, body: Buffer) => writeFileAtomic(blobPath(cache, digest), body);
 
-  const resolved: BundleImage[] = [];
+  const resolved: Array<BundleImage & { arch: BundleArch }> = [];
   await Promise.all(
     [...wants.values()].flatMap((w) =>
       [...w.arches].map((arch) =>
@@ -273,12 +273,10 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
           const pin = entry?.platforms[arch];
           let manifest: Descriptor & { body: Buffer };
           let resolvedDigest: string;
-          let platform: BundleImage['platform'];
           if (pin) {
             const body = manifestFromCache(pin.digest, pin.size) ?? (await fetchManifest(w.name, pin.digest));
             manifest = { mediaType: pin.mediaType, digest: pin.digest, size: pin.size, body };
             resolvedDigest = entry.digest;
-            platform = { os: 'linux', architecture: arch === 'arm' ? 'arm' : arch };
           } else {
             if (frozen) throw new BuildError(`image ${w.ref} (${arch}) is not pinned in ${lockPath}; run the build without --frozen/--offline to resolve it`);
             const r = await client.resolvePlatform(w.name, entry?.digest ?? w.name.tag!, arch, async (digest, size) => {
@@ -287,7 +285,6 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
             });
             manifest = { mediaType: r.manifest.mediaType, digest: r.manifest.digest, size: r.manifest.size, body: r.manifest.body };
             resolvedDigest = r.resolvedDigest;
-            platform = r.platform;
             const e = (lock.images[w.ref] ??= { digest: r.resolvedDigest, platforms: {} });
             e.digest = r.resolvedDigest;
             e.platforms[arch] = { digest: manifest.digest, size: manifest.size, mediaType: manifest.mediaType };
@@ -295,10 +292,14 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
           saveManifest(manifest.digest, manifest.body);
           const m = JSON.parse(manifest.body.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] };
           if (!m.config || !Array.isArray(m.layers)) throw new BuildError(`image ${w.ref} (${arch}): manifest ${manifest.digest} has no config/layers`);
-          if (pin) platform = await platformOf(w, m.config, arch);
+          // From the image config in both paths, so a fresh resolve and a locked rebuild write the same bundle.json.
+          const platform = await platformOf(w, m.config, arch);
+          if (platform.architecture !== arch || platform.os !== 'linux')
+            throw new BuildError(`image ${w.ref}: the manifest ${manifest.digest} chosen for linux/${arch} is for ${platform.os}/${platform.architecture}; delete its lock entry to resolve it again`);
           const layers = m.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
           const config = { mediaType: m.config.mediaType, digest: m.config.digest, size: m.config.size };
           resolved.push({
+            arch,
             ref: w.ref,
             group: w.group,
             features: FEATURES.filter((f) => w.features.has(f)),
@@ -340,10 +341,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
 
   // ---- the bundle ----
   const byArch = new Map<BundleArch, BundleImage[]>();
-  for (const img of resolved) {
-    const arch = archOfPlatform(img.platform.architecture);
-    (byArch.get(arch) ?? byArch.set(arch, []).get(arch)!).push(img);
-  }
+  for (const { arch, ...img } of resolved) (byArch.get(arch) ?? byArch.set(arch, []).get(arch)!).push(img);
   const archesDoc: Partial<Record<BundleArch, ArchContent>> = {};
   const everything = new Map<string, number>();
   for (const arch of [...arches].sort()) {
@@ -441,11 +439,6 @@ function archUrls(spec: RecipeSpec, arch: BundleArch, relUrl: (n: string) => str
   const out = [relUrl(k3sChecksumName(arch)), relUrl(k3sBinaryName(arch))];
   if (spec.k3s.systemImages === 'archive') out.push(relUrl(k3sAirgapArchiveName(arch, spec.k3s.archiveFormat)));
   return out;
-}
-
-function archOfPlatform(architecture: string): BundleArch {
-  if (architecture === 'amd64' || architecture === 'arm64' || architecture === 'arm') return architecture;
-  throw new BuildError(`unexpected image architecture ${architecture}`);
 }
 
 function chartVersion(spec: RecipeSpec): string {

@@ -126,6 +126,27 @@ describe('bundle build (lab registry + file server)', () => {
     );
   });
 
+  it('builds 32-bit arm with k3s only, from arm/v7 manifests', async () => {
+    const v = 'v1.36.0+k3s1';
+    const armImages = ['docker.io/rancher/mirrored-pause:3.10.1'];
+    publishRelease(src.files, { arches: ['amd64'], k3sImages: armImages, version: v });
+    // k3s publishes sha256sum-arm.txt for k3s-armhf; the fixture only knows amd64/arm64 names, so add arm by hand.
+    const rel = path.join(src.files.root, 'k3s', v);
+    fs.writeFileSync(path.join(rel, 'k3s-armhf'), 'armhf binary');
+    fs.writeFileSync(path.join(rel, 'sha256sum-arm.txt'), `${sha(Buffer.from('armhf binary')).slice(7)}  k3s-armhf\n`);
+    const { repo, tag } = repoPathOf(armImages[0]!);
+    const v7 = imageOf('arm', [layerOf({ 'standin.txt': 'arm v7' })], 'v7');
+    await pushImage(src.registry.url, repo, tag, [imageOf('amd64', [layerOf({ 'standin.txt': 'amd64' })]), v7]);
+    const file = writeRecipe(src, path.join(src.tmp, 'arm', 'recipe.yaml'), { name: 'arm', arches: { arm: [] }, features: MESH, version: v });
+    const r = await buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'arm'), signingKey: keys.privateKey });
+    expect(Object.keys(r.doc.arches)).toEqual(['arm']);
+    expect(r.doc.arches.arm!.features).toEqual([]);
+    expect(r.doc.arches.arm!.files.map((f) => f.name).sort()).toEqual(['assemble.sh', 'install.sh', 'k3s-armhf', 'k3s-images.txt', 'sha256sum-arm.txt']);
+    expect(r.doc.arches.arm!.images.map((i) => [i.ref, i.manifest.digest, i.platform])).toEqual([
+      [armImages[0], v7.manifest.digest, { os: 'linux', architecture: 'arm', variant: 'v7' }],
+    ]);
+  });
+
   describe('verify names the first bad file', () => {
     const copy = (name: string) => {
       const d = path.join(src.tmp, 'tamper', name);
