@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiFailure } from './apiserver/client-errors.js';
 import { FSM_CRD_FILES, startHub, startServerProcess, type Hub, type ServerProcess } from './hub.js';
 
 const MC = 'multicluster.flomesh.io/v1alpha1';
@@ -56,16 +57,6 @@ async function managed(name: string, pred: (c: Condition) => boolean): Promise<C
   throw new Error(`Cluster ${name}: Managed condition never matched; last: ${JSON.stringify(last)}`);
 }
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; body: { message?: string; details?: { causes?: Array<{ field?: string; reason?: string }> } } }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; body?: unknown };
-    if (typeof err.code !== 'number') throw e;
-    return { code: err.code, body: typeof err.body === 'string' ? JSON.parse(err.body) : (err.body as object) };
-  }
-  throw new Error('expected the request to fail');
-}
 
 function tokenKubeconfig(server: string, caPem: string, token: string): string {
   return [
@@ -148,13 +139,13 @@ describe('lab hub: FSM multicluster join', () => {
   });
 
   it('refuses a Cluster that violates the real CRD schema with 422 and causes, accepts a valid one', async () => {
-    const bad = await failure(hubObjects.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'broken' }, spec: { gatewayHost: '10.99.0.12', gatewayPort: 99999, kubeconfig: 'x' } } as k8s.KubernetesObject));
+    const bad = await apiFailure(hubObjects.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'broken' }, spec: { gatewayHost: '10.99.0.12', gatewayPort: 99999, kubeconfig: 'x' } } as k8s.KubernetesObject));
     expect(bad.code).toBe(422);
     expect(bad.body.details?.causes).toEqual([
       { reason: 'FieldValueRequired', message: 'Required value', field: 'spec.fsmNamespace' },
       { reason: 'FieldValueInvalid', message: 'Invalid value: 99999: spec.gatewayPort in body should be less than or equal to 65535', field: 'spec.gatewayPort' },
     ]);
-    const loop = await failure(hubObjects.create(clusterDoc('loopback-gw', popKubeconfigForHub, { gatewayHost: '127.0.0.1' })));
+    const loop = await apiFailure(hubObjects.create(clusterDoc('loopback-gw', popKubeconfigForHub, { gatewayHost: '127.0.0.1' })));
     expect(loop.code).toBe(400);
     expect(loop.body.message).toContain('loopback');
     const ok = await hubObjects.create(clusterDoc('pop1', popKubeconfigForHub));
@@ -266,7 +257,7 @@ describe.skipIf(!tree)('lab API server bundle on Node 18', () => {
       kc.loadFromFile(srv.kubeconfigPath);
       expect((await kc.makeApiClient(k8s.VersionApi).getCode()).gitVersion).toMatch(/k3s/);
       const objs = k8s.KubernetesObjectApi.makeApiClient(kc);
-      const bad = await failure(objs.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'x' }, spec: {} } as k8s.KubernetesObject));
+      const bad = await apiFailure(objs.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'x' }, spec: {} } as k8s.KubernetesObject));
       expect(bad.code).toBe(422);
       const ok = await objs.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, stringData: { a: 'b' } } as k8s.KubernetesObject);
       expect((ok as { data: Record<string, string> }).data).toEqual({ a: 'Yg==' });

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiFailure } from './client-errors.js';
 import { adminKubeconfig, createPki, type LabPki } from './pki.js';
 import { createApiServer } from './server.js';
 import type { ApiServer } from './types.js';
@@ -21,16 +22,6 @@ let kc: k8s.KubeConfig;
 let core: k8s.CoreV1Api;
 let objects: k8s.KubernetesObjectApi;
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; body: { reason?: string; message?: string; details?: { causes?: Array<{ field?: string }> } } }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { code?: number; body?: unknown };
-    if (typeof err.code !== 'number') throw e;
-    return { code: err.code, body: typeof err.body === 'string' ? JSON.parse(err.body) : (err.body as object) };
-  }
-  throw new Error('expected the request to fail');
-}
 
 function tokenConfig(token: string): k8s.KubeConfig {
   const c = new k8s.KubeConfig();
@@ -89,16 +80,16 @@ describe('lab API server with @kubernetes/client-node', () => {
   });
 
   it('answers with real Status errors: 404, 409 AlreadyExists, 409 Conflict, 422 with causes', async () => {
-    const nf = await failure(core.readNamespacedSecret({ name: 'missing', namespace: 'default' }));
+    const nf = await apiFailure(core.readNamespacedSecret({ name: 'missing', namespace: 'default' }));
     expect([nf.code, nf.body.reason, nf.body.message]).toEqual([404, 'NotFound', 'secrets "missing" not found']);
     await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dup' }, stringData: { a: 'b' } } });
-    const dup = await failure(core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dup' } } }));
+    const dup = await apiFailure(core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dup' } } }));
     expect([dup.code, dup.body.reason]).toEqual([409, 'AlreadyExists']);
     const cur = await core.readNamespacedSecret({ name: 'dup', namespace: 'default' });
     await core.replaceNamespacedSecret({ name: 'dup', namespace: 'default', body: { ...cur, stringData: { a: 'c' } } });
-    const stale = await failure(core.replaceNamespacedSecret({ name: 'dup', namespace: 'default', body: { ...cur, stringData: { a: 'd' } } }));
+    const stale = await apiFailure(core.replaceNamespacedSecret({ name: 'dup', namespace: 'default', body: { ...cur, stringData: { a: 'd' } } }));
     expect([stale.code, stale.body.reason]).toEqual([409, 'Conflict']);
-    const bad = await failure(objects.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'bad' }, spec: { gatewayPort: 0 } } as k8s.KubernetesObject));
+    const bad = await apiFailure(objects.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'bad' }, spec: { gatewayPort: 0 } } as k8s.KubernetesObject));
     expect(bad.code).toBe(422);
     expect(bad.body.details?.causes?.map((c) => c.field)).toEqual(['spec.fsmNamespace', 'spec.gatewayPort']);
   });
@@ -114,7 +105,7 @@ describe('lab API server with @kubernetes/client-node', () => {
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const jp = (await custom.patchClusterCustomObject({ group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters', name: 'pop-a', body: [{ op: 'replace', path: '/spec/group', value: 'retail' }] })) as { spec: { group: string } };
     expect(jp.spec.group).toBe('retail');
-    const smp = await failure(objects.patch({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop-a' }, spec: { zone: 'x' } } as k8s.KubernetesObject));
+    const smp = await apiFailure(objects.patch({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop-a' }, spec: { zone: 'x' } } as k8s.KubernetesObject));
     expect(smp.code).toBe(415);
     const status = await custom.patchClusterCustomObjectStatus(
       { group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters', name: 'pop-a', body: { status: { conditions: [{ type: 'Managed', status: 'True', reason: 'Success', message: 'm', lastTransitionTime: '2026-11-25T00:00:00Z' }] } } },
@@ -146,22 +137,22 @@ describe('lab API server with @kubernetes/client-node', () => {
     expect(Buffer.from(sec.data?.namespace as string, 'base64').toString()).toBe('hubaccess');
     const token = Buffer.from(sec.data?.token as string, 'base64').toString();
     const asSa = tokenConfig(token).makeApiClient(k8s.AppsV1Api);
-    const denied = await failure(asSa.listNamespacedDeployment({ namespace: 'hubaccess' }));
+    const denied = await apiFailure(asSa.listNamespacedDeployment({ namespace: 'hubaccess' }));
     expect(denied.code).toBe(403);
     expect(denied.body.message).toBe('deployments.apps is forbidden: User "system:serviceaccount:hubaccess:fsm-hub" cannot list resource "deployments" in API group "apps" in the namespace "hubaccess"');
     const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
     await rbac.createNamespacedRole({ namespace: 'hubaccess', body: { metadata: { name: 'read-deploy' }, rules: [{ apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list'] }] } });
     await rbac.createNamespacedRoleBinding({ namespace: 'hubaccess', body: { metadata: { name: 'hub' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-deploy' }, subjects: [{ kind: 'ServiceAccount', name: 'fsm-hub', namespace: 'hubaccess' }] } });
     expect((await asSa.listNamespacedDeployment({ namespace: 'hubaccess' })).items).toEqual([]);
-    expect((await failure(asSa.listNamespacedDeployment({ namespace: 'default' }))).code).toBe(403);
+    expect((await apiFailure(asSa.listNamespacedDeployment({ namespace: 'default' }))).code).toBe(403);
     // TokenRequest
     const tr = await core.createNamespacedServiceAccountToken({ name: 'fsm-hub', namespace: 'hubaccess', body: { spec: { audiences: [], expirationSeconds: 3600 } } });
     expect((await tokenConfig(tr.status?.token as string).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'hubaccess' })).items).toEqual([]);
-    const unknown = await failure(tokenConfig('not-a-token').makeApiClient(k8s.CoreV1Api).listNamespace());
+    const unknown = await apiFailure(tokenConfig('not-a-token').makeApiClient(k8s.CoreV1Api).listNamespace());
     expect(unknown.code).toBe(401);
     // deleting the ServiceAccount invalidates its tokens
     await core.deleteNamespacedServiceAccount({ name: 'fsm-hub', namespace: 'hubaccess' });
-    expect((await failure(tokenConfig(tr.status?.token as string).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'hubaccess' }))).code).toBe(401);
+    expect((await apiFailure(tokenConfig(tr.status?.token as string).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'hubaccess' }))).code).toBe(401);
   });
 
   it('terminates a namespace with its contents', async () => {
@@ -169,8 +160,24 @@ describe('lab API server with @kubernetes/client-node', () => {
     await core.createNamespacedConfigMap({ namespace: 'gone', body: { metadata: { name: 'x' } } });
     const del = await core.deleteNamespace({ name: 'gone' });
     expect((del as unknown as k8s.V1Namespace).status?.phase).toBe('Terminating'); // typed as V1Status, real servers return the Namespace
-    await until(async () => ((await failure(core.readNamespace({ name: 'gone' }))).code === 404 ? true : undefined), 'namespace removal');
-    expect((await failure(core.readNamespacedConfigMap({ name: 'x', namespace: 'gone' }))).code).toBe(404);
+    await until(async () => ((await apiFailure(core.readNamespace({ name: 'gone' }))).code === 404 ? true : undefined), 'namespace removal');
+    expect((await apiFailure(core.readNamespacedConfigMap({ name: 'x', namespace: 'gone' }))).code).toBe(404);
+  });
+
+  it('watches from a list resourceVersion without missing what happened in between (client-node Watch)', async () => {
+    const list = await core.listNamespacedConfigMap({ namespace: 'default', labelSelector: 'watched=yes' });
+    const rv = list.metadata?.resourceVersion as string;
+    // changed after the list, before the watch starts: must be replayed
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w1', labels: { watched: 'yes' } } } });
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'other', labels: { watched: 'no' } } } });
+    const events: string[] = [];
+    const watch = new k8s.Watch(kc);
+    const req = await watch.watch('/api/v1/namespaces/default/configmaps', { resourceVersion: rv, labelSelector: 'watched=yes' }, (type: string, obj: k8s.V1ConfigMap) => events.push(`${type} ${obj.metadata?.name}`), () => {});
+    await core.patchNamespacedConfigMap({ name: 'w1', namespace: 'default', body: { data: { a: '1' } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await core.deleteNamespacedConfigMap({ name: 'w1', namespace: 'default' });
+    await until(() => (events.length >= 3 ? true : undefined), 'watch events');
+    req.abort();
+    expect(events).toEqual(['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
   });
 
   it('keeps its objects across a restart with the same data file', async () => {

@@ -400,10 +400,23 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const watch = (r: ResourceType, ns: string | undefined, q: URLSearchParams, res: ServerResponse) => {
     const av = apiVersionOf(r);
     const sel = { ...(ns ? { namespace: ns } : {}), ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}), ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}) };
+    const since = q.get('resourceVersion') ?? '';
+    const lines: string[] = [];
+    // no resourceVersion (or "0"): synthetic ADDED for what exists, then changes; else replay from there
+    if (!since || since === '0') for (const o of store.list(av, r.kind, sel)) lines.push(JSON.stringify({ type: 'ADDED', object: o }));
+    let live = false;
+    let unsubscribe: () => void;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
-    const since = Number(q.get('resourceVersion') ?? '0');
-    if (!since) for (const o of store.list(av, r.kind, sel)) res.write(JSON.stringify({ type: 'ADDED', object: o }) + '\n');
-    const unsubscribe = store.watch(av, r.kind, (ev) => res.write(JSON.stringify(ev) + '\n'), sel);
+    try {
+      unsubscribe = store.watch(av, r.kind, (ev) => (live ? res.write(JSON.stringify(ev) + '\n') : lines.push(JSON.stringify(ev))), { ...sel, ...(since && since !== '0' ? { sinceResourceVersion: since } : {}) });
+    } catch (e) {
+      // like kube-apiserver: an expired resourceVersion is an ERROR event in the stream, not an HTTP error
+      if (!(e instanceof ApiError)) throw e;
+      res.end(JSON.stringify({ type: 'ERROR', object: e.status }) + '\n');
+      return;
+    }
+    for (const l of lines) res.write(l + '\n');
+    live = true;
     const timeout = Number(q.get('timeoutSeconds') ?? '0');
     const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
     const done = () => {

@@ -47,6 +47,9 @@ export class ObjectStore implements Store {
   private resources: ResourceType[] = [...BUILTIN_RESOURCES];
   private schemas = new Map<string, CompiledSchema | undefined>();
   private listeners = new Set<Listener>();
+  /** Recent events, so a watch from a list's resourceVersion replays what happened in between (like etcd's window). */
+  private history: Array<{ rv: number; type: WatchEvent['type']; r: ResourceType; obj: KubeObject }> = [];
+  private static readonly HISTORY = 5000;
   /** Admission checks of simulated controllers. */
   admission: Controller[] = [];
   /** Called after every persisted change (the server debounces a save). */
@@ -161,6 +164,8 @@ export class ObjectStore implements Store {
   }
 
   private emit(type: WatchEvent['type'], r: ResourceType, o: KubeObject): void {
+    this.history.push({ rv: Number(o.metadata.resourceVersion), type, r, obj: clone(o) });
+    if (this.history.length > ObjectStore.HISTORY) this.history.splice(0, this.history.length - ObjectStore.HISTORY);
     for (const l of [...this.listeners]) {
       if ((l.group !== '*' && l.group !== r.group) || (l.kind !== '*' && l.kind !== r.kind)) continue;
       if (!l.match(o)) continue;
@@ -358,7 +363,7 @@ export class ObjectStore implements Store {
     const stored = this.objects.get(key);
     if (!stored) return obj;
     this.objects.delete(key);
-    ++this.rv;
+    stored.metadata.resourceVersion = String(++this.rv);
     if (r.kind === 'CustomResourceDefinition') {
       const spec = obj.spec as { group: string; names: { kind: string } };
       for (const [k, o] of [...this.objects]) if (o.kind === spec.names.kind && splitApiVersion(o.apiVersion).group === spec.group) this.objects.delete(k);
@@ -390,11 +395,21 @@ export class ObjectStore implements Store {
     return out;
   }
 
-  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts: ListOptions = {}): () => void {
+  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts: ListOptions & { sinceResourceVersion?: string } = {}): () => void {
     const group = apiVersion === '*' ? '*' : splitApiVersion(apiVersion).group;
     const lm = labelMatcher(opts.labelSelector);
     const fm = fieldMatcher(opts.fieldSelector);
     const l: Listener = { group, kind, cb, match: (o) => (!opts.namespace || o.metadata.namespace === opts.namespace) && lm(o) && fm(o) };
+    if (opts.sinceResourceVersion !== undefined && opts.sinceResourceVersion !== '0') {
+      const since = Number(opts.sinceResourceVersion);
+      const oldest = this.history[0]?.rv ?? this.rv + 1;
+      if (!Number.isFinite(since) || (since < oldest - 1 && since < this.rv)) throw new ApiError(410, 'Expired', `too old resource version: ${opts.sinceResourceVersion} (${oldest - 1})`);
+      for (const h of this.history) {
+        if (h.rv <= since) continue;
+        if ((group !== '*' && group !== h.r.group) || (kind !== '*' && kind !== h.r.kind) || !l.match(h.obj)) continue;
+        cb({ type: h.type, object: this.present(h.r, h.obj) });
+      }
+    }
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   }

@@ -112,8 +112,11 @@ export interface Store {
   /** Server-side apply of a full object (creates it if missing). Needs `opts.fieldManager`. */
   apply(obj: KubeObject, opts: WriteOptions & { fieldManager: string }): KubeObject;
   delete(apiVersion: string, kind: string, name: string, namespace?: string, opts?: WriteOptions): KubeObject;
-  /** Events for one kind (or every kind with `'*'`). Returns an unsubscribe function. */
-  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts?: ListOptions): () => void;
+  /**
+   * Events for one kind (or every kind with `'*'`). With `sinceResourceVersion`, first replays the recorded
+   * events after it (410 Expired if that is older than the kept history). Returns an unsubscribe function.
+   */
+  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts?: ListOptions & { sinceResourceVersion?: string }): () => void;
   /**
    * `partial` completed with every required field it lacks (defaults or zero values, recursively), from the
    * CRD schema of a custom resource — e.g. a MeshConfig as fsm-bootstrap would create it.
