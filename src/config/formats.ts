@@ -4,6 +4,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+// Host names that SSH connects to may carry '_' (common in internal DNS), though RFC 1123 does not allow it.
+const HOST_LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i;
 
 /** RFC 1123 host name (letters, digits, hyphens; labels ≤ 63; total ≤ 253), an IPv4 or an IPv6 address. */
 export function checkHost(value: string): string | undefined {
@@ -15,17 +17,17 @@ export function checkHost(value: string): string | undefined {
   if (value.includes('://')) return `\`${value}\` is a URL; give only the host name or address`;
   if (/^[\d.]+$/.test(value)) return `\`${value}\` is not a valid IPv4 address (four numbers 0–255)`;
   if (value.includes(':')) return `\`${value}\` is not a valid IPv6 address`;
-  return checkDnsName(value, false);
+  return checkDnsName(value, false, HOST_LABEL);
 }
 
 /** A DNS name; `allowWildcard` permits a leading `*.` (certificate SANs). */
-export function checkDnsName(value: string, allowWildcard: boolean): string | undefined {
+export function checkDnsName(value: string, allowWildcard: boolean, label = DNS_LABEL): string | undefined {
   let name = value.endsWith('.') ? value.slice(0, -1) : value;
   if (allowWildcard && name.startsWith('*.')) name = name.slice(2);
   if (name.length === 0 || name.length > 253) return `\`${value}\` is not a valid host name (1–253 characters)`;
   const labels = name.split('.');
-  for (const label of labels) {
-    if (!DNS_LABEL.test(label)) {
+  for (const part of labels) {
+    if (!label.test(part)) {
       return `\`${value}\` is not a valid host name: each dot-separated part is 1–63 letters, digits or hyphens, not starting or ending with a hyphen`;
     }
   }

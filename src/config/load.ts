@@ -167,7 +167,7 @@ function loadSingle<K extends KindName>(path: string, kind: K): LoadedDocument {
     matching.length === 0
       ? `expected a ${kind} document, found ${found}`
       : `expected one ${kind} document, found ${matching.length}${kind === 'Site' ? '; list several sites in a Fleet' : ''}`;
-  fail(`invalid configuration ${path}`, [{ file: path, line: matching[1]?.source.line ?? 1, column: matching[1]?.source.column ?? 1, path: 'kind', message }]);
+  fail(`invalid configuration ${path}`, [{ file: path, line: matching[1]?.source.line ?? 1, column: matching[1]?.source.column ?? 1, path: '', message }]);
 }
 
 /** The one Site document in `path` (other kinds, e.g. its Hub, may share the file). */

@@ -325,8 +325,8 @@ const cases: Case[] = [
   // --- several documents -----------------------------------------------------------------------------------
   {
     name: 'error in the second document of a file',
-    files: { 'both.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n---\n' + site().replace('10.99.0.11', 'bad_host') },
-    expect: [{ at: 'both.yaml:11:11', path: 'spec.ssh.host', text: '`bad_host` is not a valid host name' }],
+    files: { 'both.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n---\n' + site().replace('10.99.0.11', 'bad..host') },
+    expect: [{ at: 'both.yaml:11:11', path: 'spec.ssh.host', text: '`bad..host` is not a valid host name' }],
   },
   // --- fleets ----------------------------------------------------------------------------------------------
   {
