@@ -99,8 +99,9 @@ export function haveScript(storeDir: string): string {
     `mkdir -p ${s}/sha256 ${s}/partial && cd ${s} || exit 70`,
     // writers of a dropped connection may still hold a partial open (the POP's sshd has not noticed the drop):
     // stop them before reading sizes, or they could append after a new writer starts.
-    `for f in partial/.writer.*.pid; do [ -f "$f" ] || continue; w=$(cat "$f"); ` +
-      `if [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then kill -STOP "$w" 2>/dev/null; pkill -KILL -P "$w" 2>/dev/null; kill -KILL "$w" 2>/dev/null; fi; rm -f "$f"; done`,
+    `for f in partial/.writer.*.pid; do [ -f "$f" ] || continue; read w s < "$f"; ` +
+      `if [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then kill -STOP "$w" 2>/dev/null; pkill -KILL -P "$w" 2>/dev/null; kill -KILL "$w" 2>/dev/null; ` +
+      `[ -n "$s" ] && [ "$(cat /proc/$s/comm 2>/dev/null)" = sudo ] && kill -KILL "$s" 2>/dev/null; fi; rm -f "$f"; done`,
     `while read h; do if [ -f "sha256/$h" ]; then echo "h $h"; elif [ -f "partial/$h" ]; then echo "p $h $(stat -c %s "partial/$h")"; fi; done`,
     `echo "free $(df -Pk . | awk 'NR==2 {print $4}')"`,
   ].join('\n');
@@ -129,7 +130,8 @@ export function writerScript(storeDir: string): string {
   const s = shq(storeDir);
   return [
     `cd ${s} || exit 70`,
-    `echo $$ > partial/.writer.$$.pid; trap 'rm -f partial/.writer.$$.pid' EXIT`,
+    // our pid and, when it is the sudo that started us, sudo's: a stale writer is stopped with its sudo
+    `echo "$$ $([ "$(cat /proc/$PPID/comm 2>/dev/null)" = sudo ] && echo $PPID)" > partial/.writer.$$.pid; trap 'rm -f partial/.writer.$$.pid' EXIT`,
     `lh=; lp=`,
     `while read h off n size B; do`,
     `  [ "$h" = end ] && exit 0`,

@@ -38,7 +38,7 @@ export class SudoError extends Error {
     message: string,
     readonly detail: string,
   ) {
-    super(message);
+    super(`${message}\n  (sudo said: ${detail})`);
     this.name = 'SudoError';
   }
 }

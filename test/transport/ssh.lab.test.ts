@@ -45,7 +45,7 @@ describe.each([
       await expect(h.run('false')).rejects.toBeInstanceOf(HostCommandError);
       await expect(h.exec('sleep 60; echo late', { timeoutMs: 1500 })).rejects.toBeInstanceOf(CommandTimeoutError);
       // the remote side was stopped too, not just abandoned
-      expect((await popExec(pop(), 'pgrep -f "sleep 60" || true')).stdout.trim()).toBe('');
+      expect((await popExec(pop(), 'pgrep -fx "sleep 60" || true')).stdout.trim()).toBe('');
       const data = Buffer.from([0, 1, 2, 255, 10, 13]);
       await h.writeFile('/etc/fsm-edge/probe.bin', data, { sudo: true, mode: 0o600 });
       expect((await h.readFile('/etc/fsm-edge/probe.bin', { sudo: true }))?.equals(data)).toBe(true);
