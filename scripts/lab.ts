@@ -1,15 +1,16 @@
 #!/usr/bin/env -S npx tsx
 // The POP lab from the command line (root only). Library: test/lab/lab.ts.
 //   npx tsx scripts/lab.ts up [--amd64 N] [--arm64 N] [--systemd] [--wire] [--hub] [--no-registry] [--no-fileserver]
-//   npx tsx scripts/lab.ts down | status | cache
+//   npx tsx scripts/lab.ts down | status | cache | bench
 // `up` prints one JSON document: pops (PopInfo[]), registry, fileServer, hub. Progress goes to stderr.
 import { minimist } from 'zx';
-import { labCache, labDown, labStatus, labUp } from '../test/lab/lab.js';
+import { labCache, labDown, labStatus, labUp, popDown } from '../test/lab/lab.js';
 
 const USAGE = `usage: lab.ts up [--amd64 N] [--arm64 N] [--systemd] [--wire] [--hub] [--no-registry] [--no-fileserver]
        lab.ts down      remove every POP, namespace, forwarder, daemon, cgroup and binfmt entry the lab made
        lab.ts status    what is up (JSON)
-       lab.ts cache     build or verify the cached POP root filesystems (minutes when cold)`;
+       lab.ts cache     build or verify the cached POP root filesystems (minutes when cold)
+       lab.ts bench     time a warm up + down of 3 amd64 + 1 arm64 POPs, plain and systemd (touches only its own POPs)`;
 
 const argv = minimist(process.argv.slice(2), {
   boolean: ['systemd', 'wire', 'hub', 'registry', 'fileserver', 'help'],
@@ -64,6 +65,19 @@ async function main(): Promise<number> {
     case 'cache': {
       const reports = await labCache(say);
       for (const r of reports) say(`lab cache: ${r.arch} ${r.built ? `built in ${r.seconds.toFixed(0)} s` : 'ok'}: ${r.path}`);
+      return 0;
+    }
+    case 'bench': {
+      const rows = [];
+      for (const systemd of [false, true]) {
+        const t0 = Date.now();
+        const lab = await labUp({ amd64: 3, arm64: 1, systemd });
+        const t1 = Date.now();
+        await Promise.all(lab.pops.map((p) => popDown(p)));
+        const t2 = Date.now();
+        rows.push({ pops: '3 amd64 + 1 arm64', systemd, upSeconds: (t1 - t0) / 1000, downSeconds: (t2 - t1) / 1000, totalSeconds: (t2 - t0) / 1000 });
+      }
+      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       return 0;
     }
     default:
