@@ -1,9 +1,13 @@
 // A pull-only client for the OCI distribution API: Docker Hub style token auth (a 401 with
 // `WWW-Authenticate: Bearer realm=…,service=…,scope=…`), registry mirrors tried in order, multi-arch indexes
 // resolved to one platform, and blobs streamed to disk with digest verification.
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { BundleArch, Mirror } from '../config/recipe.js';
-import { sha256Of, writeVerified, type Written } from './blob-file.js';
+import { DigestMismatchError, sha256Of, type Written } from './blob-file.js';
 
 export const MEDIA_TYPES = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -120,6 +124,9 @@ export interface OciClientOptions {
   credentials?: (registry: string) => { username: string; password: string } | undefined;
   userAgent?: string;
   fetchImpl?: typeof fetch;
+  /** Extra attempts per endpoint for transient failures (default 3), first backoff in ms (default 500, doubling). */
+  retries?: number;
+  backoffMs?: number;
 }
 
 export interface ClientStats {
@@ -138,9 +145,13 @@ export class OciClient {
   readonly stats: ClientStats = { requests: 0, manifestsFetched: 0, blobsFetched: 0, blobBytesFetched: 0 };
   private readonly tokens = new Map<string, string>();
   private readonly fetchImpl: typeof fetch;
+  private readonly retries: number;
+  private readonly backoffMs: number;
 
   constructor(private readonly opts: OciClientOptions = {}) {
     this.fetchImpl = opts.fetchImpl ?? fetch;
+    this.retries = opts.retries ?? 3;
+    this.backoffMs = opts.backoffMs ?? 500;
   }
 
   endpointsFor(registry: string): Endpoint[] {
@@ -154,27 +165,43 @@ export class OciClient {
     return m.upstream === false ? mirrors : [...mirrors, upstream];
   }
 
-  /** GET /v2/<repo>/<kind>/<reference> from the first endpoint that has it. */
-  private async get(name: ImageName, suffix: string, accept: string, what: string): Promise<Response> {
+  /**
+   * GET /v2/<repo>/<kind>/<reference> from the first endpoint that has it. Transient failures (connection
+   * errors, 429, 5xx) are retried on the same endpoint with backoff before moving on to the next one.
+   */
+  private async get(name: ImageName, suffix: string, accept: string, what: string, extra: Record<string, string> = {}): Promise<Response> {
     const attempts: string[] = [];
     for (const ep of this.endpointsFor(name.registry)) {
       const url = `${ep.base}/v2/${name.repository}/${suffix}`;
-      try {
-        const res = await this.authorizedFetch(url, name.repository, accept, name.registry);
-        if (res.ok) return res;
-        attempts.push(`${ep.base}: HTTP ${res.status}${await errorDetail(res)}`);
-      } catch (e) {
-        attempts.push(`${ep.base}: ${(e as Error).message}${causeOf(e)}`);
+      for (let attempt = 0; ; attempt++) {
+        let transient: string;
+        try {
+          const res = await this.authorizedFetch(url, name.repository, accept, name.registry, extra);
+          if (res.ok) return res;
+          transient = `HTTP ${res.status}${await errorDetail(res)}`;
+          if (res.status !== 429 && res.status < 500) {
+            attempts.push(`${ep.base}: ${transient}`);
+            break;
+          }
+        } catch (e) {
+          if (e instanceof RegistryError) throw e;
+          transient = `${(e as Error).message}${causeOf(e)}`;
+        }
+        if (attempt >= this.retries) {
+          attempts.push(`${ep.base}: ${transient}${attempt ? ` (after ${attempt + 1} attempts)` : ''}`);
+          break;
+        }
+        await sleep(this.backoffMs * 2 ** attempt);
       }
     }
     throw new RegistryError(`${what}: not available from any endpoint — ${attempts.join('; ')}`);
   }
 
-  private async authorizedFetch(url: string, repository: string, accept: string, registry: string): Promise<Response> {
+  private async authorizedFetch(url: string, repository: string, accept: string, registry: string, extra: Record<string, string> = {}): Promise<Response> {
     const origin = new URL(url).origin;
     const scope = `repository:${repository}:pull`;
     const key = `${origin}|${scope}`;
-    const headers: Record<string, string> = { Accept: accept, 'User-Agent': this.opts.userAgent ?? 'fsm-edge' };
+    const headers: Record<string, string> = { ...extra, Accept: accept, 'User-Agent': this.opts.userAgent ?? 'fsm-edge' };
     const token = this.tokens.get(key);
     if (token) headers.Authorization = token;
     this.stats.requests++;
@@ -268,19 +295,63 @@ export class OciClient {
     return { resolvedDigest: top.digest, resolvedMediaType: top.mediaType, platform: have, manifest: top };
   }
 
-  /** Streams a blob to `dest`, verifying digest and size; never buffers it. */
+  /**
+   * Streams a blob to `dest`, verifying digest and size; never buffers it. A connection that breaks mid-blob is
+   * resumed with an HTTP Range request (the bytes already on disk are re-hashed, not fetched again).
+   */
   async fetchBlob(name: ImageName, digest: string, size: number, dest: string, onBytes?: (n: number) => void): Promise<Written> {
     const what = `blob ${digest} of ${formatImageRef({ ...name, digest: undefined })}`;
-    const res = await this.get(name, `blobs/${digest}`, '*/*', what);
-    if (!res.body) throw new RegistryError(`${what}: empty response`);
-    const written = await writeVerified(Readable.fromWeb(res.body as never), dest, what, { digest, size }, (n) => {
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const partial = `${dest}.partial-${process.pid}`;
+    fs.rmSync(partial, { force: true });
+    const count = (n: number) => {
       this.stats.blobBytesFetched += n;
       onBytes?.(n);
-    });
-    this.stats.blobsFetched++;
-    return written;
+    };
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
+        const res = await this.get(name, `blobs/${digest}`, '*/*', what, have > 0 ? { Range: `bytes=${have}-` } : {});
+        if (!res.body) throw new RegistryError(`${what}: empty response`);
+        // A server that ignores Range answers 200 with the whole blob: start over.
+        const append = have > 0 && res.status === 206;
+        const hash = createHash('sha256');
+        let got = append ? have : 0;
+        if (append) for await (const c of fs.createReadStream(partial, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
+        const tap = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            got += chunk.length;
+            if (got > size) return cb(new DigestMismatchError(`${what}: size`, `${size} bytes`, 'more than that'));
+            hash.update(chunk);
+            count(chunk.length);
+            cb(null, chunk);
+          },
+        });
+        try {
+          await pipeline(Readable.fromWeb(res.body as never), tap, fs.createWriteStream(partial, { flags: append ? 'a' : 'w' }));
+        } catch (e) {
+          if (e instanceof DigestMismatchError || attempt >= this.retries) throw e;
+          await sleep(this.backoffMs * 2 ** attempt);
+          continue;
+        }
+        if (got !== size) {
+          if (got < size && attempt < this.retries) continue;
+          throw new DigestMismatchError(`${what}: size`, `${size} bytes`, `${got} bytes`);
+        }
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual !== digest) throw new DigestMismatchError(`${what}: sha256`, digest, actual);
+        fs.renameSync(partial, dest);
+        this.stats.blobsFetched++;
+        return { digest, size };
+      }
+    } catch (e) {
+      fs.rmSync(partial, { force: true });
+      throw e instanceof DigestMismatchError || e instanceof RegistryError ? e : new RegistryError(`${what}: ${(e as Error).message}${causeOf(e)}`);
+    }
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function errorDetail(res: Response): Promise<string> {
   try {

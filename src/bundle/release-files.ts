@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { BundleArch } from '../config/recipe.js';
-import { hasBlob, writeVerified } from './blob-file.js';
+import { DigestMismatchError, hasBlob, writeVerified } from './blob-file.js';
 import { blobPath } from './layout.js';
 
 export class ReleaseFileError extends Error {
@@ -35,6 +35,8 @@ export interface ReleaseFilesOptions {
   /** Never touch the network: everything must already be in the cache and pinned. */
   offline?: boolean;
   onBytes?: (label: string, n: number, total: number | undefined) => void;
+  retries?: number;
+  backoffMs?: number;
 }
 
 export class ReleaseFiles {
@@ -53,26 +55,37 @@ export class ReleaseFiles {
     }
     if (this.opts.offline)
       throw new ReleaseFileError(`${label}: not in the cache and --offline is set (${url}); build once with network access`);
-    this.stats.requests++;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(url, { redirect: 'follow', headers: { 'User-Agent': 'fsm-edge' } });
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new ReleaseFileError(`${label}: download from ${url} failed: ${(e as Error).message}${cause ? ` (${cause})` : ''}`);
-    }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      throw new ReleaseFileError(`${label}: download from ${url} failed: HTTP ${res.status}`);
-    }
-    const total = Number(res.headers.get('content-length') ?? '') || undefined;
-    // The digest is known only after the download when nothing pins it: stream into a temporary name first.
-    const tmp = path.join(this.opts.cache, 'blobs', 'sha256', `.download-${process.pid}-${this.stats.requests}`);
     const what = `${label} from ${url}${expect.source ? ` (checked against ${expect.source})` : ''}`;
-    const w = await writeVerified(Readable.fromWeb(res.body as never), tmp, what, { digest: expect.digest, size: expect.size }, (n) => {
-      this.stats.bytesFetched += n;
-      this.opts.onBytes?.(label, n, total);
-    });
+    let w: { digest: string; size: number } | undefined;
+    let tmp = '';
+    // Transient failures (connection errors, 429, 5xx, a body cut short) are retried with backoff.
+    for (let attempt = 0; !w; attempt++) {
+      let transient: string | undefined;
+      this.stats.requests++;
+      tmp = path.join(this.opts.cache, 'blobs', 'sha256', `.download-${process.pid}-${this.stats.requests}`);
+      try {
+        const res = await this.fetchImpl(url, { redirect: 'follow', headers: { 'User-Agent': 'fsm-edge' } });
+        if (!res.ok || !res.body) {
+          await res.body?.cancel();
+          if (res.status !== 429 && res.status < 500) throw new ReleaseFileError(`${label}: download from ${url} failed: HTTP ${res.status}`);
+          transient = `HTTP ${res.status}`;
+        } else {
+          const total = Number(res.headers.get('content-length') ?? '') || undefined;
+          w = await writeVerified(Readable.fromWeb(res.body as never), tmp, what, { digest: expect.digest, size: expect.size ?? total }, (n) => {
+            this.stats.bytesFetched += n;
+            this.opts.onBytes?.(label, n, total);
+          });
+          break;
+        }
+      } catch (e) {
+        // A wrong digest is final; a short body (size below Content-Length or the lock's size) is worth a retry.
+        if (e instanceof ReleaseFileError || (e instanceof DigestMismatchError && !e.what.endsWith(': size'))) throw e;
+        const cause = (e as { cause?: { code?: string } }).cause?.code;
+        transient = `${(e as Error).message}${cause ? ` (${cause})` : ''}`;
+      }
+      if (attempt >= (this.opts.retries ?? 3)) throw new ReleaseFileError(`${label}: download from ${url} failed after ${attempt + 1} attempts: ${transient}`);
+      await new Promise((r) => setTimeout(r, (this.opts.backoffMs ?? 500) * 2 ** attempt));
+    }
     const dest = blobPath(this.opts.cache, w.digest);
     fs.renameSync(tmp, dest);
     this.stats.filesFetched++;

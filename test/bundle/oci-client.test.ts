@@ -45,7 +45,7 @@ const index = Buffer.from(
 let registry: http.Server;
 let auth: http.Server;
 let empty: http.Server;
-const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[] };
+const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[], ranges: [] as string[], busy: 0 };
 const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 const listen = (s: http.Server) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
 
@@ -69,6 +69,25 @@ beforeAll(async () => {
     }
     seen.served.push(req.url!);
     const ref = m![3]!;
+    if (repo === 'flomesh/flaky' && m![2] === 'blobs') {
+      // First request: part of the blob, then the connection drops. Later: honour Range with 206.
+      const range = req.headers.range;
+      seen.ranges.push(range ?? '');
+      if (!range) {
+        res.writeHead(200, { 'content-length': String(layer.length) });
+        res.write(layer.subarray(0, 5000), () => setTimeout(() => res.destroy(), 20));
+        return;
+      }
+      const from = Number(/bytes=(\d+)-/.exec(range)![1]);
+      res.writeHead(206, { 'content-range': `bytes ${from}-${layer.length - 1}/${layer.length}`, 'content-length': String(layer.length - from) });
+      res.end(layer.subarray(from));
+      return;
+    }
+    if (repo === 'flomesh/busy' && seen.busy++ === 0) {
+      res.statusCode = 503;
+      res.end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
+      return;
+    }
     const send = (b: Buffer, type: string) => {
       res.setHeader('content-type', type);
       res.setHeader('docker-content-digest', sha(b));
@@ -127,6 +146,23 @@ describe('OciClient', () => {
     const dest = path.join(tmp, 'bad');
     await expect(client().fetchBlob(parseImageRef('flomesh/bad:1'), sha(layer), layer.length, dest)).rejects.toThrow(/size|sha256/);
     expect(fs.readdirSync(tmp).filter((n) => n.startsWith('bad'))).toEqual([]);
+  });
+
+  it('resumes a blob whose connection broke, with a Range request, without fetching the start again', async () => {
+    const c = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(registry)], upstream: false } }, backoffMs: 1 });
+    const dest = path.join(tmp, 'resumed');
+    await c.fetchBlob(parseImageRef('flomesh/flaky:1'), sha(layer), layer.length, dest);
+    expect(fs.readFileSync(dest).equals(layer)).toBe(true);
+    expect(seen.ranges[0]).toBe('');
+    expect(seen.ranges[1]).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(c.stats.blobBytesFetched).toBe(layer.length);
+  });
+
+  it('retries a 503 on the same endpoint', async () => {
+    const c = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(registry)], upstream: false } }, backoffMs: 1 });
+    const m = await c.getManifest(parseImageRef('flomesh/busy:1'), sha(manifest));
+    expect(m.digest).toBe(sha(manifest));
+    expect(seen.busy).toBe(2);
   });
 
   it('reports every endpoint it tried when none has the content', async () => {
