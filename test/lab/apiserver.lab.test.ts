@@ -1,5 +1,5 @@
-// The lab hub (test/lab/hub.ts) in netns lab-hub, plus a second lab API server process playing a POP's
-// k3s API (on lab-hub's loopback), driven with @kubernetes/client-node from the host namespace through the
+// The lab hub (test/lab/hub.ts) in a hub namespace built like lab-hub, plus a second lab API server process
+// playing a POP's k3s API (on that namespace's loopback), driven with @kubernetes/client-node from the host namespace through the
 // loopback forwarders. Shows: the real Cluster CRD schema refuses bad Clusters (422); the hub really
 // connects with spec.kubeconfig (a token of a least-privilege ServiceAccount on the POP) and reaches
 // Managed=True with the POP's MeshConfig clusterSet set; a wrong kubeconfig, an unreachable API, a POP
@@ -16,6 +16,8 @@ const MC = 'multicluster.flomesh.io/v1alpha1';
 const MESHCONFIG = 'config.flomesh.io/v1alpha3';
 const HUB_PORT = 16443; // not 6443: a lab hub started by `scripts/lab.ts up --hub` may be running
 const POP_PORT = 16444;
+// its own namespace, set up exactly like lab-hub: a concurrent `lab down` kills every process in lab-hub
+const NETNS = 'labtest-apihub';
 
 let dir: string;
 let hub: Hub;
@@ -81,11 +83,11 @@ function tokenKubeconfig(server: string, caPem: string, token: string): string {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'lab-hub-test-'));
-  hub = await startHub({ port: HUB_PORT, stateDir: join(dir, 'hub'), fresh: true, resyncSeconds: 1 });
+  hub = await startHub({ port: HUB_PORT, stateDir: join(dir, 'hub'), fresh: true, resyncSeconds: 1, netns: NETNS });
   const deployment = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'fsm-controller', namespace: 'fsm-system', labels: { app: 'fsm-controller' } }, spec: { selector: { matchLabels: { app: 'fsm-controller' } }, template: { metadata: { labels: { app: 'fsm-controller' } }, spec: { containers: [{ name: 'fsm-controller', image: 'flomesh/fsm-controller:1.5.1' }] } } } };
   pop = await startServerProcess({
     name: 'pop-under-test',
-    netns: 'lab-hub',
+    netns: NETNS,
     host: '127.0.0.1',
     port: POP_PORT,
     forwardHost: '127.0.0.3',
@@ -118,22 +120,23 @@ beforeAll(async () => {
   });
   await rbac.createClusterRoleBinding({ body: { metadata: { name: 'fsm-hub' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'fsm-hub' }, subjects: [{ kind: 'ServiceAccount', name: 'fsm-hub', namespace: 'fsm-system' }] } });
   const tr = await core.createNamespacedServiceAccountToken({ name: 'fsm-hub', namespace: 'fsm-system', body: { spec: { audiences: [], expirationSeconds: 86400 } } });
-  // the server as the hub sees it: the POP API inside lab-hub
+  // the server as the hub sees it: the POP API inside the hub's namespace
   popKubeconfigForHub = tokenKubeconfig(pop.innerUrl, pop.pki.caCert, tr.status?.token as string);
 });
 
 afterAll(async () => {
   await pop?.stop({ purge: true });
-  await hub?.stop();
+  await hub?.stop(); // also removes the namespace it created
+  expect(existsSync(`/run/netns/${NETNS}`)).toBe(false);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('lab hub: FSM multicluster join', () => {
-  it('runs in lab-hub on 10.99.0.1 and answers from the host through the forwarder', () => {
+  it('runs in its namespace on 10.99.0.1 and answers from the host through the forwarder', () => {
     expect(hub.labUrl).toBe(`https://10.99.0.1:${HUB_PORT}`);
     expect(hub.url).toBe(`https://127.0.0.2:${HUB_PORT}`);
     const pid = Number(readFileSync(join(hub.stateDir, 'server.pid'), 'utf8'));
-    // the server process lives in the lab-hub network namespace, not the host's
+    // the server process lives in the hub network namespace, not the host's
     expect(readFileSync(`/proc/${pid}/net/fib_trie`, 'utf8')).toContain('10.99.0.1');
     expect(readFileSync('/proc/self/net/fib_trie', 'utf8')).not.toContain('10.99.0.1');
   });
@@ -215,12 +218,18 @@ describe('lab hub: FSM multicluster join', () => {
 
   it('a restarted hub keeps its Clusters and their state', async () => {
     const before = await hubObjects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop1' } });
-    await hub.stop();
-    hub = await startHub({ port: HUB_PORT, stateDir: join(dir, 'hub'), resyncSeconds: 1 });
+    const oldPid = readFileSync(join(hub.stateDir, 'server.pid'), 'utf8');
+    await hub.stop({ keepNetns: true }); // the POP server lives in the same namespace
+    hub = await startHub({ port: HUB_PORT, stateDir: join(dir, 'hub'), resyncSeconds: 1, netns: NETNS });
+    expect(readFileSync(join(hub.stateDir, 'server.pid'), 'utf8')).not.toBe(oldPid);
     hubObjects = client(hub.kubeconfigPath);
     const after = await hubObjects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop1' } });
     expect(after.metadata?.uid).toBe(before.metadata?.uid);
-    await managed('pop1', (x) => x.status === 'True');
+    // the restarted controller really joins again: a changed zone reaches the POP's MeshConfig
+    await apply(clusterDoc('pop1', popKubeconfigForHub, { zone: 'potsdam' }));
+    expect((await managed('pop1', (x) => x.message.includes('eu/potsdam/retail/pop1'))).status).toBe('True');
+    const popMc = (await popObjects.read({ apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' } })) as unknown as { spec: { clusterSet: { zone: string } } };
+    expect(popMc.spec.clusterSet.zone).toBe('potsdam');
   });
 });
 

@@ -36,6 +36,8 @@ export interface HubOptions {
   resyncSeconds?: number;
   /** Start with no stored objects (default false: a restarted hub keeps its Clusters). */
   fresh?: boolean;
+  /** Network namespace (default lab-hub). Tests use their own so a concurrent `lab down` cannot kill them. */
+  netns?: string;
 }
 
 export interface Hub {
@@ -47,7 +49,8 @@ export interface Hub {
   kubeconfigPath: string;
   caFile: string;
   stateDir: string;
-  stop(): Promise<void>;
+  /** Kill the hub's processes; removes the namespace too if startHub created it (unless `keepNetns`). */
+  stop(opts?: { keepNetns?: boolean }): Promise<void>;
 }
 
 export interface ServerProcessOptions {
@@ -95,18 +98,18 @@ function netnsExists(name: string): boolean {
  * Make sure `lab-hub` with bridge br0 10.99.0.1/24 exists. The lab (test/lab/lab.ts) normally creates it;
  * this is the idempotent fallback for running the hub alone. Returns true if it created the namespace.
  */
-export function ensureHubNetns(): boolean {
+export function ensureHubNetns(netns: string = HUB_NETNS): boolean {
   let created = false;
-  if (!netnsExists(HUB_NETNS)) {
-    run('ip', ['netns', 'add', HUB_NETNS]);
+  if (!netnsExists(netns)) {
+    run('ip', ['netns', 'add', netns]);
     created = true;
   }
-  run('ip', ['-n', HUB_NETNS, 'link', 'set', 'lo', 'up']);
-  const links = run('ip', ['-n', HUB_NETNS, '-o', 'link', 'show']);
-  if (!/\d+: br0[:@]/.test(links)) run('ip', ['-n', HUB_NETNS, 'link', 'add', 'br0', 'type', 'bridge']);
-  const addrs = run('ip', ['-n', HUB_NETNS, '-o', '-4', 'addr', 'show', 'dev', 'br0']);
-  if (!addrs.includes(`${HUB_ADDRESS}/`)) run('ip', ['-n', HUB_NETNS, 'addr', 'add', `${HUB_ADDRESS}/24`, 'dev', 'br0']);
-  run('ip', ['-n', HUB_NETNS, 'link', 'set', 'br0', 'up']);
+  run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+  const links = run('ip', ['-n', netns, '-o', 'link', 'show']);
+  if (!/\d+: br0[:@]/.test(links)) run('ip', ['-n', netns, 'link', 'add', 'br0', 'type', 'bridge']);
+  const addrs = run('ip', ['-n', netns, '-o', '-4', 'addr', 'show', 'dev', 'br0']);
+  if (!addrs.includes(`${HUB_ADDRESS}/`)) run('ip', ['-n', netns, 'addr', 'add', `${HUB_ADDRESS}/24`, 'dev', 'br0']);
+  run('ip', ['-n', netns, 'link', 'set', 'br0', 'up']);
   return created;
 }
 
@@ -257,10 +260,11 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
   const port = opts.port ?? 6443;
   const stateDir = opts.stateDir ?? join(LAB_STATE, 'hub');
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  if (ensureHubNetns()) writeFileSync(join(stateDir, 'created-netns'), `${HUB_NETNS}\n`);
+  const netns = opts.netns ?? HUB_NETNS;
+  if (ensureHubNetns(netns)) writeFileSync(join(stateDir, 'created-netns'), `${netns}\n`);
   const p = await startServerProcess({
     name: 'lab-hub',
-    netns: HUB_NETNS,
+    netns,
     host: HUB_ADDRESS,
     port,
     forwardHost: opts.forwardHost ?? '127.0.0.2',
@@ -275,20 +279,21 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
     kubeconfigPath: p.kubeconfigPath,
     caFile: p.caFile,
     stateDir,
-    stop: () => stopHub(stateDir),
+    stop: (o = {}) => stopHub(stateDir, o),
   };
 }
 
 /** Stop the hub started with `stateDir` (kill by pid files); removes lab-hub only if the hub created it. */
-export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: { purge?: boolean } = {}): Promise<void> {
+export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: { purge?: boolean; keepNetns?: boolean } = {}): Promise<void> {
   for (const f of existsSync(stateDir) ? readdirSync(stateDir) : []) if (f.endsWith('.pid')) await killPidFile(join(stateDir, f));
   rmSync(join(stateDir, 'apiserver.sock'), { force: true });
   if (opts.purge) rmSync(join(stateDir, 'data.json'), { force: true });
   const marker = join(stateDir, 'created-netns');
-  if (existsSync(marker)) {
+  if (existsSync(marker) && !opts.keepNetns) {
+    const netns = readFileSync(marker, 'utf8').trim() || HUB_NETNS;
     // only when no POP is plugged into the bridge: the lab may have started using our namespace
-    const links = netnsExists(HUB_NETNS) ? run('ip', ['-n', HUB_NETNS, '-o', 'link', 'show']) : '';
-    if (netnsExists(HUB_NETNS) && !/master br0/.test(links)) run('ip', ['netns', 'del', HUB_NETNS]);
+    const links = netnsExists(netns) ? run('ip', ['-n', netns, '-o', 'link', 'show']) : '';
+    if (netnsExists(netns) && !/master br0/.test(links)) run('ip', ['netns', 'del', netns]);
     rmSync(marker, { force: true });
   }
 }
