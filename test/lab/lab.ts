@@ -6,13 +6,14 @@ import type { LabArch, PopInfo } from './types.js';
 import { LAB_STATE, popsDir } from './paths.js';
 import { removeArm64Binfmt, arm64Registered } from './binfmt.js';
 import { HUB_NETNS, ensureHubNetwork, netnsExists } from './network.js';
-import { listPopIndexes, listPops, popDown, popUp, type PopOptions } from './pop.js';
+import { listPopIndexes, listPops, mountsUnder, popDown, popUp, type PopOptions } from './pop.js';
 import { startRegistry, type RegistryHandle } from './registry.js';
 import { startFileServer, type FileServerHandle } from './fileserver.js';
 import { daemonNames, daemonPid, run, signalPid, stopDaemon } from './proc.js';
 import { ensureRootfsCache, ensureRootfsTree, type CacheReport } from './rootfs-cache.js';
 
 export { ensureHubNetwork, popUp, popDown };
+export type { PopOptions };
 export { popExec, listPops, ensureClientKey } from './pop.js';
 export { shapeLink, cutLink, restoreLink, linkCounters } from './link.js';
 export { startRegistry, startFileServer };
@@ -133,7 +134,9 @@ export async function labDown(): Promise<void> {
     await run('ip', ['netns', 'del', HUB_NETNS], { allowFail: true });
   }
   if (arm64Registered()) removeArm64Binfmt();
-  for (const entry of fs.existsSync(LAB_STATE) ? fs.readdirSync(LAB_STATE) : []) {
+  const stuck = mountsUnder(LAB_STATE);
+  if (stuck.length) errors.push(`left ${LAB_STATE} in place: still mounted in the host namespace: ${stuck.join(', ')}`);
+  else for (const entry of fs.existsSync(LAB_STATE) ? fs.readdirSync(LAB_STATE) : []) {
     if (entry === 'keys' || entry.endsWith('.lock')) continue;
     fs.rmSync(path.join(LAB_STATE, entry), { recursive: true, force: true });
   }

@@ -289,7 +289,7 @@ function rmdirTree(dir: string): void {
 }
 
 /** Mount points at or below `dir` in the host's mount namespace (there should be none: POP mounts are private). */
-function mountsUnder(dir: string): string[] {
+export function mountsUnder(dir: string): string[] {
   return fs
     .readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')

@@ -10,7 +10,10 @@ export interface PopInfo {
   arch: LabArch;
   /** Booted with systemd (systemd-nspawn) or a plain sshd-only POP. */
   systemd: boolean;
-  /** Address and port the controller connects to (a loopback forwarder, 127.0.0.(10+N)). */
+  /**
+   * Address and port the controller connects to (a loopback forwarder, 127.0.0.(10+N)). The same forwarder
+   * also carries the POP's port 6443 (`sshHost:6443`), crossing the POP's link like the SSH traffic.
+   */
   sshHost: string;
   sshPort: number;
   /** The POP's own address on the lab bridge (what the hub and other POPs use). */
