@@ -102,3 +102,32 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode?: numb
   fs.writeFileSync(tmp, data, mode === undefined ? undefined : { mode });
   fs.renameSync(tmp, file);
 }
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes leftovers of interrupted runs in `dir` — names `<anything><marker><pid>[-n]` (`.partial-123`,
+ * `.building-123`, …) whose process is gone. A concurrent live run's files are left alone.
+ */
+export function removeStale(dir: string, markers: string[]): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names)
+    for (const m of markers) {
+      const i = n.lastIndexOf(m);
+      if (i < 0) continue;
+      const pid = Number(/^(\d+)/.exec(n.slice(i + m.length))?.[1]);
+      if (pid && pid !== process.pid && !pidAlive(pid)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    }
+}

@@ -13,7 +13,7 @@ import {
   type Mirror,
   type RecipeSpec,
 } from '../config/recipe.js';
-import { copyBlob, hasBlob, hashFile, sha256Of, writeFileAtomic } from './blob-file.js';
+import { copyBlob, hasBlob, hashFile, removeStale, sha256Of, writeFileAtomic } from './blob-file.js';
 import {
   BUNDLE_KIND,
   BUNDLE_SCHEMA_VERSION,
@@ -150,6 +150,9 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     if (!spec.arches[a])
       throw new RecipeError(`${opts.recipePath}: arch ${a} is not in spec.arches (${Object.keys(spec.arches).join(', ')})`);
 
+  // Leftovers of interrupted builds (partial downloads, half-written bundle directories) of dead processes.
+  removeStale(path.join(cache, 'blobs', 'sha256'), ['.partial-', '.download-', '.tmp-']);
+  removeStale(path.dirname(path.resolve(outDir)), ['.building-', '.old-', '.importing-']);
   const files = new ReleaseFiles({ cache, fetchImpl: opts.fetchImpl, offline: opts.offline });
   const client = new OciClient({
     mirrors: { ...spec.mirrors, ...opts.mirrors },

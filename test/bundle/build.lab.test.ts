@@ -85,9 +85,14 @@ describe('bundle build (lab registry + file server)', () => {
     expect(r.lockWritten).toBe(true);
 
     const sig1 = fs.readFileSync(path.join(r.dir, 'bundle.json.sig'), 'utf8');
+    // Leftovers of a killed build (pid 4194304 is above Linux's pid_max, so never alive) are cleaned up.
+    const stale = [`${out()}.building-4194304`, path.join(cache(), 'blobs', 'sha256', `${'a'.repeat(64)}.partial-4194304`)];
+    fs.mkdirSync(stale[0]!);
+    fs.writeFileSync(stale[1]!, 'half a layer');
     const again = await buildBundle({ recipePath: recipe('a'), cacheDir: cache(), outDir: out(), signingKey: keys.privateKey });
     expect(again.stats).toEqual({ requests: 0, downloadedBlobs: 0, downloadedFiles: 0, downloadedBytes: 0 });
     expect(again.lockWritten).toBe(false);
+    for (const p of stale) expect(fs.existsSync(p)).toBe(false);
     // Same lock → the same bundle, byte for byte (ed25519 signatures are deterministic).
     expect(fs.readFileSync(path.join(again.dir, 'bundle.json.sig'), 'utf8')).toBe(sig1);
     await verifyBundle(again.dir, { trustedKeys: [keys.publicKey] });
