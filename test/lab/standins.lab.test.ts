@@ -100,7 +100,7 @@ describe('install.sh stand-in', () => {
 });
 
 describe('k3s stand-in under systemd', () => {
-  it('refuses a config value k3s cannot parse; an unknown key is skipped with k3s\'s warning', async () => {
+  it('refuses to start on a config value k3s cannot parse (cluster-init: maybe)', async () => {
     await sh("mkdir -p /etc/rancher/k3s && printf 'cluster-init: maybe\\n' > /etc/rancher/k3s/config.yaml");
     const bad = await sh('systemctl start k3s');
     expect(bad.code).not.toBe(0);
@@ -108,7 +108,7 @@ describe('k3s stand-in under systemd', () => {
     await sh('systemctl stop k3s; systemctl reset-failed k3s');
   });
 
-  it('starts (READY only when up), imports a correct archive and rejects a wrong-arch one in the journal', async () => {
+  it('starts (READY only when up), skips an unknown config key with k3s\'s warning, imports a correct archive and rejects a wrong-arch one in the journal', async () => {
     await sh('openssl rand -hex 16 > /etc/rancher/k3s/cluster-token && chmod 600 /etc/rancher/k3s/cluster-token');
     const config = {
       'write-kubeconfig-mode': '0640',

@@ -77,7 +77,7 @@ export async function buildK3sStandIn(arch: K3sArch, outFile: string, opts: { ve
     platform: 'node',
     target: 'node18',
     format: 'cjs',
-    minify: false,
+    minify: true,
     legalComments: 'none',
     logLevel: 'error',
     banner: {

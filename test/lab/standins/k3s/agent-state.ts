@@ -9,15 +9,22 @@ export class AgentState {
   ready = false;
   private images = new Map<string, ImageInfo>();
   private lastRefresh = 0;
+  private seenGeneration = -1;
 
   constructor(
     readonly nodeName: string,
     readonly containerd: Containerd,
   ) {}
 
-  async refreshImages(maxAgeMs = 3000): Promise<void> {
-    if (!this.ready || Date.now() - this.lastRefresh < maxAgeMs) return;
+  /**
+   * Re-reads containerd's image list after an import, or when older than `maxAgeMs` (someone may have run
+   * `ctr images rm`). Spawning ctr is costly on emulated arm64 POPs, so not on every controller tick.
+   */
+  async refreshImages(maxAgeMs = 30_000): Promise<void> {
+    if (!this.ready) return;
+    if (this.seenGeneration === this.containerd.generation && Date.now() - this.lastRefresh < maxAgeMs) return;
     this.lastRefresh = Date.now();
+    this.seenGeneration = this.containerd.generation;
     const list = await this.containerd.images();
     this.images = new Map(list.map((i) => [i.ref, i]));
   }

@@ -29,6 +29,8 @@ export class Containerd {
   private proc?: ChildProcess;
   readonly root: string;
   private imported = new Map<string, string>(); // file → size:mtime already imported this run
+  /** Bumped after every import attempt, so image caches know to refresh. */
+  generation = 0;
 
   constructor(
     readonly dataDir: string,
@@ -153,6 +155,7 @@ export class Containerd {
       if (Date.now() - st.mtimeMs < 2000 && this.imported.size > 0) continue;
       this.imported.set(f, stamp);
       await this.importFile(f);
+      this.generation++;
       n++;
     }
     if (n) log.info(`Imported images from ${path.dirname(files[0]!)} in ${((Date.now() - start) / 1000).toFixed(6)}s`);

@@ -100,7 +100,7 @@ async function reconcile(ctx: ControllerContext, opts: HelmControllerOptions, ns
 
   // The pod needs the node and the job image first; until then it waits (as a real pod would).
   const node = store.get('v1', 'Node', opts.agent.nodeName);
-  await opts.agent.refreshImages(1000);
+  await opts.agent.refreshImages();
   const podName = `${jobName}-${(js.failed ?? 0).toString(36)}${hash.slice(7, 11).toLowerCase()}`;
   if (!node) return void upsertPod(store, job, podName, opts, { waiting: { reason: 'Pending', message: '0/0 nodes are available' } });
   const imgProblem = opts.agent.imageProblem(jobImageOf(job));

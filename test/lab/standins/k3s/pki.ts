@@ -3,6 +3,7 @@
 // the admin client cert the kubeconfig carries (CN=system:admin, O=system:masters).
 // Simplification: one CA signs both serving and client certs (k3s keeps server-ca and client-ca apart);
 // both file names are written so paths match.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,19 +25,33 @@ function openssl(args: string[], input?: string): string {
   return r.stdout;
 }
 
+// Keys come from Node's crypto (native even under qemu); each certificate is ONE openssl call (`req -x509`,
+// with `-CA` for leaf certs, OpenSSL 3) because every process start is expensive on emulated arm64 POPs.
 function newKey(file: string) {
-  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', file]);
-  fs.chmodSync(file, 0o600);
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1', privateKeyEncoding: { type: 'sec1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  fs.writeFileSync(file, privateKey, { mode: 0o600 });
 }
 
-function sign(tls: string, base: string, subj: string, ext: string, caCrt: string, caKey: string) {
+function reqConfig(tls: string, base: string, ext: string[]): string {
+  const f = path.join(tls, `.${base}.cnf`);
+  fs.writeFileSync(f, ['[req]', 'distinguished_name = dn', 'x509_extensions = ext', 'prompt = no', '[dn]', '[ext]', ...ext, ''].join('\n'));
+  return f;
+}
+
+function selfSignedCa(tls: string, base: string, cn: string) {
+  const key = path.join(tls, `${base}.key`);
+  newKey(key);
+  const cnf = reqConfig(tls, base, ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign', 'subjectKeyIdentifier = hash']);
+  openssl(['req', '-x509', '-new', '-config', cnf, '-key', key, '-subj', `/CN=${cn}`, '-days', '3650', '-sha256', '-out', path.join(tls, `${base}.crt`)]);
+  fs.rmSync(cnf);
+}
+
+function sign(tls: string, base: string, subj: string, ext: string[], caCrt: string, caKey: string) {
   const key = path.join(tls, `${base}.key`);
   if (!fs.existsSync(key)) newKey(key);
-  const extFile = path.join(tls, `.${base}.ext`);
-  fs.writeFileSync(extFile, ext);
-  const csr = openssl(['req', '-new', '-key', key, '-subj', subj]);
-  openssl(['x509', '-req', '-CA', caCrt, '-CAkey', caKey, '-CAcreateserial', '-days', '365', '-sha256', '-extfile', extFile, '-out', path.join(tls, `${base}.crt`)], csr);
-  fs.rmSync(extFile);
+  const cnf = reqConfig(tls, base, ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', ...ext]);
+  openssl(['req', '-x509', '-new', '-config', cnf, '-key', key, '-CA', caCrt, '-CAkey', caKey, '-subj', subj, '-days', '365', '-sha256', '-out', path.join(tls, `${base}.crt`)]);
+  fs.rmSync(cnf);
 }
 
 const isIp = (s: string) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s) || s.includes(':');
@@ -53,8 +68,7 @@ export function ensurePki(dataDir: string, hostname: string, tlsSans: string[]):
   const caCrt = path.join(tls, 'server-ca.crt');
   const caKey = path.join(tls, 'server-ca.key');
   if (!fs.existsSync(caCrt) || !fs.existsSync(caKey)) {
-    newKey(caKey);
-    openssl(['req', '-x509', '-new', '-key', caKey, '-subj', `/CN=k3s-server-ca@${Math.floor(Date.now() / 1000)}`, '-days', '3650', '-sha256', '-out', caCrt]);
+    selfSignedCa(tls, 'server-ca', `k3s-server-ca@${Math.floor(Date.now() / 1000)}`);
     fs.copyFileSync(caCrt, path.join(tls, 'client-ca.crt'));
     fs.copyFileSync(caKey, path.join(tls, 'client-ca.key'));
   }
@@ -62,9 +76,9 @@ export function ensurePki(dataDir: string, hostname: string, tlsSans: string[]):
   const ips = ['127.0.0.1', '::1', '10.43.0.1', ...nodeAddresses()];
   for (const s of tlsSans) (isIp(s) ? ips : dns).push(s);
   const san = [...new Set(dns)].map((d) => `DNS:${d}`).concat([...new Set(ips)].map((i) => `IP:${i}`)).join(',');
-  sign(tls, 'serving-kube-apiserver', '/CN=kube-apiserver', `keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`, caCrt, caKey);
+  sign(tls, 'serving-kube-apiserver', '/CN=kube-apiserver', ['extendedKeyUsage = serverAuth', `subjectAltName = ${san}`], caCrt, caKey);
   if (!fs.existsSync(path.join(tls, 'client-admin.crt'))) {
-    sign(tls, 'client-admin', '/O=system:masters/CN=system:admin', 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n', caCrt, caKey);
+    sign(tls, 'client-admin', '/O=system:masters/CN=system:admin', ['extendedKeyUsage = clientAuth'], caCrt, caKey);
   }
   const read = (f: string) => fs.readFileSync(path.join(tls, f), 'utf8');
   return {
