@@ -4,7 +4,7 @@
 
 import type { Host } from '../transport/host.js';
 import { PopKube } from '../kube/pop.js';
-import { isNotFound, pollUntil } from '../kube/poll.js';
+import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
 import type { Changes } from './phase.js';
 import { fsmNamespace, requireDecisions, type InstallContext, bundleOf } from './context.js';
 import type { InstallPhase, StepOutcome } from './runner.js';
@@ -20,9 +20,13 @@ export function hostPrepScript(mode: string): string {
   if (mode === 'NodeLevel') {
     lines.push('[ -d /opt/bpf ] || { mkdir -p /opt/bpf; changed "created /opt/bpf"; }');
     lines.push('touch /opt/.fsm-edge-write-test 2>/dev/null && rm -f /opt/.fsm-edge-write-test || { echo "/opt is not writable: xnet needs it for its bpffs" >&2; exit 3; }');
+    // Mounted now and at every boot (before k3s starts xnet), rather than left to the first xnet start.
+    lines.push('if ! grep -qs " /opt/bpf bpf " /proc/mounts; then mount -t bpf bpf /opt/bpf; changed "mounted bpffs on /opt/bpf"; fi');
+    lines.push('if ! grep -qs "^bpf /opt/bpf " /etc/fstab; then echo "bpf /opt/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /opt/bpf to /etc/fstab"; fi');
     lines.push('for m in sch_ingress cls_bpf; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done');
   } else if (mode === 'ebpf') {
     lines.push('if ! grep -qs " /sys/fs/bpf bpf " /proc/mounts; then mkdir -p /sys/fs/bpf; mount -t bpf bpf /sys/fs/bpf; changed "mounted bpffs on /sys/fs/bpf"; fi');
+    lines.push('if ! grep -qs "^bpf /sys/fs/bpf " /etc/fstab; then echo "bpf /sys/fs/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /sys/fs/bpf to /etc/fstab"; fi');
   } else {
     lines.push('for m in br_netfilter iptable_nat; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done');
   }
@@ -56,20 +60,42 @@ export const interceptionPhase: InstallPhase<InstallContext> = {
     const kube = ctx.popKube;
     const ns = fsmNamespace(ctx);
     const ds = iv.daemonSet;
+    const crashingSince = new Map<string, number>();
     await pollUntil(
       `DaemonSet ${ns}/${ds} Ready`,
       async () => {
+        let d;
         try {
-          const d = await kube.apps.readNamespacedDaemonSet({ name: ds, namespace: ns });
-          const want = d.status?.desiredNumberScheduled ?? 0;
-          const ready = d.status?.numberReady ?? 0;
-          return { done: want > 0 && ready >= want, state: `${ready}/${want} ready` };
+          d = await kube.apps.readNamespacedDaemonSet({ name: ds, namespace: ns });
         } catch (e) {
           if (isNotFound(e)) return { done: false, state: 'not created yet' };
           throw e;
         }
+        const want = d.status?.desiredNumberScheduled ?? 0;
+        const ready = d.status?.numberReady ?? 0;
+        if (want > 0 && ready >= want) return { done: true };
+        // Show why a pod is not ready, and stop waiting when it keeps crashing: a timeout says nothing.
+        const sel = Object.entries(d.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+        const pods = sel ? await kube.core.listNamespacedPod({ namespace: ns, labelSelector: sel }) : { items: [] };
+        const problems: string[] = [];
+        for (const pod of pods.items) {
+          for (const cs of pod.status?.containerStatuses ?? []) {
+            const w = cs.state?.waiting;
+            if (!w?.reason || w.reason === 'ContainerCreating' || w.reason === 'PodInitializing') continue;
+            const key = `${pod.metadata?.name}/${cs.name}`;
+            problems.push(`${key}: ${w.reason}${w.message ? ` — ${w.message}` : ''}`);
+            if (/CrashLoopBackOff|ErrImagePull|ImagePullBackOff|CreateContainerConfigError/.test(w.reason)) {
+              const since = crashingSince.get(key) ?? Date.now();
+              crashingSince.set(key, since);
+              if (Date.now() - since > 60_000) {
+                throw new FatalWaitError(`the ${ds} DaemonSet does not become ready: ${key} is in ${w.reason}${w.message ? `: ${w.message}` : ''}`);
+              }
+            }
+          }
+        }
+        return { done: false, state: `${ready}/${want} ready${problems.length ? `; ${problems.join('; ')}` : ''}` };
       },
-      { timeoutMs: ctx.options.meshTimeoutMs, intervalMs: 2000 },
+      { timeoutMs: Math.min(ctx.options.meshTimeoutMs, 300_000), intervalMs: 2000 },
     );
     return { summary: `${mode} (${d.interceptionReason}); ${ds} ready`, changes: done };
   },
