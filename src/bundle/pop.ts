@@ -42,7 +42,10 @@ export interface PopAssembleOptions {
   /** Which image archives to write: k3s needs its system images at first boot, the mesh ones can follow. */
   images?: 'all' | ImageGroup;
   paths?: Partial<PopPaths>;
-  /** Remove our archives from older bundles (`fsm-edge_*.tar`) so k3s does not re-import them. Default true. */
+  /**
+   * Remove our archives from older bundles (`fsm-edge_*.tar` not in this plan) so k3s does not import them again.
+   * Default: only when the plan writes every image (`images: 'all'`), so a partial plan never removes the rest.
+   */
   prune?: boolean;
 }
 
@@ -104,7 +107,7 @@ export function popAssemblePlan(doc: BundleDoc, arch: BundleArch, opts: PopAssem
     for (const d of [img.manifest, img.config, ...img.layers]) lines.push(`blob ${hexOf(d.digest)} ${d.size}`);
     outputs.push({ kind: 'image', path: dest, what: img.ref });
   }
-  if (opts.prune !== false) lines.push(`prune ${safePath(p.imagesDir)} ${POP_ARCHIVE_PREFIX}`);
+  if (opts.prune ?? group === 'all') lines.push(`prune ${safePath(p.imagesDir)} ${POP_ARCHIVE_PREFIX}`);
   const script = c.files.find((f) => f.role === 'pop-script');
   if (!script) throw new Error(`bundle ${doc.name} (${arch}) carries no assemble.sh; rebuild it with this fsm-edge`);
   return { plan: lines.join('\n') + '\n', scriptDigest: script.digest, outputs };

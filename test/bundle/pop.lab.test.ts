@@ -161,6 +161,27 @@ describe('POP-side assembly from the content-addressed store', () => {
     });
   }
 
+  // Minimal hosts: only BusyBox's sh, coreutils and tar on PATH (Debian package `busybox`).
+  it.skipIf(!fs.existsSync('/usr/bin/busybox'))('runs with nothing but BusyBox (sh, tar, sha256sum, …) and ctr still imports the result', () => {
+    const bin = path.join(src.tmp, 'busybox-bin');
+    fs.mkdirSync(bin, { recursive: true });
+    for (const applet of ['sh', 'tar', 'sha256sum', 'cut', 'wc', 'tr', 'cp', 'mv', 'rm', 'ln', 'mkdir', 'chmod', 'dirname', 'basename', 'grep', 'cat', 'printf', 'echo', '['])
+      fs.symlinkSync('/usr/bin/busybox', path.join(bin, applet));
+    const a = popAssemblePlan(doc, 'amd64', { images: 'k3s' });
+    const planPath = path.join(src.tmp, 'plan-busybox.txt');
+    fs.writeFileSync(planPath, a.plan);
+    const root = path.join(src.tmp, 'root-busybox');
+    const cmd = popAssembleCommand(a, { storeDir: path.join(src.tmp, 'store-amd64'), planPath, root });
+    const r = execFileSync(path.join(bin, 'sh'), ['-c', cmd], { encoding: 'utf8', env: { PATH: bin } });
+    expect(parseAssembleOutput(r).changed.length).toBe(3 + 1);
+    const archive = path.join(root, a.outputs.find((o) => o.kind === 'image')!.path);
+    const before = ctr('images', 'ls', '-q');
+    ctr('images', 'rm', K3S_IMAGES[0]!);
+    expect(ctr('images', 'ls', '-q')).not.toContain(K3S_IMAGES[0]);
+    ctr('images', 'import', archive);
+    expect(ctr('images', 'ls', '-q')).toBe(before);
+  });
+
   it('refuses a corrupt store blob, naming it, and leaves no partial archive', () => {
     const store = path.join(src.tmp, 'store-amd64');
     const img = doc.arches.amd64!.images[0]!;
