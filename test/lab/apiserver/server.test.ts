@@ -112,6 +112,13 @@ describe('lab API server with @kubernetes/client-node', () => {
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
     );
     expect((status as { status: { conditions: unknown[] } }).status.conditions).toHaveLength(1);
+    // replace keeps the status (subresource), a stale replace is a conflict, delete removes it
+    const cur = await objects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop-a' } });
+    const replaced = await objects.replace({ ...cur, spec: { fsmNamespace: 'fsm', gatewayHost: 'h' } } as k8s.KubernetesObject);
+    expect((replaced as { status: { conditions: unknown[] } }).status.conditions).toHaveLength(1);
+    expect((await apiFailure(objects.replace({ ...cur, spec: { fsmNamespace: 'x' } } as k8s.KubernetesObject))).code).toBe(409);
+    await objects.delete({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop-a' } });
+    expect((await apiFailure(objects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop-a' } }))).code).toBe(404);
   });
 
   it('strategic-merge patches a Deployment like kubectl (containers merged by name)', async () => {
