@@ -152,6 +152,12 @@ describe('lab API server with @kubernetes/client-node', () => {
     await rbac.createNamespacedRoleBinding({ namespace: 'hubaccess', body: { metadata: { name: 'hub' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-deploy' }, subjects: [{ kind: 'ServiceAccount', name: 'fsm-hub', namespace: 'hubaccess' }] } });
     expect((await asSa.listNamespacedDeployment({ namespace: 'hubaccess' })).items).toEqual([]);
     expect((await apiFailure(asSa.listNamespacedDeployment({ namespace: 'default' }))).code).toBe(403);
+    // bootstrap roles exist like on k3s: binding `view` in a namespace grants reads there, not writes
+    await rbac.createNamespacedRoleBinding({ namespace: 'hubaccess', body: { metadata: { name: 'hub-view' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'ServiceAccount', name: 'fsm-hub', namespace: 'hubaccess' }] } });
+    const saCore = tokenConfig(token).makeApiClient(k8s.CoreV1Api);
+    expect((await saCore.listNamespacedConfigMap({ namespace: 'hubaccess' })).items.map((c) => c.metadata?.name)).toContain('kube-root-ca.crt');
+    expect((await apiFailure(saCore.createNamespacedConfigMap({ namespace: 'hubaccess', body: { metadata: { name: 'nope' } } }))).code).toBe(403);
+    expect((await apiFailure(saCore.listNamespacedSecret({ namespace: 'hubaccess' }))).code).toBe(403);
     // TokenRequest
     const tr = await core.createNamespacedServiceAccountToken({ name: 'fsm-hub', namespace: 'hubaccess', body: { spec: { audiences: [], expirationSeconds: 3600 } } });
     expect((await tokenConfig(tr.status?.token as string).makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'hubaccess' })).items).toEqual([]);

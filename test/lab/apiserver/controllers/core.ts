@@ -27,12 +27,59 @@ function soon(fn: () => void, log: (m: string) => void): void {
   });
 }
 
+const READ = ['get', 'list', 'watch'];
+const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
+/** Namespaced kinds the aggregated view/edit/admin roles cover (the common part of upstream's lists). */
+const WORKLOADS: Array<[string, string[]]> = [
+  ['', ['configmaps', 'endpoints', 'persistentvolumeclaims', 'pods', 'pods/log', 'pods/status', 'services', 'services/status', 'serviceaccounts', 'events']],
+  ['apps', ['deployments', 'deployments/scale', 'deployments/status', 'daemonsets', 'daemonsets/status', 'replicasets', 'replicasets/status', 'statefulsets', 'statefulsets/status']],
+  ['batch', ['jobs', 'jobs/status', 'cronjobs', 'cronjobs/status']],
+  ['networking.k8s.io', ['ingresses', 'ingresses/status']],
+  ['coordination.k8s.io', ['leases']],
+];
+
+/**
+ * The bootstrap RBAC objects every real cluster has (kubernetes.io/bootstrapping=rbac-defaults), so an
+ * installer that binds to cluster-admin/admin/edit/view gets what it would get on k3s. The user-facing
+ * roles are flattened (no aggregation) and cover the built-in kinds served here.
+ */
+export function bootstrapRbac(store: ObjectStore): void {
+  const labels = { 'kubernetes.io/bootstrapping': 'rbac-defaults' };
+  const rules = (verbs: string[]) => WORKLOADS.map(([g, r]) => ({ apiGroups: [g], resources: r, verbs }));
+  const roles: Array<[string, unknown[]]> = [
+    ['cluster-admin', [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, { nonResourceURLs: ['*'], verbs: ['*'] }]],
+    ['view', rules(READ)],
+    ['edit', [...rules([...READ, ...WRITE]), { apiGroups: [''], resources: ['secrets'], verbs: [...READ, ...WRITE] }, { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] }]],
+    [
+      'admin',
+      [
+        ...rules([...READ, ...WRITE]),
+        { apiGroups: [''], resources: ['secrets'], verbs: [...READ, ...WRITE] },
+        { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
+        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: [...READ, ...WRITE] },
+      ],
+    ],
+  ];
+  for (const [name, r] of roles) {
+    if (!store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name))
+      ignoreExists(() => store.create({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels }, rules: r }, { fieldManager: 'kube-apiserver' }));
+  }
+  if (!store.get('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', 'cluster-admin'))
+    ignoreExists(() =>
+      store.create(
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'cluster-admin', labels }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:masters' }] },
+        { fieldManager: 'kube-apiserver' },
+      ),
+    );
+}
+
 export function namespaceController(store: ObjectStore): Controller {
   let stop: (() => void) | undefined;
   return {
     name: 'namespace',
     start(ctx: ControllerContext) {
       for (const ns of SYSTEM_NAMESPACES) ignoreExists(() => store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }));
+      bootstrapRbac(store);
       const populate = (ns: KubeObject) => {
         const name = ns.metadata.name as string;
         if (ns.metadata.deletionTimestamp) return;
