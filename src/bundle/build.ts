@@ -268,10 +268,11 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const saveManifest = (digest: string, body: Buffer) => writeFileAtomic(blobPath(cache, digest), body);
 
   const resolved: Array<BundleImage & { arch: BundleArch }> = [];
+  const resolveLimit = pLimit(8);
   await Promise.all(
     [...wants.values()].flatMap((w) =>
       [...w.arches].map((arch) =>
-        (async () => {
+        resolveLimit(async () => {
           const entry = lock.images[w.ref];
           const pin = entry?.platforms[arch];
           let manifest: Descriptor & { body: Buffer };
@@ -313,7 +314,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
             layers,
             size: manifest.size + config.size + layers.reduce((n, l) => n + l.size, 0),
           });
-        })(),
+        }),
       ),
     ),
   );

@@ -144,6 +144,7 @@ interface Endpoint {
 export class OciClient {
   readonly stats: ClientStats = { requests: 0, manifestsFetched: 0, blobsFetched: 0, blobBytesFetched: 0 };
   private readonly tokens = new Map<string, string>();
+  private readonly manifests = new Map<string, Promise<FetchedManifest>>();
   private readonly fetchImpl: typeof fetch;
   private readonly retries: number;
   private readonly backoffMs: number;
@@ -194,7 +195,13 @@ export class OciClient {
         await sleep(this.backoffMs * 2 ** attempt);
       }
     }
-    throw new RegistryError(`${what}: not available from any endpoint — ${attempts.join('; ')}`);
+    const limited = attempts.some((a) => / HTTP 429\b/.test(a));
+    throw new RegistryError(
+      `${what}: not available from any endpoint — ${attempts.join('; ')}` +
+        (limited
+          ? `; the registry is rate-limiting: set FSM_EDGE_REGISTRY_${name.registry.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USER and _PASSWORD to pull authenticated, or configure a mirror`
+          : ''),
+    );
   }
 
   private async authorizedFetch(url: string, repository: string, accept: string, registry: string, extra: Record<string, string> = {}): Promise<Response> {
@@ -242,7 +249,22 @@ export class OciClient {
     return `Bearer ${token}`;
   }
 
-  async getManifest(name: ImageName, reference: string, accept = ACCEPT_ANY_MANIFEST): Promise<FetchedManifest> {
+  /**
+   * A manifest by tag or digest. Asked once per client: resolving an index for several arches costs one GET of
+   * the index, which matters where registries count manifest GETs (Docker Hub's anonymous pull limit).
+   */
+  getManifest(name: ImageName, reference: string, accept = ACCEPT_ANY_MANIFEST): Promise<FetchedManifest> {
+    const key = `${name.registry}/${name.repository}|${reference}|${accept}`;
+    let p = this.manifests.get(key);
+    if (!p) {
+      p = this.fetchManifest(name, reference, accept);
+      this.manifests.set(key, p);
+      p.catch(() => this.manifests.delete(key));
+    }
+    return p;
+  }
+
+  private async fetchManifest(name: ImageName, reference: string, accept: string): Promise<FetchedManifest> {
     const what = `manifest ${formatImageRef({ ...name, tag: undefined, digest: undefined })}:${reference}`;
     const res = await this.get(name, `manifests/${reference}`, accept, what);
     const body = Buffer.from(await res.arrayBuffer());

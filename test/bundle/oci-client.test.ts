@@ -83,6 +83,11 @@ beforeAll(async () => {
       res.end(layer.subarray(from));
       return;
     }
+    if (repo === 'flomesh/limited') {
+      res.statusCode = 429;
+      res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}');
+      return;
+    }
     if (repo === 'flomesh/busy' && seen.busy++ === 0) {
       res.statusCode = 503;
       res.end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
@@ -132,6 +137,21 @@ describe('OciClient', () => {
     await c.fetchBlob(name, sha(layer), layer.length, path.join(tmp, 'layer'));
     expect(seen.unauthorized).toBe(before);
     expect(fs.readFileSync(path.join(tmp, 'layer')).equals(layer)).toBe(true);
+  });
+
+  it('asks for a tag once per client however many arches resolve it', async () => {
+    const c = client();
+    const name = parseImageRef('flomesh/pipy:1.5.12');
+    const before = seen.served.filter((u) => u.endsWith('/manifests/1.5.12')).length;
+    await Promise.all([c.resolvePlatform(name, '1.5.12', 'amd64', async () => config), c.resolvePlatform(name, '1.5.12', 'amd64', async () => config)]);
+    expect(seen.served.filter((u) => u.endsWith('/manifests/1.5.12')).length - before).toBe(1);
+  });
+
+  it('says what to do when the registry rate-limits (HTTP 429)', async () => {
+    const c = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(registry)], upstream: false } }, backoffMs: 1, retries: 1 });
+    await expect(c.getManifest(parseImageRef('flomesh/limited:1'), '1')).rejects.toThrow(
+      /HTTP 429 TOOMANYREQUESTS You have reached your pull rate limit\. \(after 2 attempts\); the registry is rate-limiting: set FSM_EDGE_REGISTRY_DOCKER_IO_USER and _PASSWORD/,
+    );
   });
 
   it('names image and platform when the index lacks it (attestation entries are not platforms)', async () => {
