@@ -101,7 +101,7 @@ export function haveScript(storeDir: string): string {
     // stop them before reading sizes, or they could append after a new writer starts.
     `for f in partial/.writer.*.pid; do [ -f "$f" ] || continue; read w s < "$f"; ` +
       `if [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then kill -STOP "$w" 2>/dev/null; pkill -KILL -P "$w" 2>/dev/null; kill -KILL "$w" 2>/dev/null; ` +
-      `[ -n "$s" ] && [ "$(cat /proc/$s/comm 2>/dev/null)" = sudo ] && kill -KILL "$s" 2>/dev/null; fi; rm -f "$f"; done`,
+      `[ -n "$s" ] && [ "$(cat /proc/$s/comm 2>/dev/null)" = sudo ] && kill -KILL "$s" 2>/dev/null; fi; rm -f "$f" "partial/.hash.$w" "partial/.hash.$w.sum"; done`,
     `while read h; do if [ -f "sha256/$h" ]; then echo "h $h"; elif [ -f "partial/$h" ]; then echo "p $h $(stat -c %s "partial/$h")"; fi; done`,
     `echo "free $(df -Pk . | awk 'NR==2 {print $4}')"`,
   ].join('\n');
@@ -121,9 +121,10 @@ export function parseHave(stdout: string): StoreState {
 /**
  * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes;
  * `end` stops. `read` consumes a pipe byte by byte (POSIX), so headers and `dd`'s raw bytes share stdin safely.
- * A blob may come in several segments (the controller adapts BLOCK to the link); the partial's size is only
- * stat'ed when a blob starts mid-way in this stream. Output: `a HEX I` after block I of the current segment
- * landed; `s HEX POS` segment done; `ok HEX` verified and stored; `bad HEX GOT` deleted; `short HEX SIZE`
+ * A blob may come in several segments (the controller adapts BLOCK to the link). While a blob's bytes land,
+ * `tee` also feeds them (after the partial's existing prefix) to a background `sha256sum`, so verification
+ * overlaps the transfer instead of re-reading the blob at the end. Output: `a HEX I` after block I of the current
+ * segment landed; `s HEX POS` segment done; `ok HEX` verified and stored; `bad HEX GOT` deleted; `short HEX SIZE`
  * stdin ended early (partial kept). Exit 71 = write failed (stderr says why).
  */
 export function writerScript(storeDir: string): string {
@@ -131,21 +132,28 @@ export function writerScript(storeDir: string): string {
   return [
     `cd ${s} || exit 70`,
     // our pid and, when it is the sudo that started us, sudo's: a stale writer is stopped with its sudo
-    `echo "$$ $([ "$(cat /proc/$PPID/comm 2>/dev/null)" = sudo ] && echo $PPID)" > partial/.writer.$$.pid; trap 'rm -f partial/.writer.$$.pid' EXIT`,
-    `lh=; lp=`,
+    `echo "$$ $([ "$(cat /proc/$PPID/comm 2>/dev/null)" = sudo ] && echo $PPID)" > partial/.writer.$$.pid`,
+    `F=partial/.hash.$$; trap 'rm -f partial/.writer.$$.pid "$F" "$F.sum"' EXIT; rm -f "$F"; mkfifo "$F" || exit 71`,
+    `lh=; lp=; hp=`,
     `while read h off n size B; do`,
     `  [ "$h" = end ] && exit 0`,
     `  p=partial/$h`,
-    `  if [ "$off" = 0 ]; then : > "$p" || exit 71`,
-    `  elif [ "$h" != "$lh" ] || [ "$off" != "$lp" ]; then c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit 75; }; fi`,
+    `  if [ "$h" != "$lh" ] || [ "$off" != "$lp" ]; then`,
+    `    if [ "$off" = 0 ]; then : > "$p" || exit 71; else c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit 75; }; fi`,
+    `    if [ -n "$hp" ]; then exec 3>&-; wait $hp; fi`,
+    `    sha256sum < "$F" > "$F.sum" & hp=$!`,
+    `    exec 3> "$F"`,
+    `    cat "$p" >&3 || exit 71`,
+    `  fi`,
     `  lh=$h; lp=$((off + n))`,
     `  full=$((n / B)); rem=$((n % B)); i=0`,
-    `  while [ $i -lt $full ]; do dd bs=$B count=1 iflag=fullblock status=none >> "$p" || exit 71; i=$((i+1)); echo "a $h $i"; done`,
-    `  if [ $rem -gt 0 ]; then dd bs=$rem count=1 iflag=fullblock status=none >> "$p" || exit 71; fi`,
+    `  while [ $i -lt $full ]; do dd bs=$B count=1 iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; i=$((i+1)); echo "a $h $i"; done`,
+    `  if [ $rem -gt 0 ]; then dd bs=$rem count=1 iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; fi`,
     `  if [ $lp -lt $size ]; then echo "s $h $lp"; continue; fi`,
+    `  exec 3>&-; wait $hp; hp=; lh=`,
     `  c=$(stat -c %s "$p") || exit 71`,
     `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit 76; fi`,
-    `  sum=$(sha256sum "$p") || exit 71; sum=\${sum%% *}`,
+    `  read sum x < "$F.sum" || exit 71`,
     `  if [ "$sum" = "$h" ]; then mv -f "$p" "sha256/$h" || exit 72; echo "ok $h"; else rm -f "$p"; echo "bad $h $sum"; fi`,
     `done`,
   ].join('\n');
