@@ -177,7 +177,9 @@ export class OciClient {
       for (let attempt = 0; ; attempt++) {
         let transient: string;
         try {
-          const res = await this.authorizedFetch(url, name.repository, accept, name.registry, extra);
+          // Credentials belong to the host that asks: a mirror never gets the upstream registry's password.
+          const credentialsFor = ep.mirror ? new URL(ep.base).host : name.registry;
+          const res = await this.authorizedFetch(url, name.repository, accept, credentialsFor, extra);
           if (res.ok) return res;
           transient = `HTTP ${res.status}${await errorDetail(res)}`;
           if (res.status !== 429 && res.status < 500) {

@@ -147,6 +147,25 @@ describe('OciClient', () => {
     expect(seen.served.filter((u) => u.endsWith('/manifests/1.5.12')).length - before).toBe(1);
   });
 
+  it('never sends the upstream registry credentials to a mirror', async () => {
+    const basic = http.createServer((req, res) => {
+      seen.tokenRequests.push(`basic-mirror ${req.headers.authorization ?? 'none'}`);
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="mirror"' }).end();
+    });
+    await listen(basic);
+    try {
+      const c = new OciClient({
+        mirrors: { 'docker.io': { endpoints: [url(basic)], upstream: false } },
+        credentials: (host) => (host === 'docker.io' ? { username: 'hub-user', password: 'hub-secret' } : undefined),
+      });
+      await expect(c.getManifest(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12')).rejects.toThrow(/wants a username and password \(Basic auth\) and none is configured/);
+      expect(seen.tokenRequests).toContain('basic-mirror none');
+      expect(seen.tokenRequests.join(' ')).not.toContain(Buffer.from('hub-user:hub-secret').toString('base64'));
+    } finally {
+      basic.close();
+    }
+  });
+
   it('says what to do when the registry rate-limits (HTTP 429)', async () => {
     const c = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(registry)], upstream: false } }, backoffMs: 1, retries: 1 });
     await expect(c.getManifest(parseImageRef('flomesh/limited:1'), '1')).rejects.toThrow(
