@@ -2,7 +2,7 @@
 // fleet checks) is mapped back to `file:line:column` through the YAML AST kept here.
 
 import { readFileSync } from 'node:fs';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { Diagnostic } from '../cli/output.js';
 import { closest } from './formats.js';
 import { API_VERSION } from './site.js';
@@ -121,7 +121,8 @@ export function readConfigSource(path: string): SourceFile {
   }
   const text = buf.toString('utf8').replace(/^\uFEFF/, '');
   const lineCounter = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
+  // merge: `<<: *anchor` is how people share blocks in YAML (e.g. one ssh block for many sites).
+  const parsed = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, merge: true });
   const yamlDocs: Document.Parsed[] = Array.isArray(parsed) ? parsed : [];
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
@@ -191,6 +192,25 @@ function keyOf(node: unknown): unknown {
   return isScalar(node) ? node.value : node;
 }
 
+/** The pair for `key` in a map, looking through `<<: *anchor` merge keys to where the value is written. */
+function findPair(doc: Document.Parsed, map: YAMLMap, key: string, depth = 0): Pair | undefined {
+  const own = map.items.find((p) => isPair(p) && String(keyOf(p.key)) === key);
+  if (own || depth > 10) return own;
+  for (const p of map.items) {
+    const k = keyOf(p.key);
+    if (k !== '<<' && !(typeof k === 'symbol' && k.description === '<<')) continue;
+    const sources = isSeq(p.value) ? p.value.items : [p.value];
+    for (const src of sources) {
+      const target = isAlias(src) ? src.resolve(doc) : src;
+      if (isMap(target)) {
+        const found = findPair(doc, target, key, depth + 1);
+        if (found) return found;
+      }
+    }
+  }
+  return undefined;
+}
+
 /**
  * Where `path` is in the document. Finds the deepest existing node; with `atKey` the last segment's key
  * (for unknown keys), otherwise its value. A missing field points at its parent's key.
@@ -203,7 +223,7 @@ export function locate(doc: Document.Parsed, lc: LineCounter, path: readonly Pat
   for (const seg of path) {
     if (isAlias(node)) node = node.resolve(doc);
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && String(keyOf(p.key)) === String(seg));
+      const pair = findPair(doc, node, String(seg));
       if (!pair) break;
       const keyRange = (pair.key as Node | null)?.range;
       const valueRange = (pair.value as Node | null)?.range;

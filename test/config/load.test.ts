@@ -77,6 +77,15 @@ describe('loadSite / loadHub / loadConfigFile', () => {
     expect(loadHub(join(EX, 'standalone.yaml')).spec).toEqual({ kubeconfig: { env: 'FSM_EDGE_HUB_KUBECONFIG' }, fsmNamespace: 'fsm-system' });
   });
 
+  it('follows YAML anchors and merge keys', () => {
+    const p = write('merge.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Fleet\nmetadata: { name: m }\nspec:\n  sites:\n    - metadata: { name: a }\n      spec: { ssh: &ssh { host: 10.99.0.1, user: pop, agent: true } }\n    - metadata: { name: b }\n      spec:\n        ssh:\n          <<: *ssh\n          host: 10.99.0.2\n');
+    const { sites } = loadFleet(p);
+    expect(sites.map((s) => [s.spec.ssh.host, s.spec.ssh.user, s.spec.ssh.agent])).toEqual([
+      ['10.99.0.1', 'pop', true],
+      ['10.99.0.2', 'pop', true],
+    ]);
+  });
+
   it('makes a Hub kubeconfig file absolute', () => {
     const hub = loadHub(join(EX, 'hub.yaml'));
     expect(hub.spec.kubeconfig).toEqual({ file: join(homedir(), '.kube/hub-eu.yaml') });

@@ -94,6 +94,18 @@ const cases: Case[] = [
     files: { 'site.yaml': '- apiVersion: edge.flomesh.io/v1alpha1\n  kind: Site\n' },
     expect: [{ at: 'site.yaml:1:1', path: '', text: 'expected a mapping with apiVersion, kind, metadata and spec; got a list' }],
   },
+  {
+    name: 'YAML alias bomb',
+    files: {
+      'site.yaml': HEAD + 'x:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n' + ['b', 'c', 'd', 'e', 'f', 'g'].map((k, i) => `  ${k}: &${k} [${Array(10).fill('*' + 'abcdefg'[i]).join(', ')}]\n`).join(''),
+    },
+    expect: [{ at: 'site.yaml:1:1', path: '', text: 'YAML: Excessive alias count indicates a resource exhaustion attack' }],
+  },
+  {
+    name: 'unknown key next to a YAML merge key',
+    files: { 'site.yaml': site('  k3s: &k { datastore: etcd }\n  mesh:\n    <<: *k\n') },
+    expect: [{ at: 'site.yaml:9:13', path: 'spec.mesh.datastore', text: 'unknown key `datastore`; valid keys here: interception' }],
+  },
   // --- apiVersion and kind ---------------------------------------------------------------------------------
   {
     name: 'missing apiVersion',
