@@ -166,10 +166,35 @@ srv.listen(Number(port), host, () => process.stdout.write('forwarding\\n'));
 process.on('SIGTERM', () => process.exit(0));
 `;
 
+/** Serialise starts on one state dir (two callers must not both spawn and then kill each other's pids). */
+async function withStartLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(dir, 'start.lock');
+  for (let i = 0; ; i++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch {
+      const holder = readPid(lock);
+      if (!holder || !pidAlive(holder)) rmSync(lock, { force: true });
+      else if (i > 600) throw new Error(`lab API server in ${dir} is being started by pid ${holder} for over a minute`);
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
 /** Start a lab API server as its own process (optionally in a netns behind a loopback forwarder). */
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
+  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  return withStartLock(o.stateDir, () => startLocked(o));
+}
+
+async function startLocked(o: ServerProcessOptions): Promise<ServerProcess> {
   const dir = o.stateDir;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const serverPid = join(dir, 'server.pid');
   const fwdPid = join(dir, 'forwarder.pid');
   const sock = join(dir, 'apiserver.sock');
