@@ -217,6 +217,8 @@ describe('lab hub: FSM multicluster join', () => {
   });
 
   it('a restarted hub keeps its Clusters and their state', async () => {
+    // the other Clusters of this file point at the same member MeshConfig: leave pop1 its only manager
+    for (const n of ['pop2', 'pop3', 'pop4', 'pop5']) await hubObjects.delete({ apiVersion: MC, kind: 'Cluster', metadata: { name: n } });
     const before = await hubObjects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop1' } });
     const oldPid = readFileSync(join(hub.stateDir, 'server.pid'), 'utf8');
     await hub.stop({ keepNetns: true }); // the POP server lives in the same namespace
