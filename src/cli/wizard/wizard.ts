@@ -116,11 +116,8 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     const rawSsh = ((existing.raw?.spec as Record<string, unknown> | undefined)?.ssh ?? {}) as Record<string, unknown>;
     let pop: HopAnswers | undefined = ex ? hopFromConfig(ex.spec.ssh, rawSsh) : undefined;
     let jump: HopAnswers | undefined = ex?.spec.ssh.jumpHosts[0] ? hopFromConfig(ex.spec.ssh.jumpHosts[0], (rawSsh.jumpHosts as Record<string, unknown>[] | undefined)?.[0]) : undefined;
-    if (opts.identityFile || opts.agent) {
-      const login: Login = opts.agent ? { agent: true } : { identityFile: opts.identityFile! };
-      if (pop) pop.login = login;
-      if (jump) jump.login = login;
-    }
+    // A login flag beats the file: it is the default of the login questions.
+    const flagLogin: Login | undefined = opts.agent ? { agent: true } : opts.identityFile ? { identityFile: opts.identityFile } : undefined;
     let facts: Facts | undefined;
     let wantJump = Boolean(opts.jump ?? jump);
     for (;;) {
@@ -130,7 +127,7 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
         jumpTarget = await askTarget(ask, 'Jump host (user@host[:port])', opts.jump ?? (jump ? formatSshTarget(jump) : undefined), true, '--jump');
       }
       const popTarget = await askTarget(ask, 'SSH target of the POP (user@host[:port])', opts.ssh ?? (pop ? formatSshTarget(pop) : undefined), !wantJump, '--ssh');
-      const login = await askLogin(ask, pop?.login ?? (opts.agent ? { agent: true } : undefined), fileDir, out);
+      const login = await askLogin(ask, flagLogin ?? pop?.login, fileDir, out);
       pop = { ...popTarget, login, hostKeys: samePlace(pop, popTarget) ? pop!.hostKeys : [] };
       jump = jumpTarget ? { ...jumpTarget, login, hostKeys: samePlace(jump, jumpTarget) ? jump!.hostKeys : [] } : undefined;
 
@@ -230,7 +227,7 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     let choice: 'install' | 'save' | 'discard' = 'save';
     if (install && bundle) {
       say('');
-      say(c.bold('The plan') + c.dim(` — fsm-edge ${shellWords([...installArgv({ siteFile: relative(process.cwd(), tmp) || tmp, bundleDir: bundle.dir, trustKeys, ...(hubFile ? { hubFile } : {}) }), '--dry-run'])}`));
+      say(c.bold('The plan') + c.dim(` — fsm-edge install --dry-run on a draft of ${file} (${relative(process.cwd(), tmp) || tmp}); nothing is changed`));
       const planCode = await runCli([...installArgv({ siteFile: tmp, bundleDir: bundle.dir, trustKeys, ...(hubFile ? { hubFile } : {}) }), '--dry-run'], out.io);
       if (planCode !== EXIT_OK) say(`${c.yellow('!')} the dry run did not succeed (exit ${planCode}); see above. You can still save the file and install later.`);
       say('');
