@@ -399,6 +399,17 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   for (const [digest, size] of everything) {
     const src = blobPath(cache, digest);
     if (!hasBlob(src, size)) throw new BuildError(`internal: blob ${digest} missing from the cache ${cache}`);
+    // Rebuilding in place: a blob the previous bundle already holds (and that still hashes right) is hard-linked
+    // into the new one instead of copied; the old directory goes away at the swap, so nothing is shared for long.
+    const old = oldDir ? blobPath(oldDir, digest) : undefined;
+    if (old && hasBlob(old, size) && (await hashFile(old)).digest === digest) {
+      try {
+        fs.linkSync(old, blobPath(staging, digest));
+        continue;
+      } catch {
+        /* another filesystem: copy */
+      }
+    }
     copyBlob(src, blobPath(staging, digest));
   }
   fs.writeFileSync(path.join(staging, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT);
