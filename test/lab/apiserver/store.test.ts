@@ -233,8 +233,10 @@ describe('server-side apply', () => {
     expect(e.code).toBe(409);
     expect(e.message).toBe('Apply failed with 1 conflict: conflict with "alice": .spec.region');
     expect(e.status.details?.causes?.[0]).toEqual({ reason: 'FieldManagerConflict', message: 'conflict with "alice"', field: '.spec.region' });
-    // same value: shared ownership, no conflict
-    expect(s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'eu' }), { fieldManager: 'bob' }).spec).toMatchObject({ region: 'eu' });
+    // same value: shared ownership, no conflict — and recorded, so alice now conflicts with bob
+    const shared = s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'eu' }), { fieldManager: 'bob' });
+    expect(shared.metadata.managedFields?.map((m) => m.manager).sort()).toEqual(['alice', 'bob']);
+    expect(apiError(() => s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'ap' }), { fieldManager: 'alice' })).message).toContain('conflict with "bob": .spec.region');
     const forced = s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'us' }), { fieldManager: 'bob', force: true });
     expect(forced.spec).toMatchObject({ region: 'us' });
   });

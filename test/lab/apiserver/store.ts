@@ -264,8 +264,13 @@ export class ObjectStore implements Store {
     obj.kind = r.kind;
     this.validate(r, obj, old, opts);
     if (r.kind === 'CustomResourceDefinition' && opts.subresource !== 'status') this.establishCrd(obj);
+    // like kube-apiserver: a write that changes nothing but managedFields timestamps is a no-op; a change of
+    // ownership alone (a second manager applying the same values) is recorded
     const sameAsOld = (a: KubeObject, b: KubeObject) => {
-      const strip = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+      const strip = (o: KubeObject) => ({
+        ...o,
+        metadata: { ...o.metadata, resourceVersion: undefined, managedFields: (o.metadata.managedFields ?? []).map((m) => ({ ...m, time: undefined })) },
+      });
       return deepEqual(JSON.parse(JSON.stringify(strip(a))), JSON.parse(JSON.stringify(strip(b))));
     };
     if (!opts.skipTracking) trackUpdate(old, obj, opts.fieldManager ?? managerOf(opts), opts.subresource);
