@@ -144,16 +144,43 @@ describe('fsm-edge init at a terminal', () => {
     expect(hiddenFiles(work)).toEqual([]);
   });
 
-  it('Ctrl-C at the first questions writes no file at all', async () => {
+  it('a login the POP refuses is reported and asked again; Ctrl-C then writes no file at all', async () => {
+    const pop = h.pops[0]!;
     const dir = path.join(h.dir, 'ctrl-c-early');
     fs.mkdirSync(dir);
+    const stranger = path.join(h.dir, 'id_stranger');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
     const t = TmuxSession.start('wizard-ctrl-c-early', dir, `${TSX} ${CLI} init`, env());
     sessions.push(t);
     await t.answer('Site name', 'pop-x');
-    await t.waitFor('? Is the POP reached through a jump host');
+    await t.answer('Is the POP reached through a jump host', undefined, 'Enter');
+    await t.answer('SSH target of the POP', `${pop.user}@${pop.sshHost}`);
+    await t.answer('Log in with', undefined, 'Enter');
+    await t.answer('Private key file', stranger);
+    await t.answer('Trust this key and pin it', undefined, 'Enter');
+    const s = await t.waitFor('Check the answers below and try again');
+    expect(s).toMatch(/✗ .*authentication failed \(no key was accepted\)/);
+    await t.waitFor(/Check the answers below and try again[\s\S]*\? Is the POP reached through a jump host/);
     t.keys('C-c');
     expect(await t.exitCode(20_000)).toBe(130);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('shows an arm64 POP as arm64, picks the bundle's arm64 content, and warns early that a POP without systemd will be refused', async () => {
+    const { popUp, popDown } = await import('../lab/pop.js');
+    const pop = await popUp({ arch: 'arm64' });
+    try {
+      const dir = path.join(h.dir, 'arm64');
+      fs.mkdirSync(dir);
+      const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-arm', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/arch\s+arm64 \(aarch64\)/);
+      expect(r.stdout).toMatch(/\? Bundle for this arm64 POP \(from .*\) lab — /);
+      expect(r.stdout).toContain('✗ the install will refuse this POP: neither systemd nor openrc runs on this POP');
+      expect(loadSite(path.join(dir, 'pop.yaml')).spec.ssh.hostKeys).toEqual([pop.hostKeyFingerprint]);
+    } finally {
+      await popDown(pop);
+    }
   });
 
   it('--yes without a terminal takes the defaults from flags, pins on first use and writes a valid file', () => {

@@ -95,7 +95,7 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
   // Ctrl-C outside a prompt (while connecting, probing, planning): nothing half-written, then exit 130.
   const onSigint = () => {
     discardPending();
-    out.io.stderr.write(`\n${c.yellow('interrupted')}: nothing was written${existsSync(file) && !ex ? ` (${file} is complete)` : ''}\n`);
+    out.io.stderr.write(`\n${c.yellow('stopped')}: nothing was written${ex ? ` (${file} is as it was)` : ''}\n`);
     process.exit(130);
   };
   process.on('SIGINT', onSigint);
