@@ -14,6 +14,7 @@ const CRDS = [
   join(REF, 'fsm/v1.5.1/crds/config.flomesh.io_meshconfigs.yaml'),
   join(REF, 'fsm/v1.5.1/crds/multicluster.flomesh.io_serviceexports.yaml'),
   join(REF, 'fsm/v1.5.1/crds/multicluster.flomesh.io_globaltrafficpolicies.yaml'),
+  join(REF, 'fsm/v1.5.1/crds/multicluster.flomesh.io_serviceimports.yaml'),
   join(REF, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmcharts.yaml'),
 ];
 const MC = 'multicluster.flomesh.io/v1alpha1';
@@ -75,6 +76,8 @@ describe('custom resources against the real CRD schemas', () => {
     expect(e.status.details?.causes?.[0]?.message).toContain('supported values: "Exact", "Prefix"');
     const gtp = { apiVersion: MC, kind: 'GlobalTrafficPolicy', metadata: { name: 'g', namespace: 'default' }, spec: { lbType: 'FailOver', targets: [{ clusterKey: 'default/default/default/pop1' }] } };
     expect(s.create(gtp).spec).toMatchObject({ lbType: 'FailOver' });
+    const simp = { apiVersion: MC, kind: 'ServiceImport', metadata: { name: 'httpbin', namespace: 'default' }, spec: { type: 'Sideways', ports: [] } };
+    expect(apiError(() => s.create(simp)).status.details?.causes?.map((c) => c.field)).toContain('spec.type');
     const chart = { apiVersion: 'helm.cattle.io/v1', kind: 'HelmChart', metadata: { name: 'fsm', namespace: 'kube-system' }, spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-system', failurePolicy: 'abort', timeout: '10m', valuesContent: 'fsm: {}' } };
     expect(s.create(chart).spec).toMatchObject({ failurePolicy: 'abort' });
     const badChart = { ...chart, metadata: { name: 'bad', namespace: 'kube-system' }, spec: { ...chart.spec, failurePolicy: 'explode', timeout: 'soon' } };
