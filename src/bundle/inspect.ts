@@ -10,6 +10,7 @@ export interface InspectReport {
   dir: string;
   name: string;
   versions: BundleDoc['versions'];
+  /** Key id the signature names (not checked here: `verifyBundle` does that). */
   signer: string | null;
   totals: BundleDoc['totals'];
   arches: Array<{
@@ -72,7 +73,7 @@ export function renderInspect(r: InspectReport): string {
   const lines: string[] = [];
   lines.push(`bundle ${r.name}  (${r.dir})`);
   lines.push(`  k3s ${r.versions.k3s}   fsm ${r.versions.fsm} (chart ${r.versions.chart})   pipy ${r.versions.pipy}`);
-  lines.push(`  signed by ${r.signer ?? 'nobody (no bundle.json.sig)'}`);
+  lines.push(r.signer ? `  signature key ${r.signer} (checked by \`fsm-edge bundle verify --trust-key\`)` : '  unsigned (no bundle.json.sig)');
   lines.push(`  ${r.totals.blobs} blobs, ${formatBytes(r.totals.bytes)} stored once across ${r.arches.length} arch(es)`);
   for (const a of r.arches) {
     lines.push('');
