@@ -166,7 +166,7 @@ describe('fsm-edge init at a terminal', () => {
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 
-  it('shows an arm64 POP as arm64, picks the bundle's arm64 content, and warns early that a POP without systemd will be refused', async () => {
+  it('shows an arm64 POP as arm64, picks the arm64 content of the bundle, and warns early that a POP without systemd will be refused', async () => {
     const { popUp, popDown } = await import('../lab/pop.js');
     const pop = await popUp({ arch: 'arm64' });
     try {
