@@ -82,7 +82,22 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
     stderr: io?.stderr ?? process.stderr,
     env: io?.env ?? process.env,
   };
+  ignoreClosedPipe(fullIO.stdout);
+  ignoreClosedPipe(fullIO.stderr);
   return run(buildProgram(fullIO), argv, fullIO);
+}
+
+/**
+ * `fsm-edge config schema | head` closes the pipe early. That is the reader's choice, not a failure: drop the
+ * rest of the output instead of crashing with a stack trace, and let the command (maybe an install) finish.
+ */
+function ignoreClosedPipe(stream: CliIO['stdout']): void {
+  const s = stream as Partial<NodeJS.WriteStream>;
+  if (typeof s.on !== 'function' || (s.listenerCount?.('error') ?? 0) > 0) return;
+  s.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+    throw err;
+  });
 }
 
 /** Parses and runs `argv` on a built program; every outcome becomes an exit code (tests add commands to `program`). */

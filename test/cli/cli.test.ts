@@ -1,6 +1,7 @@
 // The command tree, help and version at every level, exit codes (0 done, 1 failed, 2 bad usage/config),
 // --json as one document on stdout, colour only on a TTY without NO_COLOR, and no stack traces.
 
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -8,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { buildProgram, run } from '../../src/cli/main.js';
 import { notBuilt } from '../../src/cli/not-built.js';
 import { ConfigError, type CliIO } from '../../src/cli/output.js';
-import { REPO, runBin, runMain } from './run-cli.js';
+import { BIN, REPO, runBin, runMain } from './run-cli.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const ANSI = /\x1b\[\d+m/;
@@ -198,6 +199,16 @@ describe('the real binary', { timeout: 120_000 }, () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("error: required option '--bundle <dir>' not specified");
     expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a reader that closes the pipe early (`| head`) causes no crash and no stack trace', async () => {
+    const child = spawn(process.execPath, [BIN, 'config', 'schema'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.destroy(); // the reader is gone before the first write: every write gets EPIPE
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 
   it('colourless when piped (stdout is not a TTY), one JSON doc with --json', () => {
