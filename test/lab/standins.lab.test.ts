@@ -226,6 +226,27 @@ describe('k3s stand-in under systemd', () => {
     expect(out).toContain('fsm.image.pullPolicy');
   });
 
+  it('etcd-snapshot save + cluster-reset restore bring back the state of the snapshot (embedded etcd only)', async () => {
+    expect((await sh('k3s etcd-snapshot save')).stderr).toContain('etcd database not found in /var/lib/rancher/k3s/server/db');
+    await sh("printf 'cluster-init: true\\n' > /etc/rancher/k3s/config.yaml.d-etcd && mkdir -p /etc/rancher/k3s/config.yaml.d && mv /etc/rancher/k3s/config.yaml.d-etcd /etc/rancher/k3s/config.yaml.d/50-etcd.yaml");
+    expect((await sh('systemctl restart k3s')).code).toBe(0);
+    expect((await sh('ls /var/lib/rancher/k3s/server/db')).stdout).toContain('state.standin.json.migrated');
+    expect((await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-snapshot}\nEOF')).code).toBe(0);
+    const save = await sh('sleep 1; k3s etcd-snapshot save');
+    expect(save.stderr).toMatch(/Snapshot on-demand-pop\d+-\d+ saved\./);
+    const snap = (await sh('k3s etcd-snapshot ls')).stdout.split('\n')[1]!.split(/\s+/)[0]!;
+    expect((await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-snapshot}\nEOF')).code).toBe(0);
+    expect((await sh(`k3s server --cluster-reset --cluster-reset-restore-path=${snap}`)).code).not.toBe(0); // k3s still running
+    await sh('systemctl stop k3s');
+    const reset = await sh(`k3s server --cluster-reset --cluster-reset-restore-path=${snap}`);
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.stderr).toContain('Managed etcd cluster membership has been reset, restart without --cluster-reset flag now');
+    expect((await sh('systemctl start k3s')).code).toBe(0);
+    const cms = (await kubectl('-n default get configmaps -o name')).stdout;
+    expect(cms).toContain('configmap/before-snapshot');
+    expect(cms).not.toContain('configmap/after-snapshot');
+  });
+
   it('`systemctl kill k3s` really stops it and containerd; the restart imports the archives again', async () => {
     const before = (await journal()).split('Importing images from /var/lib/rancher/k3s/agent/images/good.tar').length;
     const pids = (await sh('systemctl show -p MainPID --value k3s; pgrep -f "^containerd -c /var/lib/rancher/k3s"')).stdout.trim().split('\n');
