@@ -163,10 +163,11 @@ describe('lab hub: FSM multicluster join', () => {
     expect(popMc.spec.clusterSet).toMatchObject({ isManaged: true, controlPlaneUID: hubMc.spec.clusterSet.uid, region: 'eu', zone: 'berlin', group: 'retail', name: 'pop1', uid: 'pop-own-uid' });
     // the POP records the write under the hub controller's user agent, like kube-apiserver does
     expect(popMc.metadata?.managedFields?.map((m) => m.manager)).toContain('fsm-controller');
-    // re-applying the same Cluster changes nothing
-    const before = await hubObjects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'pop1' } });
+    // the installer's server-side apply takes (shared) ownership once; re-applying then changes nothing
+    const first = await apply(clusterDoc('pop1', popKubeconfigForHub));
+    expect(first.metadata?.managedFields?.map((m) => m.manager)).toContain('fsm-edge');
     const again = await apply(clusterDoc('pop1', popKubeconfigForHub));
-    expect(again.metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
+    expect(again.metadata?.resourceVersion).toBe(first.metadata?.resourceVersion);
   });
 
   it('a wrong kubeconfig gives Managed=False with the reason, and fixing it recovers', async () => {
