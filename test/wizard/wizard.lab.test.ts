@@ -166,6 +166,25 @@ describe('fsm-edge init at a terminal', () => {
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 
+  it('--yes through a jump host pins the key of each hop', async () => {
+    const { popUp, popDown } = await import('../lab/pop.js');
+    const jump = await popUp({ arch: 'amd64' });
+    try {
+      const pop = h.pops[0]!;
+      const dir = path.join(h.dir, 'jump');
+      fs.mkdirSync(dir);
+      // The POP by its lab address, which only the jump host can reach.
+      const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-behind', '--jump', `${jump.user}@${jump.sshHost}`, '--ssh', `${pop.user}@${pop.labAddress}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toContain(`connecting to ${pop.user}@${pop.labAddress} through ${jump.user}@${jump.sshHost}`);
+      const site = loadSite(path.join(dir, 'pop.yaml'));
+      expect(site.spec.ssh.hostKeys).toEqual([pop.hostKeyFingerprint]);
+      expect(site.spec.ssh.jumpHosts).toEqual([expect.objectContaining({ host: jump.sshHost, user: jump.user, hostKeys: [jump.hostKeyFingerprint] })]);
+    } finally {
+      await popDown(jump);
+    }
+  });
+
   it('shows an arm64 POP as arm64, picks the arm64 content of the bundle, and warns early that a POP without systemd will be refused', async () => {
     const { popUp, popDown } = await import('../lab/pop.js');
     const pop = await popUp({ arch: 'arm64' });
