@@ -84,7 +84,24 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   };
   ignoreClosedPipe(fullIO.stdout);
   ignoreClosedPipe(fullIO.stderr);
+  if (!io) reportStrayErrors(fullIO);
   return run(buildProgram(fullIO), argv, fullIO);
+}
+
+/**
+ * A rejection or exception nobody awaited (a bug, or a library emitting late) still ends as one error line and
+ * exit code 1, never as a Node stack dump; FSM_EDGE_DEBUG=1 shows the stack.
+ */
+function reportStrayErrors(io: CliIO): void {
+  if (process.listenerCount('uncaughtException') > 0) return;
+  const report = (err: unknown) => {
+    const out = new Output(io, false);
+    out.fail(new CliError(`internal error: ${err instanceof Error ? err.message : String(err)}`, 1, 'internal', 'run again with FSM_EDGE_DEBUG=1 and report the output'));
+    if (out.debug && err instanceof Error && err.stack) io.stderr.write(err.stack + '\n');
+    process.exit(1);
+  };
+  process.on('uncaughtException', report);
+  process.on('unhandledRejection', report);
 }
 
 /**

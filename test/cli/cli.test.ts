@@ -1,7 +1,7 @@
 // The command tree, help and version at every level, exit codes (0 done, 1 failed, 2 bad usage/config),
 // --json as one document on stdout, colour only on a TTY without NO_COLOR, and no stack traces.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -209,6 +209,16 @@ describe('the real binary', { timeout: 120_000 }, () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     expect(stderr).toBe('');
     expect(code).toBe(0);
+  });
+
+  it('a stray rejection ends as one error line and exit 1, not a Node stack dump', () => {
+    const script = `const { main } = await import(${JSON.stringify(join(REPO, 'dist/cli/main.js'))});
+setTimeout(() => Promise.reject(new Error('late boom')), 10);
+process.exitCode = await main(['node', 'fsm-edge', '--version']);
+await new Promise((r) => setTimeout(r, 5000));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('error: internal error: late boom\nhint: run again with FSM_EDGE_DEBUG=1 and report the output\n');
   });
 
   it('colourless when piped (stdout is not a TTY), one JSON doc with --json', () => {
