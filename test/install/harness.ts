@@ -71,6 +71,10 @@ export interface Harness {
   stateDir: string;
   /** Writes `<dir>/<pop>.yaml` (Site + Hub) and returns its path. */
   writeSite(pop: PopInfo, o?: SiteFileOptions): string;
+  /** Stops the hub (its stored objects are kept). */
+  stopHub(): Promise<void>;
+  /** Starts it again with the same state (Clusters survive). */
+  startHub(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -95,13 +99,14 @@ export async function startHarness(o: HarnessOptions): Promise<Harness> {
     await hub?.stop().catch(() => {});
     if (!o.keepDir) fs.rmSync(dir, { recursive: true, force: true });
   };
+  const hubOpts = { port: o.hubPort ?? 6643, forwardHost: o.hubForwardHost ?? '127.0.0.3', stateDir: path.join(dir, 'hub') };
   try {
     log('building the sample bundle (cached when present)');
     const bundle = await buildSampleBundle({ log });
     log(`starting ${o.arches.join(' + ')} POP(s)${o.hub ? ' and a hub' : ''}`);
     const [started, h] = await Promise.all([
       Promise.all(o.arches.map((arch) => popUp({ arch, systemd: true }).then((p) => (pops.push(p), p)))),
-      o.hub ? startHub({ port: o.hubPort ?? 6643, forwardHost: o.hubForwardHost ?? '127.0.0.3', stateDir: path.join(dir, 'hub'), fresh: true }) : Promise.resolve(undefined),
+      o.hub ? startHub({ ...hubOpts, fresh: true }) : Promise.resolve(undefined),
     ]);
     hub = h;
     return {
@@ -115,6 +120,12 @@ export async function startHarness(o: HarnessOptions): Promise<Harness> {
         const docs = [siteDoc(pop, { ...so, hub: so.hub ?? Boolean(hub) }), ...(hub ? [hubDoc(hub.kubeconfigPath)] : [])];
         fs.writeFileSync(file, docs.map((d) => stringify(d)).join('---\n'));
         return file;
+      },
+      async stopHub() {
+        await hub?.stop();
+      },
+      async startHub() {
+        hub = await startHub(hubOpts);
       },
       stop,
     };
