@@ -149,6 +149,7 @@ async function hasRsync(pop: PopInfo): Promise<boolean> {
 async function main(): Promise<void> {
   const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'];
   const keep = ['-o', 'ServerAliveInterval=3', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=5'];
+  const baseRssMiB = process.memoryUsage().rss / MiB;
   say('bench:transfer — starting lab POPs (veth amd64, wire amd64)');
   const [veth, thin] = await Promise.all([popUp({ arch: 'amd64' }), popUp({ arch: 'amd64', wire: true })]);
   try {
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
       if (r.rsync) say(fmtRun('rsync --partial', r.rsync, r.size, r.scp));
     }
     if (!rsyncOk) say('\n(rsync is not installed on the lab POPs: rsync --partial not measured)');
-    say(`\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB (this process: ssh2 client + benchmark)`);
+    say(`\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB (this process: ssh2 client + benchmark; ${baseRssMiB.toFixed(1)} MiB before the first transfer)`);
     const summary = {
       throughputRatioUnshaped: +(results.unshaped!.scp.seconds / results.unshaped!.ours.seconds).toFixed(3),
       throughputRatioThin: +(results.thin!.scp.seconds / results.thin!.ours.seconds).toFixed(3),
@@ -215,6 +216,7 @@ async function main(): Promise<void> {
       roundTrips: results.unshaped!.ours.roundTrips,
       roundTripsCut: results.cut!.ours.roundTrips,
       peakRssMiB: +peakRssMiB.toFixed(1),
+      baseRssMiB: +baseRssMiB.toFixed(1),
     };
     say(JSON.stringify(summary));
   } finally {

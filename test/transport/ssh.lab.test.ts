@@ -1,6 +1,7 @@
 // SshHost against real lab POPs (OpenSSH sshd in Debian roots, amd64 and arm64 under qemu): host-key pinning,
 // jump hosts, sudo, secrets, tunnels, drops.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { popDown, popExec, popUp } from '../lab/pop.js';
 import { SiteSchema } from '../../src/config/index.js';
 import { connectHost } from '../../src/transport/connect.js';
 import { HostKeyError, recordHostKeyPins } from '../../src/transport/host-keys.js';
-import { ConnectionLostError } from '../../src/transport/ssh-connection.js';
+import { ConnectError, ConnectionLostError } from '../../src/transport/ssh-connection.js';
 import { SshHost } from '../../src/transport/ssh-host.js';
 import { CommandTimeoutError, SudoError } from '../../src/transport/remote-command.js';
 import { HostCommandError } from '../../src/transport/host.js';
@@ -193,5 +194,46 @@ describe('jump hosts', () => {
     const err = await SshHost.connect(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HostKeyError);
     expect((err as Error).message).toMatch(/jump host 2 .*HOST KEY MISMATCH.*spec\.ssh\.jumpHosts\[1\]\.hostKeys/s);
+  });
+});
+
+describe('credentials', () => {
+  it('uses a passphrase-protected key (from the secret, or asked for) and the ssh-agent', async () => {
+    const key = join(tmp, 'id_locked');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'open sesame', '-C', 'locked', '-f', key]);
+    await popExec(amd, 'cat >> /home/pop/.ssh/authorized_keys', { input: readFileSync(`${key}.pub`) });
+    const locked = targetOf(amd, { identityFile: key });
+
+    const noPass = await SshHost.connect(locked).catch((e: unknown) => e);
+    expect(noPass).toBeInstanceOf(ConnectError);
+    expect((noPass as Error).message).toMatch(/is encrypted and no passphrase was given: set spec.ssh.passphrase/);
+    const wrong = await SshHost.connect({ ...locked, passphrase: 'nope' }).catch((e: unknown) => e);
+    expect((wrong as Error).message).toMatch(/wrong passphrase for key/);
+
+    const withSecret = await SshHost.connect({ ...locked, passphrase: 'open sesame' });
+    expect(await withSecret.run('echo ok')).toBe('ok\n');
+    await withSecret.close();
+
+    const asked: string[] = [];
+    const atTty = await SshHost.connect(locked, { askPassphrase: async (file) => (asked.push(file), 'open sesame') });
+    expect(await atTty.run('echo ok')).toBe('ok\n');
+    atTty.dropConnection(); // a reconnect does not ask again
+    expect(await atTty.run('echo again')).toBe('again\n');
+    expect(asked).toEqual([key]);
+    await atTty.close();
+
+    const sock = join(tmp, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 50 && !(await import('node:fs')).existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+      execFileSync('ssh-add', ['-q', amd.identityFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      const viaAgent = await SshHost.connect(targetOf(amd, { identityFile: undefined, agent: true }), { env: { SSH_AUTH_SOCK: sock } });
+      expect(await viaAgent.run('id -un')).toBe('pop\n');
+      await viaAgent.close();
+      const noAgent = await SshHost.connect(targetOf(amd, { identityFile: undefined, agent: true }), { env: {} }).catch((e: unknown) => e);
+      expect((noAgent as Error).message).toMatch(/SSH_AUTH_SOCK is not set/);
+    } finally {
+      agent.kill();
+    }
   });
 });
