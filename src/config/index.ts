@@ -8,6 +8,8 @@ export { parseSecretRefArg, resolveConfigPath, resolveSecret, SecretRefSchema, t
 export {
   checkConfigFile,
   checkConfigFilesDeep,
+  checkHubRefs,
+  fieldLocation,
   loadConfigFile,
   loadFleet,
   loadHub,

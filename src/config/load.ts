@@ -8,6 +8,7 @@ import { ConfigError, type Diagnostic } from '../cli/output.js';
 import { KIND_SCHEMAS, type ConfigDocument, type Recipe } from './documents.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
+import { closest } from './formats.js';
 import { describeIssues } from './issues.js';
 import { resolveConfigPath } from './secret.js';
 import { API_VERSION, SiteSchema, type Site } from './site.js';
@@ -22,8 +23,8 @@ export interface SourceLocation {
 }
 
 const sources = new WeakMap<object, SourceLocation>();
-// Where each loaded site's metadata.name is, for duplicate-name messages.
-const nameLocations = new WeakMap<object, { line: number; column: number }>();
+// Where each loaded document's fields were written (a fleet site's may come from the fleet's defaults).
+const origins = new WeakMap<object, { own: Origin; defaults?: Origin }>();
 
 /** Where a loaded document (Site, Hub, Fleet, Recipe) was written; for messages that point at the config. */
 export function sourceOf(doc: object): SourceLocation | undefined {
@@ -61,6 +62,24 @@ function placeIn(origin: Origin, path: PathSegment[], atKey: boolean): Diagnosti
 function stripPlace(d: Diagnostic & { exact?: boolean; depth?: number }): Diagnostic {
   const { exact: _e, depth: _d, ...rest } = d;
   return rest;
+}
+
+/** The place of `path`: in the document itself, else in the fleet defaults it came from, else its nearest parent. */
+function placeField(o: { own: Origin; defaults?: Origin }, path: PathSegment[], atKey: boolean): Diagnostic {
+  const own = placeIn(o.own, path, atKey);
+  if (own.exact || !o.defaults || path[0] !== 'spec') return stripPlace(own);
+  const fromDefaults = placeIn(o.defaults, path.slice(1), atKey);
+  return stripPlace(fromDefaults.exact ? fromDefaults : own);
+}
+
+/**
+ * Where a field of a loaded document (Site, Hub, Fleet, Recipe) is written, for messages that send the operator
+ * to the config: `fieldLocation(site, ['spec', 'ssh', 'hostKeys'])` → `{file, line, column, path, …}`.
+ * For a fleet's site, a field taken from the fleet's defaults points there.
+ */
+export function fieldLocation(doc: object, path: PathSegment[]): Diagnostic | undefined {
+  const o = origins.get(doc);
+  return o ? placeField(o, path, false) : undefined;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -122,6 +141,7 @@ export function checkConfigFile(path: string): CheckResult {
     if (value) {
       const source = locationOf(doc);
       sources.set(value, source);
+      origins.set(value, { own: { doc, base: [] } });
       documents.push({ kind: doc.kind, value, source });
     }
   }
@@ -267,19 +287,14 @@ function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnos
     const result = SiteSchema.safeParse(merged);
     if (!result.success) {
       diagnostics.push(
-        ...diagnosticsFor(result.error, merged, (path, atKey) => {
-          const own = placeIn(origin, path, atKey);
-          if (own.exact || path[0] !== 'spec') return stripPlace(own);
-          const fromDefaults = placeIn(defaultsOrigin, path.slice(1), atKey);
-          if (fromDefaults.exact) return stripPlace(fromDefaults);
-          return stripPlace(own);
-        }),
+        ...diagnosticsFor(result.error, merged, (path, atKey) => placeField({ own: origin, defaults: defaultsOrigin }, path, atKey)),
       );
       continue;
     }
     const site = result.data;
     const at = locationOf(origin.doc, origin.base);
     sources.set(site, at);
+    origins.set(site, { own: origin, defaults: defaultsOrigin });
     const nameAt = placeIn(origin, ['metadata', 'name'], false);
     const first = byName.get(site.metadata.name);
     if (first) {
@@ -287,7 +302,6 @@ function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnos
       continue;
     }
     byName.set(site.metadata.name, { ...at, line: nameAt.line, column: nameAt.column });
-    nameLocations.set(site, { line: nameAt.line, column: nameAt.column });
     const key = endpointKey(site);
     const same = byEndpoint.get(key);
     if (same) {
@@ -311,6 +325,24 @@ export function loadFleet(path: string): LoadedFleet {
     fail(`invalid fleet ${path}`, [{ file: path, line: 1, column: 1, path: 'kind', message }]);
   }
   return { fleet: fleets[0]!.value as Fleet, sites };
+}
+
+/**
+ * Sites whose `spec.hub.ref` names none of `hubs`, with the closest Hub name. Only meaningful when the Hub
+ * documents are all known (`config validate` runs it when Hub documents are among its files).
+ */
+export function checkHubRefs(sites: readonly Site[], hubs: readonly Hub[]): Diagnostic[] {
+  const names = hubs.map((h) => h.metadata.name);
+  const out: Diagnostic[] = [];
+  for (const site of sites) {
+    const ref = site.spec.hub?.ref;
+    if (!ref || names.includes(ref)) continue;
+    const at = fieldLocation(site, ['spec', 'hub', 'ref']);
+    if (!at) continue;
+    const near = closest(ref, names);
+    out.push({ ...at, message: `no Hub named \`${ref}\` among the files given (Hubs: ${names.join(', ')})${near ? ` (did you mean \`${near}\`?)` : ''}` });
+  }
+  return out;
 }
 
 export interface InstallConfig {
@@ -361,12 +393,9 @@ export function checkConfigFilesDeep(paths: readonly string[]): DeepCheckResult 
       if (!value) continue;
       const source = locationOf(doc);
       sources.set(value, source);
+      origins.set(value, { own: { doc, base: [] } });
       documents.push({ kind: doc.kind, value, source });
-      if (doc.kind === 'Site') {
-        const loc = locate(doc.yaml, doc.lineCounter, ['metadata', 'name']);
-        nameLocations.set(value, { line: loc.line, column: loc.column });
-        sites.push(value as Site);
-      }
+      if (doc.kind === 'Site') sites.push(value as Site);
     }
     if (diagnostics.length > before) failedInputs.push(path);
   }
@@ -377,10 +406,11 @@ export function checkConfigFilesDeep(paths: readonly string[]): DeepCheckResult 
     const at = sourceOf(site)!;
     const first = seen.get(site.metadata.name);
     if (!first) {
-      seen.set(site.metadata.name, { ...at, ...nameLocations.get(site) });
+      const nameAt = fieldLocation(site, ['metadata', 'name']);
+      seen.set(site.metadata.name, { ...at, ...(nameAt ? { line: nameAt.line, column: nameAt.column } : {}) });
       unique.push(site);
     } else if (resolve(first.file) !== resolve(at.file) || first.document !== at.document) {
-      const nameAt = { ...at, ...nameLocations.get(site) };
+      const nameAt = fieldLocation(site, ['metadata', 'name']) ?? { ...at, path: '' };
       diagnostics.push({ file: at.file, line: nameAt.line, column: nameAt.column, path: 'metadata.name', document: at.document, message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}` });
       if (!failedInputs.includes(at.file)) failedInputs.push(at.file);
     }

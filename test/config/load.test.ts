@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError, ConfigError } from '../../src/cli/output.js';
 import {
+  fieldLocation,
   loadConfigFile,
   loadFleet,
   loadHub,
@@ -130,6 +131,14 @@ describe('loadFleet', () => {
     expect(vienna.spec.arch).toBe('arm'); // allowed here; preflight flags arm + mesh
     expect(vienna.spec.mesh.ingress).toBe(true);
     expect(vienna.spec.ssh).toMatchObject({ host: 'fd00:99::41', port: 2222 });
+  });
+
+  it('fieldLocation points at where a value is written, in the site file or in the fleet defaults', () => {
+    const munich = byName['pop-munich-1']!;
+    expect(fieldLocation(munich, ['spec', 'ssh', 'host'])).toMatchObject({ file: join(EX, 'sites/pop-munich-1.yaml'), line: 8, column: 16, path: 'spec.ssh.host' });
+    expect(fieldLocation(munich, ['spec', 'ssh', 'user'])).toMatchObject({ file: join(EX, 'fleet.yaml'), line: 11, column: 13, path: 'spec.defaults.ssh.user' });
+    expect(fieldLocation(byName['pop-paris-1']!, ['spec', 'hub', 'zone'])).toMatchObject({ file: join(EX, 'fleet.yaml'), line: 22, path: 'spec.sites[0].spec.hub.zone' });
+    expect(fieldLocation({}, ['spec'])).toBeUndefined();
   });
 
   it('mergeDefaults keeps secret references whole', () => {

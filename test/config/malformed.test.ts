@@ -334,6 +334,15 @@ const cases: Case[] = [
     files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, agent: true }\n      - { host: gw2.example.net, agent: true }\n      - { host: GW.example.net, agent: true }\n') },
     expect: [{ at: 'site.yaml:12:17', path: 'spec.ssh.jumpHosts[2].host', text: 'jumpHosts[2] (gw.example.net:22) repeats jumpHosts[0]' }],
   },
+  {
+    name: 'hub reference that names no Hub among the files',
+    files: {
+      'site.yaml': site('  hub: { ref: hub-ue }\n'),
+      'hub.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { env: HUB_KUBECONFIG } }\n',
+    },
+    args: ['site.yaml', 'hub.yaml'],
+    expect: [{ at: 'site.yaml:9:15', path: 'spec.hub.ref', text: 'no Hub named `hub-ue` among the files given (Hubs: hub-eu) (did you mean `hub-eu`?)' }],
+  },
   // --- several documents -----------------------------------------------------------------------------------
   {
     name: 'error in the second document of a file',

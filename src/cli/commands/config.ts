@@ -2,7 +2,8 @@
 
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { checkConfigFilesDeep, configJsonSchema } from '../../config/index.js';
+import { resolve } from 'node:path';
+import { checkConfigFilesDeep, checkHubRefs, configJsonSchema, type Hub } from '../../config/index.js';
 import { JSON_OPTION_HELP } from '../options.js';
 import { CliError, EXIT_USAGE, formatDiagnostic, outputFor } from '../output.js';
 
@@ -20,11 +21,21 @@ export function register(program: Command): void {
       'after',
       `
 A Fleet is checked together with the site files its globs match, after merging its defaults.
+When Hub documents are among the files, every site's spec.hub.ref must name one of them.
 Exit code 0 when every file is valid, 2 when any problem was found.`,
     )
     .action(function (this: Command, files: string[]) {
       const out = outputFor(this);
-      const { documents, diagnostics, sites, failedInputs } = checkConfigFilesDeep(files);
+      const checked = checkConfigFilesDeep(files);
+      const { documents, sites, failedInputs } = checked;
+      // With Hub documents among the files, every site's hub.ref must name one of them.
+      const hubs = documents.filter((d) => d.kind === 'Hub').map((d) => d.value as Hub);
+      const refProblems = hubs.length ? checkHubRefs(sites, hubs) : [];
+      for (const p of refProblems) {
+        const input = files.find((f) => resolve(f) === resolve(p.file));
+        if (input && !failedInputs.includes(input)) failedInputs.push(input);
+      }
+      const diagnostics = [...checked.diagnostics, ...refProblems];
       const valid = diagnostics.length === 0;
       const perFile = files.map((file) => ({
         file,
