@@ -1,41 +1,23 @@
 // Checks the wizard runs on an answer the moment it is given, so a wrong one is asked again with the reason:
 // a site name already used by another site file, a host that does not answer SSH, a key file that is not a key.
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import ssh2 from 'ssh2';
-import { parseAllDocuments } from 'yaml';
 import { checkK8sName } from '../../config/formats.js';
 import { expandHome } from '../../config/secret.js';
+import { nearbyDocuments } from './nearby-documents.js';
 
 /** Site names defined in the YAML files of `dir` (Site documents and a Fleet's inline sites), by file. */
 export function siteNamesIn(dir: string): Map<string, string> {
   const found = new Map<string, string>();
-  let entries: string[];
-  try {
-    entries = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f));
-  } catch {
-    return found;
-  }
-  for (const f of entries) {
-    const file = join(dir, f);
-    let text: string;
-    try {
-      if (!statSync(file).isFile()) continue;
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const doc of parseAllDocuments(text)) {
-      if (!('toJS' in doc) || doc.errors.length) continue;
-      const data = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown }; spec?: { sites?: unknown } } | null;
-      if (!data || typeof data !== 'object') continue;
-      if (data.kind === 'Site' && typeof data.metadata?.name === 'string') found.set(data.metadata.name, file);
-      if (data.kind === 'Fleet' && Array.isArray(data.spec?.sites)) {
-        for (const s of data.spec.sites as Array<{ metadata?: { name?: unknown } }>) {
-          if (typeof s?.metadata?.name === 'string') found.set(s.metadata.name, file);
-        }
+  for (const { file, data } of nearbyDocuments([], [dir])) {
+    const d = data as { kind?: unknown; metadata?: { name?: unknown }; spec?: { sites?: unknown } };
+    if (d.kind === 'Site' && typeof d.metadata?.name === 'string') found.set(d.metadata.name, file);
+    if (d.kind === 'Fleet' && Array.isArray(d.spec?.sites)) {
+      for (const site of d.spec.sites as Array<{ metadata?: { name?: unknown } }>) {
+        if (typeof site?.metadata?.name === 'string') found.set(site.metadata.name, file);
       }
     }
   }

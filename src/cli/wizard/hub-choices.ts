@@ -1,10 +1,11 @@
 // Where the hub can come from: Hub documents already written (next to the site file, or --hub), or a context
 // of the operator's kubeconfig ($KUBECONFIG or ~/.kube/config), which the wizard turns into a Hub document.
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
+import { nearbyDocuments } from './nearby-documents.js';
 import { checkK8sName } from '../../config/formats.js';
 
 export interface HubFileChoice {
@@ -23,32 +24,11 @@ export interface ContextChoice {
 
 /** Hub documents in the given files and in the YAML files of the given directories (each file once). */
 export function hubDocuments(files: readonly string[], dirs: readonly string[]): HubFileChoice[] {
-  const all = new Set(files.map((f) => resolve(f)));
-  for (const d of dirs) {
-    try {
-      for (const f of readdirSync(d)) if (/\.ya?ml$/.test(f)) all.add(resolve(d, f));
-    } catch {
-      /* no such directory */
-    }
-  }
-  const out: HubFileChoice[] = [];
-  for (const file of all) {
-    let text: string;
-    try {
-      if (!statSync(file).isFile()) continue;
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const doc of parseAllDocuments(text)) {
-      if (!('toJS' in doc) || doc.errors.length) continue;
-      const d = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown }; spec?: { context?: unknown } } | null;
-      if (d?.kind === 'Hub' && typeof d.metadata?.name === 'string') {
-        out.push({ kind: 'file', file, name: d.metadata.name, ...(typeof d.spec?.context === 'string' ? { context: d.spec.context } : {}) });
-      }
-    }
-  }
-  return out;
+  return nearbyDocuments(files, dirs).flatMap(({ file, data }) => {
+    const d = data as { kind?: unknown; metadata?: { name?: unknown }; spec?: { context?: unknown } };
+    if (d.kind !== 'Hub' || typeof d.metadata?.name !== 'string') return [];
+    return [{ kind: 'file' as const, file, name: d.metadata.name, ...(typeof d.spec?.context === 'string' ? { context: d.spec.context } : {}) }];
+  });
 }
 
 /** Kubeconfig files as kubectl finds them: every path in $KUBECONFIG, else ~/.kube/config. */

@@ -207,7 +207,7 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
 
     // --- the hub -------------------------------------------------------------------------------------
     const ownAddress = isLoopback(pop.host) && session.host ? await popOwnAddress(session.host, facts.defaultRoute).catch(() => undefined) : undefined;
-    const { hub, newHub, hubFile } = await askHub(ask, { opts, existing, file, fileDir, popHost: jump ? pop.host : pop.host, ownAddress, name, say, c });
+    const { hub, newHub, hubFile } = await askHub(ask, { opts, existing, file, fileDir, popHost: pop.host, ownAddress, name, say, c });
 
     // --- the file and the plan -----------------------------------------------------------------------
     const answers: WizardAnswers = { name, pop, ...(jump ? { jump } : {}), mesh: { interception, profile, ingress }, ...(hub ? { hub } : {}), ...(newHub ? { newHub } : {}) };
