@@ -206,6 +206,12 @@ describe('fsm-edge init at a terminal', () => {
     const pop = h.pops[0]!;
     const dir = path.join(h.dir, 'yes');
     fs.mkdirSync(dir);
+    // pop-berlin-1 was installed by the first case: its name is taken on this controller.
+    const taken = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-berlin-1', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile], dir, env());
+    expect(taken.code).toBe(2);
+    expect(taken.stdout).toMatch(/a site named pop-berlin-1 is already installed from this machine: pop@127\.0\.0\.\d+:22/);
+    expect(taken.stderr).toContain('error: the site name pop-berlin-1 is already used by an installed site');
+    expect(fs.readdirSync(dir)).toEqual([]);
     const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-yes', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('? Site name (becomes the Cluster name on the hub) pop-yes');

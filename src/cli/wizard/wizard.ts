@@ -17,7 +17,9 @@ import { archBlobs, sumBytes } from '../../bundle/format.js';
 import type { BundleArch } from '../../config/recipe.js';
 import type { SshHost } from '../../transport/ssh-host.js';
 import type { LocalHost } from '../../transport/local-host.js';
-import { CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, type Output } from '../output.js';
+import { CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type Output } from '../output.js';
+import { readSiteRecord, type SiteRecord } from '../../state/site-record.js';
+import { stateDir } from '../../state/paths.js';
 import type { Ask, Choice } from './ask.js';
 import { checkKeyFile, passphraseProblem, siteNameProblem, sshBannerProblem } from './answer-checks.js';
 import { bundleChoices, describeBundle, loadTrustedKeys, short, trustKeyCandidates, type BundleChoice } from './bundle-choices.js';
@@ -106,12 +108,21 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     say('');
 
     // --- the site and how to reach it ---------------------------------------------------------------
-    const name = await ask.text({
-      message: 'Site name (becomes the Cluster name on the hub)',
-      ...defaultOf(opts.name ?? ex?.metadata.name),
-      validate: (v) => siteNameProblem(v, fileDir, file),
-      flag: '--name',
-    });
+    let name: string;
+    for (;;) {
+      name = await ask.text({
+        message: 'Site name (becomes the Cluster name on the hub)',
+        ...defaultOf(opts.name ?? ex?.metadata.name),
+        validate: (v) => siteNameProblem(v, fileDir, file),
+        flag: '--name',
+      });
+      // A site installed from this controller under that name, whose file is not the one being edited.
+      const rec = name === ex?.metadata.name ? undefined : readSiteRecordSafe(name);
+      if (!rec) break;
+      say(`${c.yellow('!')} a site named ${name} is already installed from this machine: ${rec.host.user}@${rec.host.address}:${rec.host.port}, last run ${rec.lastRun?.startedAt ?? rec.updatedAt}`);
+      if (await ask.yesNo({ message: `Is this that same POP (you are re-creating its site file)?`, default: false })) break;
+      if (!ask.interactive) throw new UsageError(`the site name ${name} is already used by an installed site`, 'pick another name with --name, or edit that site’s own file: fsm-edge init FILE');
+    }
 
     const rawSsh = ((existing.raw?.spec as Record<string, unknown> | undefined)?.ssh ?? {}) as Record<string, unknown>;
     let pop: HopAnswers | undefined = ex ? hopFromConfig(ex.spec.ssh, rawSsh) : undefined;
@@ -267,6 +278,15 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     process.off('SIGINT', onSigint);
     discardPending();
     await session.close();
+  }
+}
+
+/** The controller's record of an installed site; an unreadable record counts as none (status reports it). */
+function readSiteRecordSafe(name: string): SiteRecord | undefined {
+  try {
+    return readSiteRecord(stateDir(), name);
+  } catch {
+    return undefined;
   }
 }
 
