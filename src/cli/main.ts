@@ -3,12 +3,6 @@
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { register as registerBundle } from './commands/bundle.js';
-import { register as registerConfig } from './commands/config.js';
-import { register as registerInit } from './commands/init.js';
-import { register as registerInstall } from './commands/install.js';
-import { register as registerRegister } from './commands/register.js';
-import { register as registerStatus } from './commands/status.js';
 import { commandPath } from './not-built.js';
 import { activeOutput, attachIO, CliError, type CliIO, EXIT_OK, EXIT_USAGE, isCommanderError, Output } from './output.js';
 
@@ -18,7 +12,29 @@ export function packageVersion(): string {
   return pkg.version;
 }
 
-export function buildProgram(io: CliIO): Command {
+// One module per verb, loaded only when needed: `fsm-edge config validate` should not pay for loading the
+// Kubernetes client and SSH stack that install and status use (about 1 s of CPU per start).
+const COMMAND_MODULES: Record<string, () => Promise<{ register(program: Command): void }>> = {
+  bundle: () => import('./commands/bundle.js'),
+  install: () => import('./commands/install.js'),
+  init: () => import('./commands/init.js'),
+  register: () => import('./commands/register.js'),
+  status: () => import('./commands/status.js'),
+  config: () => import('./commands/config.js'),
+};
+
+/** The verbs whose modules this command line needs: the one typed first, none for `--version`, else all. */
+function neededVerbs(args: readonly string[]): string[] {
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return [];
+  const first = args[0];
+  return first !== undefined && Object.hasOwn(COMMAND_MODULES, first) ? [first] : Object.keys(COMMAND_MODULES);
+}
+
+/**
+ * The commander tree with every verb, or only `verbs` (main() passes the one the user named: its help,
+ * options and errors are the same; only the top-level help and suggestions need all the others).
+ */
+export async function buildProgram(io: CliIO, verbs: readonly string[] = Object.keys(COMMAND_MODULES)): Promise<Command> {
   const program = new Command('fsm-edge');
   const version = packageVersion();
   program
@@ -42,12 +58,8 @@ Environment: NO_COLOR disables colour; FSM_EDGE_DEBUG=1 adds stack traces to err
     );
 
   // Settings above (exitOverride, output) are copied into each subcommand as it is created.
-  registerBundle(program);
-  registerInstall(program);
-  registerInit(program);
-  registerRegister(program);
-  registerStatus(program);
-  registerConfig(program);
+  const modules = await Promise.all(verbs.map((n) => COMMAND_MODULES[n]!()));
+  for (const m of modules) m.register(program);
 
   for (const cmd of allCommands(program)) {
     cmd.version(version, '-V, --version', 'print the fsm-edge version').helpCommand(false);
@@ -85,7 +97,7 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   ignoreClosedPipe(fullIO.stdout);
   ignoreClosedPipe(fullIO.stderr);
   if (!io) reportStrayErrors(fullIO);
-  return run(buildProgram(fullIO), argv, fullIO);
+  return run(await buildProgram(fullIO, neededVerbs(argv.slice(2))), argv, fullIO);
 }
 
 /**

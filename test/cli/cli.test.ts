@@ -30,8 +30,8 @@ function captureIO(env: NodeJS.ProcessEnv = {}): CliIO & { out: () => string; er
   };
 }
 
-describe('command tree', () => {
-  const program = buildProgram(captureIO());
+describe('command tree', async () => {
+  const program = await buildProgram(captureIO());
   const paths = leafAndGroupPaths(program).map((p) => p.join(' '));
 
   it('has every command the issues name', () => {
@@ -116,14 +116,14 @@ describe('exit codes', () => {
 
   it('a command that is not built yet says so and exits 1 (human and --json)', async () => {
     const io = captureIO();
-    const program = buildProgram(io);
+    const program = await buildProgram(io);
     program.command('probe').option('--json').action(notBuilt(99));
     expect(await run(program, ['node', 'fsm-edge', 'probe'], io)).toBe(1);
     expect(io.err()).toBe('error: `fsm-edge probe` is not built yet (issue 99)\n');
     expect(io.out()).toBe('');
 
     const io2 = captureIO();
-    const program2 = buildProgram(io2);
+    const program2 = await buildProgram(io2);
     program2.command('probe').option('--json').action(notBuilt(99));
     expect(await run(program2, ['node', 'fsm-edge', 'probe', '--json'], io2)).toBe(1);
     expect(JSON.parse(io2.out())).toMatchObject({ ok: false, error: { code: 'not-built', exitCode: 1 } });
@@ -132,7 +132,7 @@ describe('exit codes', () => {
   it('an operation that throws exits 1 without a stack trace; FSM_EDGE_DEBUG=1 shows it', async () => {
     for (const [env, stack] of [[{}, false], [{ FSM_EDGE_DEBUG: '1' }, true]] as const) {
       const io = captureIO({ ...env });
-      const program = buildProgram(io);
+      const program = await buildProgram(io);
       program.command('boom').action(() => {
         throw new Error('the POP went away');
       });
@@ -144,7 +144,7 @@ describe('exit codes', () => {
 
   it('a configuration error exits 2 and lists every finding with its location', async () => {
     const io = captureIO();
-    const program = buildProgram(io);
+    const program = await buildProgram(io);
     program.command('cfg').action(() => {
       throw new ConfigError('invalid configuration site.yaml', [
         { file: 'site.yaml', line: 6, column: 11, path: 'spec.ssh.host', message: 'bad host' },
