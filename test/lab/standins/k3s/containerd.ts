@@ -209,12 +209,18 @@ function lastLine(s: string): string {
 
 /** Image names an archive declares (OCI index annotations or docker-archive RepoTags). */
 async function archiveImageNames(file: string): Promise<string[]> {
+  const members = file.endsWith('.tar') ? readTarMembers(file, ['index.json', 'manifest.json']) : undefined;
   const names: string[] = [];
   for (const member of ['index.json', 'manifest.json']) {
-    const r = await execCmd('tar', ['-xOf', file, '--wildcards', '--no-anchored', member]);
-    if (r.code !== 0 || !r.stdout.trim()) continue;
+    let text = members?.get(member);
+    if (members === undefined) {
+      // compressed: let tar (and its zstd/gzip helpers) find the member
+      const r = await execCmd('tar', ['-xOf', file, '--wildcards', '--no-anchored', member]);
+      if (r.code === 0) text = r.stdout;
+    }
+    if (!text?.trim()) continue;
     try {
-      const j = JSON.parse(r.stdout) as unknown;
+      const j = JSON.parse(text) as unknown;
       if (Array.isArray(j)) for (const m of j as Array<{ RepoTags?: string[] }>) names.push(...(m.RepoTags ?? []).map(dockerRef));
       else for (const m of ((j as { manifests?: Array<{ annotations?: Record<string, string> }> }).manifests ?? [])) {
         const n = m.annotations?.['io.containerd.image.name'];
@@ -224,7 +230,42 @@ async function archiveImageNames(file: string): Promise<string[]> {
       /* not the file we look for */
     }
   }
-  return names;
+  return [...new Set(names)];
+}
+
+/** Top-level members of an uncompressed tar, found by walking headers (no process to spawn; fast under qemu). */
+export function readTarMembers(file: string, wanted: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const fd = fs.openSync(file, 'r');
+  try {
+    const h = Buffer.alloc(512);
+    let pos = 0;
+    let paxPath: string | undefined;
+    for (;;) {
+      if (fs.readSync(fd, h, 0, 512, pos) < 512 || h.every((b) => b === 0)) break;
+      const field = (a: number, n: number) => h.subarray(a, a + n).toString('utf8').replace(/\0.*$/s, '');
+      const size = parseInt(field(124, 12).trim() || '0', 8);
+      const type = String.fromCharCode(h[156] ?? 48);
+      const readBody = () => {
+        const b = Buffer.alloc(size);
+        fs.readSync(fd, b, 0, size, pos + 512);
+        return b.toString('utf8');
+      };
+      let name = field(0, 100);
+      if (field(345, 155)) name = `${field(345, 155)}/${name}`;
+      if (type === 'x') paxPath = /\d+ path=([^\n]*)\n/.exec(readBody())?.[1];
+      else {
+        if (paxPath) name = paxPath;
+        paxPath = undefined;
+        const base = name.replace(/^\.\//, '');
+        if ((type === '0' || type === '\0') && wanted.includes(base) && size < 16 << 20) out.set(base, readBody());
+      }
+      pos += 512 + Math.ceil(size / 512) * 512;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
 }
 
 function dockerRef(tag: string): string {
