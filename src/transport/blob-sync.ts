@@ -393,7 +393,8 @@ class Window {
     this.lastAcked = acked;
   }
   get bytes(): number {
-    const w = this.fixed ?? clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW);
+    // before the first measurement: a middle value, so a fast link is not held to one block at a time
+    const w = this.fixed ?? (this.rate === 0 ? INITIAL_WINDOW : clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW));
     this.max = Math.max(this.max, w);
     return w;
   }
