@@ -28,11 +28,31 @@ export interface MeshPlan {
 }
 
 const cache = new WeakMap<InstallContext, MeshPlan>();
+const validated = new WeakSet<MeshPlan>();
 
-/** Everything the mesh phase writes, rendered and validated on the controller. */
-export async function meshPlan(ctx: InstallContext): Promise<MeshPlan> {
+/**
+ * Everything the mesh phase writes, rendered on the controller; with `validate`, also checked against the
+ * chart's values.schema.json (compiling that schema costs seconds, so a journaled, unchanged phase skips it).
+ */
+export async function meshPlan(ctx: InstallContext, opts: { validate: boolean } = { validate: true }): Promise<MeshPlan> {
   const hit = cache.get(ctx);
-  if (hit) return hit;
+  if (hit && (!opts.validate || validated.has(hit))) return hit;
+  const plan = hit ?? (await renderMeshPlan(ctx));
+  cache.set(ctx, plan);
+  if (opts.validate && !validated.has(plan)) {
+    try {
+      if (!plan.chart.schema) throw new PhaseRefusal('mesh', `the FSM chart ${plan.chartFile} has no values.schema.json to validate values against`, 'use the upstream FSM chart in the bundle');
+      validateFsmValues(plan.chartFile, plan.chart.schema, plan.chart.defaults, plan.values.values);
+    } catch (e) {
+      if (e instanceof ValuesSchemaError) throw new PhaseRefusal('mesh', e.message, 'this is a bug in fsm-edge’s values for this chart version; report it with the message');
+      throw e;
+    }
+    validated.add(plan);
+  }
+  return plan;
+}
+
+async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
   const d = requireDecisions(ctx);
   const chartFile = d.content.files.find((f) => f.role === 'fsm-chart');
   if (!chartFile) throw new PhaseRefusal('mesh', `the bundle has no FSM chart for ${d.arch}`, 'rebuild the bundle with the mesh features');
@@ -50,24 +70,19 @@ export async function meshPlan(ctx: InstallContext): Promise<MeshPlan> {
       multicluster: joinsHub,
       profile: ctx.site.spec.mesh.profile,
     });
-    if (!chart.schema) throw new PhaseRefusal('mesh', `the FSM chart ${chartFile.name} has no values.schema.json to validate values against`, 'use the upstream FSM chart in the bundle');
-    validateFsmValues(chartFile.name, chart.schema, chart.defaults, values.values);
   } catch (e) {
     if (e instanceof ImagesMissingError) throw new PhaseRefusal('mesh', e.message.split('\n')[0]!, 'rebuild the bundle with the features this Site enables, or turn them off in the Site (mesh.ingress, mesh.interception)');
-    if (e instanceof ValuesSchemaError) throw new PhaseRefusal('mesh', e.message, 'this is a bug in fsm-edge’s values for this chart version; report it with the message');
     throw e;
   }
   const hc = buildFsmHelmChart({ chartVersion: chart.version || fsmVersion, chartFile: chartFile.name, targetNamespace: fsmNamespace(ctx), values: values.values, timeout: HELM_TIMEOUT });
   const ingress = ctx.site.spec.mesh.ingress || joinsHub;
-  const plan: MeshPlan = {
+  return {
     chart,
     chartFile: chartFile.name,
     values,
     manifest: renderHelmChartManifest(hc),
     deployments: ['fsm-bootstrap', 'fsm-controller', 'fsm-injector', ...(ingress ? ['fsm-ingress'] : [])],
   };
-  cache.set(ctx, plan);
-  return plan;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -127,7 +142,7 @@ export const meshPhase: InstallPhase<InstallContext> = {
   id: 'mesh',
   title: 'deploy FSM',
   async inputs(ctx) {
-    const p = await meshPlan(ctx);
+    const p = await meshPlan(ctx, { validate: false });
     return { bundle: bundleOf(ctx).digest, manifest: sha256(p.manifest) };
   },
   async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {

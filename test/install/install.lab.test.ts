@@ -25,7 +25,7 @@ interface CliRun {
   stderr: string;
 }
 
-function cli(args: string[], opts: { killWhen?: RegExp } = {}): Promise<CliRun> {
+function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void> } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
       env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
@@ -40,10 +40,15 @@ function cli(args: string[], opts: { killWhen?: RegExp } = {}): Promise<CliRun> 
         opts.killWhen = undefined;
         killTree(p.pid!);
       }
+      if (opts.when && opts.then && opts.when.test(stderr)) {
+        opts.when = undefined;
+        hooks.push(opts.then());
+      }
     });
+    const hooks: Promise<void>[] = [];
     p.on('exit', (code, signal) => {
       transcript.push(stdout, stderr);
-      resolve({ code, signal, stdout, stderr });
+      void Promise.all(hooks).then(() => resolve({ code, signal, stdout, stderr }));
     });
   });
 }
@@ -144,7 +149,7 @@ describe('install on an amd64 lab POP', () => {
     await popUntouched();
   });
 
-  it('survives a controller SIGKILL mid-install and a hub that is down: pending, then `register` completes', async () => {
+  it('survives a controller SIGKILL mid-install, the POP k3s killed during start and a hub that is down: pending, then `register` completes', async () => {
     await h.stopHub();
     const killed = await cli(installArgs(site), { killWhen: /✓ sync/ });
     expect(killed.signal ?? killed.code).not.toBe(0);
@@ -152,6 +157,23 @@ describe('install on an amd64 lab POP', () => {
     const journal = JSON.parse((await pop('cat /var/lib/fsm-edge/journal.json 2>/dev/null')) || '{"phases":{}}');
     expect(journal.phases).not.toHaveProperty('mesh');
     expect(killed.stderr).not.toMatch(/✓ k3s/);
+
+    // The POP's k3s is killed while the install starts it / waits for it to be ready.
+    let k3sKilled = false;
+    const hit = await cli(installArgs(site), {
+      when: /sync .*\n/,
+      then: async () => {
+        for (let i = 0; i < 240 && !k3sKilled; i++) {
+          if (/^(activating|active)$/m.test(await pop('systemctl is-active k3s'))) {
+            await pop('systemctl kill -s KILL k3s');
+            k3sKilled = true;
+          } else await new Promise((r) => setTimeout(r, 250));
+        }
+      },
+    });
+    expect(k3sKilled).toBe(true);
+    // Either systemd's Restart=always brought it back within our wait, or the run failed saying so.
+    if (hit.code !== 0) expect(hit.stderr).toMatch(/k3s|readyz|node/);
 
     const resumed = await cli(installArgs(site, ['--json']));
     expect(resumed.code, resumed.stderr).toBe(0);
