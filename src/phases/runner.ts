@@ -185,8 +185,9 @@ export async function runPhases<Ctx>(
         e instanceof PhaseRefusal
           ? { ...base, status: 'refused', durationMs: Date.now() - t0, summary: e.reason, reason: e.reason, fix: e.fix, error: e.message }
           : { ...base, status: 'failed', durationMs: Date.now() - t0, summary: errorText(e).split('\n')[0] ?? '', error: errorText(e) };
-      // A refusal changed nothing, and nothing is written for it either.
-      if (r.status === 'failed' && runJournaled) {
+      // A refusal changed nothing, and nothing is written for it either; a failure is journaled (best effort:
+      // the link or the disk may be what failed) so the next run, or another controller, sees where it stopped.
+      if (r.status === 'failed' && !opts.dryRun) {
         run.outcome = 'failed';
         run.failedPhase = phase.id;
         run.error = (r.error ?? '').slice(0, 500);

@@ -1,6 +1,7 @@
 // The install end to end on a lab POP (amd64, systemd) with a private lab hub: dry run, refusals that change
 // nothing, a controller killed mid-install, the hub down (registration pending, then `register`), convergence,
-// an immediate re-run that changes nothing, a link cut during sync, and no secret in any output or record.
+// an immediate re-run that changes nothing, a link cut during sync, a full disk during sync, and no secret in any
+// output or record.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -224,6 +225,21 @@ describe('install on an amd64 lab POP', () => {
     const sync = rep.phases.find((p: { id: string }) => p.id === 'sync');
     expect(sync.summary).toMatch(/sent \d+ of \d+ blobs/);
     expect(rep.ok).toBe(true);
+  });
+
+  it('POP disk full during sync: a clear error, nothing marked done, then a plain re-run converges', async () => {
+    const journalBefore = await pop('cat /var/lib/fsm-edge/journal.json');
+    await pop('rm -rf /var/lib/fsm-edge/store && mkdir -p /var/lib/fsm-edge/store && mount -t tmpfs -o size=256k fsm-edge-test-full /var/lib/fsm-edge/store');
+    const full = await cli(installArgs(site));
+    await pop('umount /var/lib/fsm-edge/store');
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/✗ sync/);
+    expect(full.stderr).toMatch(/space|disk|full/i);
+    const journalAfter = JSON.parse(await pop('cat /var/lib/fsm-edge/journal.json'));
+    expect(Object.keys(journalAfter.phases)).toEqual(Object.keys(JSON.parse(journalBefore).phases));
+    expect(journalAfter.runs.at(-1)).toMatchObject({ outcome: 'failed', failedPhase: 'sync' });
+    const again = await cli(installArgs(site, ['--json']));
+    expect(again.code, again.stderr).toBe(0);
   });
 
   it('never shows the k3s token or a hub credential in any output, report, record or journal', async () => {

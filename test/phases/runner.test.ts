@@ -110,6 +110,15 @@ describe('phase runner', () => {
     expect(upgraded.phases.map((p) => p.status)).toEqual(['done', 'done', 'done']);
   });
 
+  it('journals a run that failed before any phase finished (where it stopped is never lost)', async () => {
+    const host = new MemoryHost();
+    const ctx: Ctx = { version: '1', state: new Set(), applied: [], failAt: 'a' };
+    const r = await runPhases([phase('a', { always: true }), phase('b')], ctx, host, { site: 'pop1', dryRun: false });
+    expect(r.failedPhase).toBe('a');
+    expect(host.journal().phases).toEqual({});
+    expect(host.journal().runs.at(-1)).toMatchObject({ outcome: 'failed', failedPhase: 'a', error: 'a broke' });
+  });
+
   it('plans in a dry run and writes nothing, not even the journal', async () => {
     const host = new MemoryHost();
     const ctx: Ctx = { version: '1', state: new Set(), applied: [] };
