@@ -116,16 +116,38 @@ function table(rows: Array<Record<string, string>>, noHeaders: boolean): string 
   return [...(noHeaders ? [] : [fmt(cols)]), ...rows.map((r) => fmt(cols.map((c) => r[c] ?? '')))].join('\n') + '\n';
 }
 
-function jsonpath(o: unknown, expr: string): string {
+/** kubectl's JSONPath subset: `{.a.b}`, `{.items[0].x}`, `{.items[?(@.type=="Ready")].status}`, `a\\.b` escaped dots. */
+export function jsonpath(o: unknown, expr: string): string {
   const body = expr.replace(/^\{|\}$/g, '').replace(/^\./, '');
-  let cur: unknown = o;
-  for (const part of body.split(/\.(?![^[]*\])/).filter(Boolean)) {
-    const m = /^([^[]*)(?:\[(\d+|\?\(@\.(\w+)=="([^"]*)"\))\])?$/.exec(part);
-    if (!m) return '';
-    if (m[1]) cur = (cur as Record<string, unknown> | undefined)?.[m[1]];
-    if (m[2] !== undefined && Array.isArray(cur)) cur = m[3] ? cur.find((x) => String((x as Record<string, unknown>)[m[3]!]) === m[4]) : cur[Number(m[2])];
+  const parts: string[] = [];
+  let cur = '';
+  let depth = 0;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === '\\' && body[i + 1] === '.') {
+      cur += '.';
+      i++;
+    } else if (c === '.' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else {
+      if (c === '[') depth++;
+      if (c === ']') depth--;
+      cur += c;
+    }
   }
-  return cur === undefined ? '' : typeof cur === 'object' ? JSON.stringify(cur) : String(cur);
+  if (cur) parts.push(cur);
+  let node: unknown = o;
+  for (const part of parts.filter(Boolean)) {
+    const m = /^([^[]*)(?:\[(\d+|\*|\?\(@\.(\w+)=="([^"]*)"\))\])?$/.exec(part);
+    if (!m) return '';
+    if (m[1]) node = (node as Record<string, unknown> | undefined)?.[m[1]];
+    if (m[2] !== undefined && Array.isArray(node)) {
+      if (m[2] === '*') continue;
+      node = m[3] ? node.find((x) => String((x as Record<string, unknown>)[m[3]!]) === m[4]) : node[Number(m[2])];
+    }
+  }
+  return node === undefined || node === null ? '' : typeof node === 'object' ? JSON.stringify(node) : String(node);
 }
 
 function output(r: Res, items: Obj[], single: boolean, opt: Record<string, string | true>, allNs: boolean): string {
