@@ -149,9 +149,12 @@ export function writerScript(storeDir: string): string {
     `    cat "$p" >&3 || exit 71`,
     `  fi`,
     `  lh=$h; lp=$((off + n))`,
-    `  full=$((n / B)); rem=$((n % B)); i=0`,
-    `  while [ $i -lt $full ]; do dd bs=$B count=1 iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; i=$((i+1)); echo "a $h $i"; done`,
-    `  if [ $rem -gt 0 ]; then dd bs=$rem count=1 iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; fi`,
+    // dd moves 64 KiB at a time (a block of B is K of them), so bytes stream through instead of being held
+    // until a whole block is in; fullblock + exact counts never read past the segment
+    `  full=$((n / B)); rem=$((n % B)); K=$((B / 65536)); i=0`,
+    `  while [ $i -lt $full ]; do dd bs=65536 count=$K iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; i=$((i+1)); echo "a $h $i"; done`,
+    `  r=$((rem / 65536)); if [ $r -gt 0 ]; then dd bs=65536 count=$r iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; fi`,
+    `  r=$((rem % 65536)); if [ $r -gt 0 ]; then dd bs=$r count=1 iflag=fullblock status=none | tee -a "$p" >&3 || exit 71; fi`,
     `  if [ $lp -lt $size ]; then echo "s $h $lp"; continue; fi`,
     `  exec 3>&-; wait $hp; hp=; lh=`,
     `  c=$(stat -c %s "$p") || exit 71`,
@@ -503,7 +506,7 @@ async function runStream(t: SyncTransport, lane: Job[], c: StreamCtx): Promise<S
           // one segment: about four windows, in blocks of a quarter window
           const w = started || c.fixedChunk ? win.bytes : INITIAL_WINDOW;
           started = true;
-          const block = Math.max(16 * 1024, roundTo(w / 4, 4096));
+          const block = Math.max(65536, roundTo(w / 4, 65536)); // the writer needs a multiple of 64 KiB
           const n = Math.min(blob.size - pos, block * 16);
           segs.push({ hex: blob.hex, off: pos, n, block });
           await send(Buffer.from(`${blob.hex} ${pos} ${n} ${blob.size} ${block}\n`));
