@@ -2,10 +2,10 @@
 // stat, sha256sum) that SshHost runs over SSH; only the transport differs.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, afterAll } from 'vitest';
 import type { BlobWant, SyncProgress } from '../../src/transport/host.js';
 import { LocalHost } from '../../src/transport/local-host.js';
 import { BlobSyncError, BlobVerifyError, parseHave } from '../../src/transport/blob-sync.js';
@@ -124,3 +124,5 @@ describe('parseHave', () => {
     expect(st.freeBytes).toBe(2048 * 1024);
   });
 });
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, afterAll } from 'vitest';
 import { addPinsToYaml, checkHostKey, fingerprintSha256, keyType, normalizeFingerprint, recordHostKeyPins } from '../../src/transport/host-keys.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-hostkeys-'));
@@ -98,3 +98,5 @@ spec:
     expect(() => addPinsToYaml(site, [], 'nope')).toThrow(/no Site document named nope/);
   });
 });
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));

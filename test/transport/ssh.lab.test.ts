@@ -1,6 +1,6 @@
 // SshHost against real lab POPs (OpenSSH sshd in Debian roots, amd64 and arm64 under qemu): host-key pinning,
 // jump hosts, sudo, secrets, tunnels, drops.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -237,3 +237,5 @@ describe('credentials', () => {
     }
   });
 });
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));

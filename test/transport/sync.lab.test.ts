@@ -1,7 +1,7 @@
 // Blob sync over SSH to lab POPs (amd64 and arm64) on a real, shaped link that gets cut: resume, verify, re-sync,
 // corrupted partials, a full disk.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -135,3 +135,5 @@ describe.each(['amd64', 'arm64'])('blob sync to an %s POP', (arch) => {
     }
   });
 });
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
