@@ -1,6 +1,7 @@
 // Recipe: what goes into an airgap bundle (kind `Recipe`). Owned by the bundle work (src/bundle/); the config
 // model includes it in the document union. One schema gives validation, TS types and JSON Schema.
 import { z } from 'zod';
+import { strictObject } from './fields.js';
 
 export const BUNDLE_ARCHES = ['amd64', 'arm64', 'arm'] as const;
 export const BundleArchSchema = z.enum(BUNDLE_ARCHES);
@@ -30,7 +31,7 @@ export const ImageRefSchema = z
   .regex(/^[a-z0-9][a-z0-9._\-/:]*(:[\w][\w.-]{0,127})(@sha256:[a-f0-9]{64})?$/, 'an image reference with a tag, e.g. docker.io/flomesh/pipy:1.5.12')
   .refine((s) => !/:latest(@|$)/.test(s), 'floating tag `latest` cannot be pinned; name a version');
 
-export const RecipeImageSchema = z.object({
+export const RecipeImageSchema = strictObject({
   ref: ImageRefSchema,
   /** Helm values keys of the FSM chart that select this image (registry/name/tag). */
   valuesKeys: z.array(z.string()).default([]),
@@ -39,7 +40,7 @@ export const RecipeImageSchema = z.object({
 });
 export type RecipeImage = z.infer<typeof RecipeImageSchema>;
 
-export const FeatureSchema = z.object({
+export const FeatureSchema = strictObject({
   description: z.string(),
   /** Chart values that turn the feature on (what the installer sets). */
   values: z.record(z.string(), z.unknown()).default({}),
@@ -49,7 +50,7 @@ export const FeatureSchema = z.object({
 });
 export type Feature = z.infer<typeof FeatureSchema>;
 
-export const FileSourceSchema = z.object({
+export const FileSourceSchema = strictObject({
   /** URL; `{version}` is replaced by the URL-encoded release version. */
   url: z.string().min(1),
   /** Expected sha256 when the publisher gives none in a checksum file (else the lock file pins it). */
@@ -57,7 +58,7 @@ export const FileSourceSchema = z.object({
 });
 export type FileSource = z.infer<typeof FileSourceSchema>;
 
-export const MirrorSchema = z.object({
+export const MirrorSchema = strictObject({
   /** Tried in order before the registry itself: `https://host[:port]` or `http://` for plain HTTP. */
   endpoints: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'http(s)://host[:port]')).min(1),
   /** Fall back to the registry's own endpoint when no mirror has the content. */
@@ -65,7 +66,7 @@ export const MirrorSchema = z.object({
 });
 export type Mirror = z.infer<typeof MirrorSchema>;
 
-export const K3sSourceSchema = z.object({
+export const K3sSourceSchema = strictObject({
   version: z.string().regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, 'a k3s release like v1.37.1+k3s1'),
   /** Base URL of the release assets (binary, sha256sum-<arch>.txt, k3s-images.txt, airgap archives). */
   releaseUrl: z.string().default('https://github.com/k3s-io/k3s/releases/download/{version}'),
@@ -81,27 +82,25 @@ export const K3sSourceSchema = z.object({
   skipImages: z.array(z.string()).default([]),
 });
 
-export const FsmSourceSchema = z.object({
+export const FsmSourceSchema = strictObject({
   version: z.string().regex(/^v\d+\.\d+\.\d+$/, 'an FSM release like v1.5.1'),
   pipyVersion: z.string().regex(/^\d+\.\d+\.\d+$/),
   chart: FileSourceSchema,
   features: z.partialRecord(FeatureNameSchema, FeatureSchema),
 });
 
-export const ArchPlanSchema = z.object({
+export const ArchPlanSchema = strictObject({
   /** Mesh features this architecture's bundle carries (`core` is implied by any other). Empty = k3s only. */
   features: z.array(FeatureNameSchema).default([]),
 });
 
-export const RecipeSpecSchema = z
-  .object({
+export const RecipeSpecSchema = strictObject({
     arches: z.partialRecord(BundleArchSchema, ArchPlanSchema),
     /** Registry host (`docker.io`, `ghcr.io`, …) → mirrors. The lab maps docker.io to its local registry. */
     mirrors: z.record(z.string(), MirrorSchema).default({}),
     k3s: K3sSourceSchema,
     fsm: FsmSourceSchema,
-  })
-  .superRefine((spec, ctx) => {
+  }).superRefine((spec, ctx) => {
     if (Object.keys(spec.arches).length === 0)
       ctx.addIssue({ code: 'custom', path: ['arches'], message: 'name at least one architecture (amd64, arm64, arm)' });
     for (const [arch, plan] of Object.entries(spec.arches)) {

@@ -413,6 +413,16 @@ const cases: Case[] = [
     },
     expect: [{ at: 'fleet.yaml:10:28', path: 'spec.sites[1].spec.ssh.host', text: 'site `pop-b` has the same SSH endpoint (10.99.0.1:22) as site `pop-a`' }],
   },
+  {
+    name: 'Recipe: unknown key in a nested source (typo of installScript)',
+    files: {
+      'recipe.yaml':
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Recipe\nmetadata: { name: r }\nspec:\n  arches: { arm: { features: [] } }\n' +
+        '  k3s:\n    version: v1.37.1+k3s1\n    installScrpt: { url: "https://example.invalid/install.sh" }\n' +
+        '  fsm: { version: v1.5.1, pipyVersion: 1.5.12, chart: { url: "https://example.invalid/fsm.tgz" }, features: {} }\n',
+    },
+    expect: [{ at: 'recipe.yaml:8:5', path: 'spec.k3s.installScrpt', text: /unknown key `installScrpt` \(did you mean `installScript`\?\)/ }],
+  },
 ];
 
 const dirs: string[] = [];
