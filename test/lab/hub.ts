@@ -5,18 +5,15 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { buildApiServerBundle } from './apiserver/build.js';
 import type { ServerConfigFile } from './apiserver/main.js';
 import { adminKubeconfig, createPki, type LabPki } from './apiserver/pki.js';
 import type { KubeObject } from './apiserver/types.js';
 import { LAB_STATE } from './paths.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(here, '..', '..');
-/** The verbatim upstream CRDs (shared/reference next to the checkout). */
-export const REFERENCE_DIR = process.env.FSM_EDGE_REFERENCE_DIR ?? resolve(REPO, '..', 'shared', 'reference');
+import { REFERENCE_DIR } from './reference.js';
+export { REFERENCE_DIR };
 export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
   join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
 );

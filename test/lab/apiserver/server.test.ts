@@ -4,14 +4,15 @@
 import * as k8s from '@kubernetes/client-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiFailure } from './client-errors.js';
 import { adminKubeconfig, createPki, type LabPki } from './pki.js';
 import { createApiServer } from './server.js';
 import type { ApiServer } from './types.js';
+import { REFERENCE_DIR } from '../reference.js';
 
-const REF = resolve(__dirname, '..', '..', '..', '..', 'shared', 'reference');
+const REF = REFERENCE_DIR;
 const CRD_FILES = [join(REF, 'fsm/v1.5.1/crds/multicluster.flomesh.io_clusters.yaml'), join(REF, 'fsm/v1.5.1/crds/config.flomesh.io_meshconfigs.yaml'), join(REF, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmcharts.yaml')];
 const MC = 'multicluster.flomesh.io/v1alpha1';
 

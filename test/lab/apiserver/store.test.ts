@@ -1,14 +1,15 @@
 // Unit tests of the lab API server's store: validation against the real CRD schemas, resourceVersion
 // conflicts, patch formats, server-side apply ownership, status subresource, selectors.
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ApiError } from './errors.js';
 import { ObjectStore } from './store.js';
 import type { KubeObject } from './types.js';
+import { REFERENCE_DIR } from '../reference.js';
 
-const REF = resolve(__dirname, '..', '..', '..', '..', 'shared', 'reference');
+const REF = REFERENCE_DIR;
 const CRDS = [
   join(REF, 'fsm/v1.5.1/crds/multicluster.flomesh.io_clusters.yaml'),
   join(REF, 'fsm/v1.5.1/crds/config.flomesh.io_meshconfigs.yaml'),

@@ -1,6 +1,6 @@
 // LAB STAND-IN (never imported by src/): builds a stand-in for the FSM Helm chart archive `fsm-<version>.tgz`.
 // The real chart cannot be downloaded here. This one carries the REAL Chart metadata, values.yaml and
-// values.schema.json of that FSM release (copied from /work/shared/reference/fsm/<version>/charts/fsm at build
+// values.schema.json of that FSM release (copied from test/lab/reference/fsm/<version>/charts/fsm at build
 // time) and no templates: the k3s stand-in's Helm controller reads values and schema from it and simulates what
 // the templates would create.
 import fs from 'node:fs';
@@ -10,10 +10,11 @@ import { execFileSync } from 'node:child_process';
 import { fsmImagesFor, type FsmImage, type FsmValues } from './fsm-images.js';
 import YAML from 'yaml';
 import { deepMerge } from './helm-values.js';
+import { REFERENCE_DIR } from '../reference.js';
 
 export { fsmImagesFor, normalizeImageRef, type FsmImage } from './fsm-images.js';
 
-export const FSM_REFERENCE_DIR = process.env.FSM_EDGE_REFERENCE_DIR ?? '/work/shared/reference';
+export const FSM_REFERENCE_DIR = REFERENCE_DIR;
 
 const referenceChartDir = (version: string) => path.join(FSM_REFERENCE_DIR, 'fsm', `v${version}`, 'charts', 'fsm');
 
