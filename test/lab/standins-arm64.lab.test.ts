@@ -54,7 +54,7 @@ describe('k3s stand-in on arm64', () => {
     expect(images).not.toContain('fsm-controller');
     let labels = '';
     for (let i = 0; i < 60 && !labels.includes('arm64'); i++) {
-      labels = (await sh('k3s kubectl get nodes -o jsonpath={.items[0].metadata.labels.kubernetes\\.io/arch}')).stdout;
+      labels = (await sh("k3s kubectl get nodes -o 'jsonpath={.items[0].metadata.labels.kubernetes\\.io/arch}'")).stdout;
       if (!labels.includes('arm64')) await new Promise((res) => setTimeout(res, 2000));
     }
     expect(labels).toBe('arm64');
