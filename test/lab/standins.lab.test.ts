@@ -124,8 +124,11 @@ describe('k3s stand-in under systemd', () => {
     const start = await sh('systemctl start k3s');
     expect(start.code, start.stderr).toBe(0);
     // Type=notify: `systemctl start` returned, so READY was sent, after the stand-in said it is up
-    const log = await journal();
-    expect(log.indexOf('k3s is up and running')).toBeGreaterThan(-1);
+    // journald ingests the service's output asynchronously: wait until the lines have landed
+    const log = await eventually('journal lines', async () => {
+      const j = await journal();
+      return j.includes('k3s is up and running') && j.includes('wrong-arch.tar:') ? j : undefined;
+    }, 30_000);
     expect(log).toContain('Unknown flag --not-a-k3s-flag found in config.yaml, skipping');
     expect(log).toContain('Imported docker.io/rancher/mirrored-pause:3.10.2');
     expect(log).toMatch(/Error encountered while importing \/var\/lib\/rancher\/k3s\/agent\/images\/wrong-arch\.tar: .+/);
@@ -164,8 +167,10 @@ describe('k3s stand-in under systemd', () => {
         req.on('error', reject);
         req.end();
       });
-    const ok = await get(true);
-    expect(ok.status).toBe(200);
+    const ok = await eventually('node listed', async () => {
+      const r = await get(true);
+      return r.status === 200 && (JSON.parse(r.body) as { items: unknown[] }).items.length > 0 ? r : undefined;
+    }, 60_000);
     const nodes = JSON.parse(ok.body) as { items: Array<{ metadata: { name: string; labels: Record<string, string> } }> };
     expect(nodes.items[0]!.metadata.name).toBe(pop!.name);
     expect(nodes.items[0]!.metadata.labels['kubernetes.io/arch']).toBe('amd64');
