@@ -15,17 +15,7 @@ import { fsmNamespace, type InstallContext } from './context.js';
 import type { InstallPhase, StepOutcome } from './runner.js';
 import { apiEndpoint } from './k3s.js';
 import { endpointHost } from './render/k3s-config.js';
-import { buildClusterObject, HUB_ACCESS_NAME, popAccessObjects, renderHubKubeconfig } from './render/registration.js';
-
-export interface ClusterFields {
-  name: string;
-  region: string;
-  zone: string;
-  group: string;
-  gatewayHost: string;
-  gatewayPort: number;
-  fsmNamespace: string;
-}
+import { buildClusterObject, HUB_ACCESS_NAME, popAccessObjects, renderHubKubeconfig, type ClusterFields } from './render/registration.js';
 
 export function clusterFields(ctx: InstallContext): ClusterFields {
   const hub = ctx.site.spec.hub!;

@@ -94,7 +94,8 @@ export function renderHubKubeconfig(input: HubKubeconfigInput): string {
   });
 }
 
-export interface ClusterInput {
+/** What the hub's `Cluster` says about a POP (everything but how to reach its API). */
+export interface ClusterFields {
   name: string;
   region: string;
   zone: string;
@@ -102,6 +103,9 @@ export interface ClusterInput {
   gatewayHost: string;
   gatewayPort: number;
   fsmNamespace: string;
+}
+
+export interface ClusterInput extends ClusterFields {
   kubeconfig: string;
 }
 
