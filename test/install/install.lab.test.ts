@@ -13,6 +13,7 @@ import { archBlobs, archContent } from '../../src/bundle/format.js';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { popExec } from '../lab/pop.js';
 import { cutLink, restoreLink, shapeLink } from '../lab/link.js';
+import { killTree } from './kill-tree.js';
 import { startHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -53,26 +54,6 @@ function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: ()
       void Promise.all(hooks).then(() => resolve({ code, signal, stdout, stderr }));
     });
   });
-}
-
-function killTree(pid: number): void {
-  const children = fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(pid);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-  for (const c of children) killTree(c);
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
 }
 
 async function pop(cmd: string): Promise<string> {

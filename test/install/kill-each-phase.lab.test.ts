@@ -10,11 +10,11 @@
 // controller), and the first two are always re-run.
 
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { popExec } from '../lab/pop.js';
 import { shapeLink } from '../lab/link.js';
+import { killTree } from './kill-tree.js';
 import { startHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -53,26 +53,6 @@ function cli(args: string[]): Spawned {
 }
 
 /** SIGKILL a process and every descendant (children first found, then killed depth-first). */
-function killTree(pid: number): void {
-  const children = fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(pid);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-  for (const c of children) killTree(c);
-}
-
 async function pop(cmd: string): Promise<string> {
   const r = await popExec(h.pops[0]!, cmd, { allowFail: true });
   return typeof r === 'string' ? r : (r as { stdout: string }).stdout;
