@@ -351,9 +351,12 @@ export class OciClient {
             cb(null, chunk);
           },
         });
+        const out = fs.createWriteStream(partial, { flags: append ? 'a' : 'w' });
         try {
-          await pipeline(Readable.fromWeb(res.body as never), tap, fs.createWriteStream(partial, { flags: append ? 'a' : 'w' }));
+          await pipeline(Readable.fromWeb(res.body as never), tap, out);
         } catch (e) {
+          // The next attempt resumes at the partial's size on disk: let the write already under way land first.
+          if (!out.closed) await new Promise<void>((r) => out.once('close', () => r()));
           if (e instanceof DigestMismatchError || attempt >= this.retries) throw e;
           await sleep(this.backoffMs * 2 ** attempt);
           continue;

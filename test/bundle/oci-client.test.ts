@@ -75,9 +75,9 @@ beforeAll(async () => {
       seen.ranges.push(range ?? '');
       if (!range) {
         res.writeHead(200, { 'content-length': String(layer.length) });
-        // Half-close after the bytes are flushed (FIN, not RST), so the client always receives them before the
-        // drop, however loaded the machine is.
-        res.write(layer.subarray(0, 5000), () => res.socket?.end());
+        // Half-close (FIN, not RST) a while after the bytes are flushed: a stream error discards chunks the client
+        // has received but not yet read, so give it time to read them even on a loaded machine.
+        res.write(layer.subarray(0, 5000), () => setTimeout(() => res.socket?.end(), 250));
         return;
       }
       const from = Number(/bytes=(\d+)-/.exec(range)![1]);
