@@ -10,18 +10,7 @@ import type { BlobWant, Host } from '../transport/host.js';
 import { PhaseRefusal, type Changes } from './phase.js';
 import { requireDecisions, type InstallContext, bundleOf } from './context.js';
 import type { InstallPhase, StepOutcome } from './runner.js';
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
+import { formatBytes } from '../bundle/inspect.js';
 
 export function formatRate(bytesPerSecond: number): string {
   return `${(bytesPerSecond / 1e6).toFixed(bytesPerSecond < 1e7 ? 2 : 1)} MB/s`;

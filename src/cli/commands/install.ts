@@ -13,7 +13,8 @@ import type { Host, SyncProgress } from '../../transport/host.js';
 import { DEFAULT_OPTIONS, installSite, type SiteRunResult } from '../../phases/install.js';
 import type { InstallOptions } from '../../phases/context.js';
 import type { PhaseReport, RunEvent, RunReport } from '../../phases/runner.js';
-import { formatBytes, formatRate } from '../../phases/sync.js';
+import { formatBytes } from '../../bundle/inspect.js';
+import { formatRate } from '../../phases/sync.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { CliError, EXIT_FAILED, EXIT_USAGE, outputFor, UsageError, type Output } from '../output.js';
 
