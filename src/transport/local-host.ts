@@ -15,7 +15,7 @@ import {
   type SyncReport,
   type Tunnel,
 } from './host.js';
-import { CommandTimeoutError, shq, sudoFailure, TIMEOUT_EXIT, wrapCommand, type SudoMode } from './remote-command.js';
+import { atomicWriteCommand, CommandTimeoutError, FILE_MISSING_EXIT, readFileCommand, sudoFailure, TIMEOUT_EXIT, wrapCommand, type SudoMode } from './remote-command.js';
 import { syncBlobsOver, type ExecStream } from './blob-sync.js';
 
 export interface LocalHostOptions {
@@ -92,19 +92,14 @@ export class LocalHost implements Host {
   }
 
   async readFile(path: string, opts: { sudo?: boolean } = {}): Promise<Buffer | undefined> {
-    const q = shq(path);
-    const r = await this.execBuf(`if [ -e ${q} ]; then exec cat -- ${q}; else exit 66; fi`, opts.sudo ? { sudo: true } : {});
-    if (r.code === 66) return undefined;
+    const r = await this.execBuf(readFileCommand(path), opts.sudo ? { sudo: true } : {});
+    if (r.code === FILE_MISSING_EXIT) return undefined;
     if (r.code !== 0) throw new HostCommandError(this.name, `read ${path}`, r.code, r.stderr);
     return r.out;
   }
 
   async writeFile(path: string, data: string | Buffer, opts: { sudo?: boolean; mode?: number } = {}): Promise<void> {
-    const q = shq(path);
-    const cmd =
-      `set -e; d=$(dirname -- ${q}); mkdir -p -- "$d"; t=$(mktemp "$d/.fsm-edge-write.XXXXXX"); ` +
-      `trap 'rm -f "$t"' EXIT; cat > "$t"; chmod ${(opts.mode ?? 0o644).toString(8)} "$t"; mv -f -- "$t" ${q}; trap - EXIT`;
-    const r = await this.exec(cmd, { stdin: data, ...(opts.sudo ? { sudo: true } : {}) });
+    const r = await this.exec(atomicWriteCommand(path, opts.mode), { stdin: data, ...(opts.sudo ? { sudo: true } : {}) });
     if (r.code !== 0) throw new HostCommandError(this.name, `write ${path}`, r.code, r.stderr);
   }
 

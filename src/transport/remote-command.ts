@@ -88,3 +88,22 @@ export class CommandTimeoutError extends Error {
   }
 }
 
+
+/** Exit code of `readFileCommand` when the file does not exist. */
+export const FILE_MISSING_EXIT = 66;
+
+/** Prints a file, or exits FILE_MISSING_EXIT when there is none (one round trip either way). */
+export function readFileCommand(path: string): string {
+  const q = shq(path);
+  return `if [ -e ${q} ]; then exec cat -- ${q}; else exit ${FILE_MISSING_EXIT}; fi`;
+}
+
+/** Writes stdin to `path` atomically: a temp file in the same directory (so the rename is atomic), removed if
+ * anything fails, then chmod and rename. */
+export function atomicWriteCommand(path: string, mode = 0o644): string {
+  const q = shq(path);
+  return (
+    `set -e; d=$(dirname -- ${q}); mkdir -p -- "$d"; t=$(mktemp "$d/.fsm-edge-write.XXXXXX"); ` +
+    `trap 'rm -f "$t"' EXIT; cat > "$t"; chmod ${mode.toString(8)} "$t"; mv -f -- "$t" ${q}; trap - EXIT`
+  );
+}

@@ -17,7 +17,7 @@ import {
 } from './host.js';
 import { HostKeyError, type NewPin } from './host-keys.js';
 import { ConnectionLostError, endpointLabel, openLink, type SshConnectOptions, type SshLink, type SshTarget } from './ssh-connection.js';
-import { CommandTimeoutError, shq, sudoFailure, SudoError, TIMEOUT_EXIT, wrapCommand, type SudoMode } from './remote-command.js';
+import { atomicWriteCommand, CommandTimeoutError, FILE_MISSING_EXIT, readFileCommand, sudoFailure, SudoError, TIMEOUT_EXIT, wrapCommand, type SudoMode } from './remote-command.js';
 import { syncBlobsOver, type StreamExec, type ExecStream } from './blob-sync.js';
 
 export interface ReconnectPolicy {
@@ -343,11 +343,11 @@ export class SshHost implements Host {
   };
 
   async readFile(path: string, opts: { sudo?: boolean } = {}): Promise<Buffer | undefined> {
-    const cmd = `if [ -e ${shq(path)} ]; then exec cat -- ${shq(path)}; else exit 66; fi`;
+    const cmd = readFileCommand(path);
     for (let attempt = 0; ; attempt++) {
       try {
         const r = await this.execRaw(cmd, { binary: true, ...(opts.sudo ? { sudo: true } : {}) });
-        if (r.code === 66) return undefined;
+        if (r.code === FILE_MISSING_EXIT) return undefined;
         if (r.code !== 0) throw new HostCommandError(this.name, `read ${path}`, r.code, r.stderr);
         return r.stdout;
       } catch (e) {
@@ -359,13 +359,7 @@ export class SshHost implements Host {
   }
 
   async writeFile(path: string, data: string | Buffer, opts: { sudo?: boolean; mode?: number } = {}): Promise<void> {
-    const mode = (opts.mode ?? 0o644).toString(8);
-    const p = shq(path);
-    // temp file in the same directory, so the rename is atomic; removed if anything fails
-    const cmd =
-      `set -e; d=$(dirname -- ${p}); mkdir -p -- "$d"; t=$(mktemp "$d/.fsm-edge-write.XXXXXX"); ` +
-      `trap 'rm -f "$t"' EXIT; cat > "$t"; chmod ${mode} "$t"; mv -f -- "$t" ${p}; trap - EXIT`;
-    const r = await this.execRaw(cmd, { stdin: data, ...(opts.sudo ? { sudo: true } : {}) });
+    const r = await this.execRaw(atomicWriteCommand(path, opts.mode), { stdin: data, ...(opts.sudo ? { sudo: true } : {}) });
     if (r.code !== 0) throw new HostCommandError(this.name, `write ${path}`, r.code, r.stderr);
   }
 
