@@ -10,11 +10,11 @@ import { loadSites, sourceOf, type Hub, type Site } from '../../config/index.js'
 import { connectHost } from '../../transport/connect.js';
 import { recordHostKeyPins, HostKeyError, type NewPin } from '../../transport/host-keys.js';
 import type { Host, SyncProgress } from '../../transport/host.js';
-import { DEFAULT_OPTIONS, installSite, type SiteRunResult } from '../../phases/install.js';
-import type { InstallOptions } from '../../phases/context.js';
-import type { PhaseReport, RunEvent, RunReport } from '../../phases/runner.js';
+import { DEFAULT_OPTIONS, installSite, type SiteRunResult } from '../../install/install.js';
+import type { InstallOptions } from '../../install/context.js';
+import type { PhaseReport, RunEvent, RunReport } from '../../engine/runner.js';
 import { formatBytes } from '../../bundle/inspect.js';
-import { formatRate } from '../../phases/sync.js';
+import { formatRate } from '../../install/sync.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { CliError, EXIT_FAILED, EXIT_USAGE, outputFor, UsageError, type Output } from '../output.js';
 

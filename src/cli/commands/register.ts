@@ -4,8 +4,8 @@
 
 import type { Command } from 'commander';
 import pLimit from 'p-limit';
-import { DEFAULT_OPTIONS, registerSite } from '../../phases/install.js';
-import type { RunReport } from '../../phases/runner.js';
+import { DEFAULT_OPTIONS, registerSite } from '../../install/install.js';
+import type { RunReport } from '../../engine/runner.js';
 import type { Host } from '../../transport/host.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { CliError, EXIT_FAILED, outputFor, UsageError } from '../output.js';

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { CLUSTER_GROUP, CLUSTER_VERSION, type ClusterResource } from '../../kube/hub.js';
 import { isNotFound, withTimeout } from '../../kube/poll.js';
-import { openHub } from '../../phases/install.js';
+import { openHub } from '../../install/install.js';
 import { stateDir } from '../../state/paths.js';
 import { readSiteRecord, type SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';

@@ -10,9 +10,9 @@ import { loadConfigFile, resolveSecret, parseSecretRefArg, type Site } from '../
 import { MESH_PROFILES } from '../../config/site.js';
 import { checkApiEndpoint, checkHost, checkK8sName, checkLabelValue } from '../../config/formats.js';
 import { formatBytes } from '../../bundle/inspect.js';
-import { describeFacts, probeFacts, type Facts } from '../../phases/facts.js';
-import { ebpfFitness, preflightDecide, COMFORT_MEM_MIB } from '../../phases/preflight.js';
-import { PhaseRefusal } from '../../phases/phase.js';
+import { describeFacts, probeFacts, type Facts } from '../../install/facts.js';
+import { ebpfFitness, preflightDecide, COMFORT_MEM_MIB } from '../../install/preflight.js';
+import { PhaseRefusal } from '../../engine/phase.js';
 import { archBlobs, sumBytes } from '../../bundle/format.js';
 import type { BundleArch } from '../../config/recipe.js';
 import type { SshHost } from '../../transport/ssh-host.js';

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CrdValidationError } from '../../src/kube/crd-schema.js';
-import { buildFsmHelmChart, renderHelmChartManifest } from '../../src/phases/render/helm-chart.js';
-import { interceptionValues } from '../../src/phases/render/interception.js';
+import { buildFsmHelmChart, renderHelmChartManifest } from '../../src/install/render/helm-chart.js';
+import { interceptionValues } from '../../src/install/render/interception.js';
 import {
   ImagesMissingError,
   planFsmValues,
@@ -11,14 +11,14 @@ import {
   validateFsmValues,
   ValuesSchemaError,
   type FsmValuesInput,
-} from '../../src/phases/render/fsm-values.js';
-import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/phases/render/k3s-config.js';
+} from '../../src/install/render/fsm-values.js';
+import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/install/render/k3s-config.js';
 import {
   buildClusterObject,
   popAccessObjects,
   redactCluster,
   renderHubKubeconfig,
-} from '../../src/phases/render/registration.js';
+} from '../../src/install/render/registration.js';
 
 const fixture = (v: string, f: string) => new URL(`./fixtures/fsm-${v}/${f}`, import.meta.url);
 const chart = (v: string) => ({

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseFacts, type Facts } from '../../src/phases/facts.js';
-import { PhaseRefusal } from '../../src/phases/phase.js';
-import { ebpfFitness, preflightDecide, type PreflightInput } from '../../src/phases/preflight.js';
+import { parseFacts, type Facts } from '../../src/install/facts.js';
+import { PhaseRefusal } from '../../src/engine/phase.js';
+import { ebpfFitness, preflightDecide, type PreflightInput } from '../../src/install/preflight.js';
 
 const probeOutput = `machine=x86_64
 kernel=6.1.0-18-amd64

@@ -12,10 +12,10 @@ import { POP_INSTALL_SCRIPT, POP_STORE_DIR } from '../bundle/layout.js';
 import type { Host } from '../transport/host.js';
 import { PopKube } from '../kube/pop.js';
 import { FatalWaitError, pollUntil } from '../kube/poll.js';
-import type { Changes } from './phase.js';
+import type { Changes } from '../engine/phase.js';
 import { requireDecisions, type InstallContext, bundleOf } from './context.js';
-import { POP_STATE_DIR } from './journal.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import { POP_STATE_DIR } from '../engine/journal.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import {
   endpointHost,
   K3S_CONFIG_PATH,

@@ -7,9 +7,9 @@ import type { Host } from '../transport/host.js';
 import { stateDir } from '../state/paths.js';
 import { SiteSecrets } from '../state/secrets.js';
 import { readSiteRecord, writeSiteRecord, type RunSummary, type SiteRecord } from '../state/site-record.js';
-import type { Changes } from './phase.js';
+import type { Changes } from '../engine/phase.js';
 import type { InstallContext } from './context.js';
-import type { InstallPhase, RunReport, StepOutcome } from './runner.js';
+import type { InstallPhase, RunReport, StepOutcome } from '../engine/runner.js';
 import { K3S_TOKEN_PATH } from './render/k3s-config.js';
 
 export const TOKEN_SECRET = 'k3s-token';

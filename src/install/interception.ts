@@ -5,9 +5,9 @@
 import type { Host } from '../transport/host.js';
 import { PopKube } from '../kube/pop.js';
 import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
-import type { Changes } from './phase.js';
+import type { Changes } from '../engine/phase.js';
 import { fsmNamespace, requireDecisions, type InstallContext, bundleOf } from './context.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { interceptionValues } from './render/interception.js';
 
 /**

@@ -7,9 +7,9 @@ import { loadPublicKey } from '../bundle/sign.js';
 import { hexOf, POP_STORE_DIR } from '../bundle/layout.js';
 import { wantedBlobs } from '../bundle/pop.js';
 import type { BlobWant, Host } from '../transport/host.js';
-import { PhaseRefusal, type Changes } from './phase.js';
+import { PhaseRefusal, type Changes } from '../engine/phase.js';
 import { requireDecisions, type InstallContext, bundleOf } from './context.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { formatBytes } from '../bundle/inspect.js';
 
 export function formatRate(bytesPerSecond: number): string {

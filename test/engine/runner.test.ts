@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { PhaseRefusal } from '../../src/phases/phase.js';
-import { JOURNAL_PATH, type Journal } from '../../src/phases/journal.js';
-import { runPhases, type InstallPhase } from '../../src/phases/runner.js';
+import { PhaseRefusal } from '../../src/engine/phase.js';
+import { JOURNAL_PATH, type Journal } from '../../src/engine/journal.js';
+import { runPhases, type InstallPhase } from '../../src/engine/runner.js';
 import type { ExecResult, Host } from '../../src/transport/host.js';
 
 /** A host whose files live in a Map: enough for the runner, which only reads and writes the journal. */

@@ -21,7 +21,7 @@ import { meshPhase } from './mesh.js';
 import { interceptionPhase } from './interception.js';
 import { registerPhase } from './register.js';
 import { recordPhase, saveSiteRecord } from './record.js';
-import { runPhases, type InstallPhase, type RunEvent, type RunReport } from './runner.js';
+import { runPhases, type InstallPhase, type RunEvent, type RunReport } from '../engine/runner.js';
 import type { SiteRecord } from '../state/site-record.js';
 
 export const INSTALL_PHASES: InstallPhase<InstallContext>[] = [

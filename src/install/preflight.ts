@@ -5,10 +5,10 @@
 import type { Host } from '../transport/host.js';
 import { MESH_ARCHES, type BundleArch } from '../config/recipe.js';
 import { archBlobs, sumBytes } from '../bundle/format.js';
-import { PhaseRefusal, type Changes } from './phase.js';
+import { PhaseRefusal, type Changes } from '../engine/phase.js';
 import { bundleOf, type InstallContext } from './context.js';
 import type { Facts } from './facts.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { parseVersion, versionAtLeast } from './render/interception.js';
 
 export const MIN_CPUS = 2;

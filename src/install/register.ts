@@ -10,9 +10,9 @@ import { CLUSTER_GROUP, CLUSTER_VERSION, type ClusterResource } from '../kube/hu
 import { PopKube } from '../kube/pop.js';
 import { describeApiError, FatalWaitError, pollUntil, WaitTimeoutError, withTimeout } from '../kube/poll.js';
 import { ApiException } from '@kubernetes/client-node';
-import type { Changes } from './phase.js';
+import type { Changes } from '../engine/phase.js';
 import { fsmNamespace, type InstallContext } from './context.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { apiEndpoint } from './k3s.js';
 import { endpointHost } from './render/k3s-config.js';
 import { buildClusterObject, HUB_ACCESS_NAME, popAccessObjects, renderHubKubeconfig, type ClusterFields } from './render/registration.js';

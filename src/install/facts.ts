@@ -2,9 +2,9 @@
 // hostname, cgroup v2, BTF, bpffs, an existing k3s and whether it is healthy. Reads only.
 
 import type { Host } from '../transport/host.js';
-import type { Changes } from './phase.js';
+import type { Changes } from '../engine/phase.js';
 import type { InstallContext } from './context.js';
-import type { InstallPhase, StepOutcome } from './runner.js';
+import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { K3S_CONFIG_PATH } from './render/k3s-config.js';
 
 export interface Facts {
