@@ -4,10 +4,11 @@
 // state because it lives on the POP, not on whoever started the install. Written atomically (temp + rename).
 
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Host } from '../transport/host.js';
+import { POP_JOURNAL } from './pop-layout.js';
 
-export const POP_STATE_DIR = '/var/lib/fsm-edge';
-export const JOURNAL_PATH = `${POP_STATE_DIR}/journal.json`;
+export const JOURNAL_PATH = POP_JOURNAL;
 const KEEP_RUNS = 20;
 
 export interface JournalPhase {
@@ -63,8 +64,17 @@ export function inputsDigest(x: unknown): string {
   return 'sha256:' + createHash('sha256').update(canonicalJson(x)).digest('hex');
 }
 
+const JournalSchema = z.object({
+  version: z.literal(1),
+  site: z.string(),
+  phases: z.record(z.string(), z.object({ inputs: z.string(), finishedAt: z.string(), durationMs: z.number(), summary: z.string(), runId: z.string() })),
+  runs: z.array(z.looseObject({ id: z.string(), operation: z.string(), startedAt: z.string(), outcome: z.enum(['running', 'done', 'failed', 'pending']) })),
+});
+
 export class JournalStore {
-  private dirReady = false;
+  /** The batched probe's section that carries the journal text. */
+  static readonly SECTION = 'journal';
+
   constructor(
     private readonly host: Host,
     readonly path = JOURNAL_PATH,
@@ -73,11 +83,14 @@ export class JournalStore {
   /** The journal, or a fresh one. A damaged journal is not fatal: the phases' own checks still hold. */
   async read(site: string): Promise<{ journal: Journal; warning?: string }> {
     const buf = await this.host.readFile(this.path, { sudo: true });
-    if (!buf) return { journal: emptyJournal(site) };
-    this.dirReady = true;
+    return this.parse(buf?.toString('utf8'), site);
+  }
+
+  /** Parses journal text read from the POP (by `read`, or by the run's batched probe). */
+  parse(text: string | undefined, site: string): { journal: Journal; warning?: string } {
+    if (!text?.trim()) return { journal: emptyJournal(site) };
     try {
-      const j = JSON.parse(buf.toString('utf8')) as Journal;
-      if (j.version !== 1 || typeof j.phases !== 'object' || !Array.isArray(j.runs)) throw new Error('unknown journal format');
+      const j = JournalSchema.parse(JSON.parse(text)) as Journal;
       if (j.site !== site) {
         return {
           journal: emptyJournal(site),
@@ -86,19 +99,17 @@ export class JournalStore {
       }
       return { journal: j };
     } catch (e) {
+      const why = e instanceof z.ZodError ? 'unknown journal format' : (e as Error).message;
       return {
         journal: emptyJournal(site),
-        warning: `the POP's journal ${this.path} is unreadable (${(e as Error).message}); starting a new one (every phase re-checks the host)`,
+        warning: `the POP's journal ${this.path} is unreadable (${why}); starting a new one (every phase re-checks the host)`,
       };
     }
   }
 
   async write(journal: Journal): Promise<void> {
-    if (!this.dirReady) {
-      await this.host.run(`mkdir -p ${POP_STATE_DIR} && chmod 0755 ${POP_STATE_DIR}`, { sudo: true });
-      this.dirReady = true;
-    }
     journal.runs = journal.runs.slice(-KEEP_RUNS);
+    // Atomic (temp file + rename, parent created): a cut link leaves the previous journal, never half of one.
     await this.host.writeFile(this.path, JSON.stringify(journal, null, 2) + '\n', { sudo: true, mode: 0o644 });
   }
 }

@@ -1,11 +1,10 @@
-// One batched probe of the POP (a single round trip): arch, OS, kernel, init, CPU/RAM/disk, default route,
-// hostname, cgroup v2, BTF, bpffs, an existing k3s and whether it is healthy. Reads only.
+// What the POP is: arch, OS, kernel, init, CPU/RAM/disk, default route, hostname, cgroup v2, BTF, bpffs, an
+// existing k3s and whether it is healthy. A section of the run's one batched probe; reads only.
 
+import { definePhase } from '../engine/phase.js';
+import { K3S_BINARY, K3S_CONFIG_PATH } from '../engine/pop-layout.js';
 import type { Host } from '../transport/host.js';
-import type { Changes } from '../engine/phase.js';
 import type { InstallContext } from './context.js';
-import type { InstallPhase, StepOutcome } from '../engine/runner.js';
-import { K3S_CONFIG_PATH } from './render/k3s-config.js';
 
 export interface Facts {
   /** `uname -m`: x86_64, aarch64, armv7l… */
@@ -52,10 +51,11 @@ echo "cgroup_controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "bpffs=$(awk '$3=="bpf"{printf "%s ", $2}' /proc/mounts)"
 [ -e /proc/sys/kernel/unprivileged_bpf_disabled ] && echo bpf_syscall=1 || echo bpf_syscall=0
 command -v iptables >/dev/null 2>&1 && echo iptables=1 || echo iptables=0
-if command -v k3s >/dev/null 2>&1; then
-  echo "k3s_version=$(k3s --version 2>/dev/null | head -n1)"
+# An absolute path: sudo's secure_path (RHEL family) may not include /usr/local/bin.
+if [ -x ${K3S_BINARY} ]; then
+  echo "k3s_version=$(${K3S_BINARY} --version 2>/dev/null | head -n1)"
   if command -v systemctl >/dev/null 2>&1; then echo "k3s_active=$(systemctl is-active k3s 2>/dev/null)"; fi
-  echo "k3s_ready=$(timeout 10 k3s kubectl get --raw /readyz 2>/dev/null | head -c 20)"
+  echo "k3s_ready=$(timeout 10 ${K3S_BINARY} kubectl get --raw /readyz 2>/dev/null | head -c 20)"
 fi
 grep -q 'Written by fsm-edge' ${K3S_CONFIG_PATH} 2>/dev/null && echo k3s_ours=1 || echo k3s_ours=0
 `;
@@ -123,12 +123,15 @@ export function describeFacts(f: Facts): string {
   return `${f.machine}, ${f.os.pretty || f.os.id}, kernel ${f.kernel}, ${f.cpus} CPU, ${(f.memMiB / 1024).toFixed(1)} GiB RAM, ${(f.diskFreeMiB / 1024).toFixed(1)} GiB free${k3s}`;
 }
 
-export const factsPhase: InstallPhase<InstallContext> = {
+export const factsPhase = definePhase<InstallContext, undefined, Facts>({
   id: 'facts',
   title: 'gather facts',
   always: true,
-  async apply(ctx: InstallContext, host: Host, _changes: Changes): Promise<StepOutcome> {
-    ctx.facts = await probeFacts(host);
-    return { summary: describeFacts(ctx.facts), changes: [] };
+  probe: () => FACTS_SCRIPT,
+  check(ctx, _prep, env) {
+    ctx.facts = parseFacts(env.probe);
+    return ctx.facts;
   },
-};
+  plan: () => [],
+  describe: (_ctx, _prep, facts) => ({ summary: describeFacts(facts) }),
+});

@@ -7,26 +7,23 @@
 
 import { createHash } from 'node:crypto';
 import { Health } from '@kubernetes/client-node';
-import { popAssembleCommand, popAssemblePlan, parseAssembleOutput } from '../bundle/pop.js';
-import { POP_INSTALL_SCRIPT, POP_STORE_DIR } from '../bundle/layout.js';
-import type { Host } from '../transport/host.js';
-import { PopKube } from '../kube/pop.js';
-import { FatalWaitError, pollUntil } from '../kube/poll.js';
-import type { Changes } from '../engine/phase.js';
-import { requireDecisions, type InstallContext, bundleOf } from './context.js';
-import { POP_STATE_DIR } from '../engine/journal.js';
-import type { InstallPhase, StepOutcome } from '../engine/runner.js';
+import { parseAssembleOutput, popAssembleCommand, popAssemblePlan } from '../bundle/pop.js';
+import { definePhase, type PlannedChange, shellChange } from '../engine/phase.js';
 import {
-  endpointHost,
   K3S_CONFIG_PATH,
   K3S_REGISTRIES_PATH,
+  K3S_SYSTEMD_UNIT,
   K3S_TOKEN_PATH,
-  renderK3sConfig,
-  renderRegistries,
-} from './render/k3s-config.js';
+  POP_ASSEMBLE_PLAN,
+  POP_INSTALL_SCRIPT,
+  POP_STORE_DIR,
+} from '../engine/pop-layout.js';
+import { writeFileScript } from '../engine/script-batch.js';
+import { FatalWaitError, pollUntil } from '../kube/poll.js';
+import type { Host } from '../transport/host.js';
+import { bundleOf, decisionsOf, type InstallContext, popKubeOf } from './context.js';
+import { endpointHost, renderK3sConfig, renderRegistries } from './render/k3s-config.js';
 
-export const ASSEMBLE_PLAN_PATH = `${POP_STATE_DIR}/assemble.plan`;
-const K3S_UNIT = '/etc/systemd/system/k3s.service';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -45,7 +42,7 @@ export function apiEndpoint(ctx: InstallContext): string {
 }
 
 export function k3sFiles(ctx: InstallContext): K3sFiles {
-  const d = requireDecisions(ctx);
+  const d = decisionsOf(ctx);
   const spec = ctx.site.spec;
   const sans = [...spec.k3s.tlsSans, spec.ssh.host, endpointHost(apiEndpoint(ctx))];
   if (spec.hub?.gateway?.host) sans.push(spec.hub.gateway.host);
@@ -64,13 +61,13 @@ export function k3sFiles(ctx: InstallContext): K3sFiles {
   return { config, registries, plan: assembly.plan, scriptDigest: assembly.scriptDigest, assembleOutputs: assembly.outputs.length };
 }
 
-// One round trip: what is there now.
-const STATE_SCRIPT = `
-for f in ${K3S_CONFIG_PATH} ${K3S_REGISTRIES_PATH} ${ASSEMBLE_PLAN_PATH}; do
+// A section of the run's probe: what is there now.
+export const K3S_PROBE = `
+for f in ${K3S_CONFIG_PATH} ${K3S_REGISTRIES_PATH} ${POP_ASSEMBLE_PLAN}; do
   if [ -f "$f" ]; then echo "sha $f $(sha256sum < "$f" | cut -d' ' -f1)"; else echo "sha $f -"; fi
 done
 [ -s ${K3S_TOKEN_PATH} ] && echo token=1 || echo token=0
-[ -f ${K3S_UNIT} ] && echo unit=1 || echo unit=0
+[ -f ${K3S_SYSTEMD_UNIT} ] && echo unit=1 || echo unit=0
 echo "active=$(systemctl is-active k3s 2>/dev/null)"
 `;
 
@@ -99,7 +96,7 @@ function parseState(out: string): PopK3sState {
 // 24 random bytes as hex: a "short" token (the first server cannot take a full K10 token without custom CAs).
 // Generated on the POP so it never crosses the link; the file is created 0600 before anything is written to it.
 const TOKEN_SCRIPT = `set -e
-mkdir -p /etc/rancher/k3s
+mkdir -p $(dirname ${K3S_TOKEN_PATH})
 if [ ! -s ${K3S_TOKEN_PATH} ]; then
   umask 077
   t=${K3S_TOKEN_PATH}.tmp.$$
@@ -110,8 +107,7 @@ if [ ! -s ${K3S_TOKEN_PATH} ]; then
 fi`;
 
 export async function waitK3sReady(ctx: InstallContext, host: Host, timeoutMs: number): Promise<string> {
-  ctx.popKube ??= await PopKube.open(host);
-  const kube = ctx.popKube;
+  const kube = await popKubeOf(ctx, host);
   const health = new Health(kube.kc);
   await pollUntil('the POP API /readyz', async () => ({ done: await health.readyz({}), state: 'not ready' }), { timeoutMs, intervalMs: 1500 });
   const nodeName = ctx.site.metadata.name;
@@ -140,95 +136,83 @@ export async function waitK3sReady(ctx: InstallContext, host: Host, timeoutMs: n
   return info.status?.nodeInfo?.kubeletVersion ?? '';
 }
 
-export const k3sPhase: InstallPhase<InstallContext> = {
+interface K3sLive extends PopK3sState {
+  /** k3s runs, is ready, was configured by us, and is the bundle's version (from the facts section). */
+  healthy: boolean;
+  assembled: string[];
+}
+
+export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
   id: 'k3s',
   title: 'install k3s',
-  inputs(ctx) {
-    const f = k3sFiles(ctx);
-    return { bundle: bundleOf(ctx).digest, config: sha256(f.config), registries: sha256(f.registries), plan: sha256(f.plan) };
-  },
-  async check(ctx) {
-    // The facts probe of this run already asked k3s: no extra round trip.
+  probe: () => K3S_PROBE,
+  prepare: (ctx) => k3sFiles(ctx),
+  inputs: (ctx, f) => ({ bundle: bundleOf(ctx).digest, config: sha256(f.config), registries: sha256(f.registries), plan: sha256(f.plan) }),
+  check(ctx, _files, env) {
     const k = ctx.facts?.k3s;
-    return Boolean(k?.ready && k.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
+    const healthy = Boolean(k?.ready && k.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
+    return { ...parseState(env.probe), healthy, assembled: [] };
   },
-  async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
-    const t0 = Date.now();
-    const files = k3sFiles(ctx);
-    const state = parseState(await host.run(STATE_SCRIPT, { sudo: true }));
-    const done: string[] = [];
-    let restart = !state.active;
-
-    if (!state.token) {
-      await changes.change('generate the k3s cluster token (kept on the POP, mode 0600)', () => host.run(TOKEN_SCRIPT, { sudo: true }));
-      done.push('generated the cluster token');
-      restart = true;
-    }
-    for (const [path, text, mode] of [
-      [K3S_CONFIG_PATH, files.config, 0o600],
-      [K3S_REGISTRIES_PATH, files.registries, 0o600],
+  plan(ctx, files, live) {
+    const changes: PlannedChange[] = [];
+    if (!live.token) changes.push(shellChange('generate the k3s cluster token (kept on the POP, mode 0600)', TOKEN_SCRIPT));
+    for (const [path, text] of [
+      [K3S_CONFIG_PATH, files.config],
+      [K3S_REGISTRIES_PATH, files.registries],
     ] as const) {
-      if (state.sha.get(path) === sha256(text)) continue;
-      await changes.change(`write ${path}`, () => host.writeFile(path, text, { sudo: true, mode }));
-      done.push(`wrote ${path}`);
-      restart = true;
+      if (live.sha.get(path) !== sha256(text)) changes.push(shellChange(`write ${path}`, writeFileScript(path, text, 0o600)));
     }
-
+    const planChanged = live.sha.get(POP_ASSEMBLE_PLAN) !== sha256(files.plan);
+    if (planChanged) changes.push(shellChange(`write the assembly plan ${POP_ASSEMBLE_PLAN}`, writeFileScript(POP_ASSEMBLE_PLAN, files.plan, 0o644)));
     // Binary, install.sh, chart and image archives from the store (assemble.sh checks each blob's sha256).
-    let assembled: string[] = [];
-    if (changes.dryRun) {
-      if (state.sha.get(ASSEMBLE_PLAN_PATH) !== sha256(files.plan)) {
-        await changes.change(`assemble the k3s binary, install.sh, the FSM chart and ${files.assembleOutputs} outputs from the blob store`, async () => {});
-      }
-    } else {
-      if (state.sha.get(ASSEMBLE_PLAN_PATH) !== sha256(files.plan)) {
-        await host.writeFile(ASSEMBLE_PLAN_PATH, files.plan, { sudo: true, mode: 0o644 });
-      }
-      const out = await host.run(popAssembleCommand({ scriptDigest: files.scriptDigest }, { planPath: ASSEMBLE_PLAN_PATH, storeDir: POP_STORE_DIR }), {
-        sudo: true,
-        timeoutMs: 15 * 60_000,
-      });
-      const r = parseAssembleOutput(out);
-      assembled = r.changed;
-      if (r.changed.length || r.removed.length) {
-        done.push(`assembled ${r.changed.length} file(s) from the store${r.removed.length ? `, removed ${r.removed.length} stale archive(s)` : ''}`);
-        restart = true;
-      }
-    }
-
-    const binaryChanged = assembled.some((p) => p.endsWith('/k3s') || p === POP_INSTALL_SCRIPT);
-    if (!state.unit || binaryChanged) {
-      await changes.change('run install.sh (INSTALL_K3S_SKIP_DOWNLOAD=true, INSTALL_K3S_SKIP_START=true)', () =>
-        host.run(`INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_SKIP_START=true INSTALL_K3S_EXEC=server sh ${POP_INSTALL_SCRIPT}`, { sudo: true, timeoutMs: 120_000 }),
+    if (planChanged || !live.healthy) {
+      changes.push(
+        shellChange(
+          `assemble the k3s binary, install.sh, the FSM chart and ${files.assembleOutputs} outputs from the blob store`,
+          popAssembleCommand({ scriptDigest: files.scriptDigest }, { planPath: POP_ASSEMBLE_PLAN, storeDir: POP_STORE_DIR }),
+          { timeoutMs: 15 * 60_000, onOutput: (out) => live.assembled.push(...parseAssembleOutput(out).changed) },
+        ),
       );
-      done.push('ran install.sh');
-      restart = true;
     }
-
-    const startSec = Math.round(ctx.options.k3sStartTimeoutMs / 1000);
-    if (restart) {
-      await changes.change(state.active ? 'restart k3s' : 'start k3s', async () => {
-        // Type=notify: systemctl returns once k3s is up, or fails; `timeout` bounds it (TimeoutStartSec=0).
-        const r = await host.exec(`systemctl enable k3s >/dev/null 2>&1; timeout ${startSec} systemctl restart k3s`, { sudo: true, timeoutMs: (startSec + 15) * 1000 });
-        if (r.code !== 0) {
-          const journal = await host.exec('journalctl -u k3s -n 15 --no-pager 2>/dev/null | tail -n 15', { sudo: true }).catch(() => undefined);
-          throw new Error(
-            `k3s did not start${r.code === 124 ? ` within ${startSec}s` : ` (systemctl exit ${r.code})`}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}` +
-              (journal?.stdout.trim() ? `\n  last k3s log lines:\n${journal.stdout.trim().replace(/^/gm, '    ')}` : '') +
-              `\n  fix: look at \`journalctl -u k3s\` on the POP, then run the install again`,
-          );
-        }
-      });
-      done.push(state.active ? 'restarted k3s' : 'started k3s');
+    if (!live.unit || planChanged) {
+      changes.push(
+        shellChange(
+          'run install.sh (INSTALL_K3S_SKIP_DOWNLOAD=true, INSTALL_K3S_SKIP_START=true)',
+          `INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_SKIP_START=true INSTALL_K3S_EXEC=server sh ${POP_INSTALL_SCRIPT}`,
+          { timeoutMs: 120_000 },
+        ),
+      );
     }
-    if (changes.dryRun) return { summary: done.length ? `would: ${done.join(', ')}` : 'k3s is installed and unchanged', changes: [] };
-
-    const version = await waitK3sReady(ctx, host, ctx.options.k3sStartTimeoutMs);
+    if (changes.length || !live.active || !live.healthy) {
+      const startSec = Math.round(ctx.options.k3sStartTimeoutMs / 1000);
+      // Type=notify: systemctl returns once k3s is up, or fails; `timeout` bounds it (the unit has TimeoutStartSec=0).
+      changes.push(
+        shellChange(
+          live.active ? 'restart k3s' : 'start k3s',
+          [
+            'systemctl enable k3s >/dev/null 2>&1 || true',
+            `rc=0; timeout ${startSec} systemctl restart k3s || rc=$?`,
+            `if [ $rc -ne 0 ]; then`,
+            `  [ $rc -eq 124 ] && echo "k3s did not start within ${startSec}s" >&2 || echo "k3s did not start (systemctl exit $rc)" >&2`,
+            '  echo "last k3s log lines:" >&2; journalctl -u k3s -n 15 --no-pager >&2 2>/dev/null || true',
+            '  exit $rc',
+            'fi',
+          ].join('\n'),
+          { timeoutMs: (startSec + 15) * 1000, fix: 'look at `journalctl -u k3s` on the POP, then run the install again' },
+        ),
+      );
+    }
+    return changes;
+  },
+  describe: (ctx, _f, live, changes, dryRun) => ({
+    summary: dryRun && changes.length ? `would: ${changes.join(', ')}` : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? ', ready' : ''}`,
+  }),
+  async settle(ctx, _files, live, env, applied) {
+    const t0 = Date.now();
+    const version = await waitK3sReady(ctx, env.host, ctx.options.k3sStartTimeoutMs);
     ctx.installed.k3s = bundleOf(ctx).doc.versions.k3s;
     ctx.metrics.k3sSeconds = (Date.now() - t0) / 1000;
-    return {
-      summary: `${done.length ? done.join(', ') : 'k3s unchanged'}; ready (${version || bundleOf(ctx).doc.versions.k3s})`,
-      changes: done,
-    };
+    const done = applied.map((a) => (a.startsWith('assemble') && live.assembled.length === 0 ? 'assembled: every output already in place' : a));
+    return { summary: `${done.length ? done.join(', ') : 'k3s unchanged'}; ready (${version || bundleOf(ctx).doc.versions.k3s})` };
   },
-};
+});

@@ -4,19 +4,20 @@
 // helm-install Job and the FSM deployments — and on failure show the Job's reason, not a timeout.
 
 import { createHash } from 'node:crypto';
+import { parse } from 'yaml';
 import { blobPath } from '../bundle/layout.js';
-import type { Host } from '../transport/host.js';
-import { PopKube } from '../kube/pop.js';
+import { change, definePhase, type PlannedChange, PhaseRefusal } from '../engine/phase.js';
+import { FSM_MANIFEST_PATH, K3S_BINARY, K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
+import { applyObject, type ApplyObject } from '../kube/apply.js';
+import type { PopKube } from '../kube/pop.js';
 import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
-import { PhaseRefusal, type Changes } from '../engine/phase.js';
-import { fsmNamespace, requireDecisions, type InstallContext, bundleOf } from './context.js';
-import type { InstallPhase, StepOutcome } from '../engine/runner.js';
-import { readChartArchive, type ChartMeta } from './render/chart-archive.js';
-import { ImagesMissingError, planFsmValues, validateFsmValues, ValuesSchemaError, type FsmValuesPlan } from './render/fsm-values.js';
+import type { Host } from '../transport/host.js';
+import { bundleOf, decisionsOf, fsmNamespace, type InstallContext, popKubeOf } from './context.js';
+import { type ChartMeta, readChartArchive } from './render/chart-archive.js';
+import { type FsmValuesPlan, ImagesMissingError, planFsmValues, ValuesSchemaError, validateFsmValues } from './render/fsm-values.js';
 import { buildFsmHelmChart, FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, renderHelmChartManifest } from './render/helm-chart.js';
-import { K3S_MANIFESTS_DIR } from './render/k3s-config.js';
 
-export const FSM_MANIFEST_PATH = `${K3S_MANIFESTS_DIR}/fsm-edge-fsm.yaml`;
+export { FSM_MANIFEST_PATH };
 export const HELM_TIMEOUT = '600s';
 
 export interface MeshPlan {
@@ -53,7 +54,7 @@ export async function meshPlan(ctx: InstallContext, opts: { validate: boolean } 
 }
 
 async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
-  const d = requireDecisions(ctx);
+  const d = decisionsOf(ctx);
   const chartFile = d.content.files.find((f) => f.role === 'fsm-chart');
   if (!chartFile) throw new PhaseRefusal('mesh', `the bundle has no FSM chart for ${d.arch}`, 'rebuild the bundle with the mesh features');
   const chart = await readChartArchive(blobPath(bundleOf(ctx).dir, chartFile.digest));
@@ -97,8 +98,7 @@ async function jobFailureReason(kube: PopKube, jobName: string): Promise<string>
 }
 
 export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
-  ctx.popKube ??= await PopKube.open(host);
-  const kube = ctx.popKube;
+  const kube = await popKubeOf(ctx, host);
   const jobName = `helm-install-${FSM_HELMCHART_NAME}`;
   const timeoutMs = ctx.options.meshTimeoutMs;
   await pollUntil(
@@ -138,41 +138,133 @@ export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPla
   );
 }
 
-export const meshPhase: InstallPhase<InstallContext> = {
+/** A section of the run's probe: the HelmChart manifest on disk, and FSM's workloads as the POP's API sees them. */
+export function meshProbe(namespace: string): string {
+  return [
+    `if [ -f ${FSM_MANIFEST_PATH} ]; then echo "manifest $(sha256sum < ${FSM_MANIFEST_PATH} | cut -d' ' -f1)"; fi`,
+    `if [ -x ${K3S_BINARY} ] && [ -s ${K3S_KUBECONFIG_PATH} ]; then`,
+    `  timeout 20 ${K3S_BINARY} kubectl get deployments -n ${namespace} --no-headers 2>/dev/null | awk '{print "deployment", $1, $2}'`,
+    `  timeout 20 ${K3S_BINARY} kubectl get helmcharts.helm.cattle.io -n ${FSM_HELMCHART_NAMESPACE} ${FSM_HELMCHART_NAME} --no-headers >/dev/null 2>&1 && echo helmchart`,
+    'fi',
+  ].join('\n');
+}
+
+export interface MeshLive {
+  manifestSha?: string;
+  helmChart: boolean;
+  /** Deployment → `ready/wanted` as kubectl prints it. */
+  deployments: Map<string, string>;
+  /** Why FSM is not healthy now (empty when it is). */
+  problems: string[];
+  previousJobUid?: string;
+}
+
+export function parseMeshProbe(out: string, wanted: readonly string[]): MeshLive {
+  const live: MeshLive = { helmChart: false, deployments: new Map(), problems: [] };
+  for (const line of out.split('\n')) {
+    const w = line.trim().split(/\s+/);
+    if (w[0] === 'manifest' && w[1]) live.manifestSha = w[1];
+    else if (w[0] === 'deployment' && w[1] && w[2]) live.deployments.set(w[1], w[2]);
+    else if (w[0] === 'helmchart') live.helmChart = true;
+  }
+  for (const name of wanted) {
+    const r = live.deployments.get(name);
+    const m = r ? /^(\d+)\/(\d+)$/.exec(r) : null;
+    if (!r) live.problems.push(`${name} missing`);
+    else if (!m || Number(m[1]) < Number(m[2]) || Number(m[2]) === 0) live.problems.push(`${name} ${r} ready`);
+  }
+  return live;
+}
+
+async function readJobUid(kube: PopKube): Promise<string | undefined> {
+  return kube.batch
+    .readNamespacedJob({ name: `helm-install-${FSM_HELMCHART_NAME}`, namespace: FSM_HELMCHART_NAMESPACE })
+    .then((j) => j.metadata?.uid)
+    .catch(() => undefined);
+}
+
+/**
+ * FSM is gone or broken while the manifest on disk is unchanged, so k3s's deploy controller will not apply it
+ * again (it skips a file whose checksum it has applied). Delete the HelmChart (helm-controller uninstalls what
+ * is left of the release), wait until it is gone, and apply it again.
+ */
+async function reapplyHelmChart(kube: PopKube, manifest: string, timeoutMs: number): Promise<void> {
+  const obj = parse(manifest) as ApplyObject;
+  const ref = { group: 'helm.cattle.io', version: 'v1', namespace: FSM_HELMCHART_NAMESPACE, plural: 'helmcharts', name: FSM_HELMCHART_NAME };
+  try {
+    await kube.custom.deleteNamespacedCustomObject(ref);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  await pollUntil(
+    `HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} deleted`,
+    async () => {
+      try {
+        await kube.custom.getNamespacedCustomObject(ref);
+        return { done: false, state: 'helm-controller is uninstalling the release' };
+      } catch (e) {
+        if (isNotFound(e)) return { done: true };
+        throw e;
+      }
+    },
+    { timeoutMs, intervalMs: 2000 },
+  );
+  await applyObject(kube.kc, obj);
+}
+
+export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   id: 'mesh',
   title: 'deploy FSM',
-  async inputs(ctx) {
-    const p = await meshPlan(ctx, { validate: false });
-    return { bundle: bundleOf(ctx).digest, manifest: sha256(p.manifest) };
-  },
-  async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
-    const plan = await meshPlan(ctx);
-    const current = await host.exec(`sha256sum < ${FSM_MANIFEST_PATH} 2>/dev/null | cut -d' ' -f1`, { sudo: true });
-    const changed = current.stdout.trim() !== sha256(plan.manifest);
-    const warnings = plan.values.warnings;
+  probe: (ctx) => meshProbe(fsmNamespace(ctx)),
+  // Rendering is cheap; compiling the chart's values schema costs seconds, so it waits until a change needs it.
+  prepare: (ctx) => meshPlan(ctx, { validate: false }),
+  inputs: (ctx, plan) => ({ bundle: bundleOf(ctx).digest, manifest: sha256(plan.manifest) }),
+  check: (_ctx, plan, env) => parseMeshProbe(env.probe, plan.deployments),
+  healthy: (live) => live.problems.length === 0,
+  plan(ctx, plan, live, env) {
+    const changes: PlannedChange[] = [];
     const mode = plan.values.trafficInterceptionMode;
-    if (changes.dryRun) {
-      if (changed) await changes.change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {});
-      return { summary: changed ? `would deploy FSM ${bundleOf(ctx).doc.versions.fsm} (${mode})` : 'FSM HelmChart unchanged', changes: [], warnings };
+    if (live.manifestSha !== sha256(plan.manifest)) {
+      changes.push(
+        change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {
+          await meshPlan(ctx, { validate: true });
+          if (live.helmChart) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
+          // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
+          await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
+        }),
+      );
+    } else if (live.problems.length && !live.helmChart) {
+      changes.push(
+        change(`apply HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} again (it was deleted; FSM: ${live.problems.join(', ')})`, async () => {
+          await reapplyHelmChart(await popKubeOf(ctx, env.host), plan.manifest, ctx.options.meshTimeoutMs);
+        }),
+      );
+    } else if (live.problems.some((p) => p.endsWith('missing'))) {
+      changes.push(
+        change(`reinstall FSM through its HelmChart (FSM on the POP: ${live.problems.join(', ')})`, async () => {
+          const kube = await popKubeOf(ctx, env.host);
+          live.previousJobUid = await readJobUid(kube);
+          await reapplyHelmChart(kube, plan.manifest, ctx.options.meshTimeoutMs);
+        }),
+      );
     }
-    let previousJobUid: string | undefined;
-    if (changed) {
-      ctx.popKube ??= await PopKube.open(host);
-      previousJobUid = await ctx.popKube.batch
-        .readNamespacedJob({ name: `helm-install-${FSM_HELMCHART_NAME}`, namespace: FSM_HELMCHART_NAMESPACE })
-        .then((j) => j.metadata?.uid)
-        .catch(() => undefined);
-      // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
-      await changes.change(`write HelmChart to ${FSM_MANIFEST_PATH}`, () => host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 }));
-    }
+    return changes;
+  },
+  describe: (ctx, plan, live, changes, dryRun) => ({
+    summary: dryRun && changes.length
+      ? `would deploy FSM ${bundleOf(ctx).doc.versions.fsm} (${plan.values.trafficInterceptionMode})`
+      : `FSM ${bundleOf(ctx).doc.versions.fsm} unchanged (${plan.values.trafficInterceptionMode}); ${plan.deployments.length - live.problems.length} of ${plan.deployments.length} deployments ready`,
+    warnings: plan.values.warnings,
+  }),
+  async settle(ctx, plan, live, env, applied) {
     const t0 = Date.now();
-    await waitForMesh(ctx, host, plan, previousJobUid);
+    await waitForMesh(ctx, env.host, plan, live.previousJobUid);
     ctx.installed.fsm = bundleOf(ctx).doc.versions.fsm;
     ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
+    const mode = plan.values.trafficInterceptionMode;
     return {
-      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${changed ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
-      changes: changed ? [`wrote ${FSM_MANIFEST_PATH}`] : [],
-      warnings,
+      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${applied.length ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
+      warnings: plan.values.warnings,
     };
   },
-};
+});

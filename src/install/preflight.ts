@@ -2,13 +2,11 @@
 // mesh on 32-bit ARM, too little CPU/RAM/disk, no default route, a k3s someone else installed. Decide the
 // interception mode. A hub that cannot be reached is a warning: registration will wait, the POP will not.
 
-import type { Host } from '../transport/host.js';
-import { MESH_ARCHES, type BundleArch } from '../config/recipe.js';
 import { archBlobs, sumBytes } from '../bundle/format.js';
-import { PhaseRefusal, type Changes } from '../engine/phase.js';
-import { bundleOf, type InstallContext } from './context.js';
+import { type BundleArch, MESH_ARCHES } from '../config/recipe.js';
+import { definePhase, PhaseRefusal } from '../engine/phase.js';
+import { bundleOf, factsOf, type InstallContext } from './context.js';
 import type { Facts } from './facts.js';
-import type { InstallPhase, StepOutcome } from '../engine/runner.js';
 import { parseVersion, versionAtLeast } from './render/interception.js';
 
 export const MIN_CPUS = 2;
@@ -129,20 +127,24 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   return { arch: f.arch, interception, interceptionReason, warnings };
 }
 
-export const preflightPhase: InstallPhase<InstallContext> = {
+interface PreflightLive {
+  result: PreflightResult;
+  warnings: string[];
+}
+
+export const preflightPhase = definePhase<InstallContext, undefined, PreflightLive>({
   id: 'preflight',
   title: 'preflight checks',
   always: true,
-  async apply(ctx: InstallContext, _host: Host, _changes: Changes): Promise<StepOutcome> {
-    if (!ctx.facts) throw new Error('internal: facts have not been gathered');
+  async check(ctx) {
+    const facts = factsOf(ctx);
     const doc = bundleOf(ctx).doc;
-    const bundleArches = Object.keys(doc.arches) as BundleArch[];
-    const arch = ctx.facts.arch;
+    const arch = facts.arch;
     const content = arch ? doc.arches[arch] : undefined;
     const r = preflightDecide({
-      facts: ctx.facts,
+      facts,
       siteArch: ctx.site.spec.arch,
-      bundleArches,
+      bundleArches: Object.keys(doc.arches) as BundleArch[],
       bundleK3sVersion: doc.versions.k3s,
       fsmVersion: doc.versions.fsm,
       interception: ctx.site.spec.mesh.interception,
@@ -153,15 +155,22 @@ export const preflightPhase: InstallPhase<InstallContext> = {
     if (ctx.site.spec.hub && ctx.hubKube) {
       const reach = await ctx.hubKube.reachable();
       hubReachable = reach.ok;
-      if (!reach.ok) warnings.push(`the hub (${ctx.hubKube.server}) is not reachable now (${reach.reason}); the POP will be installed and its registration left pending — run \`fsm-edge register\` later`);
+      if (!reach.ok) {
+        warnings.push(
+          `the hub (${ctx.hubKube.server}) is not reachable now (${reach.reason}); the POP will be installed and its registration left pending — run \`fsm-edge register\` later`,
+        );
+      }
     }
     ctx.decisions = {
       arch: r.arch,
+      // preflightDecide refused every arch the bundle lacks.
       content: content!,
       interception: r.interception,
       interceptionReason: r.interceptionReason,
       ...(hubReachable !== undefined ? { hubReachable } : {}),
     };
-    return { summary: `${r.arch}, ${r.interceptionReason}`, changes: [], warnings };
+    return { result: r, warnings };
   },
-};
+  plan: () => [],
+  describe: (_ctx, _prep, live) => ({ summary: `${live.result.arch}, ${live.result.interceptionReason}`, warnings: live.warnings }),
+});

@@ -3,35 +3,44 @@
 // The phase escrows; `saveSiteRecord` writes the record from the run report once the run has ended (also a
 // failed one: the record then says where it stopped).
 
-import type { Host } from '../transport/host.js';
+import { change, definePhase } from '../engine/phase.js';
+import { K3S_TOKEN_PATH } from '../engine/pop-layout.js';
+import type { RunReport } from '../engine/runner.js';
 import { stateDir } from '../state/paths.js';
 import { SiteSecrets } from '../state/secrets.js';
-import { readSiteRecord, writeSiteRecord, type RunSummary, type SiteRecord } from '../state/site-record.js';
-import type { Changes } from '../engine/phase.js';
+import { readSiteRecord, type RunSummary, type SiteRecord, writeSiteRecord } from '../state/site-record.js';
 import type { InstallContext } from './context.js';
-import type { InstallPhase, RunReport, StepOutcome } from '../engine/runner.js';
-import { K3S_TOKEN_PATH } from './render/k3s-config.js';
 
 export const TOKEN_SECRET = 'k3s-token';
 
-export const recordPhase: InstallPhase<InstallContext> = {
+interface RecordPrep {
+  root: string;
+  secrets: SiteSecrets;
+}
+
+export const recordPhase = definePhase<InstallContext, RecordPrep, { escrowed: boolean }>({
   id: 'record',
   title: 'record the site',
   always: true,
-  async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
+  prepare(ctx) {
     const root = stateDir(ctx.options.stateDir);
-    const secrets = new SiteSecrets(root, ctx.site.metadata.name);
-    const done: string[] = [];
-    if (!secrets.has(TOKEN_SECRET)) {
-      const token = changes.dryRun ? undefined : await host.readFile(K3S_TOKEN_PATH, { sudo: true });
-      if (token && token.length) {
-        await changes.change('escrow the k3s token in the controller’s encrypted state', async () => secrets.put(TOKEN_SECRET, token.toString('utf8').trim()));
-        done.push('escrowed the k3s token (encrypted)');
-      }
-    }
-    return { summary: `record in ${root}/sites/${ctx.site.metadata.name}${done.length ? '; k3s token escrowed (encrypted)' : ''}`, changes: done };
+    return { root, secrets: new SiteSecrets(root, ctx.site.metadata.name) };
   },
-};
+  check: (_ctx, prep) => ({ escrowed: prep.secrets.has(TOKEN_SECRET) }),
+  plan(_ctx, prep, live, env) {
+    if (live.escrowed) return [];
+    return [
+      change('escrow the k3s token in the controller’s encrypted state', async () => {
+        const token = await env.host.readFile(K3S_TOKEN_PATH, { sudo: true });
+        // A POP whose k3s never started has no token yet: the next run escrows it.
+        if (token?.length) prep.secrets.put(TOKEN_SECRET, token.toString('utf8').trim());
+      }),
+    ];
+  },
+  describe: (ctx, prep, _live, changes) => ({
+    summary: `record in ${prep.root}/sites/${ctx.site.metadata.name}${changes.length ? '; k3s token escrowed (encrypted)' : ''}`,
+  }),
+});
 
 function summarize(r: RunReport, ctx: InstallContext): RunSummary {
   return {
@@ -67,7 +76,7 @@ export function saveSiteRecord(ctx: InstallContext, report: RunReport, newHostKe
     host: { address: spec.ssh.host, port: spec.ssh.port, user: spec.ssh.user, hostKeys: [...new Set([...spec.ssh.hostKeys, ...newHostKeys])] },
     ...(ctx.decisions?.arch ?? prev?.arch ? { arch: ctx.decisions?.arch ?? prev?.arch } : {}),
     ...(installedAll && doc && ctx.bundle
-      ? { bundle: { name: doc.name, digest: ctx.bundle.digest, ...(ctx.bundle.verified ? { signer: ctx.bundle.verified.keyId } : {}) } }
+      ? { bundle: { name: doc.name, digest: ctx.bundle.digest, signer: ctx.bundle.signer } }
       : prev?.bundle
         ? { bundle: prev.bundle }
         : {}),

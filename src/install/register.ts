@@ -4,15 +4,15 @@
 // A hub that is down (or unreachable) leaves the registration *pending* — not a failure; `fsm-edge register`
 // completes it later. The token and the kubeconfig holding it are never logged or recorded.
 
-import type { Host } from '../transport/host.js';
+import { ApiException } from '@kubernetes/client-node';
+import { change, definePhase, type PhaseResult, type PlannedChange } from '../engine/phase.js';
+import { K3S_BINARY, K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
 import { applyObject } from '../kube/apply.js';
 import { CLUSTER_GROUP, CLUSTER_VERSION, type ClusterResource } from '../kube/hub.js';
-import { PopKube } from '../kube/pop.js';
-import { describeApiError, FatalWaitError, pollUntil, WaitTimeoutError, withTimeout } from '../kube/poll.js';
-import { ApiException } from '@kubernetes/client-node';
-import type { Changes } from '../engine/phase.js';
-import { fsmNamespace, type InstallContext } from './context.js';
-import type { InstallPhase, StepOutcome } from '../engine/runner.js';
+import type { PopKube } from '../kube/pop.js';
+import type { Host } from '../transport/host.js';
+import { describeApiError, FatalWaitError, isNotFound, pollUntil, WaitTimeoutError, withTimeout } from '../kube/poll.js';
+import { fsmNamespace, type InstallContext, popKubeOf } from './context.js';
 import { apiEndpoint } from './k3s.js';
 import { endpointHost } from './render/k3s-config.js';
 import { buildClusterObject, HUB_ACCESS_NAME, popAccessObjects, renderHubKubeconfig, type ClusterFields } from './render/registration.js';
@@ -53,83 +53,152 @@ function managedCondition(c: ClusterResource) {
   return c.status?.conditions?.find((x) => x.type === 'Managed');
 }
 
-export const registerPhase: InstallPhase<InstallContext> = {
+/** A section of the run's probe: whether the hub's access (ServiceAccount token Secret) exists on the POP. */
+export function registerProbe(namespace: string): string {
+  return [
+    `if [ -x ${K3S_BINARY} ] && [ -s ${K3S_KUBECONFIG_PATH} ]; then`,
+    `  timeout 20 ${K3S_BINARY} kubectl get secret -n ${namespace} ${HUB_ACCESS_NAME} --no-headers >/dev/null 2>&1 && echo access`,
+    'fi',
+  ].join('\n');
+}
+
+interface RegisterLive {
+  /** Why registration cannot happen in this run (no Hub document): reported as pending. */
+  pending?: string;
+  fields?: ClusterFields;
+  popAccess: boolean;
+  /** The Cluster on the hub: Managed=True with our fields, or why not (undefined: the hub did not answer). */
+  cluster?: { exists: boolean; managed: boolean; fieldsMatch: boolean };
+  hubError?: string;
+  applied: { pending?: string };
+}
+
+function sameFields(c: ClusterResource, f: ClusterFields): boolean {
+  const spec = (c as { spec?: Record<string, unknown> }).spec ?? {};
+  return spec.region === f.region && spec.zone === f.zone && spec.group === f.group && spec.gatewayHost === f.gatewayHost && spec.gatewayPort === f.gatewayPort;
+}
+
+export const registerPhase = definePhase<InstallContext, undefined, RegisterLive>({
   id: 'register',
   title: 'register with the hub',
-  inputs(ctx) {
-    return ctx.site.spec.hub ? { cluster: clusterFields(ctx), endpoint: apiEndpoint(ctx), hub: ctx.hubKube?.server ?? '' } : { standalone: true };
-  },
-  async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
-    if (!ctx.site.spec.hub) {
-      return { summary: 'no hub configured: standalone POP', changes: [] };
-    }
-    const fields = clusterFields(ctx);
-    const ns = fields.fsmNamespace;
+  probe: (ctx) => registerProbe(fsmNamespace(ctx)),
+  inputs: (ctx) => (ctx.site.spec.hub ? { cluster: clusterFields(ctx), endpoint: apiEndpoint(ctx), hub: ctx.hubKube?.server ?? '' } : { standalone: true }),
+  async check(ctx, _prep, env) {
+    const live: RegisterLive = { popAccess: env.probe.split('\n').some((l) => l.trim() === 'access'), applied: {} };
+    if (!ctx.site.spec.hub) return live;
+    live.fields = clusterFields(ctx);
     if (!ctx.hubKube) {
-      const reason = `no Hub document named "${ctx.site.spec.hub.ref}" was given`;
-      ctx.registration = { state: 'pending', reason, clusterName: fields.name };
-      return { summary: `registration pending: ${reason}`, changes: [], pending: reason };
+      live.pending = `no Hub document named "${ctx.site.spec.hub.ref}" was given`;
+      return live;
     }
-    if (changes.dryRun) {
-      await changes.change(`create ServiceAccount ${ns}/${HUB_ACCESS_NAME} with a Role/ClusterRole for the hub, and its token`, async () => {});
-      await changes.change(`apply Cluster ${fields.name} on the hub ${ctx.hubKube.server} (region ${fields.region}, zone ${fields.zone}, group ${fields.group}, gateway ${fields.gatewayHost}:${fields.gatewayPort})`, async () => {});
-      return { summary: `would register as Cluster ${fields.name} (${fields.region}/${fields.zone}/${fields.group})`, changes: [] };
-    }
-
-    ctx.popKube ??= await PopKube.open(host);
-    const kube = ctx.popKube;
-    for (const obj of popAccessObjects(ns)) await applyObject(kube.kc, obj);
-    const token = await popToken(kube, ns, 60_000);
-    const kubeconfig = renderHubKubeconfig({ clusterName: fields.name, server: apiEndpoint(ctx), caData: kube.caData, token });
-    const cluster = buildClusterObject({ ...fields, kubeconfig });
-
-    const hub = ctx.hubKube;
-    const pending = (reason: string): StepOutcome => {
-      ctx.registration = { state: 'pending', reason, clusterName: fields.name };
-      return { summary: `registration pending: ${reason}; run \`fsm-edge register\` when the hub is back`, changes: [`created hub access on the POP (ServiceAccount ${ns}/${HUB_ACCESS_NAME})`], pending: reason };
-    };
     try {
-      await withTimeout(applyObject(hub.kc, cluster), 20_000, `hub ${hub.server}`);
+      const c = await withTimeout(ctx.hubKube.getCluster(live.fields.name), 10_000, `hub ${ctx.hubKube.server}`);
+      live.cluster = { exists: true, managed: managedCondition(c)?.status === 'True', fieldsMatch: sameFields(c, live.fields) };
     } catch (e) {
-      if (isUnreachable(e)) return pending(`the hub ${hub.server} is unreachable (${describeApiError(e)})`);
-      throw new Error(`the hub refused Cluster ${fields.name}: ${describeApiError(e)}`);
+      if (isNotFound(e)) live.cluster = { exists: false, managed: false, fieldsMatch: false };
+      else live.hubError = describeApiError(e);
     }
-
-    const t0 = Date.now();
-    try {
-      await pollUntil(
-        `Cluster ${fields.name} Managed=True on the hub`,
-        async () => {
-          const c = (await hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name: fields.name })) as ClusterResource;
-          const m = managedCondition(c);
-          if (m?.status === 'False') throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
-          return { done: m?.status === 'True', state: m ? `Managed=${m.status} ${m.message ?? ''}`.trim() : 'no Managed condition yet' };
-        },
-        { timeoutMs: ctx.options.registerTimeoutMs, intervalMs: 2000 },
-      );
-    } catch (e) {
-      if (e instanceof FatalWaitError) {
-        ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
-        throw new Error(`${e.message}\n  fix: check that the hub can reach ${apiEndpoint(ctx)} (and resolve ${fields.gatewayHost}), then run \`fsm-edge register\``);
-      }
-      if (e instanceof WaitTimeoutError && /HTTP 5|ECONN|no answer/i.test(e.lastState)) return pending(`the hub stopped answering (${e.lastState})`);
-      if (e instanceof WaitTimeoutError) {
-        ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
-      }
-      throw e;
-    }
-    await pollUntil(
-      `MeshConfig ${ns}/fsm-mesh-config clusterSet.isManaged on the POP`,
-      async () => {
-        const mc = (await kube.custom.getNamespacedCustomObject({ group: 'config.flomesh.io', version: 'v1alpha3', plural: 'meshconfigs', namespace: ns, name: 'fsm-mesh-config' })) as {
-          spec?: { clusterSet?: { isManaged?: boolean } };
-        };
-        return { done: mc.spec?.clusterSet?.isManaged === true, state: `isManaged=${String(mc.spec?.clusterSet?.isManaged ?? false)}` };
-      },
-      { timeoutMs: 60_000, intervalMs: 2000 },
-    );
-    ctx.registration = { state: 'managed', clusterName: fields.name };
-    ctx.metrics.registerSeconds = (Date.now() - t0) / 1000;
-    return { summary: `Cluster ${fields.name} is Managed on the hub (${fields.region}/${fields.zone}/${fields.group})`, changes: [`applied Cluster ${fields.name} on the hub`] };
+    return live;
   },
-};
+  healthy: (live) => !live.fields || live.cluster?.managed === true,
+  plan(ctx, _prep, live, env) {
+    const fields = live.fields;
+    if (!fields || live.pending || !ctx.hubKube) return [];
+    const hub = ctx.hubKube;
+    const ns = fields.fsmNamespace;
+    const current = live.cluster?.managed && live.cluster.fieldsMatch && live.popAccess;
+    if (current) return [];
+    const changes: PlannedChange[] = [];
+    let kube: PopKube | undefined;
+    changes.push(
+      change(`create ServiceAccount ${ns}/${HUB_ACCESS_NAME} with a Role/ClusterRole for the hub, and its token`, async () => {
+        kube = await popKubeOf(ctx, env.host);
+        for (const obj of popAccessObjects(ns)) await applyObject(kube.kc, obj);
+      }),
+    );
+    changes.push(
+      change(
+        `apply Cluster ${fields.name} on the hub ${hub.server} (region ${fields.region}, zone ${fields.zone}, group ${fields.group}, gateway ${fields.gatewayHost}:${fields.gatewayPort})`,
+        async () => {
+          const k = kube ?? (await popKubeOf(ctx, env.host));
+          const token = await popToken(k, ns, 60_000);
+          const kubeconfig = renderHubKubeconfig({ clusterName: fields.name, server: apiEndpoint(ctx), caData: k.caData, token });
+          try {
+            await withTimeout(applyObject(hub.kc, buildClusterObject({ ...fields, kubeconfig })), 20_000, `hub ${hub.server}`);
+          } catch (e) {
+            if (isUnreachable(e)) {
+              live.applied.pending = `the hub ${hub.server} is unreachable (${describeApiError(e)})`;
+              return;
+            }
+            throw new Error(`the hub refused Cluster ${fields.name}: ${describeApiError(e)}`);
+          }
+        },
+      ),
+    );
+    return changes;
+  },
+  describe: (ctx, _prep, live, changes, dryRun) => describeRegistration(ctx, live, changes, dryRun),
+  async settle(ctx, _prep, live, env, applied) {
+    const fields = live.fields;
+    if (!fields) return { summary: 'no hub configured: standalone POP' };
+    const pendingReason = live.pending ?? live.applied.pending;
+    if (pendingReason) {
+      ctx.registration = { state: 'pending', reason: pendingReason, clusterName: fields.name };
+      return { summary: `registration pending: ${pendingReason}; run \`fsm-edge register\` when the hub is back`, pending: pendingReason };
+    }
+    if (!applied.length && live.cluster?.managed) return describeRegistration(ctx, live, applied, false);
+    return waitManaged(ctx, env.host, fields);
+  },
+});
+
+function describeRegistration(ctx: InstallContext, live: RegisterLive, changes: readonly string[], dryRun: boolean): PhaseResult {
+  if (!live.fields) return { summary: 'no hub configured: standalone POP' };
+  if (live.pending) return { summary: `registration pending: ${live.pending}`, pending: live.pending };
+  if (dryRun) return { summary: changes.length ? `would register as Cluster ${live.fields.name} (${live.fields.region}/${live.fields.zone}/${live.fields.group})` : `Cluster ${live.fields.name} is Managed on the hub` };
+  ctx.registration = { state: 'managed', clusterName: live.fields.name };
+  return { summary: `Cluster ${live.fields.name} is Managed on the hub (${live.fields.region}/${live.fields.zone}/${live.fields.group})` };
+}
+
+async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterFields): Promise<PhaseResult> {
+  const hub = ctx.hubKube!;
+  const ns = fields.fsmNamespace;
+  const t0 = Date.now();
+  try {
+    await pollUntil(
+      `Cluster ${fields.name} Managed=True on the hub`,
+      async () => {
+        const c = (await hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name: fields.name })) as ClusterResource;
+        const m = managedCondition(c);
+        if (m?.status === 'False') throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
+        return { done: m?.status === 'True', state: m ? `Managed=${m.status} ${m.message ?? ''}`.trim() : 'no Managed condition yet' };
+      },
+      { timeoutMs: ctx.options.registerTimeoutMs, intervalMs: 2000 },
+    );
+  } catch (e) {
+    if (e instanceof FatalWaitError) {
+      ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
+      throw new Error(`${e.message}\n  fix: check that the hub can reach ${apiEndpoint(ctx)} (and resolve ${fields.gatewayHost}), then run \`fsm-edge register\``);
+    }
+    if (e instanceof WaitTimeoutError && /HTTP 5|ECONN|no answer/i.test(e.lastState)) {
+      const reason = `the hub stopped answering (${e.lastState})`;
+      ctx.registration = { state: 'pending', reason, clusterName: fields.name };
+      return { summary: `registration pending: ${reason}; run \`fsm-edge register\` when the hub is back`, pending: reason };
+    }
+    if (e instanceof WaitTimeoutError) ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
+    throw e;
+  }
+  const kube = await popKubeOf(ctx, host);
+  await pollUntil(
+    `MeshConfig ${ns}/fsm-mesh-config clusterSet.isManaged on the POP`,
+    async () => {
+      const mc = (await kube.custom.getNamespacedCustomObject({ group: 'config.flomesh.io', version: 'v1alpha3', plural: 'meshconfigs', namespace: ns, name: 'fsm-mesh-config' })) as {
+        spec?: { clusterSet?: { isManaged?: boolean } };
+      };
+      return { done: mc.spec?.clusterSet?.isManaged === true, state: `isManaged=${String(mc.spec?.clusterSet?.isManaged ?? false)}` };
+    },
+    { timeoutMs: 60_000, intervalMs: 2000 },
+  );
+  ctx.registration = { state: 'managed', clusterName: fields.name };
+  ctx.metrics.registerSeconds = (Date.now() - t0) / 1000;
+  return { summary: `Cluster ${fields.name} is Managed on the hub (${fields.region}/${fields.zone}/${fields.group})` };
+}

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseRate } from '../../src/cli/commands/install.js';
+import { parseRate } from '../../src/cli/site-runs.js';
 import { renderStatusTable, type SiteStatus } from '../../src/cli/commands/status.js';
 import { runMain } from '../cli/run-cli.js';
 

@@ -1,15 +1,15 @@
-// `fsm-edge register`: (re-)register an installed POP with the federation hub (issue 6). Completes a
-// registration left pending because the hub was down during install; safe to run any number of times
-// (server-side apply: one Cluster per site, however often it runs).
+// `fsm-edge register`: (re-)register installed POPs with the federation hub. Completes a registration left
+// pending because the hub was down during install; safe to run any number of times (server-side apply: one
+// Cluster per site, however often it runs).
 
 import type { Command } from 'commander';
-import pLimit from 'p-limit';
-import { DEFAULT_OPTIONS, registerSite } from '../../install/install.js';
-import type { RunReport } from '../../engine/runner.js';
-import type { Host } from '../../transport/host.js';
+import { runSites } from '../../engine/run-sites.js';
+import { registerOperation } from '../../install/operations.js';
+import type { InstallContext } from '../../install/context.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
-import { CliError, EXIT_FAILED, outputFor, UsageError } from '../output.js';
-import { connectSite, phasePrinter, reportJson, selectSites, timeoutOverrides } from './install.js';
+import { outputFor, UsageError } from '../output.js';
+import { failIfNotOk, installOptionsFrom, runPrinter, siteJson } from '../site-runs.js';
+import { selectTargets } from './install.js';
 
 interface RegisterCliOptions {
   hub?: string;
@@ -31,50 +31,24 @@ export function register(program: Command): void {
     .option('--json', JSON_OPTION_HELP)
     .action(async function (this: Command, files: string[], opts: RegisterCliOptions) {
       const out = outputFor(this);
-      const sites = selectSites(files, opts);
-      const missing = sites.filter((s) => !s.site.spec.hub).map((s) => s.site.metadata.name);
+      const targets = selectTargets(files, opts);
+      const missing = targets.filter((s) => !s.site.spec.hub).map((s) => s.site.metadata.name);
       if (missing.length) throw new UsageError(`site ${missing.join(', ')} names no hub (spec.hub)`, 'add spec.hub (ref, region, zone, group) to the Site');
-      const multi = sites.length > 1;
-      const limit = pLimit(4);
-      const results = await Promise.all(
-        sites.map((sel) =>
-          limit(async () => {
-            let host: Host | undefined;
-            const printer = phasePrinter(out, sel.site.metadata.name, multi);
-            try {
-              const conn = await connectSite(sel, { acceptNewHostKey: opts.acceptNewHostKey === true, dryRun: opts.dryRun === true }, out);
-              host = conn.host;
-              const r = await registerSite({
-                site: sel.site,
-                ...(sel.hub ? { hub: sel.hub } : {}),
-                configDir: sel.configDir,
-                options: { ...DEFAULT_OPTIONS, dryRun: opts.dryRun === true, trustKeys: [], ...timeoutOverrides(out.io.env) },
-                host,
-                newHostKeys: conn.newPins.map((p) => p.fingerprint),
-                onEvent: printer.onEvent,
-              });
-              return { ...reportJson(r), registration: r.ctx.registration ?? { state: 'pending' } };
-            } catch (e) {
-              if (!multi) throw e;
-              return { site: sel.site.metadata.name, ok: false, error: e instanceof Error ? e.message : String(e) };
-            } finally {
-              printer.stop();
-              await host?.close().catch(() => {});
-            }
-          }),
-        ),
-      );
-      const ok = results.every((r) => r.ok);
-      out.result({ ok, sites: results }, () => {
+      const printer = runPrinter(out, targets.length > 1, 'registering');
+      const results = await runSites(targets, registerOperation(installOptionsFrom(out.io.env, { dryRun: opts.dryRun === true })), {
+        dryRun: opts.dryRun === true,
+        acceptNewHostKey: opts.acceptNewHostKey === true,
+        onEvent: printer.onEvent,
+        env: out.io.env,
+      }).finally(printer.stop);
+      const registration = (ctx?: InstallContext) => ctx?.registration ?? { state: 'pending' as const };
+      out.result({ ok: results.every((r) => r.report.ok), sites: results.map((r) => siteJson(r, { registration: registration(r.ctx) })) }, () => {
         for (const r of results) {
-          const reg = (r as { registration?: { state: string; reason?: string } }).registration;
-          out.line(`${r.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${opts.dryRun ? 'plan printed above' : reg ? `registration ${reg.state}${reg.reason ? ` (${reg.reason})` : ''}` : 'failed'}`);
+          const reg = r.report.ok ? registration(r.ctx) : undefined;
+          const what = opts.dryRun ? 'plan printed above' : reg ? `registration ${reg.state}${'reason' in reg && reg.reason ? ` (${reg.reason})` : ''}` : `failed in ${r.report.failedPhase ?? 'register'}`;
+          out.line(`${r.report.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${what}`);
         }
       });
-      if (!ok) {
-        if (!multi) throw new CliError(`${results[0]!.site}: registration failed${(results[0] as Partial<RunReport>).error ? '' : ''}`, EXIT_FAILED);
-        out.exitCode = EXIT_FAILED;
-      }
+      failIfNotOk(out, results, 'register');
     });
 }
-

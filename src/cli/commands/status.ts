@@ -5,12 +5,15 @@
 import type { Command } from 'commander';
 import { CLUSTER_GROUP, CLUSTER_VERSION, type ClusterResource } from '../../kube/hub.js';
 import { isNotFound, withTimeout } from '../../kube/poll.js';
-import { openHub } from '../../install/install.js';
+import type { SiteTarget } from '../../engine/run-sites.js';
+import { HubClients } from '../../engine/shared-run.js';
 import { stateDir } from '../../state/paths.js';
 import { readSiteRecord, type SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { outputFor } from '../output.js';
-import { selectSites, type SiteSelection } from './install.js';
+import { selectTargets } from './install.js';
+
+type SiteSelection = SiteTarget;
 
 export interface SiteStatus {
   name: string;
@@ -24,11 +27,11 @@ export interface SiteStatus {
   host: string;
 }
 
-async function hubState(sel: SiteSelection, rec: SiteRecord | undefined): Promise<SiteStatus['registration'] | undefined> {
+async function hubState(hubs: HubClients, sel: SiteSelection, rec: SiteRecord | undefined): Promise<SiteStatus['registration'] | undefined> {
   if (!sel.hub || !sel.site.spec.hub || !rec) return undefined;
   const name = sel.site.metadata.name;
   try {
-    const hub = openHub(sel.hub, sel.configDir);
+    const hub = hubs.get(sel.hub, sel.configDir);
     const c = (await withTimeout(hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name }), 8000, 'hub')) as ClusterResource;
     const m = c.status?.conditions?.find((x) => x.type === 'Managed');
     if (m?.status === 'True') return { state: 'managed', cluster: name };
@@ -83,11 +86,12 @@ export function register(program: Command): void {
     .action(async function (this: Command, files: string[], opts: { hub?: string; site: string[] }) {
       const out = outputFor(this);
       const root = stateDir(undefined, out.io.env);
-      const sites = selectSites(files, opts);
+      const sites = selectTargets(files, opts);
+      const hubs = new HubClients(out.io.env);
       const rows = await Promise.all(
         sites.map(async (sel) => {
           const rec = readSiteRecord(root, sel.site.metadata.name);
-          return siteStatus(sel, rec, await hubState(sel, rec));
+          return siteStatus(sel, rec, await hubState(hubs, sel, rec));
         }),
       );
       out.result({ ok: true, stateDir: root, sites: rows }, () => out.line(renderStatusTable(rows)));

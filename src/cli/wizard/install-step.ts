@@ -1,7 +1,19 @@
-// The wizard does not install anything itself: it hands the site file it wrote to the very `fsm-edge install`
-// (and `status`) commands an operator runs by hand, in this process, with the same output. One code path.
+// The wizard installs through the same library call as `fsm-edge install` (the engine's runSites with the
+// install operation), with the connection it already holds and the bundle it already chose and verified: no
+// argv round trip, no second connection, no second hash of the bundle. `installArgv` is only printed, as the
+// command an operator re-runs by hand.
 
-import type { CliIO } from '../output.js';
+import { resolve } from 'node:path';
+import { runSites, type SiteTarget } from '../../engine/run-sites.js';
+import { SharedBundle } from '../../engine/shared-run.js';
+import { installOperation } from '../../install/operations.js';
+import type { Host } from '../../transport/host.js';
+import { renderStatusTable, siteStatus } from '../commands/status.js';
+import { selectTargets } from '../commands/install.js';
+import { EXIT_FAILED, EXIT_OK, type Output } from '../output.js';
+import { installOptionsFrom, runPrinter } from '../site-runs.js';
+import { readSiteRecord } from '../../state/site-record.js';
+import { stateDir } from '../../state/paths.js';
 
 export interface InstallArgs {
   siteFile: string;
@@ -11,7 +23,7 @@ export interface InstallArgs {
   dryRun?: boolean;
 }
 
-/** argv after `fsm-edge`, as the operator would type it (also printed as the command to re-run). */
+/** argv after `fsm-edge`, as the operator would type it (printed as the command to re-run). */
 export function installArgv(a: InstallArgs): string[] {
   return [
     'install',
@@ -28,9 +40,35 @@ export function shellWords(argv: readonly string[]): string {
   return argv.map((w) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-/** Runs `fsm-edge <argv>` in this process; returns its exit code. */
-export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
-  // Imported when used: main.ts registers this command, so a static import would be circular.
-  const { main } = await import('../main.js');
-  return main(['node', 'fsm-edge', ...argv], io);
+export interface WizardInstall {
+  /** The site file as written (or its draft), read exactly as `fsm-edge install` reads it. */
+  siteFile: string;
+  /** Where pins and relative paths belong: the final site file. */
+  finalFile: string;
+  hubFile?: string;
+  bundle: SharedBundle;
+  host: Host;
+  dryRun: boolean;
+}
+
+/** Opens the chosen bundle once for the wizard's dry run and install (signature and document verified). */
+export function openWizardBundle(dir: string, trustKeys: readonly string[]): Promise<SharedBundle> {
+  return SharedBundle.open(resolve(dir), trustKeys.map((k) => resolve(k)));
+}
+
+/** Runs the install (or its dry run) on the wizard's connection; prints like `fsm-edge install`; returns the exit code. */
+export async function runWizardInstall(w: WizardInstall, out: Output): Promise<number> {
+  const [t] = selectTargets([w.siteFile], w.hubFile ? { hub: w.hubFile } : {});
+  const target: SiteTarget = { ...t!, file: w.finalFile, host: w.host };
+  const printer = runPrinter(out, false, w.dryRun ? 'plan for' : 'installing');
+  const options = installOptionsFrom(out.io.env, { dryRun: w.dryRun, ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}) });
+  const [r] = await runSites([target], installOperation(options), { dryRun: w.dryRun, bundle: w.bundle, onEvent: printer.onEvent, env: out.io.env }).finally(printer.stop);
+  return r!.report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/** The status table for the site just installed, from this controller's record. */
+export function printStatus(siteFile: string, hubFile: string | undefined, out: Output): void {
+  const targets = selectTargets([siteFile], hubFile ? { hub: hubFile } : {});
+  const root = stateDir(undefined, out.io.env);
+  out.line(renderStatusTable(targets.map((t) => siteStatus(t, readSiteRecord(root, t.site.metadata.name)))));
 }

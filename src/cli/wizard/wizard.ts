@@ -25,7 +25,7 @@ import { checkKeyFile, passphraseProblem, siteNameProblem, sshBannerProblem } fr
 import { bundleChoices, describeBundle, loadTrustedKeys, short, trustKeyCandidates, type BundleChoice } from './bundle-choices.js';
 import { connectWithPinning, popOwnAddress } from './connect-pop.js';
 import { hubDocuments, hubNameFromContext, kubeconfigContexts, kubeconfigFiles, type ContextChoice, type HubFileChoice } from './hub-choices.js';
-import { installArgv, runCli, shellWords } from './install-step.js';
+import { installArgv, openWizardBundle, printStatus, runWizardInstall, shellWords } from './install-step.js';
 import { checkDocuments, hubData, parseSite, renderSiteFile, siteData, type HopAnswers, type HubAnswers, type Login, type NewHub, type WizardAnswers } from './site-document.js';
 import { commitTemp, discardPending, writeTemp } from './site-file.js';
 import { formatSshTarget, parseSshTarget, type SshTarget } from './target.js';
@@ -233,13 +233,20 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     ];
     const text = renderSiteFile(site, hubDoc, header);
     const tmp = writeTemp(file, text);
-    await session.close();
 
     let choice: 'install' | 'save' | 'discard' = 'save';
+    let shared: Awaited<ReturnType<typeof openWizardBundle>> | undefined;
     if (install && bundle) {
       say('');
       say(c.bold('The plan') + c.dim(` — fsm-edge install --dry-run on a draft of ${file} (${relative(process.cwd(), tmp) || tmp}); nothing is changed`));
-      const planCode = await runCli([...installArgv({ siteFile: tmp, bundleDir: bundle.dir, trustKeys, ...(hubFile ? { hubFile } : {}) }), '--dry-run'], out.io);
+      shared = await openWizardBundle(bundle.dir, trustKeys).catch((e: Error) => {
+        say(`${c.red('✗')} the bundle cannot be used: ${e.message}`);
+        return undefined;
+      });
+      const planCode =
+        shared && session.host
+          ? await runWizardInstall({ siteFile: tmp, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: true }, out)
+          : EXIT_FAILED;
       if (planCode !== EXIT_OK) say(`${c.yellow('!')} the dry run did not succeed (exit ${planCode}); see above. You can still save the file and install later.`);
       say('');
       choice = await ask.choose<'install' | 'save' | 'discard'>({
@@ -268,10 +275,13 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     say('');
     say(c.bold('Installing') + c.dim(` — fsm-edge ${shellWords(install)}`));
     process.off('SIGINT', onSigint); // from here on the install handles Ctrl-C; the site file is complete
-    const code = await runCli(install, out.io);
+    const code =
+      shared && session.host
+        ? await runWizardInstall({ siteFile: file, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: false }, out)
+        : EXIT_FAILED;
     say('');
     say(c.bold('Status'));
-    await runCli(['status', file], out.io);
+    printStatus(file, hubFile, out);
     if (code !== EXIT_OK) say(`${c.yellow('!')} the install stopped (exit ${code}); fix what it says and run:\n  fsm-edge ${shellWords(install)}`);
     return code;
   } finally {
