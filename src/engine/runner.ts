@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import type { Host } from '../transport/host.js';
 import { errorText, failureKind, type FailureKind, PhaseRefusal } from './failure.js';
 import { inputsDigest, type Journal, type JournalRun, JournalStore } from './journal.js';
-import { type AnyPhase, isScriptChange, type PhaseEnv, type PhaseResult } from './phase.js';
+import { type AnyPhase, isScriptChange, type PhaseEnv, type PhaseResult, type PlannedChange } from './phase.js';
 import { runScriptBatch, type ScriptChange } from './script-batch.js';
 import { parseProbe, probeScript } from './probe.js';
 
@@ -243,20 +243,7 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
       }
 
       const applied: string[] = [];
-      for (let i = 0; i < planned.length; ) {
-        signal.throwIfAborted();
-        const c = planned[i]!;
-        if (!isScriptChange(c)) {
-          await c.run();
-          applied.push(c.description);
-          i++;
-          continue;
-        }
-        let j = i;
-        while (j < planned.length && isScriptChange(planned[j]!)) j++;
-        await runScriptBatch(host, planned.slice(i, j) as ScriptChange[], (done) => applied.push(done.description));
-        i = j;
-      }
+      await applyChanges(host, planned, signal, applied);
       const mustSettle = phase.always || applied.length > 0 || !journaled || phase.healthy?.(live) === false;
       const res: PhaseResult = mustSettle && phase.settle ? await phase.settle(ctx, prep, live, env, applied) : (phase.describe?.(ctx, prep, live, applied, false) ?? {});
       if (res.pending) return { ...finish('pending', applied, res), summary: res.summary ?? `pending: ${res.pending}` };
@@ -267,5 +254,26 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
       }
       return finish(status, applied, res);
     }
+  }
+}
+
+/**
+ * Executes exactly the planned changes, in order: code changes one by one, consecutive shell changes as one
+ * remote command. `applied` receives each description as its change completes (also when a later one fails).
+ */
+export async function applyChanges(host: Host, planned: readonly PlannedChange[], signal: AbortSignal, applied: string[]): Promise<void> {
+  for (let i = 0; i < planned.length; ) {
+    signal.throwIfAborted();
+    const c = planned[i]!;
+    if (!isScriptChange(c)) {
+      await c.run();
+      applied.push(c.description);
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < planned.length && isScriptChange(planned[j]!)) j++;
+    await runScriptBatch(host, planned.slice(i, j) as ScriptChange[], (done) => applied.push(done.description));
+    i = j;
   }
 }

@@ -12,7 +12,16 @@ import type { Hub } from '../config/hub.js';
 import { resolveSecret } from '../config/secret.js';
 import { HubKube } from '../kube/hub.js';
 
-export class SharedBundle {
+/** A bundle whose bundle.json signature was verified; phases see it through this interface. */
+export interface VerifiedBundleRef {
+  readonly dir: string;
+  readonly doc: BundleDoc;
+  readonly digest: string;
+  readonly signer: string;
+  verifyArch(arch: string): Promise<void>;
+}
+
+export class SharedBundle implements VerifiedBundleRef {
   private readonly arches = new Map<string, Promise<void>>();
 
   private constructor(

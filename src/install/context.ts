@@ -8,13 +8,13 @@ import type { Hub } from '../config/hub.js';
 import type { BundleArch } from '../config/recipe.js';
 import type { Site } from '../config/site.js';
 import type { Journal } from '../engine/journal.js';
-import type { SharedBundle } from '../engine/shared-run.js';
+import type { VerifiedBundleRef } from '../engine/shared-run.js';
 import type { HubKube } from '../kube/hub.js';
 import { PopKube } from '../kube/pop.js';
 import type { Host, SyncProgress } from '../transport/host.js';
 import type { Facts } from './facts.js';
 
-export type { SharedBundle };
+export type { VerifiedBundleRef };
 
 export interface Decisions {
   arch: BundleArch;
@@ -53,7 +53,7 @@ export interface InstallContext {
   /** Directory of the file the Site came from (relative secret/key paths resolve against it). */
   configDir: string;
   /** The verified bundle (absent for `register`, which needs none). */
-  bundle?: SharedBundle;
+  bundle?: VerifiedBundleRef;
   /** The hub's API client, shared by every site of the run that registers with this hub. */
   hubKube?: HubKube;
   options: InstallOptions;
@@ -76,7 +76,7 @@ export function fsmNamespace(ctx: InstallContext): string {
   return ctx.hub?.spec.fsmNamespace ?? FSM_NAMESPACE_DEFAULT;
 }
 
-export function bundleOf(ctx: InstallContext): SharedBundle {
+export function bundleOf(ctx: InstallContext): VerifiedBundleRef {
   if (!ctx.bundle) throw new Error('internal: this operation needs a bundle');
   return ctx.bundle;
 }

@@ -21,6 +21,8 @@ export { FSM_MANIFEST_PATH };
 export const HELM_TIMEOUT = '600s';
 
 export interface MeshPlan {
+  /** Checks the values against the chart's values.schema.json (seconds: only when a change needs it). */
+  validate(): Promise<unknown>;
   chart: ChartMeta;
   chartFile: string;
   values: FsmValuesPlan;
@@ -78,6 +80,7 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
   const hc = buildFsmHelmChart({ chartVersion: chart.version || fsmVersion, chartFile: chartFile.name, targetNamespace: fsmNamespace(ctx), values: values.values, timeout: HELM_TIMEOUT });
   const ingress = ctx.site.spec.mesh.ingress || joinsHub;
   return {
+    validate: () => meshPlan(ctx, { validate: true }),
     chart,
     chartFile: chartFile.name,
     values,
@@ -227,7 +230,7 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
     if (live.manifestSha !== sha256(plan.manifest)) {
       changes.push(
         change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {
-          await meshPlan(ctx, { validate: true });
+          await plan.validate();
           if (live.helmChart) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
           // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
           await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
