@@ -12,7 +12,7 @@ import type { VerifiedBundleRef } from '../engine/shared-run.js';
 import type { HubKube } from '../kube/hub.js';
 import { PopKube } from '../kube/pop.js';
 import type { Host, SyncProgress } from '../transport/host.js';
-import type { Facts } from './facts.js';
+import type { Facts } from './host-facts.js';
 
 export type { VerifiedBundleRef };
 
