@@ -104,8 +104,15 @@ export function addPinsToYaml(text: string, pins: readonly NewPin[], siteName?: 
     if (doc.errors.length) throw new Error(`cannot record host-key pin: YAML error: ${doc.errors[0]!.message}`);
     const kind = doc.get('kind');
     const name = doc.getIn(['metadata', 'name']);
+    if (kind === 'Fleet' && siteName !== undefined) {
+      const at = inlineSiteIndex(doc, siteName);
+      if (at === undefined) return docText;
+      for (const p of pins) addPin(doc, p, fleetPinBase(doc, at, p));
+      changed = true;
+      return doc.toString();
+    }
     if (kind !== 'Site' || (siteName !== undefined && name !== siteName)) return docText;
-    for (const p of pins) addPin(doc, p);
+    for (const p of pins) addPin(doc, p, ['spec']);
     changed = true;
     return doc.toString();
   });
@@ -113,10 +120,30 @@ export function addPinsToYaml(text: string, pins: readonly NewPin[], siteName?: 
   return out.join('');
 }
 
-function addPin(doc: Document, p: NewPin): void {
-  const path = p.hop.kind === 'target' ? ['spec', 'ssh', 'hostKeys'] : ['spec', 'ssh', 'jumpHosts', p.hop.index, 'hostKeys'];
-  if (p.hop.kind === 'jump' && !doc.hasIn(['spec', 'ssh', 'jumpHosts', p.hop.index])) {
-    throw new Error(`cannot record host-key pin: spec.ssh.jumpHosts[${p.hop.index}] does not exist`);
+/** Index of the inline site named `name` in a Fleet's spec.sites (sites from files are in their own files). */
+function inlineSiteIndex(doc: Document, name: string): number | undefined {
+  const sites = doc.getIn(['spec', 'sites']);
+  if (!isSeq(sites)) return undefined;
+  const i = sites.items.findIndex((_, k) => doc.getIn(['spec', 'sites', k, 'metadata', 'name']) === name);
+  return i >= 0 ? i : undefined;
+}
+
+/**
+ * Where a pin of an inline fleet site goes: its own spec, or — for a jump host the site takes from the fleet's
+ * defaults — the defaults, since every site that shares the bastion shares its key.
+ */
+function fleetPinBase(doc: Document, at: number, p: NewPin): Array<string | number> {
+  const own: Array<string | number> = ['spec', 'sites', at, 'spec'];
+  if (p.hop.kind === 'jump' && !doc.hasIn([...own, 'ssh', 'jumpHosts']) && doc.hasIn(['spec', 'defaults', 'ssh', 'jumpHosts'])) {
+    return ['spec', 'defaults'];
+  }
+  return own;
+}
+
+function addPin(doc: Document, p: NewPin, base: Array<string | number>): void {
+  const path = p.hop.kind === 'target' ? [...base, 'ssh', 'hostKeys'] : [...base, 'ssh', 'jumpHosts', p.hop.index, 'hostKeys'];
+  if (p.hop.kind === 'jump' && !doc.hasIn([...base, 'ssh', 'jumpHosts', p.hop.index])) {
+    throw new Error(`cannot record host-key pin: ${[...base, 'ssh', 'jumpHosts'].join('.')}[${p.hop.index}] does not exist`);
   }
   const existing = doc.getIn(path);
   if (isSeq(existing)) {

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
+import { parse } from 'yaml';
 import { addPinsToYaml, checkHostKey, fingerprintSha256, keyType, normalizeFingerprint, recordHostKeyPins } from '../../src/transport/host-keys.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-hostkeys-'));
@@ -96,6 +97,35 @@ spec:
     expect(text).toContain('SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC');
     expect(() => addPinsToYaml(site, [{ hop: { kind: 'jump', index: 3 }, label: 'j', fingerprint: 'SHA256:x' }])).toThrow(/jumpHosts\[3\] does not exist/);
     expect(() => addPinsToYaml(site, [], 'nope')).toThrow(/no Site document named nope/);
+  });
+  it('pins a site written inline in a Fleet (its own spec; a shared bastion from the defaults goes in the defaults)', () => {
+    const fleet = `apiVersion: edge.flomesh.io/v1alpha1
+kind: Fleet
+metadata: { name: eu }
+spec:
+  defaults:
+    ssh: { user: pop, agent: true, jumpHosts: [{ host: bastion, user: ops }] }
+  sites:
+    - metadata: { name: pop-a }
+      spec: { ssh: { host: 10.0.0.1 } }
+    - metadata: { name: pop-b } # keep
+      spec: { ssh: { host: 10.0.0.2 } }
+    - file: sites/*.yaml
+`;
+    const out = addPinsToYaml(
+      fleet,
+      [
+        { hop: { kind: 'target' }, label: 't', fingerprint: 'SHA256:DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD' },
+        { hop: { kind: 'jump', index: 0 }, label: 'j', fingerprint: 'SHA256:EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE' },
+      ],
+      'pop-b',
+    );
+    const doc = parse(out) as { spec: { defaults: { ssh: { jumpHosts: Array<{ hostKeys?: string[] }> } }; sites: Array<{ spec?: { ssh: { hostKeys?: string[] } } }> } };
+    expect(doc.spec.sites[1]!.spec!.ssh.hostKeys).toEqual(['SHA256:DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD']);
+    expect(doc.spec.sites[0]!.spec!.ssh.hostKeys).toBeUndefined();
+    expect(doc.spec.defaults.ssh.jumpHosts[0]!.hostKeys).toEqual(['SHA256:EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE']);
+    expect(out).toContain('# keep');
+    expect(() => addPinsToYaml(fleet, [], 'pop-z')).toThrow(/no Site document named pop-z/);
   });
 });
 
