@@ -132,8 +132,13 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
     } catch (e) {
       // Nothing has been sent or changed anywhere: every site is refused for the same reason.
       const refusal = bundleRefusal(e);
-      return targets.map((t) => ({ site: t.site.metadata.name, report: stepReport(t.site.metadata.name, op.name, opts.dryRun, VERIFY_STEP, refusal) }));
+      return targets.map((t) => stopped(t.site.metadata.name, stepReport(t.site.metadata.name, op.name, opts.dryRun, VERIFY_STEP, refusal)));
     }
+  }
+  /** A site whose run ended before its phases: its one step is reported like a phase, so it is printed too. */
+  function stopped(site: string, report: RunReport, ctx?: Ctx): SiteResult<Ctx> {
+    emit(site, { type: 'phase-end', report: report.phases[0]! });
+    return { site, report, ...(ctx ? { ctx } : {}) };
   }
   const pins = new PinWriter();
   const limit = pLimit(Math.max(1, opts.parallel ?? 4));
@@ -142,7 +147,7 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
   async function runOne(t: SiteTarget): Promise<SiteResult<Ctx>> {
     const name = t.site.metadata.name;
     if (opts.signal?.aborted) {
-      return { site: name, report: stepReport(name, op.name, opts.dryRun, CONNECT_STEP, Object.assign(new Error('stopped before this site started'), { kind: 'aborted' })) };
+      return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, Object.assign(new Error('stopped before this site started'), { kind: 'aborted' })));
     }
     let host = t.host;
     const newPins: NewPin[] = [...(t.newPins ?? [])];
@@ -157,7 +162,7 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
         });
       } catch (e) {
         const err = e instanceof HostKeyError ? new PhaseRefusal('connect', e.message, 'check the POP’s host key out of band, then pin it in spec.ssh.hostKeys (or pass --accept-new-host-key for a first contact)') : e;
-        return { site: name, report: stepReport(name, op.name, opts.dryRun, CONNECT_STEP, err) };
+        return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, err));
       }
     }
     const owned = host !== t.host;
@@ -182,7 +187,7 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
       const record = op.finish?.(c, report, newPins.map((p) => p.fingerprint));
       return { site: name, report, ctx: c, ...(record !== undefined ? { record } : {}) };
     } catch (e) {
-      return { site: name, report: stepReport(name, op.name, opts.dryRun, { id: op.name, title: op.name }, e, host.name), ...(ctx ? { ctx } : {}) };
+      return stopped(name, stepReport(name, op.name, opts.dryRun, { id: op.name, title: op.name }, e, host.name), ctx);
     } finally {
       if (ctx) await op.close?.(ctx).catch(() => {});
       if (owned) await host.close().catch(() => {});

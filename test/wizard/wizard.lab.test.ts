@@ -110,7 +110,8 @@ describe('fsm-edge init at a terminal', () => {
     expect(site.spec.hub).toMatchObject({ ref: 'lab-hub', region: 'eu', zone: 'berlin', group: 'retail', gateway: { host: pop.labAddress, port: 80 }, apiEndpoint: `https://${pop.labAddress}:6443` });
     expect(written).toContain(`file: ${h.hub!.kubeconfigPath}`);
     const credentials = fs.readFileSync(h.hub!.kubeconfigPath, 'utf8').match(/(?:client-key-data|token): (\S+)/)?.[1];
-    if (credentials) expect(written).not.toContain(credentials);
+    expect(credentials, 'the lab hub kubeconfig carries a key or token').toBeTruthy();
+    expect(written).not.toContain(credentials!);
     expect(cli(['config', 'validate', 'site.yaml'], work)).toMatchObject({ code: 0 });
     const again = cli(['install', 'site.yaml', '--bundle', path.join(BUNDLES, 'lab'), '--trust-key', 'signing.key.pub', '--json'], work, env());
     expect(again.code, again.stderr).toBe(0);
