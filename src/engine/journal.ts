@@ -37,11 +37,22 @@ export interface JournalRun {
   controller?: string;
 }
 
+/** The bundle the POP's last successful install ran from: what a later run must not silently go back from. */
+export interface JournalBundle {
+  name: string;
+  digest: string;
+  /** The bundle's build serial and time (bundle.json `build`), when it has them. */
+  serial?: number;
+  createdAt?: string;
+  installedAt: string;
+}
+
 export interface Journal {
   version: 1;
   site: string;
   phases: Record<string, JournalPhase>;
   runs: JournalRun[];
+  bundle?: JournalBundle;
 }
 
 export function emptyJournal(site: string): Journal {
@@ -69,6 +80,9 @@ const JournalSchema = z.object({
   site: z.string(),
   phases: z.record(z.string(), z.object({ inputs: z.string(), finishedAt: z.string(), durationMs: z.number(), summary: z.string(), runId: z.string() })),
   runs: z.array(z.looseObject({ id: z.string(), operation: z.string(), startedAt: z.string(), outcome: z.enum(['running', 'done', 'failed', 'pending']) })),
+  bundle: z
+    .object({ name: z.string(), digest: z.string(), serial: z.number().optional(), createdAt: z.string().optional(), installedAt: z.string() })
+    .optional(),
 });
 
 export class JournalStore {

@@ -41,6 +41,8 @@ export interface SiteOperation<Ctx> {
   context(target: SiteTarget, shared: SharedRun): Ctx;
   /** The POP's journal as this run read it (downgrade checks, recovery). */
   onJournal?(ctx: Ctx, journal: Journal): void;
+  /** The run succeeded: what the journal should now say beyond the phases (e.g. the bundle the POP runs). */
+  onSuccess?(ctx: Ctx, journal: Journal): void;
   /** After the phases (also after a failed run): e.g. write the site record. Returns what the caller reports. */
   finish?(ctx: Ctx, report: RunReport, pins: readonly string[]): unknown;
   /** Closes what the context opened (API tunnels). */
@@ -183,6 +185,7 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
         onEvent: (ev) => emit(name, ev),
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(op.onJournal ? { onJournal: (j: Journal) => op.onJournal!(c, j) } : {}),
+        ...(op.onSuccess ? { onSuccess: (j: Journal) => op.onSuccess!(c, j) } : {}),
       });
       const record = op.finish?.(c, report, newPins.map((p) => p.fingerprint));
       return { site: name, report, ctx: c, ...(record !== undefined ? { record } : {}) };

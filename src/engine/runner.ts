@@ -65,6 +65,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called with the journal as read from the POP, before the first phase (downgrade checks, recovery). */
   onJournal?: (journal: Journal) => void;
+  /** Called when every phase succeeded (or is pending), just before the run's last journal write. */
+  onSuccess?: (journal: Journal) => void;
 }
 
 /** Pseudo-phases the runner itself reports on when they fail. */
@@ -210,6 +212,7 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
 
     // Also a run that changed nothing belongs in the POP's history (who looked, when, with which bundle).
     if (!stopped && !opts.dryRun) {
+      opts.onSuccess?.(journal);
       run.outcome = pending ? 'pending' : 'done';
       run.finishedAt = new Date().toISOString();
       await save().catch((e) => warn(`could not finish the journal: ${errorText(e)}`));

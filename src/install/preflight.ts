@@ -2,8 +2,9 @@
 // mesh on 32-bit ARM, too little CPU/RAM/disk, no default route, a k3s someone else installed. Decide the
 // interception mode. A hub that cannot be reached is a warning: registration will wait, the POP will not.
 
-import { archBlobs, sumBytes } from '../bundle/format.js';
+import { archBlobs, type BundleDoc, sumBytes } from '../bundle/format.js';
 import { type BundleArch, MESH_ARCHES } from '../config/recipe.js';
+import type { JournalBundle } from '../engine/journal.js';
 import { definePhase, PhaseRefusal } from '../engine/phase.js';
 import { bundleOf, factsOf, type InstallContext } from './context.js';
 import type { Facts } from './facts.js';
@@ -127,6 +128,26 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   return { arch: f.arch, interception, interceptionReason, warnings };
 }
 
+/** bundle.json's build serial (monotonic per builder), when the bundle has one. */
+export function bundleSerial(doc: BundleDoc): number | undefined {
+  const b = (doc as { build?: { serial?: unknown } }).build;
+  return typeof b?.serial === 'number' ? b.serial : undefined;
+}
+
+/**
+ * A signed but older bundle must not silently take a POP back (rollback attack, or the wrong USB stick): refuse
+ * one older than the bundle the POP's journal last installed, unless the operator says so.
+ */
+export function downgradeRefusal(installed: JournalBundle | undefined, doc: BundleDoc, allow: boolean): PhaseRefusal | undefined {
+  const want = bundleSerial(doc);
+  if (!installed?.serial || want === undefined || want >= installed.serial || allow) return undefined;
+  return new PhaseRefusal(
+    P,
+    `the POP runs bundle ${installed.name} (build ${installed.serial}${installed.createdAt ? `, ${installed.createdAt}` : ''}), newer than ${doc.name} (build ${want})`,
+    'use the newer bundle, or pass --allow-downgrade if going back is intended',
+  );
+}
+
 interface PreflightLive {
   result: PreflightResult;
   warnings: string[];
@@ -139,6 +160,8 @@ export const preflightPhase = definePhase<InstallContext, undefined, PreflightLi
   async check(ctx) {
     const facts = factsOf(ctx);
     const doc = bundleOf(ctx).doc;
+    const downgrade = downgradeRefusal(ctx.journal?.bundle, doc, ctx.options.allowDowngrade === true);
+    if (downgrade) throw downgrade;
     const arch = facts.arch;
     const content = arch ? doc.arches[arch] : undefined;
     const r = preflightDecide({

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseFacts, type Facts } from '../../src/install/facts.js';
 import { PhaseRefusal } from '../../src/engine/phase.js';
-import { ebpfFitness, preflightDecide, type PreflightInput } from '../../src/install/preflight.js';
+import type { BundleDoc } from '../../src/bundle/format.js';
+import { downgradeRefusal, ebpfFitness, preflightDecide, type PreflightInput } from '../../src/install/preflight.js';
 
 const probeOutput = `machine=x86_64
 kernel=6.1.0-18-amd64
@@ -103,5 +104,22 @@ describe('preflight decisions', () => {
   it('judges legacy (≤1.4) eBPF by cgroup v2 and a 5.4 kernel', () => {
     expect(ebpfFitness(facts({ kernel: '5.10.0' }), '1.4.21').fit).toBe(true);
     expect(ebpfFitness(facts({ kernel: '5.10.0', cgroupV2: false }), '1.4.21').reasons.join()).toMatch(/cgroup v2/);
+  });
+});
+
+describe('downgrade refusal', () => {
+  const doc = (serial?: number) => ({ name: `b${serial}`, ...(serial !== undefined ? { build: { serial, createdAt: '2026-11-01T00:00:00Z' } } : {}) }) as unknown as BundleDoc;
+  const installed = { name: 'b200', digest: 'sha256:x', serial: 200, createdAt: '2026-11-20T00:00:00Z', installedAt: '2026-11-21T00:00:00Z' };
+  it('refuses a signed bundle older than the one the POP last installed, naming both', () => {
+    const r = downgradeRefusal(installed, doc(100), false);
+    expect(r).toBeInstanceOf(PhaseRefusal);
+    expect(r!.reason).toMatch(/runs bundle b200 \(build 200, 2026-11-20T00:00:00Z\), newer than b100 \(build 100\)/);
+    expect(r!.fix).toMatch(/--allow-downgrade/);
+  });
+  it('lets the same or a newer bundle through, and an older one with --allow-downgrade', () => {
+    expect(downgradeRefusal(installed, doc(200), false)).toBeUndefined();
+    expect(downgradeRefusal(installed, doc(300), false)).toBeUndefined();
+    expect(downgradeRefusal(installed, doc(100), true)).toBeUndefined();
+    expect(downgradeRefusal(undefined, doc(100), false)).toBeUndefined();
   });
 });
