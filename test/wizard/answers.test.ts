@@ -217,7 +217,7 @@ describe('--yes', () => {
     const ask = new DefaultsAsk((l) => said.push(l));
     expect(await ask.text({ message: 'Site name', default: 'pop-1', validate: () => undefined })).toBe('pop-1');
     await expect(ask.text({ message: 'SSH target', flag: '--ssh' })).rejects.toThrow(/no default for “SSH target”/);
-    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({ exitCode: 2, hint: 'give another value with --ssh' });
+    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({ kind: 'usage', fix: 'give another value with --ssh' });
     expect(await ask.choose({ message: 'Pick', choices: [{ value: 1, name: 'one', disabled: 'broken' }, { value: 2, name: 'two' }] })).toBe(2);
     await expect(ask.choose({ message: 'Bundle', choices: [{ value: 1, name: 'one', disabled: 'unsigned' }], flag: '--bundle' })).rejects.toThrow(/one: unsigned/);
     expect(await ask.yesNo({ message: 'Go?', default: false })).toBe(false);
