@@ -1,6 +1,6 @@
 // The error every layer throws when the operator can act on it. It lives in config/, the lowest layer, so
-// bundle, transport, state, engine and the operations can all raise one without importing the CLI; only
-// src/cli/ turns a kind into an exit code and text.
+// bundle, transport, state, engine and the operations can all raise one without importing the CLI; only the
+// command line layer turns a kind into an exit code and text.
 
 /**
  * What went wrong, as data a caller can decide from (never parse the message):
