@@ -16,7 +16,7 @@ export {
   SecretRefSchema,
   type SecretRef,
 } from './secret.js';
-export { CONTROLLER_ONLY, secretsUsedBy, type SecretUse } from './secrets-used.js';
+export { CONTROLLER_ONLY, formatSecretUse, secretsUsedBy, type SecretUse } from './secrets-used.js';
 export { ConfigError, ERROR_KINDS, FsmEdgeError, isErrorKind, UsageError, type Diagnostic, type ErrorKind, type FsmEdgeErrorOptions } from './errors.js';
 export { formatHostPort } from './formats.js';
 export {

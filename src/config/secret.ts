@@ -69,9 +69,9 @@ function fileType(st: Stats): string {
 }
 
 function refuseUnlessSmallRegular(st: Stats, path: string): void {
-  if (!st.isFile()) throw new SecretError(`the secret file ${path} is ${fileType(st)}, not a regular file`, 'point the field at a regular file holding only the secret');
+  if (!st.isFile()) throw new SecretError(`the secret file ${path} is ${fileType(st)}, not a regular file`, 'use a regular file holding only the secret');
   if (st.size > SECRET_FILE_MAX_BYTES) {
-    throw new SecretError(`the secret file ${path} is ${st.size} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`, 'point the field at the file holding only the secret');
+    throw new SecretError(`the secret file ${path} is ${st.size} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`, 'use the file holding only the secret');
   }
 }
 

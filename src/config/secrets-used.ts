@@ -42,3 +42,8 @@ export function secretsUsedBy(site: Site, hub?: Hub, baseDir: string = process.c
   }
   return uses;
 }
+
+/** One line of a plan: `spec.ssh.sudo.password: file /home/ops/pop.pass → pop@10.0.0.5:22`. */
+export function formatSecretUse(use: SecretUse): string {
+  return `${use.field}: ${use.source} → ${use.sentTo}`;
+}

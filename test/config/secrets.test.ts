@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FsmEdgeError } from '../../src/config/errors.js';
 import { loadHub, loadSite } from '../../src/config/load.js';
 import { readSecretFile, resolveSecret, SECRET_FILE_MAX_BYTES } from '../../src/config/secret.js';
-import { CONTROLLER_ONLY, secretsUsedBy } from '../../src/config/secrets-used.js';
+import { CONTROLLER_ONLY, formatSecretUse, secretsUsedBy } from '../../src/config/secrets-used.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fsm-edge-secrets-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -104,6 +104,10 @@ describe('secretsUsedBy', () => {
         sentTo: 'the API server of Hub hub-eu (the server its kubeconfig names)',
       },
     ]);
+    expect(formatSecretUse(secretsUsedBy(site)[4]!)).toBe(
+      `spec.ssh.sudo.password: file ${join(homedir(), '.ssh/id_ed25519')} → pop@[fd00::11]:2222 (through gw.example.net:22, encrypted end to end)`,
+    );
+    expect(secretsUsedBy(site).map((u) => u.field)).not.toContain('Hub hub-eu spec.kubeconfig');
   });
 
   it('lists nothing sent anywhere for passwordless sudo, and no kubeconfig for a standalone site', () => {
