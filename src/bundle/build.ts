@@ -44,7 +44,8 @@ import {
   lockPathFor,
 } from './layout.js';
 import { OciClient, formatImageRef, parseImageRef, type ImageName } from './oci-client.js';
-import { emptyLock, loadRecipe, readLock, writeLock, RecipeError, type Lock } from './recipe-file.js';
+import { loadRecipe } from '../config/load.js';
+import { emptyLock, readLock, writeLock, RecipeError, type Lock } from './lock-file.js';
 import { ReleaseFiles, expandUrl, parseImageList, parseSha256Sums } from './release-files.js';
 import { signBytes } from './sign.js';
 
@@ -136,7 +137,8 @@ interface ImageWant {
 }
 
 export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
-  const recipe = loadRecipe(opts.recipePath);
+  const loaded = loadRecipe(opts.recipePath);
+  const recipe = { name: loaded.metadata.name, spec: loaded.spec };
   const spec = recipe.spec;
   const lockPath = opts.lockPath ?? lockPathFor(opts.recipePath);
   const oldLock = readLock(lockPath);

@@ -4,7 +4,7 @@ export { verifyBundle, VerifyError, type VerifyOptions, type VerifyResult } from
 export { inspectBundle, renderInspect, formatBytes, type InspectReport } from './inspect.js';
 export { diffBundles, type BundleDiff, type ArchDiff } from './diff.js';
 export { exportBundle, importBundle, parseSize, FAT32_MAX_FILE, type ExportResult } from './export.js';
-export { generateKeyPair, loadPrivateKey, loadPublicKey, parseSecretRef, keyId, SigningKeyError, type SecretRef } from './sign.js';
+export { generateKeyPair, loadPrivateKey, loadPublicKey, keyId, SigningKeyError } from './sign.js';
 export {
   wantedBlobs,
   popAssemblePlan,
@@ -19,5 +19,5 @@ export {
   type AssembleReport,
 } from './pop.js';
 export { readBundleDoc, archContent, archBlobs, type BundleDoc, type ArchContent, type BundleImage, type BundleFile } from './format.js';
-export { loadRecipe, parseRecipe, readLock, RecipeError } from './recipe-file.js';
+export { readLock, serializeLock, writeLock, RecipeError, type Lock } from './lock-file.js';
 export * as bundleLayout from './layout.js';

@@ -1,14 +1,15 @@
-// ed25519 signatures over bundle.json (node:crypto). The private key is never a command-line value: it comes
-// from `{env: NAME}` or `{file: PATH}`.
+// ed25519 signatures over bundle.json (node:crypto). The private key is never a command-line value: it is a
+// config secret reference (`{env: NAME}` / `{file: PATH}`), read by config's resolveSecret like every secret.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { FsmEdgeError } from '../config/errors.js';
+import { describeSecretSource, resolveSecret, type SecretRef } from '../config/secret.js';
 
-export type SecretRef = { env: string } | { file: string };
-
-export class SigningKeyError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A signing or trusted key that is missing or not an ed25519 key: the operator fixes the input (exit 2). */
+export class SigningKeyError extends FsmEdgeError {
+  constructor(message: string, fix?: string) {
+    super('config', message, { code: 'key', ...(fix === undefined ? {} : { fix }) });
     this.name = 'SigningKeyError';
   }
 }
@@ -21,36 +22,17 @@ export interface SignatureDoc {
   signature: string;
 }
 
-/** `env:NAME` / `file:PATH` (CLI form) → a secret reference. */
-export function parseSecretRef(s: string): SecretRef {
-  const m = /^(env|file):(.+)$/.exec(s);
-  if (!m) throw new SigningKeyError(`signing key reference "${s}": use env:NAME or file:PATH (never the key itself)`);
-  return m[1] === 'env' ? { env: m[2]! } : { file: m[2]! };
-}
-
-export function loadPrivateKey(ref: SecretRef, env: NodeJS.ProcessEnv = process.env): KeyObject {
-  let pem: string;
-  let where: string;
-  if ('env' in ref) {
-    where = `environment variable ${ref.env}`;
-    const v = env[ref.env];
-    if (!v) throw new SigningKeyError(`${where} is not set or empty; export the PEM private key from \`fsm-edge bundle keygen\``);
-    pem = v;
-  } else {
-    where = ref.file;
-    try {
-      pem = fs.readFileSync(ref.file, 'utf8');
-    } catch (e) {
-      throw new SigningKeyError(`signing key ${where}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
+/** The signing key a secret reference names, as a KeyObject; errors name the variable or file, never the key. */
+export function loadPrivateKey(ref: SecretRef, env: NodeJS.ProcessEnv = process.env, baseDir: string = process.cwd()): KeyObject {
+  const where = describeSecretSource(ref, baseDir);
+  const pem = resolveSecret(ref, baseDir, env);
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);
   } catch {
-    throw new SigningKeyError(`signing key from ${where} is not a PEM private key`);
+    throw new SigningKeyError(`the signing key from ${where} is not a PEM private key`, 'use the private key `fsm-edge bundle keygen` wrote');
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SigningKeyError(`signing key from ${where} is ${key.asymmetricKeyType}, not ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519') throw new SigningKeyError(`the signing key from ${where} is ${key.asymmetricKeyType}, not ed25519`);
   return key;
 }
 

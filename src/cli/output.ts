@@ -3,10 +3,18 @@
 
 import type { Command } from 'commander';
 import { createColors } from 'picocolors';
+import { ConfigError, FsmEdgeError, isErrorKind, UsageError, type Diagnostic, type ErrorKind } from '../config/errors.js';
+
+export { ConfigError, FsmEdgeError, UsageError, type Diagnostic, type ErrorKind };
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
+
+/** The one place a kind of error becomes an exit code: 2 means "fix your input", 1 "the operation failed". */
+export function exitCodeFor(kind: ErrorKind): number {
+  return kind === 'usage' || kind === 'config' ? EXIT_USAGE : EXIT_FAILED;
+}
 
 /** Where the CLI reads and writes; `main()` uses the process's, tests pass their own. */
 export interface CliIO {
@@ -20,48 +28,31 @@ export interface Writable {
   isTTY?: boolean;
 }
 
-/** One finding about an input, pointing at where it is: `file:line:column  path  message`. */
-export interface Diagnostic {
-  file: string;
-  line: number;
-  column: number;
-  /** Field path inside the document, e.g. `spec.ssh.port` (empty for whole-file problems). */
-  path: string;
-  message: string;
-  /** Index of the YAML document in a multi-document file (0-based). */
-  document?: number;
-}
-
 /**
- * An error the operator can act on. `exitCode` 2 means "fix your input", 1 means "the operation failed".
- * `hint` is the next step, shown under the message.
+ * An error raised by the CLI itself, in its historical form (message, exit code, code, hint). The exit code
+ * picks the kind: 2 is `usage` (or `config` for the codes that name an input file), 1 is the kind its code
+ * names (`refused`, `timeout`, …) or `failed`.
  */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number = EXIT_FAILED,
-    readonly code: string = 'failed',
-    readonly hint?: string,
-    readonly diagnostics: Diagnostic[] = [],
-  ) {
-    super(message);
+export class CliError extends FsmEdgeError {
+  constructor(message: string, exitCode: number = EXIT_FAILED, code: string = 'failed', hint?: string, diagnostics: Diagnostic[] = []) {
+    super(kindFor(exitCode, code), message, { code, diagnostics, ...(hint === undefined ? {} : { fix: hint }) });
     this.name = 'CliError';
   }
-}
 
-export class UsageError extends CliError {
-  constructor(message: string, hint?: string) {
-    super(message, EXIT_USAGE, 'usage', hint);
-    this.name = 'UsageError';
+  get exitCode(): number {
+    return exitCodeFor(this.kind);
+  }
+
+  get hint(): string | undefined {
+    return this.fix;
   }
 }
 
-/** Invalid configuration files: carries every finding, not just the first. */
-export class ConfigError extends CliError {
-  constructor(message: string, diagnostics: Diagnostic[], hint?: string) {
-    super(message, EXIT_USAGE, 'config', hint, diagnostics);
-    this.name = 'ConfigError';
-  }
+const INPUT_CODES = new Set(['config', 'secret', 'key']);
+
+function kindFor(exitCode: number, code: string): ErrorKind {
+  if (exitCode === EXIT_USAGE) return INPUT_CODES.has(code) ? 'config' : 'usage';
+  return isErrorKind(code) && exitCodeFor(code) === exitCode ? code : 'failed';
 }
 
 export class NotBuiltError extends CliError {
@@ -129,15 +120,17 @@ export class Output {
 
   /** Reports an error and returns the exit code for it. Never prints a stack unless FSM_EDGE_DEBUG=1. */
   fail(err: unknown): number {
-    const e = toCliError(err);
+    const e = asFsmEdgeError(err);
+    const exitCode = exitCodeFor(e.kind);
     if (this.json) {
       const doc = {
         ok: false,
         error: {
           code: e.code,
+          kind: e.kind,
           message: e.message,
-          exitCode: e.exitCode,
-          ...(e.hint ? { hint: e.hint } : {}),
+          exitCode,
+          ...(e.fix ? { hint: e.fix } : {}),
           ...(e.diagnostics.length ? { diagnostics: e.diagnostics } : {}),
         },
       };
@@ -146,25 +139,25 @@ export class Output {
       const c = this.errColor;
       for (const d of e.diagnostics) this.io.stderr.write(`${c.bold(formatDiagnostic(d))}\n`);
       this.io.stderr.write(`${c.red('error:')} ${e.message}\n`);
-      if (e.hint) this.io.stderr.write(`${c.dim('hint:')} ${e.hint}\n`);
+      if (e.fix) this.io.stderr.write(`${c.dim('hint:')} ${e.fix}\n`);
     }
     if (this.debug && err instanceof Error && err.stack) this.io.stderr.write(err.stack + '\n');
-    return e.exitCode;
+    return exitCode;
   }
 }
 
-/** The one mapping from anything thrown to an operator-facing error with an exit code. */
-export function toCliError(err: unknown): CliError {
-  if (err instanceof CliError) return err;
+/** The one mapping from anything thrown to an operator-facing error with a kind (and so an exit code). */
+export function asFsmEdgeError(err: unknown): FsmEdgeError {
+  if (err instanceof FsmEdgeError) return err;
   if (isCommanderError(err)) {
     const message = err.message.replace(/^error:\s*/, '');
     return new CliError(message, EXIT_USAGE, err.code.replace(/^commander\./, 'usage.'), 'see `fsm-edge --help`');
   }
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    return new CliError(err.message, EXIT_FAILED, typeof code === 'string' ? code : 'failed');
+    return new FsmEdgeError('failed', err.message, { code: typeof code === 'string' ? code : 'failed' });
   }
-  return new CliError(String(err), EXIT_FAILED);
+  return new FsmEdgeError('failed', String(err));
 }
 
 interface CommanderErrorLike {

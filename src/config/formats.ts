@@ -257,3 +257,8 @@ export function closest(value: string, candidates: readonly string[]): string | 
   const limit = Math.max(2, Math.floor(Math.max(value.length, best.name.length) / 3));
   return best.d <= limit ? best.name : undefined;
 }
+
+/** `host:port`, with an IPv6 address in brackets (`[fd00::1]:22`), as OpenSSH and URLs write it. */
+export function formatHostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

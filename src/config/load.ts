@@ -4,7 +4,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { globSync } from 'tinyglobby';
 import type { z } from 'zod';
-import { ConfigError, type Diagnostic } from '../cli/output.js';
+import { ConfigError, type Diagnostic } from './errors.js';
 import { KIND_SCHEMAS, type ConfigDocument, type Recipe } from './documents.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';

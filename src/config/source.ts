@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
-import type { Diagnostic } from '../cli/output.js';
+import type { Diagnostic } from './errors.js';
 import { closest } from './formats.js';
 import { API_VERSION } from './site.js';
 

@@ -2,6 +2,7 @@
 // `$XDG_STATE_HOME/fsm-edge`, else `~/.local/state/fsm-edge`. One directory per site, so a fleet runner, a
 // backup job or a recovery can copy or lock a single site.
 
+import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 
@@ -16,3 +17,17 @@ export const siteDir = (root: string, site: string) => path.join(root, 'sites', 
 export const recordPath = (root: string, site: string) => path.join(siteDir(root, site), 'record.json');
 export const secretsPath = (root: string, site: string) => path.join(siteDir(root, site), 'secrets.enc');
 export const keyPath = (root: string) => path.join(root, 'state.key');
+
+/** Every site's sealed secrets file under `root` (sorted): while any exists, no new state key may be made. */
+export function sealedSecretFiles(root: string): string[] {
+  let sites: string[];
+  try {
+    sites = readdirSync(path.join(root, 'sites'));
+  } catch {
+    return [];
+  }
+  return sites
+    .sort()
+    .map((site) => secretsPath(root, site))
+    .filter((f) => existsSync(f));
+}

@@ -1,12 +1,29 @@
 import fs from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { featureClosure } from '../../src/bundle/build.js';
-import { loadRecipe, parseRecipe, RecipeError } from '../../src/bundle/recipe-file.js';
 import { parseImageList, parseSha256Sums, expandUrl } from '../../src/bundle/release-files.js';
+import { ConfigError } from '../../src/config/errors.js';
+import { loadRecipe } from '../../src/config/load.js';
 
+// The recipe is loaded by config's loader (the only one): every problem comes with file:line:column.
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'recipe-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const shipped = () => YAML.parse(fs.readFileSync('bundle/recipe.yaml', 'utf8'));
-const reparse = (doc: unknown) => parseRecipe(YAML.stringify(doc), 'test.yaml');
+/** The diagnostics of `doc` written to a file, as `line:column path: message` lines (throws if it loads). */
+const problems = (doc: unknown): string[] => {
+  const file = path.join(tmp, 'test.yaml');
+  fs.writeFileSync(file, YAML.stringify(doc));
+  try {
+    loadRecipe(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).diagnostics.map((d) => `${d.line}:${d.column} ${d.path}: ${d.message}`);
+  }
+  throw new Error('expected the recipe to be refused');
+};
 
 describe('bundle/recipe.yaml', () => {
   it('is a valid Recipe pinning k3s, FSM and Pipy', () => {
@@ -30,16 +47,16 @@ describe('bundle/recipe.yaml', () => {
   it('refuses mesh features for 32-bit arm, saying why', () => {
     const doc = shipped();
     doc.spec.arches.arm = { features: ['core'] };
-    expect(() => reparse(doc)).toThrow(/spec\.arches\.arm\.features: arm can carry k3s only: Pipy .* has no 32-bit ARM build/);
+    expect(problems(doc).join('\n')).toMatch(/^\d+:\d+ spec\.arches\.arm\.features: arm can carry k3s only: Pipy .* has no 32-bit ARM build/m);
   });
 
   it('refuses floating latest tags and unknown features', () => {
     const doc = shipped();
     doc.spec.fsm.features.observability.images.push({ ref: 'docker.io/jaegertracing/all-in-one:latest' });
-    expect(() => reparse(doc)).toThrow(/floating tag `latest`/);
+    expect(problems(doc).join('\n')).toMatch(/floating tag `latest`/);
     const d2 = shipped();
     d2.spec.arches.amd64.features.push('tracing');
-    expect(() => reparse(d2)).toThrow(RecipeError);
+    expect(problems(d2).join('\n')).toMatch(/^\d+:\d+ spec\.arches\.amd64\.features\[\d+\]: /m);
   });
 
   it('closes features over what they require', () => {

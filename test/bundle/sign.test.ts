@@ -2,7 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generateKeyPair, keyId, loadPrivateKey, loadPublicKey, parseSecretRef, signBytes, verifyBytes } from '../../src/bundle/sign.js';
+import { generateKeyPair, keyId, loadPrivateKey, loadPublicKey, signBytes, verifyBytes } from '../../src/bundle/sign.js';
+import { parseSecretRefArg } from '../../src/config/secret.js';
+
+const parseSecretRef = (s: string) => parseSecretRefArg(s, '--signing-key');
 
 describe('bundle signing keys', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sign-'));

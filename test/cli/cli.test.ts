@@ -110,7 +110,7 @@ describe('exit codes', () => {
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toEqual({
       ok: false,
-      error: { code: 'usage.missingArgument', message: "missing required argument 'file'", exitCode: 2, hint: 'see `fsm-edge config validate --help`' },
+      error: { code: 'usage.missingArgument', kind: 'usage', message: "missing required argument 'file'", exitCode: 2, hint: 'see `fsm-edge config validate --help`' },
     });
   });
 

@@ -5,7 +5,8 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CliError, ConfigError } from '../../src/cli/output.js';
+import { exitCodeFor } from '../../src/cli/output.js';
+import { ConfigError, FsmEdgeError } from '../../src/config/errors.js';
 import {
   fieldLocation,
   loadConfigFile,
@@ -95,7 +96,8 @@ describe('loadSite / loadHub / loadConfigFile', () => {
   it('refuses a file with two Sites, or none', () => {
     const two = write('two.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec: { ssh: { host: a, agent: true } }\n---\napiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: b }\nspec: { ssh: { host: b, agent: true } }\n');
     const e = configError(() => loadSite(two));
-    expect(e.exitCode).toBe(2);
+    expect(e.kind).toBe('config');
+    expect(exitCodeFor(e.kind)).toBe(2);
     expect(e.diagnostics).toEqual([{ file: two, line: 6, column: 1, path: '', message: 'expected one Site document, found 2; list several sites in a Fleet' }]);
     expect(configError(() => loadSite(join(EX, 'hub.yaml'))).diagnostics[0]!.message).toBe('expected a Site document, found Hub');
   });
@@ -188,9 +190,9 @@ describe('secrets', () => {
       try {
         fn();
       } catch (err) {
-        expect(err).toBeInstanceOf(CliError);
-        expect((err as CliError).exitCode).toBe(2);
-        return (err as CliError).message;
+        expect(err).toBeInstanceOf(FsmEdgeError);
+        expect(exitCodeFor((err as FsmEdgeError).kind)).toBe(2);
+        return (err as FsmEdgeError).message;
       }
       throw new Error('expected an error');
     };
@@ -217,9 +219,10 @@ describe('secrets', () => {
       parseSecretRefArg('MC4CAQAwBQYDK2VwBCIEIFakeKeyMaterial', '--signing-key');
       throw new Error('expected an error');
     } catch (err) {
-      expect((err as CliError).exitCode).toBe(2);
-      expect((err as CliError).message).toBe('--signing-key takes env:NAME or file:PATH, not the secret itself');
-      expect(JSON.stringify(err) + String((err as CliError).hint)).not.toContain('FakeKeyMaterial');
+      expect((err as FsmEdgeError).kind).toBe('usage');
+      expect(exitCodeFor((err as FsmEdgeError).kind)).toBe(2);
+      expect((err as FsmEdgeError).message).toBe('--signing-key takes env:NAME or file:PATH, not the secret itself');
+      expect(JSON.stringify(err) + String((err as FsmEdgeError).fix)).not.toContain('FakeKeyMaterial');
     }
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SiteSecrets } from '../../src/state/secrets.js';
+import { createStateKeyFile, SiteSecrets, stateKeyId } from '../../src/state/secrets.js';
 import { listSiteRecords, readSiteRecord, writeSiteRecord, type SiteRecord } from '../../src/state/site-record.js';
 import { keyPath, secretsPath, stateDir } from '../../src/state/paths.js';
 
@@ -47,6 +47,55 @@ describe('controller secrets', () => {
     new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: keyFile }).put('a', 'b');
     expect(fs.existsSync(keyPath(root))).toBe(false);
     expect(new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: keyFile }).get('a')).toBe('b');
+  });
+});
+
+describe('the escrow key is never silently replaced', () => {
+  it('refuses to create a new state.key while sealed secrets exist, naming the key, where it was expected and the variable', () => {
+    const root = tmp();
+    new SiteSecrets(root, 'pop1', {}).put('k3s-token', 'tok-1');
+    const original = fs.readFileSync(keyPath(root));
+    fs.rmSync(keyPath(root)); // lost (a restore of the records without the key, a cleanup, another machine)
+    const id = stateKeyId(Buffer.from(original.toString('utf8').trim(), 'base64'));
+    for (const act of [() => new SiteSecrets(root, 'pop2', {}).put('k3s-token', 'tok-2'), () => new SiteSecrets(root, 'pop1', {}).get('k3s-token')]) {
+      expect(act).toThrow(expect.objectContaining({ kind: 'config', code: 'state-key' }));
+      try {
+        act();
+      } catch (e) {
+        const text = `${(e as Error).message}\n${(e as { fix?: string }).fix}`;
+        expect(text).toContain(`expected at ${keyPath(root)}`);
+        expect(text).toContain(id);
+        expect(text).toContain(path.join('sites', 'pop1', 'secrets.enc'));
+        expect(text).toContain('FSM_EDGE_STATE_KEY_FILE');
+      }
+    }
+    expect(fs.existsSync(keyPath(root))).toBe(false);
+    expect(fs.existsSync(secretsPath(root, 'pop2'))).toBe(false);
+    // With the key back, nothing was lost.
+    fs.writeFileSync(keyPath(root), original, { mode: 0o600 });
+    expect(new SiteSecrets(root, 'pop1', {}).get('k3s-token')).toBe('tok-1');
+  });
+
+  it('stores the key id with each sealed file and names both keys on a mismatch', () => {
+    const root = tmp();
+    new SiteSecrets(root, 'pop1', {}).put('k3s-token', 'v');
+    const key = Buffer.from(fs.readFileSync(keyPath(root), 'utf8').trim(), 'base64');
+    const sealed = JSON.parse(fs.readFileSync(secretsPath(root, 'pop1'), 'utf8')) as { keyId: string; version: number };
+    expect(sealed).toMatchObject({ version: 2, keyId: stateKeyId(key) });
+    const otherKey = path.join(tmp(), 'k');
+    fs.writeFileSync(otherKey, Buffer.alloc(32, 7));
+    const read = () => new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: otherKey }).get('k3s-token');
+    expect(read).toThrow(`sealed with key ${stateKeyId(key)}, but the state key at ${otherKey} (named by FSM_EDGE_STATE_KEY_FILE) is ${stateKeyId(Buffer.alloc(32, 7))}`);
+    expect(() => new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: otherKey }).put('more', 'x')).toThrow(/sealed with key/);
+  });
+
+  it('creates the key exclusively: a key another run wrote first is used, never overwritten', () => {
+    const file = path.join(tmp(), 'nested', 'state.key');
+    const first = createStateKeyFile(file);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const before = fs.readFileSync(file);
+    expect(createStateKeyFile(file).equals(first)).toBe(true);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
   });
 });
 

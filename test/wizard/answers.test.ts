@@ -10,7 +10,9 @@ import { checkKeyFile, siteNameProblem, siteNamesIn, sshBannerProblem } from '..
 import { checkDocuments, hubData, pathForFile, renderSiteFile, siteData, type WizardAnswers } from '../../src/cli/wizard/site-document.js';
 import { bundleChoices, loadTrustedKeys, trustKeyCandidates } from '../../src/cli/wizard/bundle-choices.js';
 import { hubDocuments, hubNameFromContext, kubeconfigContexts } from '../../src/cli/wizard/hub-choices.js';
-import { DefaultsAsk } from '../../src/cli/wizard/ask.js';
+import { PassThrough } from 'node:stream';
+import { DefaultsAsk, PromptAsk } from '../../src/cli/wizard/ask.js';
+import { trustNewHostKey } from '../../src/cli/wizard/connect-pop.js';
 import { commitTemp, discardPending, writeTemp } from '../../src/cli/wizard/site-file.js';
 import { installArgv, shellWords } from '../../src/cli/wizard/install-step.js';
 import { loadConfigFile, loadSite } from '../../src/config/index.js';
@@ -217,11 +219,40 @@ describe('--yes', () => {
     const ask = new DefaultsAsk((l) => said.push(l));
     expect(await ask.text({ message: 'Site name', default: 'pop-1', validate: () => undefined })).toBe('pop-1');
     await expect(ask.text({ message: 'SSH target', flag: '--ssh' })).rejects.toThrow(/no default for “SSH target”/);
-    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({ exitCode: 2, hint: 'give another value with --ssh' });
+    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({ kind: 'usage', fix: 'give another value with --ssh' });
     expect(await ask.choose({ message: 'Pick', choices: [{ value: 1, name: 'one', disabled: 'broken' }, { value: 2, name: 'two' }] })).toBe(2);
     await expect(ask.choose({ message: 'Bundle', choices: [{ value: 1, name: 'one', disabled: 'unsigned' }], flag: '--bundle' })).rejects.toThrow(/one: unsigned/);
     expect(await ask.yesNo({ message: 'Go?', default: false })).toBe(false);
     expect(said).toEqual(['? Site name pop-1', '? Pick two', '? Go? no']);
+  });
+});
+
+describe('trust on first use', () => {
+  /** The real prompt, driven through streams: `typed` is what the operator types before the answer resolves. */
+  async function answerAtPrompt(typed: string): Promise<{ answer: boolean; screen: string }> {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let screen = '';
+    output.on('data', (b: Buffer) => (screen += b.toString()));
+    const pending = trustNewHostKey(new PromptAsk({ input, output }), 'the POP');
+    // Type only once the question is on the screen, as a person would.
+    while (!screen.includes('Trust this key')) await new Promise((r) => setImmediate(r));
+    input.write(typed);
+    return { answer: await pending, screen };
+  }
+
+  it('Enter answers No: an unknown host key is pinned only on an explicit yes', async () => {
+    const enter = await answerAtPrompt('\r');
+    expect(enter.screen).toContain('y/N');
+    expect(enter.answer).toBe(false);
+    expect((await answerAtPrompt('y\r')).answer).toBe(true);
+    expect((await answerAtPrompt('yes\r')).answer).toBe(true);
+  });
+
+  it('--yes still pins, for scripted runs', async () => {
+    const said: string[] = [];
+    expect(await trustNewHostKey(new DefaultsAsk((l) => said.push(l)), 'the POP')).toBe(true);
+    expect(said).toEqual(['? Trust this key and pin it for the POP? yes']);
   });
 });
 

@@ -59,7 +59,7 @@ describe('fsm-edge init at a terminal', () => {
     await t.answer('Private key file', pop.identityFile);
     let s = await t.waitFor('? Trust this key and pin it for the POP?');
     expect(s).toContain(pop.hostKeyFingerprint);
-    t.keys('Enter');
+    t.keys('y', 'Enter'); // Enter alone answers No: pinning takes an explicit yes
     s = await t.waitFor('? Public key bundles must be signed with');
     expect(s).toMatch(/arch\s+amd64 \(x86_64\)/);
     expect(s).toMatch(/init systemd/);
@@ -158,7 +158,7 @@ describe('fsm-edge init at a terminal', () => {
     await t.answer('SSH target of the POP', `${pop.user}@${pop.sshHost}`);
     await t.answer('Log in with', undefined, 'Enter');
     await t.answer('Private key file', stranger);
-    await t.answer('Trust this key and pin it', undefined, 'Enter');
+    await t.answer('Trust this key and pin it', 'y', 'Enter');
     const s = await t.waitFor('Check the answers below and try again');
     expect(s).toMatch(/✗ .*authentication failed \(no key was accepted\)/);
     await t.waitFor(/Check the answers below and try again[\s\S]*\? Is the POP reached through a jump host/);

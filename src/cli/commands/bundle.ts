@@ -4,10 +4,9 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { BUNDLE_ARCHES, type BundleArch, type Mirror } from '../../config/recipe.js';
+import { parseSecretRefArg } from '../../config/secret.js';
 import {
   FAT32_MAX_FILE,
-  RecipeError,
-  SigningKeyError,
   buildBundle,
   diffBundles,
   exportBundle,
@@ -17,29 +16,13 @@ import {
   inspectBundle,
   loadPrivateKey,
   loadPublicKey,
-  parseSecretRef,
   parseSize,
   renderInspect,
   verifyBundle,
   type BuildEvent,
 } from '../../bundle/index.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
-import { CliError, EXIT_FAILED, EXIT_USAGE, UsageError, outputFor, type Output } from '../output.js';
-
-/** Input problems (recipe, keys, options) exit 2; everything else the operation's failure, exit 1. */
-function asCliError(err: unknown): unknown {
-  if (err instanceof RecipeError) return new CliError(err.message, EXIT_USAGE, 'config', 'fix the recipe, then build again');
-  if (err instanceof SigningKeyError) return new CliError(err.message, EXIT_USAGE, 'key');
-  return err;
-}
-
-async function guarded<T>(fn: () => Promise<T> | T): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw asCliError(err);
-  }
-}
+import { CliError, EXIT_FAILED, UsageError, outputFor, type Output } from '../output.js';
 
 function parseArches(list: string | undefined): BundleArch[] | undefined {
   if (!list) return undefined;
@@ -133,20 +116,18 @@ Examples:
       const o = this.opts<{ recipe: string; lock?: string; out?: string; arch?: string; signingKey?: string; cache: string; mirror: string[]; frozen?: boolean; offline?: boolean }>();
       if (!o.signingKey)
         throw new UsageError('a bundle is always signed: pass --signing-key env:NAME or file:PATH', 'create a key pair with `fsm-edge bundle keygen`');
-      const r = await guarded(() =>
-        buildBundle({
-          recipePath: o.recipe,
-          lockPath: o.lock,
-          outDir: o.out,
-          cacheDir: o.cache,
-          arches: parseArches(o.arch),
-          signingKey: loadPrivateKey(parseSecretRef(o.signingKey!), out.io.env),
-          mirrors: parseMirrors(o.mirror),
-          frozen: o.frozen,
-          offline: o.offline,
-          onEvent: progressReporter(out),
-        }),
-      );
+      const r = await buildBundle({
+        recipePath: o.recipe,
+        lockPath: o.lock,
+        outDir: o.out,
+        cacheDir: o.cache,
+        arches: parseArches(o.arch),
+        signingKey: loadPrivateKey(parseSecretRefArg(o.signingKey!, '--signing-key'), out.io.env),
+        mirrors: parseMirrors(o.mirror),
+        frozen: o.frozen,
+        offline: o.offline,
+        onEvent: progressReporter(out),
+      });
       out.result(
         { ok: true, dir: r.dir, name: r.doc.name, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
         () => {
@@ -167,8 +148,8 @@ Examples:
     .action(async function (this: Command, dir: string) {
       const out = outputFor(this);
       const o = this.opts<{ trustKey: string[]; arch?: string }>();
-      const keys = await guarded(() => trustedKeys(o.trustKey));
-      const r = await guarded(() => verifyBundle(dir, { trustedKeys: keys, arches: parseArches(o.arch) }));
+      const keys = trustedKeys(o.trustKey);
+      const r = await verifyBundle(dir, { trustedKeys: keys, arches: parseArches(o.arch) });
       out.result({ ok: true, ...r }, () => out.ok(`${dir}: signature by ${r.signer}; ${r.blobs} blobs, ${formatBytes(r.bytes)} verified (${r.arches.join(', ')})`));
     });
 
@@ -179,7 +160,7 @@ Examples:
     .option('--json', JSON_OPTION_HELP)
     .action(async function (this: Command, dir: string) {
       const out = outputFor(this);
-      const r = await guarded(() => inspectBundle(dir));
+      const r = inspectBundle(dir);
       out.result(r, () => out.line(renderInspect(r)));
     });
 
@@ -191,7 +172,7 @@ Examples:
     .option('--json', JSON_OPTION_HELP)
     .action(async function (this: Command, from: string, to: string) {
       const out = outputFor(this);
-      const d = await guarded(() => diffBundles(from, to));
+      const d = diffBundles(from, to);
       out.result(d, () => {
         out.line(`${d.from.name} (k3s ${d.from.versions.k3s}, fsm ${d.from.versions.fsm}) → ${d.to.name} (k3s ${d.to.versions.k3s}, fsm ${d.to.versions.fsm})`);
         for (const a of d.arches) {
@@ -215,7 +196,7 @@ Examples:
     .action(async function (this: Command) {
       const out = outputFor(this);
       const o = this.opts<{ out: string; public?: string; force?: boolean }>();
-      const k = await guarded(() => generateKeyPair(o.out, o.public, o.force));
+      const k = generateKeyPair(o.out, o.public, o.force);
       out.result({ ok: true, ...k }, () => {
         out.ok(`private key ${k.privateKeyFile} (mode 0600 — keep it off the POPs), public key ${k.publicKeyFile}`);
         out.line(`key id ${k.keyId}`);
@@ -240,7 +221,7 @@ Examples:
           throw new UsageError(`--split: ${(e as Error).message}`);
         }
       }
-      const r = await guarded(() => exportBundle(dir, o.out, { partSize }));
+      const r = await exportBundle(dir, o.out, { partSize });
       out.result({ ok: true, ...r }, () => {
         for (const f of r.files) out.line(`  ${f.path}  ${formatBytes(f.size)}`);
         out.ok(`exported ${dir} → ${r.files.length} file(s), ${formatBytes(r.bytes)}; checksums in ${r.checksumFile}`);
@@ -257,8 +238,8 @@ Examples:
     .action(async function (this: Command, file: string) {
       const out = outputFor(this);
       const o = this.opts<{ out: string; trustKey: string[] }>();
-      const keys = await guarded(() => trustedKeys(o.trustKey));
-      const r = await guarded(() => importBundle(file, o.out));
+      const keys = trustedKeys(o.trustKey);
+      const r = await importBundle(file, o.out);
       try {
         const v = await verifyBundle(r.dir, { trustedKeys: keys });
         out.result({ ok: true, dir: r.dir, parts: r.parts, verified: v }, () => out.ok(`imported ${file} (${r.parts} part(s)) → ${r.dir}; signature by ${v.signer}, ${v.blobs} blobs verified`));

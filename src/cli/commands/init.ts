@@ -7,7 +7,7 @@ import { DefaultsAsk, isPromptExit, PromptAsk } from '../wizard/ask.js';
 import { discardPending } from '../wizard/site-file.js';
 import { runWizard } from '../wizard/wizard.js';
 import { repeatable } from '../options.js';
-import { CliError, EXIT_USAGE, outputFor, UsageError } from '../output.js';
+import { CliError, EXIT_USAGE, FsmEdgeError, outputFor, UsageError } from '../output.js';
 
 /** Ctrl-C: the conventional 128 + SIGINT, so scripts can tell "stopped by the operator" from "failed". */
 export const EXIT_INTERRUPTED = 130;
@@ -93,7 +93,7 @@ Examples:
           out.exitCode = EXIT_INTERRUPTED;
           return;
         }
-        if (e instanceof CliError) throw e;
+        if (e instanceof FsmEdgeError) throw e;
         throw new CliError((e as Error).message, e instanceof UsageError ? EXIT_USAGE : 1);
       }
     });

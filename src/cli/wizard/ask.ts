@@ -18,11 +18,25 @@ export interface Ask {
   readonly interactive: boolean;
   text(q: { message: string; default?: string; validate?: Validate; flag?: string }): Promise<string>;
   choose<T>(q: { message: string; choices: Choice<T>[]; default?: T; flag?: string }): Promise<T>;
-  yesNo(q: { message: string; default: boolean }): Promise<boolean>;
+  /** `default` is what Enter answers; `scripted` what --yes answers, when that must differ (default: `default`). */
+  yesNo(q: YesNo): Promise<boolean>;
+}
+
+export interface YesNo {
+  message: string;
+  default: boolean;
+  scripted?: boolean;
+}
+
+/** Where the prompts read and draw; a terminal by default, streams in tests. */
+export interface PromptStreams {
+  input?: NodeJS.ReadableStream;
+  output?: NodeJS.WritableStream;
 }
 
 export class PromptAsk implements Ask {
   readonly interactive = true;
+  constructor(private readonly streams: PromptStreams = {}) {}
 
   async text(q: { message: string; default?: string; validate?: Validate }): Promise<string> {
     const validate = q.validate;
@@ -31,7 +45,7 @@ export class PromptAsk implements Ask {
       ...(q.default !== undefined && q.default !== '' ? { default: q.default } : {}),
       required: true,
       ...(validate ? { validate: async (v: string) => (await validate(v.trim())) ?? true } : {}),
-    });
+    }, this.streams);
     return answer.trim();
   }
 
@@ -41,11 +55,11 @@ export class PromptAsk implements Ask {
       choices: q.choices.map((c) => ({ value: c.value, name: c.name, ...(c.description ? { description: c.description } : {}), ...(c.disabled ? { disabled: `(${c.disabled})` } : {}) })),
       ...(q.default !== undefined ? { default: q.default } : {}),
       pageSize: 12,
-    });
+    }, this.streams);
   }
 
-  async yesNo(q: { message: string; default: boolean }): Promise<boolean> {
-    return confirm({ message: q.message, default: q.default });
+  async yesNo(q: YesNo): Promise<boolean> {
+    return confirm({ message: q.message, default: q.default }, this.streams);
   }
 }
 
@@ -73,9 +87,10 @@ export class DefaultsAsk implements Ask {
     return pick.value;
   }
 
-  async yesNo(q: { message: string; default: boolean }): Promise<boolean> {
-    this.say(`? ${q.message} ${q.default ? 'yes' : 'no'}`);
-    return q.default;
+  async yesNo(q: YesNo): Promise<boolean> {
+    const answer = q.scripted ?? q.default;
+    this.say(`? ${q.message} ${answer ? 'yes' : 'no'}`);
+    return answer;
   }
 }
 

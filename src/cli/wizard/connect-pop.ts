@@ -41,7 +41,7 @@ export async function connectWithPinning(build: () => Site, hops: { pop: HopAnsw
         io.say(`  ${what} ${hop.user}@${hop.host}:${hop.port} presents the host key`);
         io.say(`      ${io.bold(e.presented)}`);
         io.say(`  Compare it with what the machine itself prints: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`);
-        const ok = await io.ask.yesNo({ message: `Trust this key and pin it for ${what}?`, default: true });
+        const ok = await trustNewHostKey(io.ask, what);
         if (!ok) return { problem: `the host key of ${what} was not trusted; nothing was sent to it` };
         hop.hostKeys = [e.presented];
         continue;
@@ -54,6 +54,14 @@ export async function connectWithPinning(build: () => Site, hops: { pop: HopAnsw
     }
   }
   return { problem: 'the host keys kept changing while connecting; check the address' };
+}
+
+/**
+ * Trust on first use: Enter answers No, so only an explicit yes pins an unknown key (OpenSSH asks for `yes`
+ * too); `--yes` answers yes, since a scripted run has no one to compare the fingerprint.
+ */
+export function trustNewHostKey(ask: Ask, what: string): Promise<boolean> {
+  return ask.yesNo({ message: `Trust this key and pin it for ${what}?`, default: false, scripted: true });
 }
 
 /** The POP's own IPv4 address on its default-route interface: the gateway default when SSH goes via a forwarder. */
