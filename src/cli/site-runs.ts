@@ -121,7 +121,8 @@ export function installOptionsFrom(env: NodeJS.ProcessEnv, base: Partial<Install
 export function failIfNotOk(out: Output, results: readonly SiteResult<unknown>[], what: string): void {
   const failed = results.filter((r) => !r.report.ok);
   if (!failed.length) return;
-  if (results.length > 1) {
+  // With --json the document already carries every failure: exactly one JSON document goes to stdout.
+  if (results.length > 1 || out.json) {
     out.exitCode = EXIT_FAILED;
     return;
   }

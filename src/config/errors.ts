@@ -9,9 +9,11 @@
  * - `refused`: a safety check stopped the operation before it changed anything;
  * - `unreachable`: a host or service could not be reached;
  * - `timeout`: a bounded wait ran out;
+ * - `locked`: another controller is working on the same POP;
+ * - `aborted`: the operator stopped it (Ctrl-C, SIGTERM);
  * - `failed`: the operation itself failed.
  */
-export const ERROR_KINDS = ['usage', 'config', 'refused', 'unreachable', 'timeout', 'failed'] as const;
+export const ERROR_KINDS = ['usage', 'config', 'refused', 'unreachable', 'timeout', 'locked', 'aborted', 'failed'] as const;
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 export function isErrorKind(s: string): s is ErrorKind {

@@ -1,28 +1,19 @@
 // Failures as data: callers (the CLI, a fleet rollout deciding whether to spend its failure budget) decide from
-// the kind, not from message text.
+// the kind, not from message text. The kinds are the config layer's ErrorKind, shared by every layer.
 
-export type FailureKind =
-  /** A check said no before anything changed: the reason and the fix. */
-  | 'refused'
-  /** The POP (or the hub) could not be reached, or the link dropped. */
-  | 'unreachable'
-  /** Something did not happen within its bound. */
-  | 'timed-out'
-  /** Another controller holds the POP's lock. */
-  | 'locked'
-  /** Stopped by the operator (Ctrl-C, SIGTERM) or the caller's signal. */
-  | 'aborted'
-  | 'failed';
+import { type ErrorKind, FsmEdgeError, isErrorKind } from '../config/errors.js';
+
+export type FailureKind = ErrorKind;
 
 /** A refusal the operator can act on: the reason and the fix. Nothing was changed on the host. */
-export class PhaseRefusal extends Error {
-  readonly kind = 'refused' as const;
+export class PhaseRefusal extends FsmEdgeError {
+  declare readonly fix: string;
   constructor(
     readonly phase: string,
     readonly reason: string,
-    readonly fix: string,
+    fix: string,
   ) {
-    super(`${phase}: ${reason}\n  fix: ${fix}`);
+    super('refused', `${phase}: ${reason}\n  fix: ${fix}`, { fix });
     this.name = 'PhaseRefusal';
   }
 }
@@ -31,12 +22,9 @@ const NETWORK = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOT
 
 /** The kind of a thrown value: an explicit `kind` wins, then well-known error names, then network codes. */
 export function failureKind(e: unknown): FailureKind {
-  if (e instanceof PhaseRefusal) return 'refused';
   if (!(e instanceof Error)) return 'failed';
   const kind = (e as { kind?: unknown }).kind;
-  if (typeof kind === 'string' && ['refused', 'unreachable', 'timed-out', 'locked', 'aborted', 'failed'].includes(kind)) {
-    return kind as FailureKind;
-  }
+  if (typeof kind === 'string' && isErrorKind(kind)) return kind;
   switch (e.name) {
     case 'AbortError':
       return 'aborted';
@@ -45,9 +33,9 @@ export function failureKind(e: unknown): FailureKind {
     case 'WaitTimeoutError':
     case 'CommandTimeoutError':
     case 'TimeoutError':
-      return 'timed-out';
+      return 'timeout';
+    case 'ConnectionLostError':
     case 'HostUnreachableError':
-    case 'ConnectError':
       return 'unreachable';
   }
   const code = (e as { code?: unknown }).code;

@@ -3,17 +3,14 @@
 
 import path from 'node:path';
 import { loadSites, sourceOf } from '../config/index.js';
+import { UsageError } from '../config/errors.js';
 import type { Hub } from '../config/hub.js';
 import type { SiteTarget } from './run-sites.js';
 
 /** The selection is not possible as asked: the caller's input is wrong (exit 2 at the CLI). */
-export class TargetError extends Error {
-  readonly kind = 'usage' as const;
-  constructor(
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
+export class TargetError extends UsageError {
+  constructor(message: string, fix?: string) {
+    super(message, fix);
     this.name = 'TargetError';
   }
 }

@@ -44,6 +44,22 @@ describe('install/register/status usage', () => {
     expect(doc.error.hint).toMatch(/--hub/);
   });
 
+  it('install --dry-run lists which secrets each site makes it read and which host receives each, even when refused', async () => {
+    const f = file(site().replace('hostKeys:', 'sudo: { password: { file: ~/.ssh/id_ed25519 } }, hostKeys:'));
+    const r = await runMain(['install', f, '--bundle', '/nonexistent', '--trust-key', '/nonexistent.pub', '--dry-run', '--json']);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.sites[0].secrets).toEqual([
+      { field: 'spec.ssh.identityFile', source: 'file /nonexistent/key', sentTo: expect.stringMatching(/controller only/) },
+      { field: 'spec.ssh.sudo.password', source: `file ${path.join(os.homedir(), '.ssh/id_ed25519')}`, sentTo: expect.stringContaining('pop@10.99.0.250:22') },
+    ]);
+    const human = await runMain(['install', f, '--bundle', '/nonexistent', '--trust-key', '/nonexistent.pub', '--dry-run']);
+    expect(human.stderr).toMatch(/secrets this install reads:\n\s+- spec.ssh.identityFile: file \/nonexistent\/key/);
+    expect(human.stderr).toMatch(/- spec.ssh.sudo.password: file \S+id_ed25519 → pop@10.99.0.250:22/);
+    // The bundle could not be verified: refused before any connection, with the reason.
+    expect(human.code).toBe(1);
+    expect(human.stderr).toMatch(/✗ verify/);
+  });
+
   it('register refuses a standalone Site (no spec.hub)', async () => {
     const r = await runMain(['register', file(site())]);
     expect(r.code).toBe(2);

@@ -3,8 +3,9 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
+import { formatSecretUse, secretsUsedBy } from '../../config/index.js';
 import { runSites } from '../../engine/run-sites.js';
-import { selectSites, TargetError } from '../../engine/targets.js';
+import { selectSites } from '../../engine/targets.js';
 import { installOperation } from '../../install/operations.js';
 import type { SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
@@ -24,14 +25,9 @@ interface InstallCliOptions {
   json?: boolean;
 }
 
-/** `selectSites` with its input errors as usage errors (exit 2). */
+/** The sites the command acts on (its input errors are usage errors: exit 2). */
 export function selectTargets(files: string[], opts: { hub?: string; site?: string[] }) {
-  try {
-    return selectSites(files, opts);
-  } catch (e) {
-    if (e instanceof TargetError) throw new UsageError(e.message, e.hint);
-    throw e;
-  }
+  return selectSites(files, opts);
 }
 
 export function register(program: Command): void {
@@ -87,7 +83,18 @@ Examples:
         ...(out.debug ? { onLog: (l: string) => out.note(l) } : {}),
       }).finally(printer.stop);
       const ok = results.every((r) => r.report.ok);
-      out.result({ ok, dryRun: options.dryRun, sites: results.map((r) => siteJson(r)) }, () => {
+      // A dry run says which controller secrets each site's files make it read, and which host receives each:
+      // a site file (or a Fleet glob) decides that, so the operator sees it before anything is sent.
+      const secrets = new Map(targets.map((t) => [t.site.metadata.name, secretsUsedBy(t.site, t.hub, t.configDir)]));
+      if (options.dryRun && !out.json) {
+        for (const [site, uses] of secrets) {
+          out.note(`${multi ? `${site}: ` : ''}secrets this install reads:${uses.length ? '' : ' none'}`);
+          for (const u of uses) out.note(`${multi ? `${site}: ` : ''}    - ${formatSecretUse(u)}`);
+        }
+      }
+      const json = (r: (typeof results)[number]) =>
+        siteJson(r, options.dryRun ? { secrets: (secrets.get(r.site) ?? []).map(({ field, source, sentTo }) => ({ field, source, sentTo })) } : {});
+      out.result({ ok, dryRun: options.dryRun, sites: results.map(json) }, () => {
         for (const { report: rep, record } of results) {
           const reg = (record as SiteRecord | undefined)?.registration?.state;
           const what = options.dryRun
