@@ -8,6 +8,7 @@ import type { Hub } from '../config/hub.js';
 import type { BundleArch } from '../config/recipe.js';
 import type { Site } from '../config/site.js';
 import type { Journal } from '../engine/journal.js';
+import { K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
 import type { VerifiedBundleRef } from '../engine/shared-run.js';
 import type { HubKube } from '../kube/hub.js';
 import { PopKube } from '../kube/pop.js';
@@ -93,6 +94,6 @@ export function decisionsOf(ctx: InstallContext): Decisions {
 
 /** The POP's API through the SSH tunnel, opened once per run. */
 export async function popKubeOf(ctx: InstallContext, host: Host): Promise<PopKube> {
-  ctx.popKube ??= await PopKube.open(host);
+  ctx.popKube ??= await PopKube.open(host, K3S_KUBECONFIG_PATH);
   return ctx.popKube;
 }

@@ -6,8 +6,6 @@ import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '
 import { parse } from 'yaml';
 import type { Host, Tunnel } from '../transport/host.js';
 
-export const POP_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
-
 interface KubeconfigDoc {
   clusters?: Array<{ name: string; cluster: { server: string; 'certificate-authority-data'?: string } }>;
 }
@@ -30,9 +28,10 @@ export class PopKube {
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
-  static async open(host: Host): Promise<PopKube> {
-    const raw = await host.readFile(POP_KUBECONFIG, { sudo: true });
-    if (!raw) throw new Error(`${host.name}: ${POP_KUBECONFIG} is missing — k3s has not started on this POP`);
+  /** `kubeconfigPath`: where k3s writes its admin kubeconfig on the POP (the engine's POP layout says). */
+  static async open(host: Host, kubeconfigPath: string): Promise<PopKube> {
+    const raw = await host.readFile(kubeconfigPath, { sudo: true });
+    if (!raw) throw new Error(`${host.name}: ${kubeconfigPath} is missing — k3s has not started on this POP`);
     const text = raw.toString('utf8');
     const doc = parse(text) as KubeconfigDoc;
     const caData = doc.clusters?.[0]?.cluster['certificate-authority-data'] ?? '';
