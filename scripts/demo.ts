@@ -19,7 +19,7 @@ if (process.getuid?.() !== 0) {
 
 const useDist = fs.existsSync('dist/cli/main.js') && !process.argv.includes('--from-source');
 function fsmEdge(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const [cmd, argv] = useDist ? [process.execPath, ['bin/fsm-edge.js', ...args]] : ['npx', ['tsx', 'test/install/cli.ts', ...args]];
+  const [cmd, argv] = useDist ? [process.execPath, ['bin/fsm-edge.js', ...args]] : ['npx', ['tsx', 'test/cli/fsm-edge.ts', ...args]];
   process.stdout.write(`\n$ fsm-edge ${args.join(' ')}\n`);
   return new Promise((resolve) => {
     const p = spawn(cmd, argv, { stdio: 'inherit', env: { ...process.env, ...env } });

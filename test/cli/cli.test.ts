@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { buildProgram, run } from '../../src/cli/main.js';
 import { notBuilt } from '../../src/cli/not-built.js';
 import { ConfigError, type CliIO } from '../../src/cli/output.js';
-import { BIN, REPO, runBin, runMain } from './run-cli.js';
+import { BIN, REPO, runBuiltBin, runMain } from './run-cli.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const ANSI = /\x1b\[\d+m/;
@@ -188,20 +188,22 @@ describe('output', () => {
 });
 
 // Spawning node is slow on a loaded 2-core machine; these are correctness checks, not timings.
-describe('the real binary', { timeout: 120_000 }, () => {
+describe('the real binary', { timeout: 180_000 }, () => {
+  // The published entry point over dist/ (built here when missing or stale): what `npx fsm-edge` runs.
   it('--help, --version, usage errors', () => {
-    const help = runBin(['--help']);
+    const help = runBuiltBin(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: fsm-edge [options] [command]');
-    const version = runBin(['config', '--version']);
+    const version = runBuiltBin(['config', '--version']);
     expect(version.stdout).toBe(`${VERSION}\n`);
-    const bad = runBin(['install', 'site.yaml']);
+    const bad = runBuiltBin(['install', 'site.yaml']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("error: required option '--bundle <dir>' not specified");
     expect(bad.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('a reader that closes the pipe early (`| head`) causes no crash and no stack trace', async () => {
+    runBuiltBin(['--version']);
     const child = spawn(process.execPath, [BIN, 'config', 'schema'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -212,6 +214,7 @@ describe('the real binary', { timeout: 120_000 }, () => {
   });
 
   it('a stray rejection ends as one error line and exit 1, not a Node stack dump', () => {
+    runBuiltBin(['--version']);
     const script = `const { main } = await import(${JSON.stringify(join(REPO, 'dist/cli/main.js'))});
 setTimeout(() => Promise.reject(new Error('late boom')), 10);
 process.exitCode = await main(['node', 'fsm-edge', '--version']);
@@ -222,10 +225,10 @@ await new Promise((r) => setTimeout(r, 5000));`;
   });
 
   it('colourless when piped (stdout is not a TTY), one JSON doc with --json', () => {
-    const r = runBin(['config', 'validate', 'examples/site.yaml'], { env: { PATH: process.env.PATH, FORCE_COLOR: '' } });
+    const r = runBuiltBin(['config', 'validate', 'examples/site.yaml'], { env: { PATH: process.env.PATH, FORCE_COLOR: '' } });
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(ANSI);
-    const j = runBin(['config', 'schema']);
+    const j = runBuiltBin(['config', 'schema']);
     expect(JSON.parse(j.stdout)).toHaveProperty('oneOf');
   });
 });

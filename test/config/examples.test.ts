@@ -7,7 +7,7 @@ import { Ajv } from 'ajv';
 import { globSync } from 'tinyglobby';
 import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { REPO, runBin, runMain } from '../cli/run-cli.js';
+import { REPO, runCli, runMain } from '../cli/run-cli.js';
 
 const EXAMPLES = join(REPO, 'examples');
 const exampleFiles = globSync('**/*.yaml', { cwd: EXAMPLES }).sort();
@@ -30,7 +30,7 @@ describe('examples', { timeout: 120_000 }, () => {
   });
 
   it('pass `fsm-edge config validate` (real binary), fleets expanded', () => {
-    const r = runBin(['config', 'validate', ...topLevel.map((f) => `examples/${f}`)]);
+    const r = runCli(['config', 'validate', ...topLevel.map((f) => `examples/${f}`)]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     for (const f of topLevel) expect(r.stdout).toContain(`✓ examples/${f}: `);
@@ -39,7 +39,7 @@ describe('examples', { timeout: 120_000 }, () => {
   });
 
   it('give one JSON document with --json', () => {
-    const r = runBin(['config', 'validate', '--json', 'examples/fleet.yaml']);
+    const r = runCli(['config', 'validate', '--json', 'examples/fleet.yaml']);
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout) as { ok: boolean; sites: string[]; files: Array<{ valid: boolean }> };
     expect(doc.ok).toBe(true);

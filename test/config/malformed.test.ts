@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runBin, runMain } from '../cli/run-cli.js';
+import { runCli, runMain } from '../cli/run-cli.js';
 
 const HEAD = 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: pop-a }\nspec:\n'; // lines 1-4
 const SSH = '  ssh:\n    host: 10.99.0.11\n    user: pop\n    agent: true\n'; // lines 5-8
@@ -481,7 +481,7 @@ describe('config validate rejects malformed input with a location', () => {
   it.each(cases.filter((c) => c.bin).map((c) => [c.name, c] as const))('real binary: %s', { timeout: 120_000 }, (_name, c) => {
     const dir = materialise(c);
     const args = c.args ?? [Object.keys(c.files)[0]!];
-    const r = runBin(['config', 'validate', ...args], { cwd: dir });
+    const r = runCli(['config', 'validate', ...args], { cwd: dir });
     expect(r.code).toBe(2);
     expectDiagnostics(r.stderr, '', c.expect);
     expect(r.stderr).toMatch(/^error: \d+ problems? in \d+ files?$/m);

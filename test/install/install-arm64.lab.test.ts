@@ -2,7 +2,7 @@
 // an immediate re-run changes nothing. Slow by nature (every POP-side process is emulated), so only the core
 // path runs here; the fault cases run on amd64 (install.lab.test.ts).
 
-import { spawn } from 'node:child_process';
+import { spawnCli } from '../cli/run-cli.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { popExec } from '../lab/pop.js';
 import { startHarness, type Harness } from './harness.js';
@@ -10,15 +10,8 @@ import { startHarness, type Harness } from './harness.js';
 let h: Harness;
 let site: string;
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], { env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[]) {
+  return spawnCli(args, { env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1' } }).done;
 }
 
 beforeAll(async () => {

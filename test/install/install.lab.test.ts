@@ -3,7 +3,7 @@
 // an immediate re-run that changes nothing, a link cut during sync, a full disk during sync, and no secret in any
 // output or record.
 
-import { spawn } from 'node:child_process';
+
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { archBlobs, archContent } from '../../src/bundle/format.js';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { popExec } from '../lab/pop.js';
 import { cutLink, restoreLink, shapeLink } from '../lab/link.js';
-import { killTree } from './kill-tree.js';
+import { spawnCli } from '../cli/run-cli.js';
 import { startHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -29,29 +29,25 @@ interface CliRun {
 
 function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void>; onStderr?: (all: string) => void } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
-    const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
-      env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      opts.onStderr?.(stderr);
-      // SIGKILL the whole process group member running the CLI (npx → tsx → node): kill the tree by pid.
-      if (opts.killWhen && opts.killWhen.test(stderr)) {
-        opts.killWhen = undefined;
-        killTree(p.pid!);
-      }
-      if (opts.when && opts.then && opts.when.test(stderr)) {
-        opts.when = undefined;
-        hooks.push(opts.then());
-      }
-    });
     const hooks: Promise<void>[] = [];
-    p.on('exit', (code, signal) => {
-      transcript.push(stdout, stderr);
-      void Promise.all(hooks).then(() => resolve({ code, signal, stdout, stderr }));
+    const run = spawnCli(args, {
+      env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
+      onStderr: (stderr, r) => {
+        opts.onStderr?.(stderr);
+        if (opts.killWhen && opts.killWhen.test(stderr)) {
+          opts.killWhen = undefined;
+          r.kill();
+        }
+        if (opts.when && opts.then && opts.when.test(stderr)) {
+          opts.when = undefined;
+          hooks.push(opts.then());
+        }
+      },
+    });
+    void run.done.then(async (r) => {
+      transcript.push(r.stdout, r.stderr);
+      await Promise.all(hooks);
+      resolve({ code: r.code, signal: r.signal, stdout: r.stdout, stderr: r.stderr });
     });
   });
 }

@@ -9,47 +9,22 @@
 // facts, preflight and record are not killed on purpose: they write nothing on the POP (record writes only on the
 // controller), and the first two are always re-run.
 
-import { spawn } from 'node:child_process';
+import { spawnCli, type WatchedRun } from '../cli/run-cli.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { popExec } from '../lab/pop.js';
 import { shapeLink } from '../lab/link.js';
-import { killTree } from './kill-tree.js';
 import { startHarness, type Harness } from './harness.js';
 
 let h: Harness;
 let site: string;
 
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type CliRun = Awaited<WatchedRun['done']>;
 
-interface Spawned {
-  done: Promise<CliRun>;
-  stderr(): string;
-  exited(): boolean;
-  kill(): void;
-}
-
-function cli(args: string[]): Spawned {
-  const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
+function cli(args: string[]): WatchedRun {
+  return spawnCli(args, {
     env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
   });
-  let stdout = '';
-  let stderr = '';
-  let exited = false;
-  p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliRun>((resolve) =>
-    p.on('exit', (code, signal) => {
-      exited = true;
-      resolve({ code, signal, stdout, stderr });
-    }),
-  );
-  return { done, stderr: () => stderr, exited: () => exited, kill: () => killTree(p.pid!) };
 }
 
 /** SIGKILL a process and every descendant (children first found, then killed depth-first). */

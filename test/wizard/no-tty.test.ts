@@ -1,16 +1,14 @@
 // Without a terminal the wizard refuses and points at the unattended path; --yes without the answers it needs
 // names the flag. Both exit 2 (bad usage) and write nothing.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../cli/run-cli.js';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 
 function run(args: string[], cwd: string) {
-  const r = spawnSync(path.join(REPO, 'node_modules/.bin/tsx'), [path.join(REPO, 'test/wizard/fsm-edge.ts'), ...args], { cwd, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, { cwd, env: { ...process.env, NO_COLOR: '1' }, input: '' });
 }
 
 describe('fsm-edge init without a terminal', { timeout: 120_000 }, () => {

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/index.js';
 import { startHarness, type Harness } from '../install/harness.js';
 import { TmuxSession } from './tmux.js';
+import { CLI_COMMAND, runCli } from '../cli/run-cli.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
-const TSX = path.join(REPO, 'node_modules/.bin/tsx');
-const CLI = path.join(REPO, 'test/wizard/fsm-edge.ts');
+
 const BUNDLES = path.join(REPO, 'airgap/bundles');
 
 let h: Harness;
@@ -19,8 +19,7 @@ let work: string;
 const sessions: TmuxSession[] = [];
 
 function cli(args: string[], cwd: string, env: Record<string, string> = {}) {
-  const r = spawnSync(TSX, [CLI, ...args], { cwd, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['pipe', 'pipe', 'pipe'], timeout: 600_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, input: '' });
 }
 
 function hiddenFiles(dir: string): string[] {
@@ -45,7 +44,7 @@ const env = () => ({ FSM_EDGE_STATE_DIR: h.stateDir, KUBECONFIG: h.hub!.kubeconf
 describe('fsm-edge init at a terminal', () => {
   it('asks, re-asks a wrong host with the reason, pins the key, shows the arch, writes site.yaml, installs and registers', async () => {
     const pop = h.pops[0]!;
-    const t = TmuxSession.start('wizard-install', work, `${TSX} ${CLI} init --bundles ${BUNDLES}`, env());
+    const t = TmuxSession.start('wizard-install', work, `${CLI_COMMAND} init --bundles ${BUNDLES}`, env());
     sessions.push(t);
     await t.answer('Site name', 'pop-berlin-1');
     await t.answer('Is the POP reached through a jump host', undefined, 'Enter');
@@ -123,7 +122,7 @@ describe('fsm-edge init at a terminal', () => {
   it('starts from an existing site.yaml, and Ctrl-C at the last question leaves it untouched and nothing else', async () => {
     const file = path.join(work, 'site.yaml');
     const before = fs.readFileSync(file, 'utf8');
-    const t = TmuxSession.start('wizard-ctrl-c', work, `${TSX} ${CLI} init site.yaml --bundles ${BUNDLES}`, env());
+    const t = TmuxSession.start('wizard-ctrl-c', work, `${CLI_COMMAND} init site.yaml --bundles ${BUNDLES}`, env());
     sessions.push(t);
     let s = await t.waitFor('? Site name');
     expect(s).toContain('Defaults come from site.yaml (site pop-berlin-1)');
@@ -151,7 +150,7 @@ describe('fsm-edge init at a terminal', () => {
     fs.mkdirSync(dir);
     const stranger = path.join(h.dir, 'id_stranger');
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
-    const t = TmuxSession.start('wizard-ctrl-c-early', dir, `${TSX} ${CLI} init`, env());
+    const t = TmuxSession.start('wizard-ctrl-c-early', dir, `${CLI_COMMAND} init`, env());
     sessions.push(t);
     await t.answer('Site name', 'pop-x');
     await t.answer('Is the POP reached through a jump host', undefined, 'Enter');
