@@ -20,6 +20,7 @@ import {
   archBlobs,
   sumBytes,
   type ArchContent,
+  type BundleBuild,
   type BundleDoc,
   type BundleFile,
   type BundleImage,
@@ -383,6 +384,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     kind: BUNDLE_KIND,
     schemaVersion: BUNDLE_SCHEMA_VERSION,
     name: recipe.name,
+    build: nextBuild(cache),
     versions: { k3s: spec.k3s.version, fsm: spec.fsm.version, pipy: spec.fsm.pipyVersion, chart: chartVersion(spec) },
     recipe: { ...recipeForDoc, mirrors: {} } as RecipeSpec,
     index: { digest: sha256Of(indexBytes), size: indexBytes.length },
@@ -473,6 +475,26 @@ async function popScript(popDir: string, cache: string): Promise<BundleFile & { 
   if (!hasBlob(dest, size)) copyBlob(src, dest);
   return { role: 'pop-script', name: POP_ASSEMBLE_SCRIPT, digest, size, url: '', path: dest };
 }
+
+/**
+ * The build stamp. serial = milliseconds since the epoch, raised above the last serial this cache directory
+ * issued (kept in `<cache>/build-serial`), so bundles of one builder are strictly ordered even if its clock
+ * steps back. Builders sharing a cache share the counter; separate builders rely on their clocks being sane.
+ */
+export function nextBuild(cache: string, now = new Date()): BundleBuild {
+  const file = path.join(cache, BUILD_SERIAL_FILE);
+  let last = 0;
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    if (Number.isSafeInteger(n) && n > 0) last = n;
+  } catch {
+    /* first build with this cache */
+  }
+  const serial = Math.max(now.getTime(), last + 1);
+  writeFileAtomic(file, `${serial}\n`);
+  return { createdAt: now.toISOString(), serial };
+}
+const BUILD_SERIAL_FILE = 'build-serial';
 
 /** Registry credentials from the environment: FSM_EDGE_REGISTRY_<HOST>_USER / _PASSWORD (host upper-cased, non-alnum → _). */
 function registryCredentials(registry: string): { username: string; password: string } | undefined {
