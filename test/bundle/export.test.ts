@@ -24,7 +24,7 @@ describe('bundle import', () => {
     const b = writeSyntheticBundle(path.join(tmp, 'evil'));
     const hex = b.doc.arches.amd64!.files[0]!.digest.slice(7);
     fs.rmSync(path.join(b.dir, 'blobs', 'sha256', hex));
-    fs.symlinkSync('/etc/hostname', path.join(b.dir, 'blobs', 'sha256', hex));
+    fs.symlinkSync('../../index.json', path.join(b.dir, 'blobs', 'sha256', hex));
     fs.writeFileSync(path.join(b.dir, 'extra.sh'), 'echo hi\n');
     const out = path.join(tmp, 'evil.tar');
     await tar.c({ cwd: b.dir, file: out, portable: true }, ['oci-layout', 'index.json', 'bundle.json', 'bundle.json.sig', 'blobs', 'extra.sh']);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { BUNDLE_ARCHES, type BundleArch, type Mirror } from '../../config/recipe.js';
 import {
+  BundleFormatError,
   FAT32_MAX_FILE,
   RecipeError,
   SigningKeyError,
@@ -30,6 +31,7 @@ import { CliError, EXIT_FAILED, EXIT_USAGE, UsageError, outputFor, type Output }
 function asCliError(err: unknown): unknown {
   if (err instanceof RecipeError) return new CliError(err.message, EXIT_USAGE, 'config', 'fix the recipe, then build again');
   if (err instanceof SigningKeyError) return new CliError(err.message, EXIT_USAGE, 'key');
+  if (err instanceof BundleFormatError) return new CliError(err.message, EXIT_FAILED, 'bundle', 'rebuild the bundle with `fsm-edge bundle build`');
   return err;
 }
 
@@ -148,9 +150,10 @@ Examples:
         }),
       );
       out.result(
-        { ok: true, dir: r.dir, name: r.doc.name, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
+        { ok: true, dir: r.dir, name: r.doc.name, build: r.doc.build, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
         () => {
           out.ok(`bundle ${r.doc.name} → ${r.dir}: ${r.doc.totals.blobs} blobs, ${formatBytes(r.doc.totals.bytes)}`);
+          out.line(`  built ${r.doc.build.createdAt}, serial ${r.doc.build.serial}`);
           for (const [a, c] of Object.entries(r.doc.arches)) out.line(`  ${a}: ${formatBytes(c!.totals.bytes)} in ${c!.totals.blobs} blobs (${c!.images.length} images)`);
           out.line(`  downloaded ${formatBytes(r.stats.downloadedBytes)} in ${r.stats.requests} request(s); lock ${r.lockPath} ${r.lockWritten ? 'updated' : 'unchanged'}`);
         },
