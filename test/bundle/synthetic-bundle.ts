@@ -3,6 +3,7 @@
 // `mutate` edits the document before it is signed, so a test can make a bundle "re-signed by its own key".
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { BundleDoc, BundleFile, BundleImage } from '../../src/bundle/format.js';
 import { archBlobs, sumBytes } from '../../src/bundle/format.js';
@@ -101,4 +102,57 @@ export function signDoc(dir: string, doc: BundleDoc, keys: { privateKey: KeyObje
   fs.writeFileSync(path.join(dir, 'bundle.json'), bytes);
   fs.writeFileSync(path.join(dir, 'bundle.json.sig'), JSON.stringify(signBytes(bytes, keys.privateKey)));
   return { dir, doc, bytes, ...keys };
+}
+
+export interface DocStubOptions {
+  name: string;
+  arches: Array<'amd64' | 'arm64' | 'arm'>;
+  /** Payload bytes of each arch (default 222 298 112). */
+  bytes?: number;
+  /** Distinct blobs of each arch (default 41, at least 3). */
+  blobs?: number;
+  fsm?: string;
+  build?: BundleDoc['build'];
+}
+
+/**
+ * A schema-valid bundle.json with no blobs behind it (for lists that read only the document and its signature,
+ * like the wizard's). Each arch holds one image whose manifest, config and layers add up to `blobs` and `bytes`.
+ */
+export function bundleDocStub(opts: DocStubOptions): BundleDoc {
+  const bytes = opts.bytes ?? 222_298_112;
+  const count = Math.max(3, opts.blobs ?? 41);
+  const d = (i: number) => sha(`stub-${i}`);
+  const layers = Array.from({ length: count - 2 }, (_, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: d(i + 2), size: i ? 1 : bytes - (count - 1) }));
+  const image: BundleImage = {
+    ref: 'docker.io/flomesh/fsm-controller:1.5.1',
+    group: 'mesh',
+    features: ['core'],
+    resolvedDigest: d(0),
+    platform: { os: 'linux', architecture: 'amd64' },
+    manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d(0), size: 1 },
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d(1), size: 1 },
+    layers,
+    size: bytes,
+  };
+  const base = writeSyntheticDocOnly();
+  const content = { features: ['core' as const], files: [], images: [image], totals: { blobs: count, bytes } };
+  return {
+    ...base,
+    name: opts.name,
+    build: opts.build ?? base.build,
+    versions: { ...base.versions, fsm: opts.fsm ?? '1.5.1', chart: opts.fsm ?? '1.5.1' },
+    arches: Object.fromEntries(opts.arches.map((a) => [a, structuredClone(content)])),
+    totals: { blobs: count, bytes },
+  };
+}
+
+let stubBase: BundleDoc | undefined;
+function writeSyntheticDocOnly(): BundleDoc {
+  if (!stubBase) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bundle-stub-'));
+    stubBase = writeSyntheticBundle(dir).doc;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return structuredClone(stubBase);
 }
