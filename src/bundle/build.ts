@@ -18,6 +18,7 @@ import {
   BUNDLE_KIND,
   BUNDLE_SCHEMA_VERSION,
   archBlobs,
+  parseBundleDoc,
   sumBytes,
   type ArchContent,
   type BundleBuild,
@@ -392,6 +393,12 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     totals: { blobs: everything.size, bytes: sumBytes(everything) },
   };
   const docBytes = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+  // Sign only what every POP will accept: the same schema check verify applies (e.g. a chart URL with an odd file name).
+  try {
+    parseBundleDoc(docBytes);
+  } catch (e) {
+    throw new BuildError(`refusing to sign ${BUNDLE_FILE}: ${(e as Error).message.replace(/^bundle\.json: /, '')}`);
+  }
   const sig = signBytes(docBytes, opts.signingKey);
 
   const staging = `${outDir}.building-${process.pid}`;
