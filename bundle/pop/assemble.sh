@@ -36,8 +36,9 @@ usage() { echo "usage: assemble.sh apply|check STORE PLAN [ROOT]" >&2; exit 2; }
 mode=$1 store=${2%/} plan=$3 root=${4:-/}
 case $mode in apply|check) ;; *) usage ;; esac
 root=${root%/}
-[ -d "$root/" ] || die "root ${root:-/} is not a directory"
-root_phys=$(cd "$root/" && pwd -P) || die "cannot resolve root ${root:-/}"
+[ "$mode" = check ] || mkdir -p "$root/"
+# The physical path of ROOT, to check where each destination directory really is (check mode: ROOT may not exist).
+root_phys=$(cd "$root/" 2>/dev/null && pwd -P) || root_phys=$root
 root_phys=${root_phys%/}
 blobdir=$store/sha256
 [ -d "$blobdir" ] || die "store $blobdir does not exist (sync the bundle's blobs first)"
