@@ -38,7 +38,7 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** Public keys the signature may verify against (any one suffices). */
   trustedKeys: KeyObject[];
-  /** Only the blobs of these arches (what a POP of that arch receives). Default: all. */
+  /** Only the blobs of these arches (what a POP of that arch receives). Default: all; `[]`: the document only. */
   arches?: string[];
   /** Called after each blob is hashed, with the payload bytes verified so far and in all. */
   onProgress?: (done: number, total: number) => void;
@@ -122,6 +122,23 @@ export async function readVerifiedBundle(dir: string, opts: VerifyOptions): Prom
     // The signer's key vouches for the bytes, not for their safety: a document outside the schema is refused.
     return fail(BUNDLE_FILE, `${e.message.replace(/^bundle\.json: /, '')} (its signature by ${sig.keyId} is valid; the content is refused)`);
   }
+  const checked = await verifyBundleContent(dir, doc, opts);
+  return { dir, bytes, digest: sha256Of(bytes), doc, signer: sig.keyId, ...checked };
+}
+
+/**
+ * index.json and the blobs of `opts.arches` (default: all; `[]`: none) against an already verified document —
+ * the one readVerifiedBundle returned, never a fresh read of bundle.json. Lets an install verify the document
+ * before its first phase and the blobs of the POP's arch once it knows the arch.
+ */
+export async function verifyBundleContent(
+  dir: string,
+  doc: BundleDoc,
+  opts: Pick<VerifyOptions, 'arches' | 'onProgress'> = {},
+): Promise<{ blobs: number; payloadBytes: number; arches: string[] }> {
+  const fail = (file: string, problem: string): never => {
+    throw new VerifyError(file, problem, dir);
+  };
   const layout = readSmall(path.join(dir, OCI_LAYOUT_FILE), 4096);
   if (layout === 'missing') return fail(OCI_LAYOUT_FILE, 'missing');
   if (layout === 'too-big' || !/"imageLayoutVersion"\s*:\s*"1\.0\.0"/.test(layout.toString('utf8')))
@@ -158,7 +175,7 @@ export async function readVerifiedBundle(dir: string, opts: VerifyOptions): Prom
     done += size;
     opts.onProgress?.(done, total);
   }
-  return { dir, bytes, digest: sha256Of(bytes), doc, signer: sig.keyId, blobs: want.size, payloadBytes: total, arches };
+  return { blobs: want.size, payloadBytes: total, arches };
 }
 
 /** `bundle verify`: readVerifiedBundle, reported as a summary. */

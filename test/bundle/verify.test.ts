@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readVerifiedBundle, verifyBundle, VerifyError } from '../../src/bundle/verify.js';
+import { readVerifiedBundle, verifyBundle, verifyBundleContent, VerifyError } from '../../src/bundle/verify.js';
 import { parseBundleDoc, BundleFormatError } from '../../src/bundle/format.js';
 import { popAssemblePlan } from '../../src/bundle/pop.js';
 import { main } from '../../src/cli/main.js';
@@ -59,6 +59,18 @@ describe('readVerifiedBundle', () => {
     expect(v.doc).toEqual(b.doc);
     expect(v.bytes.equals(b.bytes)).toBe(true);
     expect(v.digest).toBe(sha(b.bytes));
+  });
+
+  it('verifies the document first (arches: []) and the blobs later against that same document', async () => {
+    const b = writeSyntheticBundle(path.join(tmp, 'two-step'));
+    const v = await readVerifiedBundle(b.dir, { trustedKeys: [b.publicKey], arches: [] });
+    expect({ blobs: v.blobs, payloadBytes: v.payloadBytes }).toEqual({ blobs: 0, payloadBytes: 0 });
+    // bundle.json replaced by garbage afterwards: the blob check uses the carried document, not the file.
+    fs.writeFileSync(path.join(b.dir, 'bundle.json'), '{}');
+    expect(await verifyBundleContent(b.dir, v.doc, { arches: ['amd64'] })).toEqual({ blobs: b.doc.totals.blobs, payloadBytes: b.doc.totals.bytes, arches: ['amd64'] });
+    const layer = b.doc.arches.amd64!.images[0]!.layers[0]!.digest.slice(7);
+    fs.writeFileSync(path.join(b.dir, 'blobs', 'sha256', layer), 'LAYER BYTES');
+    await expect(verifyBundleContent(b.dir, v.doc, { arches: ['amd64'] })).rejects.toThrow(`blobs/sha256/${layer}: content hashes to`);
   });
 
   it('refuses a bundle re-signed by its own key whose file name leaves its directory, naming the field', async () => {
