@@ -236,6 +236,8 @@ export function parseBundleDoc(bytes: Buffer | string, where = BUNDLE_FILE): Bun
   const head = data as { kind?: unknown; schemaVersion?: unknown } | null;
   if (typeof head !== 'object' || head === null || head.kind !== BUNDLE_KIND || head.schemaVersion !== BUNDLE_SCHEMA_VERSION)
     throw new BundleFormatError(`${where}: not an fsm-edge bundle of schema ${BUNDLE_SCHEMA_VERSION} (kind ${String(head?.kind)})`);
+  if ((data as { build?: unknown }).build === undefined)
+    throw new BundleFormatError(`${where}: build: missing — the bundle was made by an older fsm-edge (no build time and serial); rebuild it with \`fsm-edge bundle build\``, 'build');
   const r = BundleDocSchema.safeParse(data);
   if (!r.success) {
     const first = r.error.issues[0]!;
