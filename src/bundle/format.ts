@@ -262,7 +262,12 @@ export function readBundleDoc(dir: string): BundleDoc {
 
 /** Negative when `a` was built before `b`, 0 for the same build, positive when `a` is newer (by build serial). */
 export function compareBundleAge(a: BundleDoc, b: BundleDoc): number {
-  return Math.sign(a.build.serial - b.build.serial) || Math.sign(Date.parse(a.build.createdAt) - Date.parse(b.build.createdAt));
+  return compareBuilds(a.build, b.build);
+}
+
+/** compareBundleAge on the stamps alone (e.g. one recorded in a POP's journal). */
+export function compareBuilds(a: BundleBuild, b: BundleBuild): number {
+  return Math.sign(a.serial - b.serial) || Math.sign(Date.parse(a.createdAt) - Date.parse(b.createdAt));
 }
 
 export function archContent(doc: BundleDoc, arch: BundleArch): ArchContent {

@@ -22,6 +22,7 @@ export {
   readBundleDoc,
   parseBundleDoc,
   compareBundleAge,
+  compareBuilds,
   archContent,
   archBlobs,
   BundleDocSchema,

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nextBuild } from '../../src/bundle/build.js';
-import { compareBundleAge, parseBundleDoc } from '../../src/bundle/format.js';
+import { compareBuilds, compareBundleAge, parseBundleDoc } from '../../src/bundle/format.js';
 import { inspectBundle, renderInspect } from '../../src/bundle/inspect.js';
 import { writeSyntheticBundle } from './synthetic-bundle.js';
 
@@ -34,6 +34,7 @@ describe('build stamp', () => {
     expect(compareBundleAge(older, newer)).toBeLessThan(0);
     expect(compareBundleAge(newer, older)).toBeGreaterThan(0);
     expect(compareBundleAge(older, structuredClone(older))).toBe(0);
+    expect(compareBuilds(older.build, newer.build)).toBeLessThan(0);
   });
 
   it('bundle.json without a build stamp is refused; inspect shows time and serial', () => {
