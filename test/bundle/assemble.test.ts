@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import * as layout from '../../src/bundle/layout.js';
 
 const SCRIPT = fileURLToPath(new URL('../../bundle/pop/assemble.sh', import.meta.url));
 
@@ -60,6 +61,16 @@ function run(lines: string[], mode: 'apply' | 'check' = 'apply') {
 const fileLine = (dest: string, mode = '0644') => `file ${hex} ${blob.length} ${mode} ${dest}`;
 
 describe('assemble.sh confinement', () => {
+  it('allows exactly the POP paths of src/bundle/layout.ts', () => {
+    const text = fs.readFileSync(SCRIPT, 'utf8');
+    const v = (name: string) => new RegExp(`^${name}=(.*)$`, 'm').exec(text)?.[1];
+    expect(v('K3S_BINARY')).toBe(layout.POP_K3S_BINARY);
+    expect(v('INSTALL_SCRIPT')).toBe(layout.POP_INSTALL_SCRIPT);
+    expect(v('IMAGES_DIR')).toBe(layout.POP_K3S_IMAGES_DIR);
+    expect(v('CHARTS_DIR')).toBe(layout.POP_STATIC_CHARTS_DIR);
+    expect(v('ARCHIVE_PREFIX')).toBe(layout.POP_ARCHIVE_PREFIX);
+  });
+
   it('writes an allowed destination (the control case)', () => {
     const r = run([fileLine('/var/lib/rancher/k3s/server/static/charts/fsm-1.5.1.tgz')]);
     expect(r.code, r.stderr).toBe(0);
