@@ -11,12 +11,24 @@
 # Every blob is checked (size and sha256) before use and every output is checked before it is moved into place
 # with a rename, so k3s never sees a half-written archive. Safe to run again: unchanged outputs are left alone.
 #
+# This runs as root, so it trusts no path in the plan: the whole plan is checked before anything is written, and
+# a destination must be one of the POP paths below (src/bundle/layout.ts) or a plain file name directly in one of
+# the two k3s directories; `.`/`..` components, odd characters and symlinked parent directories are refused.
+#
 # usage: assemble.sh apply|check STORE PLAN [ROOT]
 #   check  prints what apply would change and changes nothing
 #   ROOT   prefix for every output path (default /), for tests and chroots
 # Output: one line per output: `changed|unchanged|would-change|removed|would-remove <kind> <path>`, then
 # `summary changed=N unchanged=N removed=N`. Exit 0 done, 1 failed (message on stderr), 2 bad usage.
 set -eu
+export LC_ALL=C
+
+# Where a plan may write (relative to ROOT). Keep in step with POP_* in src/bundle/layout.ts.
+K3S_BINARY=/usr/local/bin/k3s
+INSTALL_SCRIPT=/var/lib/fsm-edge/k3s/install.sh
+IMAGES_DIR=/var/lib/rancher/k3s/agent/images
+CHARTS_DIR=/var/lib/rancher/k3s/server/static/charts
+ARCHIVE_PREFIX=fsm-edge_
 
 die() { echo "assemble.sh: error: $*" >&2; exit 1; }
 usage() { echo "usage: assemble.sh apply|check STORE PLAN [ROOT]" >&2; exit 2; }
@@ -24,6 +36,10 @@ usage() { echo "usage: assemble.sh apply|check STORE PLAN [ROOT]" >&2; exit 2; }
 mode=$1 store=${2%/} plan=$3 root=${4:-/}
 case $mode in apply|check) ;; *) usage ;; esac
 root=${root%/}
+[ "$mode" = check ] || mkdir -p "$root/"
+# The physical path of ROOT, to check where each destination directory really is (check mode: ROOT may not exist).
+root_phys=$(cd "$root/" 2>/dev/null && pwd -P) || root_phys=$root
+root_phys=${root_phys%/}
 blobdir=$store/sha256
 [ -d "$blobdir" ] || die "store $blobdir does not exist (sync the bundle's blobs first)"
 [ -r "$plan" ] || die "plan $plan not readable"
@@ -61,22 +77,104 @@ check_blob() { # hex size
   verified="$verified$1 "
 }
 
+# ---- confinement: every path of the plan is checked here, before use ----
+is_name() { # a plain file name: letters, digits, . _ + -; starts with a letter or digit; no `..`
+  case $1 in '' | [!A-Za-z0-9]* | *[!A-Za-z0-9._+-]* | *..*) return 1 ;; esac
+  [ "${#1}" -le 201 ]
+}
+is_hex() { case $1 in *[!a-f0-9]*) return 1 ;; esac; [ "${#1}" = 64 ]; }
+is_count() { case $1 in '' | *[!0-9]*) return 1 ;; esac; [ "${#1}" -le 16 ]; }
+
+refuse() { die "plan line $line_no: refused: $*; nothing was written"; }
+
+# Checks a destination (as named in the plan, before ROOT is prefixed) against the allowed places.
+check_dest() { # kind path
+  p=$2
+  case $p in /*) ;; *) refuse "$p is not an absolute path" ;; esac
+  case $p/ in */../* | */./* | *//*) refuse "$p has a '.', '..' or empty component" ;; esac
+  d=${p%/*} b=${p##*/}
+  is_name "$b" || refuse "$p: '$b' is not a plain file name"
+  case $1 in
+    file)
+      [ "$p" = "$K3S_BINARY" ] || [ "$p" = "$INSTALL_SCRIPT" ] || [ "$d" = "$CHARTS_DIR" ] || [ "$d" = "$IMAGES_DIR" ] ||
+        refuse "$p is outside the places a plan may write ($K3S_BINARY, $INSTALL_SCRIPT, $CHARTS_DIR/, $IMAGES_DIR/)"
+      ;;
+    image)
+      [ "$d" = "$IMAGES_DIR" ] || refuse "image $p is outside $IMAGES_DIR/"
+      case $b in "$ARCHIVE_PREFIX"*.tar) ;; *) refuse "image $p is not named $ARCHIVE_PREFIX*.tar" ;; esac
+      ;;
+  esac
+  check_parents "$d"
+}
+
+# No existing component of ROOT+dir may be a symlink or a non-directory: a symlinked /var/lib/rancher/... would
+# let a write land anywhere on the host.
+check_parents() { # dir (absolute, already free of . and ..)
+  cur=$root
+  saved_ifs=$IFS
+  IFS=/
+  set -f
+  for c in ${1#/}; do
+    cur=$cur/$c
+    if [ -L "$cur" ]; then IFS=$saved_ifs; set +f; refuse "$cur is a symlink (a parent of a destination must be a real directory)"; fi
+    if [ -e "$cur" ] && [ ! -d "$cur" ]; then IFS=$saved_ifs; set +f; refuse "$cur is not a directory"; fi
+  done
+  IFS=$saved_ifs
+  set +f
+}
+
+# Creates ROOT+dir and checks that it resolves to exactly that place (catches a symlink planted after the check).
+make_dir() { # dir
+  check_parents "$1"
+  mkdir -p "$root$1"
+  [ "$(cd "$root$1" && pwd -P)" = "$root_phys$1" ] || refuse "$root$1 resolves to $(cd "$root$1" && pwd -P), outside ${root:-/}"
+}
+
+# Before a rename: the destination must not be a directory, and a symlink there is removed, never followed.
+clear_dest() { # target
+  if [ -L "$1" ]; then rm -f "$1"; elif [ -d "$1" ]; then die "$1 is a directory; remove it and run again"; fi
+}
+
+check_plan_line() { # kind rec_1 rec_2 rec_3 rec_4
+  case $1 in
+    '' | '#'*) ;;
+    file)
+      is_hex "$2" || refuse "file: '$2' is not a sha256 in hex"
+      is_count "$3" || refuse "file: '$3' is not a size"
+      case $4 in 0644 | 0755 | 644 | 755) ;; *) refuse "file: mode '$4' is not 0644 or 0755" ;; esac
+      check_dest file "$5"
+      ;;
+    image) check_dest image "$2" ;;
+    blob)
+      is_hex "$2" || refuse "blob: '$2' is not a sha256 in hex"
+      is_count "$3" || refuse "blob: '$3' is not a size"
+      ;;
+    prune)
+      [ "$2" = "$IMAGES_DIR" ] || refuse "prune: only $IMAGES_DIR may be pruned, not $2"
+      [ "$3" = "$ARCHIVE_PREFIX" ] || refuse "prune: only $ARCHIVE_PREFIX* archives may be pruned, not $3*"
+      check_parents "$2"
+      ;;
+    *) die "plan line $line_no: unknown record '$1'" ;;
+  esac
+}
+
 tmp_for() { echo "$(dirname "$1")/.$(basename "$1").fsm-edge-tmp.$$"; }
 
 do_file() { # hex size mode path
   target=$root$4
-  if [ -f "$target" ] && [ "$(size_of "$target")" = "$2" ] && [ "$(sha_of "$target")" = "$1" ]; then
+  if [ ! -L "$target" ] && [ -f "$target" ] && [ "$(size_of "$target")" = "$2" ] && [ "$(sha_of "$target")" = "$1" ]; then
     [ "$mode" = check ] || chmod "$3" "$target"
     say unchanged file "$4"
     return 0
   fi
   if [ "$mode" = check ]; then say would-change file "$4"; return 0; fi
   check_blob "$1" "$2"
-  mkdir -p "$(dirname "$target")"
+  make_dir "${4%/*}"
   tmp=$(tmp_for "$target")
   cp "$blobdir/$1" "$tmp"
   chmod "$3" "$tmp"
   [ "$(sha_of "$tmp")" = "$1" ] || die "copy of sha256:$1 to $target does not verify (disk full or failing?)"
+  clear_dest "$target"
   mv -f "$tmp" "$target"
   tmp=
   say changed file "$4"
@@ -97,7 +195,7 @@ flush_image() {
   [ -n "$img_path" ] || return 0
   target=$root$img_path
   kept="$kept$(basename "$img_path") "
-  if [ -f "$target" ] && archive_complete "$target"; then
+  if [ ! -L "$target" ] && [ -f "$target" ] && archive_complete "$target"; then
     say unchanged image "$img_path"
   elif [ "$mode" = check ]; then
     say would-change image "$img_path"
@@ -114,11 +212,12 @@ flush_image() {
     done
     printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "$stage/oci-layout"
     printf '%s\n' "$img_index" > "$stage/index.json"
-    mkdir -p "$(dirname "$target")"
+    make_dir "${img_path%/*}"
     tmp=$(tmp_for "$target")
     (cd "$stage" && tar -cf "$tmp" oci-layout index.json blobs) || die "tar failed writing $tmp"
     got=$(tar -tf "$tmp" | grep -c '^blobs/sha256/[a-f0-9][a-f0-9]*$' || true)
     [ "$got" = "$count" ] || die "archive $tmp holds $got blobs, expected $count"
+    clear_dest "$target"
     mv -f "$tmp" "$target"
     tmp=
     rm -rf "$stage"
@@ -128,6 +227,7 @@ flush_image() {
 }
 
 do_prune() { # dir prefix
+  check_parents "$1"
   for f in "$root$1"/"$2"*.tar; do
     [ -e "$f" ] || continue
     name=$(basename "$f")
@@ -135,6 +235,18 @@ do_prune() { # dir prefix
     if [ "$mode" = check ]; then say would-remove image "$1/$name"; else rm -f "$f"; say removed image "$1/$name"; fi
   done
 }
+
+# First pass: the whole plan is checked before anything is written, so a refused plan changes nothing.
+line_no=0 in_image=
+while IFS=' ' read -r kind rec_1 rec_2 rec_3 rec_4; do
+  line_no=$((line_no + 1))
+  [ "$line_no" -gt 1 ] || continue
+  case $kind in
+    image) check_plan_line image "$rec_1"; in_image=1 ;;
+    blob) [ -n "$in_image" ] || die "plan line $line_no: blob outside an image"; check_plan_line blob "$rec_1" "$rec_2" ;;
+    *) check_plan_line "$kind" "$rec_1" "$rec_2" "$rec_3" "$rec_4"; in_image= ;;
+  esac
+done < "$plan"
 
 line_no=0
 # Record fields go to rec_* (sh variables are global: the helpers must not clobber them).

@@ -18,8 +18,10 @@ import {
   BUNDLE_KIND,
   BUNDLE_SCHEMA_VERSION,
   archBlobs,
+  parseBundleDoc,
   sumBytes,
   type ArchContent,
+  type BundleBuild,
   type BundleDoc,
   type BundleFile,
   type BundleImage,
@@ -385,6 +387,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     kind: BUNDLE_KIND,
     schemaVersion: BUNDLE_SCHEMA_VERSION,
     name: recipe.name,
+    build: nextBuild(cache),
     versions: { k3s: spec.k3s.version, fsm: spec.fsm.version, pipy: spec.fsm.pipyVersion, chart: chartVersion(spec) },
     recipe: { ...recipeForDoc, mirrors: {} } as RecipeSpec,
     index: { digest: sha256Of(indexBytes), size: indexBytes.length },
@@ -392,6 +395,12 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     totals: { blobs: everything.size, bytes: sumBytes(everything) },
   };
   const docBytes = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+  // Sign only what every POP will accept: the same schema check verify applies (e.g. a chart URL with an odd file name).
+  try {
+    parseBundleDoc(docBytes);
+  } catch (e) {
+    throw new BuildError(`refusing to sign ${BUNDLE_FILE}: ${(e as Error).message.replace(/^bundle\.json: /, '')}`);
+  }
   const sig = signBytes(docBytes, opts.signingKey);
 
   const staging = `${outDir}.building-${process.pid}`;
@@ -475,6 +484,26 @@ async function popScript(popDir: string, cache: string): Promise<BundleFile & { 
   if (!hasBlob(dest, size)) copyBlob(src, dest);
   return { role: 'pop-script', name: POP_ASSEMBLE_SCRIPT, digest, size, url: '', path: dest };
 }
+
+/**
+ * The build stamp. serial = milliseconds since the epoch, raised above the last serial this cache directory
+ * issued (kept in `<cache>/build-serial`), so bundles of one builder are strictly ordered even if its clock
+ * steps back. Builders sharing a cache share the counter; separate builders rely on their clocks being sane.
+ */
+export function nextBuild(cache: string, now = new Date()): BundleBuild {
+  const file = path.join(cache, BUILD_SERIAL_FILE);
+  let last = 0;
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    if (Number.isSafeInteger(n) && n > 0) last = n;
+  } catch {
+    /* first build with this cache */
+  }
+  const serial = Math.max(now.getTime(), last + 1);
+  writeFileAtomic(file, `${serial}\n`);
+  return { createdAt: now.toISOString(), serial };
+}
+const BUILD_SERIAL_FILE = 'build-serial';
 
 /** Registry credentials from the environment: FSM_EDGE_REGISTRY_<HOST>_USER / _PASSWORD (host upper-cased, non-alnum → _). */
 function registryCredentials(registry: string): { username: string; password: string } | undefined {

@@ -126,6 +126,8 @@ export function exportParts(source: string): string[] {
   return parts;
 }
 
+const IMPORT_ENTRY = /^(oci-layout|index\.json|bundle\.json|bundle\.json\.sig|blobs\/?|blobs\/sha256\/?|blobs\/sha256\/[a-f0-9]{64})$/;
+
 /** Checks each part against `<source>.sha256` (when present), then unpacks into `destDir` atomically. */
 export async function importBundle(source: string, destDir: string): Promise<{ dir: string; parts: number }> {
   if (fs.existsSync(destDir)) throw new ExportError(`${destDir} exists; remove it or import elsewhere`);
@@ -156,7 +158,16 @@ export async function importBundle(source: string, destDir: string): Promise<{ d
     joined.end();
   })();
   try {
-    await Promise.all([feed, pipeline(joined, tar.x({ cwd: staging, strict: true }) as unknown as NodeJS.WritableStream)]);
+    // Only the bundle's own files, as plain files and directories: no links, devices or paths elsewhere.
+    const unexpected: string[] = [];
+    const filter = (p: string, entry: unknown) => {
+      const type = (entry as { type?: string }).type;
+      const ok = IMPORT_ENTRY.test(p.replace(/^\.\//, '')) && (type === 'File' || type === 'Directory' || type === 'OldFile');
+      if (!ok) unexpected.push(`${p} (${type ?? '?'})`);
+      return ok;
+    };
+    await Promise.all([feed, pipeline(joined, tar.x({ cwd: staging, strict: true, filter }) as unknown as NodeJS.WritableStream)]);
+    if (unexpected.length) throw new ExportError(`${source} holds entries a bundle never has: ${unexpected.slice(0, 5).join(', ')} — not imported`);
     readBundleDoc(staging);
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true });

@@ -10,6 +10,8 @@ export interface InspectReport {
   dir: string;
   name: string;
   versions: BundleDoc['versions'];
+  /** When it was built and its serial (a POP refuses a bundle older than the one it runs). */
+  build: BundleDoc['build'];
   /** Key id the signature names (not checked here: `verifyBundle` does that). */
   signer: string | null;
   totals: BundleDoc['totals'];
@@ -34,6 +36,7 @@ export function inspectBundle(dir: string): InspectReport {
     dir,
     name: doc.name,
     versions: doc.versions,
+    build: doc.build,
     signer,
     totals: doc.totals,
     arches: (Object.keys(doc.arches) as BundleArch[]).map((arch) => {
@@ -72,6 +75,7 @@ export function formatBytes(n: number): string {
 export function renderInspect(r: InspectReport): string {
   const lines: string[] = [];
   lines.push(`bundle ${r.name}  (${r.dir})`);
+  lines.push(`  built ${r.build.createdAt}   serial ${r.build.serial}`);
   lines.push(`  k3s ${r.versions.k3s}   fsm ${r.versions.fsm} (chart ${r.versions.chart})   pipy ${r.versions.pipy}`);
   lines.push(r.signer ? `  signature key ${r.signer} (checked by \`fsm-edge bundle verify --trust-key\`)` : '  unsigned (no bundle.json.sig)');
   lines.push(`  ${r.totals.blobs} blobs, ${formatBytes(r.totals.bytes)} stored once across ${r.arches.length} arch(es)`);

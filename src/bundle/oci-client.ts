@@ -16,6 +16,28 @@ export const MEDIA_TYPES = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
 } as const;
 const ACCEPT_ANY_MANIFEST = Object.values(MEDIA_TYPES).join(', ');
+
+/** What the client reads into memory, at most: a registry (or a mirror, or a token realm) cannot make it grow. */
+export const LIMITS = {
+  /** Docker Hub and distribution refuse manifests over 4 MiB too. */
+  manifestBytes: 4 * 1024 * 1024,
+  tokenBytes: 64 * 1024,
+  errorBodyBytes: 64 * 1024,
+  redirects: 5,
+} as const;
+
+/**
+ * Hosts that may receive a registry's credentials (and the tokens bought with them), always over https: the
+ * registry's own host, plus known pairs where the token service lives elsewhere.
+ */
+const CREDENTIAL_HOSTS: Record<string, string[]> = {
+  'docker.io': ['registry-1.docker.io', 'auth.docker.io', 'index.docker.io'],
+};
+export function mayReceiveCredentials(url: URL, registry: string): boolean {
+  if (url.protocol !== 'https:') return false;
+  const own = new URL(`https://${registry}`).hostname;
+  return [own, ...(CREDENTIAL_HOSTS[registry] ?? [])].includes(url.hostname);
+}
 const isIndexType = (t: string) => t === MEDIA_TYPES.ociIndex || t === MEDIA_TYPES.dockerList;
 
 export interface ImageName {
@@ -213,41 +235,86 @@ export class OciClient {
     const headers: Record<string, string> = { ...extra, Accept: accept, 'User-Agent': this.opts.userAgent ?? 'fsm-edge' };
     const token = this.tokens.get(key);
     if (token) headers.Authorization = token;
-    this.stats.requests++;
-    let res = await this.fetchImpl(url, { headers, redirect: 'follow' });
+    let res = await this.fetchFollowing(url, headers);
     if (res.status !== 401) return res;
     const challenge = res.headers.get('www-authenticate') ?? '';
     await res.body?.cancel();
     const auth = await this.answerChallenge(challenge, scope, registry, url);
     this.tokens.set(key, auth);
     headers.Authorization = auth;
-    this.stats.requests++;
-    res = await this.fetchImpl(url, { headers, redirect: 'follow' });
+    res = await this.fetchFollowing(url, headers);
     return res;
   }
 
-  /** Turns a 401 challenge into an Authorization header value (anonymous tokens unless credentials exist). */
+  /**
+   * GET with redirects followed here, not by fetch: the Authorization header (a token or Basic credentials) is
+   * dropped as soon as a redirect leaves the origin it was meant for (blob downloads redirect to CDNs).
+   */
+  private async fetchFollowing(url: string, headers: Record<string, string>): Promise<Response> {
+    const origin = new URL(url).origin;
+    let current = new URL(url);
+    const h = { ...headers };
+    for (let hop = 0; ; hop++) {
+      this.stats.requests++;
+      const res = await this.fetchImpl(current, { headers: h, redirect: 'manual' });
+      const location = res.headers.get('location');
+      if (![301, 302, 303, 307, 308].includes(res.status) || !location) return res;
+      await res.body?.cancel();
+      if (hop >= LIMITS.redirects) throw new RegistryError(`${url}: more than ${LIMITS.redirects} redirects`);
+      current = new URL(location, current);
+      if (current.origin !== origin) delete h.Authorization;
+    }
+  }
+
+  /**
+   * Turns a 401 challenge into an Authorization header value. Credentials go only over https to the registry's
+   * own host (or a known pair, docker.io → auth.docker.io); a challenge pointing anywhere else gets an anonymous
+   * token request when no credentials are configured, and an error when they are (they are never sent there).
+   */
   private async answerChallenge(challenge: string, scope: string, registry: string, url: string): Promise<string> {
     const creds = this.opts.credentials?.(registry);
     const basic = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : undefined;
+    const envHint = `FSM_EDGE_REGISTRY_${registry.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USER/_PASSWORD`;
+    const refuse = (to: URL) =>
+      new RegistryError(
+        `${url}: refusing to send the credentials for ${registry} to ${to.protocol}//${to.host} — they go only over https to ` +
+          `${registry}'s own host${CREDENTIAL_HOSTS[registry] ? ` (or ${CREDENTIAL_HOSTS[registry]!.join(', ')})` : ''}; ` +
+          `check the registry's address, or unset ${envHint} to pull anonymously`,
+      );
     const scheme = challenge.split(/\s+/, 1)[0]?.toLowerCase();
     if (scheme === 'basic') {
       if (!basic) throw new RegistryError(`${url}: the registry wants a username and password (Basic auth) and none is configured`);
+      if (!mayReceiveCredentials(new URL(url), registry)) throw refuse(new URL(url));
       return basic;
     }
     if (scheme !== 'bearer') throw new RegistryError(`${url}: HTTP 401 without a usable WWW-Authenticate challenge (${challenge || 'none'})`);
     const params: Record<string, string> = {};
     for (const m of challenge.matchAll(/(\w+)="([^"]*)"/g)) params[m[1]!] = m[2]!;
     if (!params.realm) throw new RegistryError(`${url}: Bearer challenge without realm (${challenge})`);
-    const tokenUrl = new URL(params.realm);
+    let tokenUrl: URL;
+    try {
+      tokenUrl = new URL(params.realm);
+    } catch {
+      throw new RegistryError(`${url}: Bearer challenge with a realm that is not a URL (${params.realm})`);
+    }
+    if (tokenUrl.protocol !== 'https:' && tokenUrl.protocol !== 'http:') throw new RegistryError(`${url}: token realm ${params.realm} is not http(s)`);
+    if (basic && !(mayReceiveCredentials(new URL(url), registry) && mayReceiveCredentials(tokenUrl, registry))) throw refuse(tokenUrl);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', params.scope ?? scope);
     this.stats.requests++;
-    const res = await this.fetchImpl(tokenUrl, { headers: basic ? { Authorization: basic } : {} });
-    if (!res.ok) throw new RegistryError(`token request to ${tokenUrl.origin}${tokenUrl.pathname} failed: HTTP ${res.status}${await errorDetail(res)}`);
-    const body = (await res.json()) as { token?: string; access_token?: string };
+    // No redirects: a token service that redirects would carry the credentials to wherever it points.
+    const res = await this.fetchImpl(tokenUrl, { headers: basic ? { Authorization: basic } : {}, redirect: 'manual' });
+    const where = `token request to ${tokenUrl.origin}${tokenUrl.pathname}`;
+    if (!res.ok) throw new RegistryError(`${where} failed: HTTP ${res.status}${await errorDetail(res)}`);
+    let body: { token?: unknown; access_token?: unknown };
+    try {
+      body = JSON.parse((await readBounded(res, LIMITS.tokenBytes, `${where}: the response`)).toString('utf8')) as typeof body;
+    } catch (e) {
+      if (e instanceof RegistryError) throw e;
+      throw new RegistryError(`${where}: the response is not JSON`);
+    }
     const token = body.token ?? body.access_token;
-    if (!token) throw new RegistryError(`token response from ${tokenUrl.origin} has no token`);
+    if (typeof token !== 'string' || !token || /[\s\0]/.test(token)) throw new RegistryError(`token response from ${tokenUrl.origin} has no usable token`);
     return `Bearer ${token}`;
   }
 
@@ -269,7 +336,7 @@ export class OciClient {
   private async fetchManifest(name: ImageName, reference: string, accept: string): Promise<FetchedManifest> {
     const what = `manifest ${formatImageRef({ ...name, tag: undefined, digest: undefined })}:${reference}`;
     const res = await this.get(name, `manifests/${reference}`, accept, what);
-    const body = Buffer.from(await res.arrayBuffer());
+    const body = await readBounded(res, LIMITS.manifestBytes, what);
     this.stats.manifestsFetched++;
     const digest = sha256Of(body);
     if (reference.startsWith('sha256:') && digest !== reference)
@@ -382,13 +449,41 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function errorDetail(res: Response): Promise<string> {
   try {
-    const text = (await res.text()).trim();
+    const text = (await readBounded(res, LIMITS.errorBodyBytes, 'error body')).toString('utf8').trim();
     const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
     const e = parsed.errors?.[0];
-    return e ? ` ${e.code ?? ''} ${e.message ?? ''}`.trimEnd() : '';
+    return e ? ` ${String(e.code ?? '').slice(0, 100)} ${String(e.message ?? '').slice(0, 500)}`.trimEnd() : '';
   } catch {
     return '';
   }
+}
+
+/**
+ * The body of `res`, refused as soon as it passes `limit` bytes: by its Content-Length before anything is read,
+ * else while streaming (the rest is never read; the connection is cancelled).
+ */
+export async function readBounded(res: Response, limit: number, what: string): Promise<Buffer> {
+  const tooBig = () => new RegistryError(`${what}: larger than ${limit} bytes — refused (not read into memory)`);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    await res.body?.cancel();
+    throw tooBig();
+  }
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > limit) {
+      await reader.cancel();
+      throw tooBig();
+    }
+    chunks.push(Buffer.from(value));
+  }
+  return Buffer.concat(chunks, n);
 }
 
 function causeOf(e: unknown): string {

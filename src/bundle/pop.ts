@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { BlobWant } from '../transport/host.js';
 import type { BundleArch } from '../config/recipe.js';
-import { archBlobs, archContent, type BundleDoc, type BundleImage, type ImageGroup } from './format.js';
+import { SAFE_NAME, archBlobs, archContent, type BundleDoc, type BundleImage, type ImageGroup } from './format.js';
 import {
   POP_ARCHIVE_PREFIX,
   POP_INSTALL_SCRIPT,
@@ -62,7 +62,8 @@ export interface PopAssembly {
 export function archiveName(img: BundleImage, arch: BundleArch): string {
   const n = parseImageRef(img.ref);
   const repo = `${n.registry === 'docker.io' ? '' : `${n.registry}-`}${n.repository}`.replace(/[^A-Za-z0-9.-]+/g, '-');
-  return `${POP_ARCHIVE_PREFIX}${repo}_${n.tag ?? 'untagged'}_${arch}_${hexOf(img.manifest.digest).slice(0, 12)}.tar`;
+  const tag = (n.tag ?? 'untagged').replace(/[^A-Za-z0-9.-]+/g, '-');
+  return `${POP_ARCHIVE_PREFIX}${repo}_${tag}_${arch}_${hexOf(img.manifest.digest).slice(0, 12)}.tar`;
 }
 
 /** The OCI index.json of a one-image layout: the name containerd (and k3s) tag the import with. */
@@ -93,8 +94,8 @@ export function popAssemblePlan(doc: BundleDoc, arch: BundleArch, opts: PopAssem
     let fileMode = '0644';
     if (f.role === 'k3s-binary') [dest, fileMode] = [p.k3sBinary, '0755'];
     else if (f.role === 'k3s-install-script') [dest, fileMode] = [p.installScript, '0755'];
-    else if (f.role === 'fsm-chart') dest = path.posix.join(p.chartsDir, f.name);
-    else if (f.role === 'k3s-airgap-images') dest = path.posix.join(p.imagesDir, f.name);
+    else if (f.role === 'fsm-chart') dest = inDir(p.chartsDir, f.name);
+    else if (f.role === 'k3s-airgap-images') dest = inDir(p.imagesDir, f.name);
     if (!dest) continue;
     lines.push(`file ${hexOf(f.digest)} ${f.size} ${fileMode} ${safePath(dest)}`);
     outputs.push({ kind: 'file', path: dest, what: `${f.role} ${f.name}` });
@@ -148,6 +149,13 @@ export function parseAssembleOutput(stdout: string): AssembleReport {
     else r.removed.push(m[3]!);
   }
   return r;
+}
+
+/** `dir/name` for a name from bundle.json, which must be a plain file name (the schema already checked it). */
+function inDir(dir: string, name: string): string {
+  if (!SAFE_NAME.test(name) || name.includes('..') || path.posix.basename(name) !== name)
+    throw new Error(`bundle file name ${JSON.stringify(name)} is not a plain file name; refusing to place it in ${dir}`);
+  return path.posix.join(dir, name);
 }
 
 function safePath(p: string): string {

@@ -1,12 +1,9 @@
 // Resources one run shares across all its sites: the bundle, verified once (signature and document up front,
 // each arch's blobs hashed once, on first need), and one hub API client per Hub document.
 
-import { createHash, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { type BundleDoc, readBundleDoc } from '../bundle/format.js';
-import { BUNDLE_FILE } from '../bundle/layout.js';
-import { verifyBundle } from '../bundle/verify.js';
+import type { KeyObject } from 'node:crypto';
+import type { BundleDoc } from '../bundle/format.js';
+import { readVerifiedBundle, verifyBundleContent } from '../bundle/verify.js';
 import { loadPublicKey } from '../bundle/sign.js';
 import type { Hub } from '../config/hub.js';
 import { resolveSecret } from '../config/secret.js';
@@ -32,23 +29,23 @@ export class SharedBundle implements VerifiedBundleRef {
     readonly digest: string,
     /** Key id of the signer. */
     readonly signer: string,
-    private readonly trustedKeys: KeyObject[],
   ) {}
 
   /** Reads bundle.json once, verifies its signature against the trusted keys, parses those same bytes. */
   static async open(dir: string, trustKeyFiles: readonly string[]): Promise<SharedBundle> {
     const keys = trustKeyFiles.map((f) => loadPublicKey(f));
     const v = await readVerifiedBundle(dir, { trustedKeys: keys, arches: [] });
-    return new SharedBundle(dir, v.doc, v.digest, v.signer, keys);
+    return new SharedBundle(dir, v.doc, v.digest, v.signer);
   }
 
-  /** Every blob of this arch against the signed document, hashed once per run however many sites share it. */
+  /**
+   * Every blob of this arch against the document verified at open (bundle.json is not read again), hashed once
+   * per run however many sites share the arch.
+   */
   verifyArch(arch: string): Promise<void> {
     let p = this.arches.get(arch);
     if (!p) {
-      p = readVerifiedBundle(this.dir, { trustedKeys: this.trustedKeys, arches: [arch] }).then((v) => {
-        if (v.digest !== this.digest) throw new Error(`bundle ${this.dir}: bundle.json changed during the run (was ${this.digest}, now ${v.digest})`);
-      });
+      p = verifyBundleContent(this.dir, this.doc, { arches: [arch] }).then(() => undefined);
       this.arches.set(arch, p);
     }
     return p;
@@ -70,12 +67,4 @@ export class HubClients {
     }
     return c;
   }
-}
-
-// TEMPORARY until bundle/ grows readVerifiedBundle (one read of bundle.json, verified, then parsed).
-async function readVerifiedBundle(dir: string, opts: { trustedKeys: KeyObject[]; arches: string[] }) {
-  const r = await verifyBundle(dir, opts);
-  const doc = readBundleDoc(dir);
-  const digest = 'sha256:' + createHash('sha256').update(readFileSync(path.join(dir, BUNDLE_FILE))).digest('hex');
-  return { doc, digest, signer: r.signer };
 }

@@ -9,7 +9,7 @@ import { factsPhase } from './facts.js';
 import { interceptionPhase } from './interception.js';
 import { k3sPhase } from './k3s.js';
 import { meshPhase } from './mesh.js';
-import { bundleSerial, preflightPhase } from './preflight.js';
+import { preflightPhase } from './preflight.js';
 import { recordPhase, saveSiteRecord } from './record.js';
 import { registerPhase } from './register.js';
 import { syncPhase } from './sync.js';
@@ -48,15 +48,8 @@ function operation(name: 'install' | 'register', phases: AnyPhase<InstallContext
     onSuccess: (ctx, journal) => {
       // The POP now runs this bundle: later runs refuse an older one (see preflight's downgrade check).
       if (name !== 'install' || !ctx.bundle) return;
-      const serial = bundleSerial(ctx.bundle.doc);
-      const createdAt = (ctx.bundle.doc as { build?: { createdAt?: string } }).build?.createdAt;
-      journal.bundle = {
-        name: ctx.bundle.doc.name,
-        digest: ctx.bundle.digest,
-        ...(serial !== undefined ? { serial } : {}),
-        ...(createdAt ? { createdAt } : {}),
-        installedAt: new Date().toISOString(),
-      };
+      const { serial, createdAt } = ctx.bundle.doc.build;
+      journal.bundle = { name: ctx.bundle.doc.name, digest: ctx.bundle.digest, serial, createdAt, installedAt: new Date().toISOString() };
     },
     finish: (ctx, report, pins): SiteRecord | undefined => saveSiteRecord(ctx, report, [...pins]),
     close: async (ctx) => {

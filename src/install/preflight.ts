@@ -128,22 +128,17 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   return { arch: f.arch, interception, interceptionReason, warnings };
 }
 
-/** bundle.json's build serial (monotonic per builder), when the bundle has one. */
-export function bundleSerial(doc: BundleDoc): number | undefined {
-  const b = (doc as { build?: { serial?: unknown } }).build;
-  return typeof b?.serial === 'number' ? b.serial : undefined;
-}
-
 /**
  * A signed but older bundle must not silently take a POP back (rollback attack, or the wrong USB stick): refuse
  * one older than the bundle the POP's journal last installed, unless the operator says so.
  */
 export function downgradeRefusal(installed: JournalBundle | undefined, doc: BundleDoc, allow: boolean): PhaseRefusal | undefined {
-  const want = bundleSerial(doc);
-  if (!installed?.serial || want === undefined || want >= installed.serial || allow) return undefined;
+  if (!installed?.serial || allow) return undefined;
+  // Serials are monotonic per builder (bundle build); equal is the same build.
+  if (doc.build.serial >= installed.serial) return undefined;
   return new PhaseRefusal(
     P,
-    `the POP runs bundle ${installed.name} (build ${installed.serial}${installed.createdAt ? `, ${installed.createdAt}` : ''}), newer than ${doc.name} (build ${want})`,
+    `the POP runs bundle ${installed.name} (build ${installed.serial}${installed.createdAt ? `, ${installed.createdAt}` : ''}), newer than ${doc.name} (build ${doc.build.serial}, ${doc.build.createdAt})`,
     'use the newer bundle, or pass --allow-downgrade if going back is intended',
   );
 }

@@ -8,6 +8,7 @@ import { buildBundle } from '../../src/bundle/build.js';
 import { diffBundles } from '../../src/bundle/diff.js';
 import { exportBundle, importBundle } from '../../src/bundle/export.js';
 import { inspectBundle } from '../../src/bundle/inspect.js';
+import { compareBundleAge } from '../../src/bundle/format.js';
 import { verifyBundle, VerifyError } from '../../src/bundle/verify.js';
 import { imageOf, layerOf, pushImage, repoPathOf, type SynthImage, type SynthLayer } from '../lab/images/synthetic.js';
 import { K3S_VERSION, blobFiles, publishRelease, startLabSource, testKeys, writeRecipe, type LabSource } from './fixture.js';
@@ -93,8 +94,13 @@ describe('bundle build (lab registry + file server)', () => {
     expect(again.stats).toEqual({ requests: 0, downloadedBlobs: 0, downloadedFiles: 0, downloadedBytes: 0 });
     expect(again.lockWritten).toBe(false);
     for (const p of stale) expect(fs.existsSync(p)).toBe(false);
-    // Same lock → the same bundle, byte for byte (ed25519 signatures are deterministic).
-    expect(fs.readFileSync(path.join(again.dir, 'bundle.json.sig'), 'utf8')).toBe(sig1);
+    // Same lock → the same bundle content; only the build stamp moves on (a later build has a higher serial).
+    const { build: b1, ...content1 } = r.doc;
+    const { build: b2, ...content2 } = again.doc;
+    expect(content2).toEqual(content1);
+    expect(compareBundleAge(again.doc, r.doc)).toBeGreaterThan(0);
+    expect(b2.serial).toBeGreaterThan(b1.serial);
+    expect(fs.readFileSync(path.join(again.dir, 'bundle.json.sig'), 'utf8')).not.toBe(sig1);
     await verifyBundle(again.dir, { trustedKeys: [keys.publicKey] });
   });
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MissingPlatformError, OciClient, parseImageRef } from '../../src/bundle/oci-client.js';
+import { LIMITS, MissingPlatformError, OciClient, mayReceiveCredentials, parseImageRef } from '../../src/bundle/oci-client.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -45,7 +45,31 @@ const index = Buffer.from(
 let registry: http.Server;
 let auth: http.Server;
 let empty: http.Server;
-const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[], ranges: [] as string[], busy: 0 };
+const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[], ranges: [] as string[], busy: 0, cdnAuth: [] as string[] };
+let cdn: http.Server;
+
+/**
+ * Streams `total` bytes (chunked unless `declare`), respecting backpressure, and resolves with how many bytes it
+ * managed to write once the client went away or everything was sent.
+ */
+function streamHuge(res: http.ServerResponse, total: number, declare: boolean): Promise<number> {
+  let written = 0;
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  return new Promise((resolve) => {
+    res.once('close', () => resolve(written));
+    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', ...(declare ? { 'content-length': String(total) } : {}) });
+    const pump = () => {
+      while (written < total && !res.destroyed) {
+        written += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      if (written >= total) res.end();
+    };
+    pump();
+  });
+}
+const HUGE = 64 * 1024 * 1024;
+const hugeSent: Array<Promise<number>> = [];
 const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 const listen = (s: http.Server) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
 
@@ -85,6 +109,14 @@ beforeAll(async () => {
       res.end(layer.subarray(from));
       return;
     }
+    if ((repo === 'flomesh/huge' || repo === 'flomesh/huge-declared') && m![2] === 'manifests') {
+      hugeSent.push(streamHuge(res, HUGE, repo === 'flomesh/huge-declared'));
+      return;
+    }
+    if (repo === 'flomesh/cdn' && m![2] === 'blobs') {
+      res.writeHead(307, { location: `${url(cdn)}/layer` }).end();
+      return;
+    }
     if (repo === 'flomesh/limited') {
       res.statusCode = 429;
       res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}');
@@ -108,6 +140,11 @@ beforeAll(async () => {
     res.end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
   });
   await listen(registry);
+  cdn = http.createServer((req, res) => {
+    seen.cdnAuth.push(req.headers.authorization ?? 'none');
+    res.end(layer);
+  });
+  await listen(cdn);
   empty = http.createServer((_req, res) => {
     res.statusCode = 404;
     res.end();
@@ -118,6 +155,7 @@ afterAll(() => {
   registry?.close();
   auth?.close();
   empty?.close();
+  cdn?.close();
 });
 
 describe('OciClient', () => {
@@ -166,6 +204,71 @@ describe('OciClient', () => {
     } finally {
       basic.close();
     }
+  });
+
+  it('sends credentials only over https to the registry itself or a known pair', () => {
+    expect(mayReceiveCredentials(new URL('https://ghcr.io/token'), 'ghcr.io')).toBe(true);
+    expect(mayReceiveCredentials(new URL('https://auth.docker.io/token'), 'docker.io')).toBe(true);
+    expect(mayReceiveCredentials(new URL('https://registry-1.docker.io/v2/'), 'docker.io')).toBe(true);
+    expect(mayReceiveCredentials(new URL('http://auth.docker.io/token'), 'docker.io')).toBe(false);
+    expect(mayReceiveCredentials(new URL('https://auth.docker.io.evil.example/token'), 'docker.io')).toBe(false);
+    expect(mayReceiveCredentials(new URL('https://auth.docker.io/token'), 'ghcr.io')).toBe(false);
+    expect(mayReceiveCredentials(new URL('https://registry.example:5000/token'), 'registry.example:5000')).toBe(true);
+  });
+
+  it('never sends credentials to a token realm on another host (or over plain http)', async () => {
+    // A registry whose challenge names a realm elsewhere; the realm records every Authorization it receives.
+    const got: string[] = [];
+    const realm = http.createServer((req, res) => {
+      got.push(req.headers.authorization ?? 'none');
+      res.setHeader('content-type', 'application/json');
+      res.end('{"token":"t"}');
+    });
+    await listen(realm);
+    const port = (realm.address() as AddressInfo).port;
+    const evil = http.createServer((req, res) => {
+      got.push(`registry ${req.headers.authorization ?? 'none'}`);
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://localhost:${port}/token",service="x"` }).end();
+    });
+    await listen(evil);
+    try {
+      const host = new URL(url(evil)).host;
+      const c = new OciClient({
+        mirrors: { 'docker.io': { endpoints: [url(evil)], upstream: false } },
+        credentials: (h) => (h === host ? { username: 'user', password: 'secret' } : undefined),
+        retries: 0,
+      });
+      await expect(c.getManifest(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12')).rejects.toThrow(
+        new RegExp(`refusing to send the credentials for ${host} to http://localhost:${port} — they go only over https`),
+      );
+      expect(got.join(' ')).not.toContain('Basic');
+      expect(got.some((g) => g.includes(Buffer.from('user:secret').toString('base64')))).toBe(false);
+      // Without credentials the same realm gets an anonymous token request.
+      const anon = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(evil)], upstream: false } }, retries: 0 });
+      await expect(anon.getManifest(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12')).rejects.toThrow(/HTTP 401/);
+      expect(got).toContain('none');
+    } finally {
+      realm.close();
+      evil.close();
+    }
+  });
+
+  for (const repo of ['flomesh/huge', 'flomesh/huge-declared'])
+    it(`refuses an oversized manifest without reading it all (${repo.endsWith('declared') ? 'Content-Length' : 'chunked'})`, async () => {
+      const c = new OciClient({ mirrors: { 'docker.io': { endpoints: [url(registry)], upstream: false } }, retries: 0 });
+      const before = hugeSent.length;
+      await expect(c.getManifest(parseImageRef(`${repo}:1`), '1')).rejects.toThrow(`larger than ${LIMITS.manifestBytes} bytes — refused`);
+      expect(hugeSent.length).toBe(before + 1);
+      const sent = await hugeSent[before]!;
+      expect(sent).toBeLessThan(HUGE / 2);
+    });
+
+  it('drops the token when a blob download is redirected to another origin', async () => {
+    const c = client();
+    const dest = path.join(tmp, 'via-cdn');
+    await c.fetchBlob(parseImageRef('flomesh/cdn:1'), sha(layer), layer.length, dest);
+    expect(fs.readFileSync(dest).equals(layer)).toBe(true);
+    expect(seen.cdnAuth).toEqual(['none']);
   });
 
   it('says what to do when the registry rate-limits (HTTP 429)', async () => {

@@ -108,12 +108,12 @@ describe('preflight decisions', () => {
 });
 
 describe('downgrade refusal', () => {
-  const doc = (serial?: number) => ({ name: `b${serial}`, ...(serial !== undefined ? { build: { serial, createdAt: '2026-11-01T00:00:00Z' } } : {}) }) as unknown as BundleDoc;
+  const doc = (serial: number) => ({ name: `b${serial}`, build: { serial, createdAt: '2026-11-01T00:00:00Z' } }) as unknown as BundleDoc;
   const installed = { name: 'b200', digest: 'sha256:x', serial: 200, createdAt: '2026-11-20T00:00:00Z', installedAt: '2026-11-21T00:00:00Z' };
   it('refuses a signed bundle older than the one the POP last installed, naming both', () => {
     const r = downgradeRefusal(installed, doc(100), false);
     expect(r).toBeInstanceOf(PhaseRefusal);
-    expect(r!.reason).toMatch(/runs bundle b200 \(build 200, 2026-11-20T00:00:00Z\), newer than b100 \(build 100\)/);
+    expect(r!.reason).toMatch(/runs bundle b200 \(build 200, 2026-11-20T00:00:00Z\), newer than b100 \(build 100, 2026-11-01T00:00:00Z\)/);
     expect(r!.fix).toMatch(/--allow-downgrade/);
   });
   it('lets the same or a newer bundle through, and an older one with --allow-downgrade', () => {

@@ -3,6 +3,7 @@
 // sync phase, which would refuse this one — tests that install use a real bundle.
 import fs from 'node:fs';
 import path from 'node:path';
+import { bundleDocStub } from '../bundle/synthetic-bundle.js';
 import { generateKeyPair, signBytes, loadPrivateKey } from '../../src/bundle/sign.js';
 
 export interface FixtureBundle {
@@ -12,17 +13,7 @@ export interface FixtureBundle {
 
 export function signedBundleDoc(dir: string, opts: { name: string; arches: string[]; keyFile: string; bytes?: number; fsm?: string }): void {
   fs.mkdirSync(dir, { recursive: true });
-  const content = (bytes: number) => ({ features: ['core'], files: [], images: [], totals: { blobs: 41, bytes } });
-  const doc = {
-    kind: 'FsmEdgeBundle',
-    schemaVersion: 1,
-    name: opts.name,
-    versions: { k3s: 'v1.31.4+k3s1', fsm: opts.fsm ?? '1.5.1', pipy: '1.5.12', chart: opts.fsm ?? '1.5.1' },
-    recipe: {},
-    index: { digest: 'sha256:' + '0'.repeat(64), size: 0 },
-    arches: Object.fromEntries(opts.arches.map((a) => [a, content(opts.bytes ?? 222_298_112)])),
-    totals: { blobs: 41, bytes: opts.bytes ?? 222_298_112 },
-  };
+  const doc = bundleDocStub({ name: opts.name, arches: opts.arches as Array<'amd64' | 'arm64' | 'arm'>, bytes: opts.bytes, fsm: opts.fsm });
   const bytes = Buffer.from(JSON.stringify(doc, null, 2));
   fs.writeFileSync(path.join(dir, 'bundle.json'), bytes);
   fs.writeFileSync(path.join(dir, 'bundle.json.sig'), JSON.stringify(signBytes(bytes, loadPrivateKey({ file: opts.keyFile }))));

@@ -129,9 +129,10 @@ Examples:
         onEvent: progressReporter(out),
       });
       out.result(
-        { ok: true, dir: r.dir, name: r.doc.name, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
+        { ok: true, dir: r.dir, name: r.doc.name, build: r.doc.build, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
         () => {
           out.ok(`bundle ${r.doc.name} → ${r.dir}: ${r.doc.totals.blobs} blobs, ${formatBytes(r.doc.totals.bytes)}`);
+          out.line(`  built ${r.doc.build.createdAt}, serial ${r.doc.build.serial}`);
           for (const [a, c] of Object.entries(r.doc.arches)) out.line(`  ${a}: ${formatBytes(c!.totals.bytes)} in ${c!.totals.blobs} blobs (${c!.images.length} images)`);
           out.line(`  downloaded ${formatBytes(r.stats.downloadedBytes)} in ${r.stats.requests} request(s); lock ${r.lockPath} ${r.lockWritten ? 'updated' : 'unchanged'}`);
         },

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { BUNDLE_FILE, SIGNATURE_FILE } from '../../bundle/layout.js';
-import { readBundleDoc, type BundleDoc } from '../../bundle/format.js';
+import { parseBundleDoc, type BundleDoc } from '../../bundle/format.js';
 import { formatBytes } from '../../bundle/inspect.js';
 import { keyId, loadPublicKey, verifyBytes, type SignatureDoc } from '../../bundle/sign.js';
 
@@ -68,9 +68,12 @@ export function bundleChoices(bundlesDir: string, arch: string, trusted: readonl
   const out: BundleChoice[] = [];
   for (const dir of dirs) {
     if (!existsSync(join(dir, BUNDLE_FILE))) continue;
+    // One read: the bytes whose signature is checked below are the bytes parsed here.
+    let bytes: Buffer;
     let doc: BundleDoc;
     try {
-      doc = readBundleDoc(dir);
+      bytes = readFileSync(join(dir, BUNDLE_FILE));
+      doc = parseBundleDoc(bytes, join(dir, BUNDLE_FILE));
     } catch (e) {
       out.push({ dir, name: dir, bytes: 0, blobs: 0, unusable: (e as Error).message });
       continue;
@@ -89,7 +92,7 @@ export function bundleChoices(bundlesDir: string, arch: string, trusted: readonl
     else {
       const key = trusted.find((t) => t.id === sig!.keyId);
       if (!key) c.unusable = `signed by ${short(sig.keyId)}, which is not a trusted key`;
-      else if (!verifyBytes(readFileSync(join(dir, BUNDLE_FILE)), sig, key.key)) c.unusable = 'bundle.json does not match its signature (changed after signing)';
+      else if (!verifyBytes(bytes, sig, key.key)) c.unusable = 'bundle.json does not match its signature (changed after signing)';
     }
     out.push(c);
   }

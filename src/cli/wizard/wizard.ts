@@ -13,7 +13,7 @@ import { formatBytes } from '../../bundle/inspect.js';
 import { describeFacts, probeFacts, type Facts } from '../../install/facts.js';
 import { ebpfFitness, preflightDecide, COMFORT_MEM_MIB } from '../../install/preflight.js';
 import { PhaseRefusal } from '../../engine/phase.js';
-import { archBlobs, sumBytes } from '../../bundle/format.js';
+import { archBlobs, readBundleDoc, sumBytes } from '../../bundle/format.js';
 import type { BundleArch } from '../../config/recipe.js';
 import type { SshHost } from '../../transport/ssh-host.js';
 import type { LocalHost } from '../../transport/local-host.js';
@@ -408,7 +408,7 @@ function showFacts(f: Facts, say: (l: string) => void, c: Output['color']): void
 /** The install's own preflight decision, shown now so a refusal is no surprise at the end. */
 function showPreflight(f: Facts, b: BundleChoice, interception: 'auto' | 'ebpf' | 'iptables', say: (l: string) => void, c: Output['color']): void {
   try {
-    const doc = JSON.parse(readFileSync(resolve(b.dir, 'bundle.json'), 'utf8')) as import('../../bundle/format.js').BundleDoc;
+    const doc = readBundleDoc(b.dir);
     const content = doc.arches[f.arch as BundleArch];
     const r = preflightDecide({
       facts: f,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { main } from '../../../src/cli/main.js';
 import { generateKeyPair } from '../../../src/bundle/sign.js';
-import { readBundleDoc, type BundleDoc } from '../../../src/bundle/format.js';
+import { BundleFormatError, readBundleDoc, type BundleDoc } from '../../../src/bundle/format.js';
 import { startFileServer } from '../fileserver.js';
 import { startRegistry } from '../registry.js';
 import { buildK3sStandIn, K3S_SYSTEM_IMAGES } from '../standins/build.js';
@@ -46,7 +46,14 @@ export async function buildSampleBundle(opts: SampleOptions = {}): Promise<Sampl
   const log = opts.log ?? (() => {});
   fs.mkdirSync(work, { recursive: true });
   if (!fs.existsSync(privateKeyFile)) generateKeyPair(privateKeyFile, publicKeyFile);
-  if (!opts.force && fs.existsSync(path.join(dir, 'bundle.json'))) return { dir, doc: readBundleDoc(dir), publicKeyFile, privateKeyFile, recipePath };
+  if (!opts.force && fs.existsSync(path.join(dir, 'bundle.json'))) {
+    try {
+      return { dir, doc: readBundleDoc(dir), publicKeyFile, privateKeyFile, recipePath };
+    } catch (e) {
+      // Made by an older fsm-edge (no build stamp, an older assemble.sh): build it again below.
+      if (!(e instanceof BundleFormatError)) throw e;
+    }
+  }
 
   const registry = await startRegistry();
   const files = await startFileServer();
