@@ -197,15 +197,22 @@ describe('install on an amd64 lab POP', () => {
     // Take the store away so the sync has real work, slow the link so the cut lands mid-transfer.
     await pop('rm -f /var/lib/fsm-edge/store/sha256/*');
     await shapeLink(h.pops[0]!, { rateKbit: 300 });
+    // Cut on evidence, not on a clock: once preflight has printed, the sync is next; a loaded machine may take
+    // seconds just to start the CLI and connect, which a fixed delay would cut instead.
     let printed = '';
-    const run = cli(installArgs(site, ['--json']), { onStderr: (all) => (printed = all) });
-    await new Promise((r) => setTimeout(r, 5000));
-    await cutLink(h.pops[0]!);
-    await new Promise((r) => setTimeout(r, 8000));
-    // The cut landed inside the sync: its line is not out yet when the link comes back.
-    const syncEndedBeforeRestore = / sync /.test(printed);
-    await restoreLink(h.pops[0]!);
-    const r = await run;
+    let syncEndedBeforeRestore = true;
+    const r = await cli(installArgs(site, ['--json']), {
+      onStderr: (all) => (printed = all),
+      when: /preflight .*\n/,
+      then: async () => {
+        await new Promise((res) => setTimeout(res, 2000));
+        await cutLink(h.pops[0]!);
+        await new Promise((res) => setTimeout(res, 8000));
+        // The cut landed inside the sync: its line is not out yet when the link comes back.
+        syncEndedBeforeRestore = / sync /.test(printed);
+        await restoreLink(h.pops[0]!);
+      },
+    });
     expect(syncEndedBeforeRestore).toBe(false);
     await shapeLink(h.pops[0]!, {});
     // The transport rides out short drops; a longer one ends the run with a clear error. Either way a plain
