@@ -51,7 +51,9 @@ export class ReleaseFiles {
   async get(url: string, label: string, expect: Expectation = {}): Promise<FetchedFile> {
     if (expect.digest) {
       const cached = blobPath(this.opts.cache, expect.digest);
-      if (hasBlob(cached, expect.size)) return { digest: expect.digest, size: expect.size ?? 0, path: cached, downloaded: false };
+      // A checksum file pins the digest but not the size: the cached file's own size is the size (a lock entry
+      // from another mirror URL does not apply).
+      if (hasBlob(cached, expect.size)) return { digest: expect.digest, size: expect.size ?? fs.statSync(cached).size, path: cached, downloaded: false };
     }
     if (this.opts.offline)
       throw new ReleaseFileError(`${label}: not in the cache and --offline is set (${url}); build once with network access`);

@@ -55,6 +55,14 @@ describe('ReleaseFiles', () => {
     expect(hits['/never-asked']).toBeUndefined();
   });
 
+  it('a file pinned by a checksum only (another mirror URL, no lock entry) comes from the cache with its real size', async () => {
+    await files().get(`${base}/ok`, 'k3s', { digest });
+    const f = await files().get(`${base}/other-mirror`, 'k3s', { digest, source: 'sha256sum-amd64.txt' });
+    expect(f.downloaded).toBe(false);
+    // Was 0: the bundle then listed a 0-byte k3s and the next build stopped with "blob … missing from the cache".
+    expect(f.size).toBe(body.length);
+  });
+
   it('fails at once on 404 and on a wrong sha256, leaving nothing in the cache', async () => {
     await expect(files().get(`${base}/missing`, 'k3s-arm64')).rejects.toThrow(`k3s-arm64: download from ${base}/missing failed: HTTP 404`);
     const wrong = `sha256:${'0'.repeat(64)}`;
