@@ -30,6 +30,10 @@ describe('install on an arm64 lab POP', () => {
     expect(first.code, first.stderr).toBe(0);
     const rep = JSON.parse(first.stdout).sites[0];
     expect(rep.record).toMatchObject({ arch: 'arm64', registration: { state: 'managed' } });
+    // Issue 10's bounds, counted by the transport: a fresh install in at most 15 round trips (the blob
+    // transfer's own streams excluded), a re-run in at most 3.
+    const syncTrips = rep.phases.find((p: { id: string }) => p.id === 'sync').metrics.syncRoundTrips ?? 0;
+    expect(rep.roundTrips - syncTrips, JSON.stringify(rep.phases.map((p: { id: string; status: string }) => [p.id, p.status]))).toBeLessThanOrEqual(15);
     const mc = await popExec(h.pops[0]!, "k3s kubectl -n fsm-system get meshconfig fsm-mesh-config -o jsonpath='{.spec.clusterSet.isManaged}'");
     expect(typeof mc === 'string' ? mc : (mc as { stdout: string }).stdout).toBe('true');
 
@@ -38,5 +42,6 @@ describe('install on an arm64 lab POP', () => {
     const rep2 = JSON.parse(again.stdout).sites[0];
     expect(rep2.phases.map((p: { status: string }) => p.status)).toEqual(Array(rep2.phases.length).fill('unchanged'));
     expect(rep2.phases.find((p: { id: string }) => p.id === 'sync').summary).toMatch(/0 sent/);
+    expect(rep2.roundTrips).toBeLessThanOrEqual(3);
   }, 1_200_000);
 });
