@@ -180,6 +180,13 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
 
     let stopped = false;
     let pending = false;
+    // Whether this run's success changes what the journal says beyond the phases (e.g. a new bundle installed).
+    const before = JSON.stringify(journal.bundle ?? null);
+    const changedJournal = () => {
+      const probe = structuredClone(journal);
+      opts.onSuccess?.(probe);
+      return JSON.stringify(probe.bundle ?? null) !== before;
+    };
     for (const phase of phases) {
       if (stopped || signal.aborted) {
         reports.push(blankReport(phase));
@@ -210,8 +217,9 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
     }
     if (signal.aborted && !stopped) stopped = true;
 
-    // Also a run that changed nothing belongs in the POP's history (who looked, when, with which bundle).
-    if (!stopped && !opts.dryRun) {
+    // A run that changed nothing and left nothing pending writes nothing: a re-run costs the lock and the probe
+    // only. (The controller's site record still counts it.)
+    if (!stopped && !opts.dryRun && (runJournaled || pending || changedJournal())) {
       opts.onSuccess?.(journal);
       run.outcome = pending ? 'pending' : 'done';
       run.finishedAt = new Date().toISOString();

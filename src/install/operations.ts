@@ -47,7 +47,7 @@ function operation(name: 'install' | 'register', phases: AnyPhase<InstallContext
     },
     onSuccess: (ctx, journal) => {
       // The POP now runs this bundle: later runs refuse an older one (see preflight's downgrade check).
-      if (name !== 'install' || !ctx.bundle) return;
+      if (name !== 'install' || !ctx.bundle || journal.bundle?.digest === ctx.bundle.digest) return;
       const { serial, createdAt } = ctx.bundle.doc.build;
       journal.bundle = { name: ctx.bundle.doc.name, digest: ctx.bundle.digest, serial, createdAt, installedAt: new Date().toISOString() };
     },

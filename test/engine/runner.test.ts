@@ -56,8 +56,8 @@ describe('phase runner', () => {
     const second = await runPhases(phases(), ctx, host, opts());
     expect(second.phases.map((p) => p.status)).toEqual(['unchanged', 'unchanged', 'unchanged']);
     expect(ctx.applied).toEqual(['a', 'b', 'c']);
-    // The re-run: one probe (journal and every live state), one journal write for the run.
-    expect(host.roundTrips - rt).toBe(2);
+    // The re-run: one probe (journal and every live state); it changed nothing, so it writes nothing.
+    expect(host.roundTrips - rt).toBe(1);
   });
 
   it('continues where a failed run stopped', async () => {
