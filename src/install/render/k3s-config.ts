@@ -72,13 +72,21 @@ export function registryOf(ref: string): string {
 }
 
 /**
- * `registries.yaml`: every registry the bundle's images name is a mirror with no endpoints, and k3s is told not
- * to use default endpoints — so a missing image fails at once with a clear pull error instead of reaching for
- * the internet (k3s#2961, #10351).
+ * Where every pull of an airgapped POP goes: a loopback port nothing listens on (tcpmux, port 1), so containerd's
+ * pull fails at once with "connection refused" and nothing leaves the POP.
+ */
+export const AIRGAP_PULL_ENDPOINT = 'http://127.0.0.1:1';
+
+/**
+ * `registries.yaml`: every registry the bundle's images name, and `*` for any other, is mirrored to
+ * {@link AIRGAP_PULL_ENDPOINT}; with `disable-default-registry-endpoint` k3s then renders hosts.toml files with
+ * only that endpoint and no `server =` fallback. An empty `endpoint: []` would NOT do: k3s drops a mirror with
+ * no endpoints and no config (pkg/agent/containerd/config.go getHostConfigs), and containerd then pulls from
+ * registry-1.docker.io & co. (k3s#2961, #10351).
  */
 export function renderRegistries(imageRefs: string[]): string {
   const registries = unique(['docker.io', ...imageRefs.map(registryOf)]).sort();
   const mirrors: Record<string, { endpoint: string[] }> = {};
-  for (const r of registries) mirrors[r] = { endpoint: [] };
+  for (const r of [...registries, '*']) mirrors[r] = { endpoint: [AIRGAP_PULL_ENDPOINT] };
   return '# Written by fsm-edge: airgapped POP, images come only from the bundle.\n' + stringify({ mirrors });
 }
