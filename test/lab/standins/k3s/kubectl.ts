@@ -76,7 +76,7 @@ function age(ts?: string): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.floor(s / 60)}m` : s < 172800 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 86400)}d`;
 }
 
-type Obj = { kind?: string; metadata: { name: string; namespace?: string; creationTimestamp?: string; labels?: Record<string, string> }; status?: Record<string, unknown>; spec?: Record<string, unknown> };
+type Obj = { kind?: string; metadata: { name: string; namespace?: string; creationTimestamp?: string; uid?: string; labels?: Record<string, string> }; status?: Record<string, unknown>; spec?: Record<string, unknown> };
 
 function row(r: Res, o: Obj): Record<string, string> {
   const st = (o.status ?? {}) as Record<string, any>;
