@@ -15,6 +15,8 @@ import { readChartArchive, type ChartMeta } from './render/chart-archive.js';
 import { ImagesMissingError, planFsmValues, validateFsmValues, ValuesSchemaError, type FsmValuesPlan } from './render/fsm-values.js';
 import { buildFsmHelmChart, FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, renderHelmChartManifest } from './render/helm-chart.js';
 import { K3S_MANIFESTS_DIR } from './render/k3s-config.js';
+import { hostHelmLogReader, inspectFsmRelease, recoverFailedRelease, waitForHelmJob } from './helm-release.js';
+import { describeImageWaits, ImageWaitTracker, MISSING_IMAGE_FIX, podsBlockedOnImages } from './pod-health.js';
 
 export const FSM_MANIFEST_PATH = `${K3S_MANIFESTS_DIR}/fsm-edge-fsm.yaml`;
 export const HELM_TIMEOUT = '600s';
@@ -87,40 +89,26 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-async function jobFailureReason(kube: PopKube, jobName: string): Promise<string> {
-  const pods = await kube.core.listNamespacedPod({ namespace: FSM_HELMCHART_NAMESPACE, labelSelector: `job-name=${jobName}` });
-  const msgs = pods.items
-    .map((p) => p.status?.containerStatuses?.[0]?.state)
-    .map((s) => s?.terminated?.message ?? s?.waiting?.message ?? '')
-    .filter(Boolean);
-  return msgs.at(-1) ?? '';
-}
-
 export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
   ctx.popKube ??= await PopKube.open(host);
   const kube = ctx.popKube;
-  const jobName = `helm-install-${FSM_HELMCHART_NAME}`;
   const timeoutMs = ctx.options.meshTimeoutMs;
-  await pollUntil(
-    `the ${jobName} Job`,
-    async () => {
-      const job = await kube.batch.readNamespacedJob({ name: jobName, namespace: FSM_HELMCHART_NAMESPACE });
-      if (previousJobUid && job.metadata?.uid === previousJobUid) return { done: false, state: 'waiting for k3s to start a Job with the new values' };
-      const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === 'True');
-      if (cond('Complete') || (job.status?.succeeded ?? 0) > 0) return { done: true };
-      if (cond('Failed')) {
-        const reason = (await jobFailureReason(kube, jobName)) || cond('Failed')?.message || 'no reason given';
-        throw new FatalWaitError(`the FSM Helm install failed (Job kube-system/${jobName}): ${reason.trim()}\n  fix: correct the cause above, then run the install again (the HelmChart has failurePolicy abort)`);
-      }
-      const last = await jobFailureReason(kube, jobName).catch(() => '');
-      return { done: false, state: `Job running${job.status?.failed ? `, ${job.status.failed} failed attempt(s)` : ''}${last ? `: ${last.split('\n')[0]}` : ''}` };
-    },
-    { timeoutMs, intervalMs: 2000 },
-  );
+  await waitForHelmJob(kube, {
+    jobName: `helm-install-${FSM_HELMCHART_NAME}`,
+    targetNamespace: fsmNamespace(ctx),
+    release: FSM_HELMCHART_NAME,
+    ...(previousJobUid ? { previousJobUid } : {}),
+    timeoutMs,
+    readLog: hostHelmLogReader(host),
+  });
   const ns = fsmNamespace(ctx);
+  const images = new ImageWaitTracker();
   await pollUntil(
     `FSM deployments in ${ns} (${plan.deployments.join(', ')})`,
     async () => {
+      // helm ran without --wait: a missing image shows only as pods waiting for it, never as a failure
+      const blocked = images.persistent(await podsBlockedOnImages(kube, ns));
+      if (blocked.length) throw new FatalWaitError(`FSM pods in ${ns} wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  fix: ${MISSING_IMAGE_FIX}`);
       const notReady: string[] = [];
       for (const name of plan.deployments) {
         try {
@@ -138,6 +126,29 @@ export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPla
   );
 }
 
+/**
+ * A release a previous run left failed is sticky (failurePolicy abort): uninstall it through k3s first, so the
+ * manifest written next installs FSM anew. Returns what was done (empty when nothing was failed).
+ */
+async function recoverIfFailed(ctx: InstallContext, host: Host, changes: Changes): Promise<string[]> {
+  // No kubeconfig yet (k3s never started, e.g. a dry run before the first install): nothing can have failed.
+  ctx.popKube ??= await PopKube.open(host).catch(() => undefined);
+  if (!ctx.popKube) return [];
+  const st = await inspectFsmRelease(ctx.popKube, fsmNamespace(ctx), FSM_HELMCHART_NAME);
+  if (st.state !== 'failed') return [];
+  let done: string[] = [];
+  await changes.change(`uninstall the failed FSM release (${st.reason ?? 'failed'}) so it can be installed again`, async () => {
+    done = await recoverFailedRelease(ctx.popKube!, host, {
+      manifestPath: FSM_MANIFEST_PATH,
+      helmChartName: FSM_HELMCHART_NAME,
+      targetNamespace: fsmNamespace(ctx),
+      timeoutMs: ctx.options.meshTimeoutMs,
+      readLog: hostHelmLogReader(host),
+    });
+  });
+  return done;
+}
+
 export const meshPhase: InstallPhase<InstallContext> = {
   id: 'mesh',
   title: 'deploy FSM',
@@ -147,6 +158,7 @@ export const meshPhase: InstallPhase<InstallContext> = {
   },
   async apply(ctx: InstallContext, host: Host, changes: Changes): Promise<StepOutcome> {
     const plan = await meshPlan(ctx);
+    const recovered = await recoverIfFailed(ctx, host, changes);
     const current = await host.exec(`sha256sum < ${FSM_MANIFEST_PATH} 2>/dev/null | cut -d' ' -f1`, { sudo: true });
     const changed = current.stdout.trim() !== sha256(plan.manifest);
     const warnings = plan.values.warnings;
@@ -171,7 +183,7 @@ export const meshPhase: InstallPhase<InstallContext> = {
     ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
     return {
       summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${changed ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
-      changes: changed ? [`wrote ${FSM_MANIFEST_PATH}`] : [],
+      changes: [...recovered, ...(changed ? [`wrote ${FSM_MANIFEST_PATH}`] : [])],
       warnings,
     };
   },
