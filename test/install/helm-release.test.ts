@@ -27,6 +27,8 @@ import { inspectFsmRelease, readRelease, recoverFailedRelease, waitForHelmJob, t
 import { podsBlockedOnImages, type PopKubeClients } from '../../src/install/pod-health.js';
 import { renderRegistries } from '../../src/install/render/k3s-config.js';
 import type { Host } from '../../src/transport/host.js';
+import type { InstallContext } from '../../src/install/context.js';
+import { waitForMesh, type MeshPlan } from '../../src/install/mesh.js';
 
 const NODE = 'pop-test';
 const KLIPPER = 'docker.io/rancher/klipper-helm:v0.13.1-build20260715';
@@ -63,7 +65,21 @@ const readLog: HelmLogReader = async (pod, { previous }) => {
   return fs.readFileSync(path.join(dir, 'pods', podDir, 'helm', `${n}.log`), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(3).join(' ')).join('\n');
 };
 
-const host = { name: 'test-pop', run: async (cmd: string) => execSync(cmd, { encoding: 'utf8' }) } as unknown as Host;
+/** The POP as the product reaches it: `rm` runs locally, `k3s kubectl logs` reads the kubelet's files. */
+const host = {
+  name: 'test-pop',
+  run: async (cmd: string) => execSync(cmd, { encoding: 'utf8' }),
+  exec: async (cmd: string) => {
+    const m = /kubectl -n kube-system logs (\S+) -c helm --tail=200( --previous)?$/.exec(cmd);
+    if (!m) return { code: 127, stdout: '', stderr: `unexpected command: ${cmd}` };
+    return readLog(m[1]!, { previous: Boolean(m[2]) }).then(
+      (stdout) => ({ code: 0, stdout, stderr: '' }),
+      (e: Error) => ({ code: 1, stdout: '', stderr: e.message }),
+    );
+  },
+} as unknown as Host;
+const meshCtx = () => ({ popKube: kube, options: { meshTimeoutMs: 90_000 } }) as unknown as InstallContext;
+const MESH_PLAN = { deployments: ['fsm-bootstrap', 'fsm-controller', 'fsm-injector'] } as MeshPlan;
 const manifest = (name: string) => path.join(dir, 'server', 'manifests', `${name}.yaml`);
 
 function helmChart(name: string, ns: string, valuesContent: string, extra: Record<string, unknown> = {}) {
@@ -118,6 +134,30 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the mesh phase wait (waitForMesh) against the stricter stand-in', () => {
+  const uninstall = () => recoverFailedRelease(kube, host, { manifestPath: manifest('fsm-edge-fsm'), targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog });
+
+  it("fails with helm's own error (read from the helm pod's log), not klipper's termination line or a timeout", async () => {
+    setImages([KLIPPER, ...IMAGES.map((i) => i.ref)]);
+    fs.writeFileSync(manifest('fsm-edge-fsm'), helmChart('fsm', 'fsm-system', 'fsm:\n  image:\n    pullPolicy: Sometimes\n'));
+    const err = await waitForMesh(meshCtx(), host, MESH_PLAN, undefined).catch((e: Error) => e);
+    expect((err as Error).message).toContain("values don't meet the specifications of the schema(s)");
+    expect((err as Error).message).toContain('fsm.image.pullPolicy');
+    await uninstall();
+  }, 150_000);
+
+  it('names the image a Deployment waits for within seconds, not at meshTimeout', async () => {
+    setImages([KLIPPER, ...IMAGES.map((i) => i.ref).filter((r) => r !== CONTROLLER)]);
+    fs.writeFileSync(manifest('fsm-edge-fsm'), helmChart('fsm', 'fsm-system', YAML.stringify(VALUES)));
+    const t0 = Date.now();
+    const err = await waitForMesh(meshCtx(), host, MESH_PLAN, undefined).catch((e: Error) => e);
+    expect((err as Error).message).toContain(`image ${CONTROLLER}`);
+    expect((err as Error).message).toContain('ImagePullBackOff');
+    expect(Date.now() - t0).toBeLessThan(45_000);
+    await uninstall();
+  }, 150_000);
 });
 
 describe('helm-controller Jobs as k3s runs them', () => {
