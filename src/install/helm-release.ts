@@ -91,6 +91,8 @@ export async function inspectFsmRelease(kube: PopKubeClients, targetNamespace: s
   const jobUid = job?.metadata?.uid;
   const base = { release: rel, ...(jobUid ? { jobUid } : {}) };
   if (rel.state === 'deployed') return { state: 'deployed', ...base };
+  // superseded newest: klipper retries the upgrade by itself (entry: "Retrying upgrade"), nothing is stuck
+  if (rel.status === 'superseded') return { state: 'installing', ...base };
   if (rel.state === 'failed' || rel.state === 'other') return { state: 'failed', reason: rel.description ?? `release ${release} is ${rel.status}`, ...base };
   if (rel.state === 'pending') {
     if (jobActive(job)) return { state: 'installing', ...base };

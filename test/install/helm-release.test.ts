@@ -4,6 +4,7 @@
 // containerd (an image list), the kubelet's log reading (the CRI log files the stand-in writes, read directly
 // instead of through `k3s kubectl logs`) and `rm` on the POP (run locally).
 import { execSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,7 @@ import { helmController } from '../lab/standins/k3s/helm.js';
 import { hostConfigs } from '../lab/standins/k3s/registries.js';
 import { workloadController } from '../lab/standins/k3s/workloads.js';
 import { setDebug } from '../lab/standins/k3s/log.js';
-import { inspectFsmRelease, readRelease, recoverFailedRelease, waitForHelmJob, type HelmLogReader } from '../../src/install/helm-release.js';
+import { decodeReleaseDescription, helmErrorFromLog, inspectFsmRelease, readRelease, recoverFailedRelease, waitForHelmJob, type HelmLogReader } from '../../src/install/helm-release.js';
 import { podsBlockedOnImages, type PopKubeClients } from '../../src/install/pod-health.js';
 import { renderRegistries } from '../../src/install/render/k3s-config.js';
 import type { Host } from '../../src/transport/host.js';
@@ -229,4 +230,22 @@ describe('helm-controller Jobs as k3s runs them', () => {
     await waitForHelmJob(kube, { jobName: 'helm-install-fsm', targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog });
     expect((await inspectFsmRelease(kube, 'fsm-system')).state).toBe('deployed');
   }, 200_000);
+});
+
+describe('reading what helm left', () => {
+  const enc = (b: Buffer) => Buffer.from(b.toString('base64')).toString('base64');
+  it('decodes info.description of a release record, and refuses a decompression bomb or garbage', () => {
+    expect(decodeReleaseDescription(enc(gzipSync(JSON.stringify({ info: { status: 'failed', description: 'Release "fsm" failed: x' } }))))).toBe('Release "fsm" failed: x');
+    // 64 MiB of valid JSON from a few KiB: bounded decompression refuses it instead of parsing it
+    const bomb = gzipSync(Buffer.concat([Buffer.from('{"info":{"description":"bomb"},"pad":"'), Buffer.alloc(64 << 20, 0x20), Buffer.from('"}')]));
+    expect(bomb.length).toBeLessThan(200_000);
+    expect(decodeReleaseDescription(enc(bomb))).toBeUndefined();
+    expect(decodeReleaseDescription('not base64 at all %%%')).toBeUndefined();
+    expect(decodeReleaseDescription(undefined)).toBeUndefined();
+  });
+  it("takes helm's error from a klipper-helm log without the xtrace lines", () => {
+    const log = "+ CHART=https://10.43.0.1:443/static/charts/fsm-1.5.1.tgz\n+ echo 'Installing helm chart'\n+ helm install fsm x\nError: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of\n";
+    expect(helmErrorFromLog(log)).toBe("Error: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of");
+    expect(helmErrorFromLog("+ echo x\nRelease status is 'failed' and failure policy is 'abort'; waiting for operator intervention\n")).toContain('waiting for operator intervention');
+  });
 });
