@@ -338,6 +338,9 @@ export async function runKlipper(k: KlipperContext, env: KlipperEnv): Promise<Kl
       if (hookErr === 'abandoned') return exit(143);
       if (hookErr) return failRelease(hookErr);
     }
+    // fault `helm-apply`: an object the API refuses (a webhook, a conflict) — the release is stored, then failed
+    const applyFault = k.ctx.fault('helm-apply');
+    if (applyFault) return failRelease(applyFault);
     // helm runs without --wait: objects are created, nobody waits for their pods (or their images)
     const objects = r.chart.name === 'fsm' ? fsmReleaseObjects(r.values, ns, release, r.chart.version ?? '') : [];
     for (const o of objects) {
