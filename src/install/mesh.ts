@@ -182,7 +182,7 @@ export const meshPhase: InstallPhase<InstallContext> = {
     ctx.installed.fsm = bundleOf(ctx).doc.versions.fsm;
     ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
     return {
-      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${changed ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
+      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${changed ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready${recovered.length ? `; before that: ${recovered.at(-1)}` : ''}`,
       changes: [...recovered, ...(changed ? [`wrote ${FSM_MANIFEST_PATH}`] : [])],
       warnings,
     };
