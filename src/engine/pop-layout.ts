@@ -1,5 +1,10 @@
-// Every path fsm-edge reads or writes on a POP, in one place. Lower layers (bundle, transport) take the paths
-// they need as arguments; nothing below the engine spells a POP path.
+// Every path fsm-edge reads or writes on a POP, in one place. The few that the bundle format itself fixes (what
+// assemble.sh may write: the k3s binary, install.sh, image archives, charts, and the blob store) are defined
+// next to that script's rules in bundle/layout.ts and re-exported here; transport takes its paths as arguments.
+
+import { POP_INSTALL_SCRIPT, POP_K3S_BINARY, POP_K3S_IMAGES_DIR, POP_STATIC_CHARTS_DIR, POP_STORE_DIR } from '../bundle/layout.js';
+
+export { POP_INSTALL_SCRIPT, POP_STORE_DIR };
 
 /** fsm-edge's own state on the POP: journal, lock, blob store, assembly plan. */
 export const POP_STATE_DIR = '/var/lib/fsm-edge';
@@ -7,14 +12,11 @@ export const POP_JOURNAL = `${POP_STATE_DIR}/journal.json`;
 /** flock(1) target held for the whole run; the holder is described next to it. */
 export const POP_LOCK = `${POP_STATE_DIR}/lock`;
 export const POP_LOCK_OWNER = `${POP_STATE_DIR}/lock.owner`;
-/** Content-addressed blob store: `<store>/sha256/<hex>`. */
-export const POP_STORE_DIR = `${POP_STATE_DIR}/store`;
 /** What assemble.sh makes from the store (k3s binary, install.sh, image archives, chart), as last planned. */
 export const POP_ASSEMBLE_PLAN = `${POP_STATE_DIR}/assemble.plan`;
-export const POP_INSTALL_SCRIPT = `${POP_STATE_DIR}/k3s/install.sh`;
 
 /** k3s, where install.sh and k3s itself put things. */
-export const K3S_BINARY = '/usr/local/bin/k3s';
+export const K3S_BINARY = POP_K3S_BINARY;
 export const K3S_ETC_DIR = '/etc/rancher/k3s';
 export const K3S_CONFIG_PATH = `${K3S_ETC_DIR}/config.yaml`;
 export const K3S_REGISTRIES_PATH = `${K3S_ETC_DIR}/registries.yaml`;
@@ -23,8 +25,8 @@ export const K3S_TOKEN_PATH = `${K3S_ETC_DIR}/cluster-token`;
 export const K3S_KUBECONFIG_PATH = `${K3S_ETC_DIR}/k3s.yaml`;
 export const K3S_SYSTEMD_UNIT = '/etc/systemd/system/k3s.service';
 export const K3S_DATA_DIR = '/var/lib/rancher/k3s';
-export const K3S_IMAGES_DIR = `${K3S_DATA_DIR}/agent/images`;
-export const K3S_STATIC_CHARTS_DIR = `${K3S_DATA_DIR}/server/static/charts`;
+export const K3S_IMAGES_DIR = POP_K3S_IMAGES_DIR;
+export const K3S_STATIC_CHARTS_DIR = POP_STATIC_CHARTS_DIR;
 export const K3S_MANIFESTS_DIR = `${K3S_DATA_DIR}/server/manifests`;
 /** Stable CNI bin dir (k3s PR #10868); xnet's chained CNI plugin is installed next to k3s's own plugins. */
 export const K3S_CNI_BIN_DIR = `${K3S_DATA_DIR}/data/cni`;

@@ -1,7 +1,8 @@
 // What a POP is: arch, OS, kernel, init, CPU/RAM/disk, default route, hostname, cgroup v2, BTF, bpffs, an
 // existing k3s and whether it is healthy. The probe script (read-only), its parser, and a one-line description.
 
-import { K3S_BINARY, K3S_CONFIG_PATH } from '../engine/pop-layout.js';
+import { K3S_CONFIG_PATH } from '../engine/pop-layout.js';
+import { HOST_SUPPORT_PROBE, type HostSupportFacts, K3S_PROBE, parseHostSupport } from './host-support.js';
 import type { Host } from '../transport/host.js';
 
 export interface Facts {
@@ -27,6 +28,10 @@ export interface Facts {
   bpfSyscall: boolean;
   iptables: boolean;
   k3s?: { version: string; active: boolean; ready: boolean; ourConfig: boolean };
+  /** Effective sshd settings that govern the API tunnel (absent when `sshd -T` was not readable). */
+  sshd?: HostSupportFacts['sshd'];
+  /** PATH that sudo gives commands (secure_path). */
+  sudoPath?: string;
 }
 
 // POSIX sh; every probe tolerates a missing tool. Runs as root so k3s health can be read.
@@ -49,12 +54,8 @@ echo "cgroup_controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "bpffs=$(awk '$3=="bpf"{printf "%s ", $2}' /proc/mounts)"
 [ -e /proc/sys/kernel/unprivileged_bpf_disabled ] && echo bpf_syscall=1 || echo bpf_syscall=0
 command -v iptables >/dev/null 2>&1 && echo iptables=1 || echo iptables=0
-# An absolute path: sudo's secure_path (RHEL family) may not include /usr/local/bin.
-if [ -x ${K3S_BINARY} ]; then
-  echo "k3s_version=$(${K3S_BINARY} --version 2>/dev/null | head -n1)"
-  if command -v systemctl >/dev/null 2>&1; then echo "k3s_active=$(systemctl is-active k3s 2>/dev/null)"; fi
-  echo "k3s_ready=$(timeout 10 ${K3S_BINARY} kubectl get --raw /readyz 2>/dev/null | head -c 20)"
-fi
+\${K3S_PROBE}
+\${HOST_SUPPORT_PROBE}
 grep -q 'Written by fsm-edge' ${K3S_CONFIG_PATH} 2>/dev/null && echo k3s_ours=1 || echo k3s_ours=0
 `;
 
@@ -99,6 +100,7 @@ export function parseFacts(stdout: string): Facts {
   };
   const arch = archOf(machine);
   if (arch) facts.arch = arch;
+  Object.assign(facts, parseHostSupport(stdout));
   if (get('default_route')) facts.defaultRoute = get('default_route');
   if (kv.has('k3s_version') && get('k3s_version')) {
     facts.k3s = {

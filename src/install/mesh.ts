@@ -13,6 +13,8 @@ import type { PopKube } from '../kube/pop.js';
 import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
 import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, fsmNamespace, type InstallContext, popKubeOf } from './context.js';
+import { type FsmHelmState, hostHelmLogReader, inspectFsmRelease, recoverFailedRelease, waitForHelmJob } from './helm-release.js';
+import { describeImageWaits, ImageWaitTracker, MISSING_IMAGE_FIX, podsBlockedOnImages } from './pod-health.js';
 import { type ChartMeta, readChartArchive } from './render/chart-archive.js';
 import { type FsmValuesPlan, ImagesMissingError, planFsmValues, ValuesSchemaError, validateFsmValues } from './render/fsm-values.js';
 import { buildFsmHelmChart, FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, renderHelmChartManifest } from './render/helm-chart.js';
@@ -91,39 +93,25 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-async function jobFailureReason(kube: PopKube, jobName: string): Promise<string> {
-  const pods = await kube.core.listNamespacedPod({ namespace: FSM_HELMCHART_NAMESPACE, labelSelector: `job-name=${jobName}` });
-  const msgs = pods.items
-    .map((p) => p.status?.containerStatuses?.[0]?.state)
-    .map((s) => s?.terminated?.message ?? s?.waiting?.message ?? '')
-    .filter(Boolean);
-  return msgs.at(-1) ?? '';
-}
-
 export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
   const kube = await popKubeOf(ctx, host);
-  const jobName = `helm-install-${FSM_HELMCHART_NAME}`;
   const timeoutMs = ctx.options.meshTimeoutMs;
-  await pollUntil(
-    `the ${jobName} Job`,
-    async () => {
-      const job = await kube.batch.readNamespacedJob({ name: jobName, namespace: FSM_HELMCHART_NAMESPACE });
-      if (previousJobUid && job.metadata?.uid === previousJobUid) return { done: false, state: 'waiting for k3s to start a Job with the new values' };
-      const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === 'True');
-      if (cond('Complete') || (job.status?.succeeded ?? 0) > 0) return { done: true };
-      if (cond('Failed')) {
-        const reason = (await jobFailureReason(kube, jobName)) || cond('Failed')?.message || 'no reason given';
-        throw new FatalWaitError(`the FSM Helm install failed (Job kube-system/${jobName}): ${reason.trim()}\n  fix: correct the cause above, then run the install again (the HelmChart has failurePolicy abort)`);
-      }
-      const last = await jobFailureReason(kube, jobName).catch(() => '');
-      return { done: false, state: `Job running${job.status?.failed ? `, ${job.status.failed} failed attempt(s)` : ''}${last ? `: ${last.split('\n')[0]}` : ''}` };
-    },
-    { timeoutMs, intervalMs: 2000 },
-  );
+  await waitForHelmJob(kube, {
+    jobName: `helm-install-${FSM_HELMCHART_NAME}`,
+    targetNamespace: fsmNamespace(ctx),
+    release: FSM_HELMCHART_NAME,
+    ...(previousJobUid ? { previousJobUid } : {}),
+    timeoutMs,
+    readLog: hostHelmLogReader(host),
+  });
   const ns = fsmNamespace(ctx);
+  const images = new ImageWaitTracker();
   await pollUntil(
     `FSM deployments in ${ns} (${plan.deployments.join(', ')})`,
     async () => {
+      // helm ran without --wait: a missing image shows only as pods waiting for it, never as a failure
+      const blocked = images.persistent(await podsBlockedOnImages(kube, ns));
+      if (blocked.length) throw new FatalWaitError(`FSM pods in ${ns} wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  fix: ${MISSING_IMAGE_FIX}`);
       const notReady: string[] = [];
       for (const name of plan.deployments) {
         try {
@@ -146,29 +134,49 @@ export function meshProbe(namespace: string): string {
   return [
     `if [ -f ${FSM_MANIFEST_PATH} ]; then echo "manifest $(sha256sum < ${FSM_MANIFEST_PATH} | cut -d' ' -f1)"; fi`,
     `if [ -x ${K3S_BINARY} ] && [ -s ${K3S_KUBECONFIG_PATH} ]; then`,
-    `  timeout 20 ${K3S_BINARY} kubectl get deployments -n ${namespace} --no-headers 2>/dev/null | awk '{print "deployment", $1, $2}'`,
-    `  timeout 20 ${K3S_BINARY} kubectl get helmcharts.helm.cattle.io -n ${FSM_HELMCHART_NAMESPACE} ${FSM_HELMCHART_NAME} --no-headers >/dev/null 2>&1 && echo helmchart`,
+    // `api` only when the API answered: "no deployments" and "could not ask" must never look alike (the first
+    // reinstalls FSM, the second only waits).
+    `  if d=$(timeout 20 ${K3S_BINARY} kubectl get deployments -n ${namespace} --no-headers 2>/dev/null); then`,
+    '    echo api; printf \'%s\\n\' "$d" | awk \'NF {print "deployment", $1, $2}\'',
+    `    if f=$(timeout 20 ${K3S_BINARY} kubectl get helmcharts.helm.cattle.io -n ${FSM_HELMCHART_NAMESPACE} ${FSM_HELMCHART_NAME} -o jsonpath='{.status.conditions[?(@.type=="Failed")].status}' 2>/dev/null); then echo "helmchart \${f:-False}"; fi`,
+    '  fi',
     'fi',
   ].join('\n');
 }
 
 export interface MeshLive {
   manifestSha?: string;
+  /** The POP's API answered the probe (else nothing below was seen, and nothing may be concluded from it). */
+  api: boolean;
   helmChart: boolean;
+  /** helm-controller set the HelmChart's Failed condition. */
+  helmChartFailed: boolean;
+  /** The release as helm recorded it; read only when something is wrong. */
+  release?: FsmHelmState;
   /** Deployment → `ready/wanted` as kubectl prints it. */
   deployments: Map<string, string>;
   /** Why FSM is not healthy now (empty when it is). */
   problems: string[];
   previousJobUid?: string;
+  /** What the recovery of a failed release did, for the summary. */
+  recovered?: string[];
 }
 
 export function parseMeshProbe(out: string, wanted: readonly string[]): MeshLive {
-  const live: MeshLive = { helmChart: false, deployments: new Map(), problems: [] };
+  const live: MeshLive = { api: false, helmChart: false, helmChartFailed: false, deployments: new Map(), problems: [] };
   for (const line of out.split('\n')) {
     const w = line.trim().split(/\s+/);
     if (w[0] === 'manifest' && w[1]) live.manifestSha = w[1];
+    else if (w[0] === 'api') live.api = true;
     else if (w[0] === 'deployment' && w[1] && w[2]) live.deployments.set(w[1], w[2]);
-    else if (w[0] === 'helmchart') live.helmChart = true;
+    else if (w[0] === 'helmchart') {
+      live.helmChart = true;
+      live.helmChartFailed = w[1] === 'True';
+    }
+  }
+  if (!live.api) {
+    live.problems.push('the POP API did not answer the probe');
+    return live;
   }
   for (const name of wanted) {
     const r = live.deployments.get(name);
@@ -222,27 +230,49 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   // Rendering is cheap; compiling the chart's values schema costs seconds, so it waits until a change needs it.
   prepare: (ctx) => meshPlan(ctx, { validate: false }),
   inputs: (ctx, plan) => ({ bundle: bundleOf(ctx).digest, manifest: sha256(plan.manifest) }),
-  check: (_ctx, plan, env) => parseMeshProbe(env.probe, plan.deployments),
+  async check(ctx, plan, env) {
+    const live = parseMeshProbe(env.probe, plan.deployments);
+    // Only when something is wrong is the release itself read (through the API: a round trip the healthy path
+    // does not pay): a failed release is sticky (failurePolicy abort) and must be uninstalled before FSM can be
+    // installed again.
+    if (live.api && live.helmChart && (live.problems.length || live.helmChartFailed)) {
+      live.release = await inspectFsmRelease(await popKubeOf(ctx, env.host), fsmNamespace(ctx), FSM_HELMCHART_NAME);
+    }
+    return live;
+  },
   healthy: (live) => live.problems.length === 0,
   plan(ctx, plan, live, env) {
     const changes: PlannedChange[] = [];
     const mode = plan.values.trafficInterceptionMode;
-    if (live.manifestSha !== sha256(plan.manifest)) {
+    const write = change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {
+      await plan.validate();
+      if (live.helmChart && !live.recovered) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
+      // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
+      await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
+    });
+    if (live.release?.state === 'failed') {
       changes.push(
-        change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {
-          await plan.validate();
-          if (live.helmChart) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
-          // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
-          await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
+        change(`uninstall the failed FSM release (${live.release.reason ?? 'failed'}) so it can be installed again`, async () => {
+          live.recovered = await recoverFailedRelease(await popKubeOf(ctx, env.host), env.host, {
+            manifestPath: FSM_MANIFEST_PATH,
+            helmChartName: FSM_HELMCHART_NAME,
+            targetNamespace: fsmNamespace(ctx),
+            timeoutMs: ctx.options.meshTimeoutMs,
+            readLog: hostHelmLogReader(env.host),
+          });
         }),
+        // The recovery removed the manifest (and k3s's record of it): write it anew.
+        write,
       );
-    } else if (live.problems.length && !live.helmChart) {
+    } else if (live.manifestSha !== sha256(plan.manifest)) {
+      changes.push(write);
+    } else if (live.api && !live.helmChart) {
       changes.push(
         change(`apply HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} again (it was deleted; FSM: ${live.problems.join(', ')})`, async () => {
           await reapplyHelmChart(await popKubeOf(ctx, env.host), plan.manifest, ctx.options.meshTimeoutMs);
         }),
       );
-    } else if (live.problems.some((p) => p.endsWith('missing'))) {
+    } else if (live.api && live.release?.state === 'deployed' && live.problems.some((p) => p.endsWith('missing'))) {
       changes.push(
         change(`reinstall FSM through its HelmChart (FSM on the POP: ${live.problems.join(', ')})`, async () => {
           const kube = await popKubeOf(ctx, env.host);
@@ -266,7 +296,9 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
     ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
     const mode = plan.values.trafficInterceptionMode;
     return {
-      summary: `FSM ${bundleOf(ctx).doc.versions.fsm} ${applied.length ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready`,
+      summary:
+        `FSM ${bundleOf(ctx).doc.versions.fsm} ${applied.length ? 'deployed' : 'unchanged'} (${mode}); ${plan.deployments.length} deployments ready` +
+        (live.recovered?.length ? `; before that: ${live.recovered.join(', ')}` : ''),
       warnings: plan.values.warnings,
     };
   },

@@ -6,7 +6,9 @@ import { archBlobs, type BundleDoc, sumBytes } from '../bundle/format.js';
 import { type BundleArch, MESH_ARCHES } from '../config/recipe.js';
 import type { JournalBundle } from '../engine/journal.js';
 import { definePhase, PhaseRefusal } from '../engine/phase.js';
+import { LocalHost } from '../transport/local-host.js';
 import { bundleOf, factsOf, type InstallContext } from './context.js';
+import { hostSupportProblems } from './host-support.js';
 import type { Facts } from './facts.js';
 import { parseVersion, versionAtLeast } from './render/interception.js';
 
@@ -53,6 +55,8 @@ export interface PreflightInput {
   interception: 'auto' | 'ebpf' | 'iptables';
   /** Bytes this arch receives (blob store) — the POP needs about twice that plus headroom. */
   archBytes: number;
+  /** The POP is reached over SSH (its sshd must allow the API tunnel); false when fsm-edge runs on the POP. */
+  overSsh?: boolean;
 }
 
 export interface PreflightResult {
@@ -80,9 +84,9 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   if (!i.bundleArches.includes(f.arch)) {
     throw new PhaseRefusal(P, `the bundle has no ${f.arch} content (it holds ${i.bundleArches.join(', ') || 'nothing'})`, `build a bundle for ${f.arch} (\`fsm-edge bundle build --arch ${f.arch}\`) and pass it with --bundle`);
   }
-  if (f.init !== 'systemd' && f.init !== 'openrc') {
-    throw new PhaseRefusal(P, 'neither systemd nor openrc runs on this POP, and k3s needs one of them to run as a service', 'use a distribution with systemd (Debian, Ubuntu, …) or openrc (Alpine)');
-  }
+  // openrc is refused (the k3s phase drives systemd), and so is an sshd that would refuse the API tunnel.
+  const host = hostSupportProblems({ init: f.init, ...(f.sshd ? { sshd: f.sshd } : {}) }, { overSsh: i.overSsh !== false });
+  if (host.length) throw new PhaseRefusal(P, host.map((x) => x.reason).join('; '), host.map((x) => x.fix).join('; '));
   if (f.cpus < MIN_CPUS) {
     throw new PhaseRefusal(P, `${f.cpus} CPU; k3s with FSM needs at least ${MIN_CPUS}`, 'use a POP with 2 or more cores');
   }
@@ -152,7 +156,7 @@ export const preflightPhase = definePhase<InstallContext, undefined, PreflightLi
   id: 'preflight',
   title: 'preflight checks',
   always: true,
-  async check(ctx) {
+  async check(ctx, _prep, env) {
     const facts = factsOf(ctx);
     const doc = bundleOf(ctx).doc;
     const downgrade = downgradeRefusal(ctx.journal?.bundle, doc, ctx.options.allowDowngrade === true);
@@ -167,6 +171,7 @@ export const preflightPhase = definePhase<InstallContext, undefined, PreflightLi
       fsmVersion: doc.versions.fsm,
       interception: ctx.site.spec.mesh.interception,
       archBytes: content ? sumBytes(archBlobs(content)) : 0,
+      overSsh: !(env.host instanceof LocalHost),
     });
     const warnings = [...r.warnings];
     let hubReachable: boolean | undefined;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ApiException } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BundleDoc } from '../../src/bundle/format.js';
 import { loadSites } from '../../src/config/index.js';
@@ -163,7 +164,17 @@ function meshPrep(manifest = 'apiVersion: helm.cattle.io/v1\nkind: HelmChart\n')
   };
   return p as unknown as MeshPlan & { validated: number };
 }
-const healthyMesh = (m: string) => `manifest ${sha(m)}\ndeployment fsm-bootstrap 1/1\ndeployment fsm-controller 1/1\ndeployment fsm-injector 1/1\nhelmchart`;
+const healthyMesh = (m: string) => `manifest ${sha(m)}\napi\ndeployment fsm-bootstrap 1/1\ndeployment fsm-controller 1/1\ndeployment fsm-injector 1/1\nhelmchart False`;
+
+/** The POP's API as far as reading a helm release goes: the release secret's status label, and no Job. */
+function releaseApi(status: 'deployed' | 'failed') {
+  const notFound = new ApiException(404, 'Not Found', {}, {});
+  return {
+    core: { listNamespacedSecret: async () => ({ items: [{ type: 'helm.sh/release.v1', metadata: { labels: { version: '1', status } }, data: {} }] }) },
+    batch: { readNamespacedJob: async () => Promise.reject(notFound) },
+    close: async () => {},
+  } as unknown as InstallContext['popKube'];
+}
 
 describe('mesh phase', () => {
   it('writes the HelmChart manifest when it differs, after validating the values', async () => {
@@ -186,7 +197,7 @@ describe('mesh phase', () => {
     const prep = meshPrep();
     const host = new RecordingHost();
     const ctx = context();
-    const e = env(host, `manifest ${sha(prep.manifest)}`);
+    const e = env(host, `manifest ${sha(prep.manifest)}\napi`);
     const live = await meshPhase.check(ctx, prep, e);
     expect(meshPhase.healthy!(live)).toBe(false);
     expect(meshPhase.plan(ctx, prep, live, e).map((c) => c.description)).toEqual([
@@ -197,9 +208,29 @@ describe('mesh phase', () => {
   it('waits (settles) rather than changing anything while deployments are merely not ready', async () => {
     const prep = meshPrep();
     const probe = healthyMesh(prep.manifest).replace('fsm-controller 1/1', 'fsm-controller 0/1');
-    const r = await planAndApply(meshPhase, context(), prep, probe);
+    const r = await planAndApply(meshPhase, context({ popKube: releaseApi('deployed') }), prep, probe);
     expect(r.planned).toEqual([]);
     expect(meshPhase.healthy!(r.live)).toBe(false);
+  });
+
+  it('concludes nothing when the API did not answer the probe (k3s restarting): no reinstall, only a wait', async () => {
+    const prep = meshPrep();
+    const r = await planAndApply(meshPhase, context(), prep, `manifest ${sha(prep.manifest)}`);
+    expect(r.planned).toEqual([]);
+    expect(meshPhase.healthy!(r.live)).toBe(false);
+  });
+
+  it('a failed release (sticky under failurePolicy abort) is uninstalled first, then the manifest is written anew', async () => {
+    const prep = meshPrep();
+    const probe = healthyMesh(prep.manifest).replace('helmchart False', 'helmchart True');
+    const ctx = context({ popKube: releaseApi('failed') });
+    const host = new RecordingHost();
+    const e = env(host, probe);
+    const live = await meshPhase.check(ctx, prep, e);
+    expect(meshPhase.plan(ctx, prep, live, e).map((c) => c.description)).toEqual([
+      'uninstall the failed FSM release (release fsm is failed) so it can be installed again',
+      `write HelmChart kube-system/fsm (fsm-1.5.1.tgz, NodeLevel) to ${FSM_MANIFEST_PATH}`,
+    ]);
   });
 });
 

@@ -89,7 +89,9 @@ describe('preflight decisions', () => {
     ['a full disk', { facts: facts({ diskFreeMiB: 900 }) }, /900 MiB free/, /free space/],
     ['no default route', { facts: facts({ defaultRoute: undefined }) }, /no default route/, /dummy0/],
     ['a foreign k3s', { facts: facts({ k3s: { version: 'v1.29.0+k3s1', active: true, ready: true, ourConfig: false } }) }, /v1\.29\.0\+k3s1 is already installed/, /uninstall/],
-    ['a host without systemd or openrc', { facts: facts({ init: 'other' }) }, /neither systemd nor openrc/, /systemd/],
+    ['a host without systemd', { facts: facts({ init: 'other' }) }, /no systemd runs on this POP/, /systemd distribution/],
+    ['an openrc host, which the k3s phase would fail on', { facts: facts({ init: 'openrc' }) }, /runs openrc/, /openrc \(Alpine\) is not supported/],
+    ['an sshd that refuses the API tunnel', { facts: facts({ sshd: { allowTcpForwarding: 'no' } }) }, /AllowTcpForwarding no/, /sshd_config/],
   ])('refuses %s with the reason and the fix', (_name, over, reason, fix) => {
     const e = refusal(() => preflightDecide(input(over as Partial<PreflightInput>)));
     expect(e.reason).toMatch(reason);

@@ -12,7 +12,8 @@ import {
   ValuesSchemaError,
   type FsmValuesInput,
 } from '../../src/install/render/fsm-values.js';
-import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/install/render/k3s-config.js';
+import { AIRGAP_PULL_ENDPOINT, endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/install/render/k3s-config.js';
+import { hostConfigs, isLocalEndpoint, pullEndpoints, pullFailure, renderHostsToml } from '../lab/standins/k3s/registries.js';
 import {
   buildClusterObject,
   popAccessObjects,
@@ -79,10 +80,23 @@ describe('k3s config.yaml', () => {
 });
 
 describe('registries.yaml', () => {
-  it('lists every registry of the bundle as a mirror with no endpoint', () => {
-    const doc = parse(renderRegistries(['flomesh/fsm-controller:1.5.1', 'ghcr.io/x/y:1', 'registry.k8s.io/pause:3.9', 'localhost:5000/a:1']));
-    expect(Object.keys(doc.mirrors).sort()).toEqual(['docker.io', 'ghcr.io', 'localhost:5000', 'registry.k8s.io']);
-    for (const m of Object.values(doc.mirrors)) expect(m).toEqual({ endpoint: [] });
+  const refs = ['flomesh/fsm-controller:1.5.1', 'ghcr.io/x/y:1', 'registry.k8s.io/pause:3.9', 'localhost:5000/a:1'];
+  it('mirrors every registry of the bundle, and any other, to a refusing loopback endpoint', () => {
+    const doc = parse(renderRegistries(refs));
+    expect(Object.keys(doc.mirrors).sort()).toEqual(['*', 'docker.io', 'ghcr.io', 'localhost:5000', 'registry.k8s.io']);
+    for (const m of Object.values(doc.mirrors)) expect(m).toEqual({ endpoint: [AIRGAP_PULL_ENDPOINT] });
+  });
+  it('leaves containerd (as k3s renders hosts.toml from it) no endpoint off the POP, for bundle images and others', () => {
+    // k3s pkg/agent/containerd getHostConfigs, imitated by the stand-in: `endpoint: []` is dropped, so the old
+    // registries.yaml sent pulls to registry-1.docker.io despite disable-default-registry-endpoint.
+    const hosts = hostConfigs(parse(renderRegistries(refs)), true);
+    for (const ref of [...refs, 'busybox', 'quay.io/not/in-bundle:1', 'docker.io/rancher/klipper-helm:v0.9.12']) {
+      const tried = pullEndpoints(hosts, ref);
+      expect(tried.length, ref).toBeGreaterThan(0);
+      for (const url of tried) expect(isLocalEndpoint(url), `${ref} → ${url}`).toBe(true);
+    }
+    expect(pullFailure(hosts, 'flomesh/fsm-preinstall:1.5.1')).toMatch(/127\.0\.0\.1:1: connect: connection refused$/);
+    expect(renderHostsToml(hosts.get('docker.io')!)).not.toMatch(/^server =/m);
   });
   it('resolves Docker Hub short names as containerd does', () => {
     expect(registryOf('busybox')).toBe('docker.io');

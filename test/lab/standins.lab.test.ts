@@ -12,6 +12,7 @@ import type { PopInfo } from './types.js';
 import { buildK3sStandIn, K3S_STANDIN_VERSION, K3S_SYSTEM_IMAGES } from './standins/build.js';
 import { buildFsmChart, fsmImagesForValues } from './standins/fsm-chart.js';
 import { writeOciArchive } from './standins/oci-archive.js';
+import { renderRegistries } from '../../src/install/render/k3s-config.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'standins-test-'));
 let pop: PopInfo | undefined;
@@ -117,8 +118,10 @@ describe('k3s stand-in under systemd', () => {
       'node-label': ['edge.flomesh.io/site=test'],
       disable: ['traefik'],
       'not-a-k3s-flag': true,
+      'disable-default-registry-endpoint': true,
     };
     await sh(`cat > /etc/rancher/k3s/config.yaml`, YAML.stringify(config));
+    await sh('cat > /etc/rancher/k3s/registries.yaml', renderRegistries(['flomesh/fsm-controller:1.5.1', 'ghcr.io/x/y:1']));
     await put(path.join(work, 'good.tar'), '/var/lib/rancher/k3s/agent/images/good.tar');
     await put(path.join(work, 'wrong-arch.tar'), '/var/lib/rancher/k3s/agent/images/wrong-arch.tar');
     const start = await sh('systemctl start k3s');
@@ -142,6 +145,11 @@ describe('k3s stand-in under systemd', () => {
     const token = (await sh('cat /var/lib/rancher/k3s/server/token')).stdout.trim();
     const password = (await sh('cat /etc/rancher/k3s/cluster-token')).stdout.trim();
     expect(token).toMatch(new RegExp(`^K10[0-9a-f]{64}::server:${password}$`));
+    // containerd's certs.d as k3s renders it from registries.yaml: only the refusing loopback mirror, no fallback
+    const hosts = await sh('cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml /var/lib/rancher/k3s/agent/etc/containerd/certs.d/_default/hosts.toml');
+    expect(hosts.code, hosts.stderr).toBe(0);
+    expect(hosts.stdout).toContain('[host."http://127.0.0.1:1/v2"]');
+    expect(hosts.stdout).not.toMatch(/^server =/m);
     expect((await kubectl('get --raw /readyz')).stdout.trim()).toBe('ok');
     await eventually('node Ready', async () => /\bReady\b/.test((await kubectl('get nodes')).stdout) || undefined);
     await eventually('coredns available', async () => (await kubectl('-n kube-system rollout status deploy/coredns --timeout=5s')).code === 0 || undefined);
@@ -178,20 +186,32 @@ describe('k3s stand-in under systemd', () => {
     expect([401, 403]).toContain((await get(false)).status);
   });
 
-  it('fails a HelmChart whose chart file is missing, with the reason in the Job pod, the Job and the HelmChart', async () => {
+  it('fails a HelmChart whose chart file is missing: helm\'s error in the crash-looping pod\'s log, klipper\'s line as termination message, then Job and HelmChart Failed', async () => {
     const hc = {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
       metadata: { name: 'nochart', namespace: 'kube-system' },
-      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/nochart-1.0.0.tgz', targetNamespace: 'default', backOffLimit: 0 },
+      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/nochart-1.0.0.tgz', targetNamespace: 'default', backOffLimit: 2 },
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/nochart.yaml', YAML.stringify(hc));
+    // between tries (restartPolicy OnFailure, kubelet back-off 10 s) the pod is in CrashLoopBackOff
+    const last = await eventually('CrashLoopBackOff', async () => {
+      const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-nochart -o json')).stdout;
+      const cs = (JSON.parse(j || '{"items":[]}') as { items: Array<{ status?: { containerStatuses?: Array<{ state: { waiting?: { reason: string } }; lastState?: { terminated?: { exitCode: number; message: string } } }> } }> }).items[0]?.status?.containerStatuses?.[0];
+      return cs?.state.waiting?.reason === 'CrashLoopBackOff' ? cs.lastState?.terminated : undefined;
+    }, 60_000);
+    expect(last?.exitCode).toBe(1);
+    expect(last?.message).toBe('Installing helm chart\n');
+    expect((await kubectl('-n kube-system logs job/helm-install-nochart')).stdout).toContain('Error: INSTALLATION FAILED: failed to fetch https://10.43.0.1:443/static/charts/nochart-1.0.0.tgz : 404 Not Found');
     await eventually('job failed', async () => (await kubectl('-n kube-system wait --for=condition=Failed job/helm-install-nochart --timeout=5s')).code === 0 || undefined);
-    expect((await kubectl('-n kube-system logs job/helm-install-nochart')).stdout).toContain('failed to fetch https://10.43.0.1:443/static/charts/nochart-1.0.0.tgz : 404 Not Found');
-    const status = JSON.parse((await kubectl('-n kube-system get helmchart nochart -o json')).stdout) as { status: { conditions: Array<{ type: string; status: string; message: string }> } };
-    const failed = status.status.conditions.find((c) => c.type === 'Failed');
-    expect(failed?.status).toBe('True');
-    expect(failed?.message).toContain('404 Not Found');
+    // the Job controller deleted the pod, and its log with it
+    expect((await kubectl('-n kube-system logs job/helm-install-nochart')).code).not.toBe(0);
+    const failed = await eventually('HelmChart Failed', async () => {
+      const status = JSON.parse((await kubectl('-n kube-system get helmchart nochart -o json')).stdout) as { status?: { conditions?: Array<{ type: string; status: string; reason?: string; message: string }> } };
+      return status.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
+    });
+    expect(failed.reason).toBe('Job failed');
+    expect(failed.message).toBe('Job has reached configured number of retries without succeeding');
   });
 
   it('installs the FSM chart stand-in through a HelmChart; fsm-xnetwork is Ready only once bpffs is mounted', async () => {
@@ -217,18 +237,41 @@ describe('k3s stand-in under systemd', () => {
     await eventually('xnetwork ready', async () => (await kubectl('-n fsm-system rollout status ds/fsm-xnetwork --timeout=5s')).code === 0 || undefined);
   });
 
-  it('a HelmChart whose values break the chart schema fails with helm\'s schema error', async () => {
+  it('a HelmChart whose values break the chart schema fails with helm\'s schema error (in the pod\'s log)', async () => {
     const hc = {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
       metadata: { name: 'fsm-bad', namespace: 'kube-system' },
-      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-bad', createNamespace: true, backOffLimit: 0, valuesContent: 'fsm:\n  image:\n    pullPolicy: Sometimes\n' },
+      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-bad', createNamespace: true, backOffLimit: 2, valuesContent: 'fsm:\n  image:\n    pullPolicy: Sometimes\n' },
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/fsm-bad.yaml', YAML.stringify(hc));
-    await eventually('job failed', async () => (await kubectl('-n kube-system wait --for=condition=Failed job/helm-install-fsm-bad --timeout=5s')).code === 0 || undefined);
-    const out = (await kubectl('-n kube-system logs job/helm-install-fsm-bad')).stdout;
-    expect(out).toContain("values don't meet the specifications of the schema(s)");
+    const out = await eventually('helm error in the log', async () => {
+      const r = await kubectl('-n kube-system logs job/helm-install-fsm-bad');
+      return r.stdout.includes("values don't meet the specifications of the schema(s)") ? r.stdout : undefined;
+    }, 60_000);
     expect(out).toContain('fsm.image.pullPolicy');
+  });
+
+  it('failurePolicy abort is sticky: after a failed release every run waits for operator intervention; deleting the HelmChart uninstalls it', async () => {
+    // a pre-install hook image that is not on the node: helm waits for the hook until --timeout, the release fails
+    const hc = {
+      apiVersion: 'helm.cattle.io/v1',
+      kind: 'HelmChart',
+      metadata: { name: 'fsm-sticky', namespace: 'kube-system' },
+      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-sticky', createNamespace: true, failurePolicy: 'abort', backOffLimit: 3, timeout: '3s', valuesContent: YAML.stringify({ ...FSM_VALUES, fsm: { ...FSM_VALUES.fsm, image: { name: { fsmPreinstall: 'fsm-preinstall-not-imported' } } } }) },
+    };
+    await sh('cat > /var/lib/rancher/k3s/server/manifests/fsm-sticky.yaml', YAML.stringify(hc));
+    const hook = await eventually('hook pod waits for its image', async () => (await kubectl('-n fsm-sticky get pods -l job-name=fsm-preinstall -o jsonpath={.items[0].status.containerStatuses[0].state.waiting.message}')).stdout || undefined, 60_000);
+    expect(hook).toContain('dial tcp 127.0.0.1:1: connect: connection refused');
+    await eventually('release failed', async () => (await kubectl('-n fsm-sticky get secret -l owner=helm,name=fsm-sticky,status=failed -o name')).stdout.trim() || undefined, 60_000);
+    await eventually('waiting for operator intervention', async () => {
+      const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-fsm-sticky -o json')).stdout;
+      return /Release status is 'failed' and failure policy is 'abort'; waiting for operator intervention/.test(j) || undefined;
+    }, 120_000);
+    await kubectl('-n kube-system delete helmchart fsm-sticky');
+    await eventually('HelmChart uninstalled and gone', async () => (await kubectl('-n kube-system get helmchart fsm-sticky')).code !== 0 || undefined, 120_000);
+    expect((await kubectl('-n fsm-sticky get secret -l owner=helm -o name')).stdout.trim()).toBe('');
+    expect((await kubectl('-n kube-system get events -o json')).stdout).toContain('Uninstalled HelmChart using Job kube-system/helm-delete-fsm-sticky');
   });
 
   it('etcd-snapshot save + cluster-reset restore bring back the state of the snapshot (embedded etcd only)', async () => {

@@ -2,18 +2,20 @@
 // every start; install.sh does not notice changes, so the k3s phase restarts k3s itself when this text changes).
 
 import { stringify } from 'yaml';
+import { K3S_TOKEN_PATH } from '../../engine/pop-layout.js';
 
-export const K3S_CONFIG_PATH = '/etc/rancher/k3s/config.yaml';
-export const K3S_REGISTRIES_PATH = '/etc/rancher/k3s/registries.yaml';
-export const K3S_TOKEN_PATH = '/etc/rancher/k3s/cluster-token';
-export const K3S_KUBECONFIG_PATH = '/etc/rancher/k3s/k3s.yaml';
-export const K3S_DATA_DIR = '/var/lib/rancher/k3s';
-export const K3S_IMAGES_DIR = `${K3S_DATA_DIR}/agent/images`;
-export const K3S_STATIC_CHARTS_DIR = `${K3S_DATA_DIR}/server/static/charts`;
-export const K3S_MANIFESTS_DIR = `${K3S_DATA_DIR}/server/manifests`;
-/** Stable CNI bin dir (k3s PR #10868); xnet's chained CNI plugin is installed next to k3s's own plugins. */
-export const K3S_CNI_BIN_DIR = `${K3S_DATA_DIR}/data/cni`;
-export const K3S_CNI_NETD_DIR = `${K3S_DATA_DIR}/agent/etc/cni/net.d`;
+export {
+  K3S_CNI_BIN_DIR,
+  K3S_CNI_NETD_DIR,
+  K3S_CONFIG_PATH,
+  K3S_DATA_DIR,
+  K3S_IMAGES_DIR,
+  K3S_KUBECONFIG_PATH,
+  K3S_MANIFESTS_DIR,
+  K3S_REGISTRIES_PATH,
+  K3S_STATIC_CHARTS_DIR,
+  K3S_TOKEN_PATH,
+} from '../../engine/pop-layout.js';
 
 export interface K3sConfigInput {
   nodeName: string;
@@ -72,13 +74,21 @@ export function registryOf(ref: string): string {
 }
 
 /**
- * `registries.yaml`: every registry the bundle's images name is a mirror with no endpoints, and k3s is told not
- * to use default endpoints — so a missing image fails at once with a clear pull error instead of reaching for
- * the internet (k3s#2961, #10351).
+ * Where every pull of an airgapped POP goes: a loopback port nothing listens on (tcpmux, port 1), so containerd's
+ * pull fails at once with "connection refused" and nothing leaves the POP.
+ */
+export const AIRGAP_PULL_ENDPOINT = 'http://127.0.0.1:1';
+
+/**
+ * `registries.yaml`: every registry the bundle's images name, and `*` for any other, is mirrored to
+ * {@link AIRGAP_PULL_ENDPOINT}; with `disable-default-registry-endpoint` k3s then renders hosts.toml files with
+ * only that endpoint and no `server =` fallback. An empty `endpoint: []` would NOT do: k3s drops a mirror with
+ * no endpoints and no config (pkg/agent/containerd/config.go getHostConfigs), and containerd then pulls from
+ * registry-1.docker.io & co. (k3s#2961, #10351).
  */
 export function renderRegistries(imageRefs: string[]): string {
   const registries = unique(['docker.io', ...imageRefs.map(registryOf)]).sort();
   const mirrors: Record<string, { endpoint: string[] }> = {};
-  for (const r of registries) mirrors[r] = { endpoint: [] };
+  for (const r of [...registries, '*']) mirrors[r] = { endpoint: [AIRGAP_PULL_ENDPOINT] };
   return '# Written by fsm-edge: airgapped POP, images come only from the bundle.\n' + stringify({ mirrors });
 }

@@ -18,7 +18,7 @@ export const k3sBinaryName = (arch: K3sArch) => (arch === 'amd64' ? 'k3s' : arch
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** k3s's own Addon CRD (k3s.cattle.io/v1), which k3s registers itself; the schema is open like the real one's. */
-const ADDON_CRD = `apiVersion: apiextensions.k8s.io/v1
+export const ADDON_CRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
   name: addons.k3s.cattle.io

@@ -131,19 +131,28 @@ export function deployController(dataDir: string, nodeName: string, disabledFile
         fs.rmSync(file, { force: true });
         log.info(`Removed disabled component manifest ${file}`);
       }
+      // k3s pkg/deploy/controller.go listFilesIn/deploy: at start every file is applied (force); afterwards a
+      // file is looked at only when its mtime changed, and applied only when its checksum differs from the one
+      // recorded in its Addon — so re-writing an unchanged manifest does NOT bring back deleted objects.
+      let force = true;
       const scan = () => {
         for (const file of listManifests(dir)) {
           let text: string;
+          let mtime: number;
           try {
+            mtime = fs.statSync(file).mtimeMs;
             text = fs.readFileSync(file, 'utf8');
           } catch {
             continue;
           }
+          if (!force && mtime !== 0 && applied.get(file) === String(mtime)) continue;
+          applied.set(file, String(mtime));
           const sum = crypto.createHash('sha256').update(text).digest('hex');
-          if (applied.get(file) === sum) continue;
-          applied.set(file, sum);
+          const addon = ctx.store.get('k3s.cattle.io/v1', 'Addon', addonNameOf(file), 'kube-system');
+          if (!force && (addon?.spec as { checksum?: string } | undefined)?.checksum === sum) continue;
           applyFile(ctx, file, sum, nodeName);
         }
+        force = false;
       };
       timer = setInterval(scan, 3000);
       scan();
@@ -152,6 +161,11 @@ export function deployController(dataDir: string, nodeName: string, disabledFile
       clearInterval(timer);
     },
   };
+}
+
+/** k3s: the Addon is named after the file's basename up to its first period. */
+function addonNameOf(file: string): string {
+  return path.basename(file).split('.')[0]!;
 }
 
 function listManifests(dir: string): string[] {
@@ -188,7 +202,7 @@ function parseManifest(file: string): KubeObject[] {
 
 function applyFile(ctx: ControllerContext, file: string, sum: string, nodeName: string) {
   const { store } = ctx;
-  const addonName = path.basename(file).replace(/\.(ya?ml|json)$/, '');
+  const addonName = addonNameOf(file);
   const errors: string[] = [];
   let objects: KubeObject[] = [];
   try {

@@ -1,29 +1,34 @@
-// k3s's Helm controller (helm-controller), simulated: every HelmChart gets a `helm-install-<name>` Job whose
-// pod runs the install. The stand-in performs what klipper-helm's `helm install` would check on an airgapped
-// node: the chart can be fetched (only /static/charts and chartContent work offline), values (chart defaults ←
-// valuesContent ← values ← HelmChartConfig ← set) satisfy the chart's values.schema.json, and the images the
-// values select are in containerd. A failed attempt shows up where it does with k3s — the pod's terminated state
-// (what `kubectl logs job/helm-install-x` prints), a Warning Event — and after `backOffLimit` failures the Job's
-// Failed condition and the HelmChart's `Failed=True` condition ("Job failed"). Stand-in differences: retries
-// back off in seconds instead of minutes, and missing images fail the attempt at once (helm would wait for
-// its `timeout` first) naming every missing image.
+// k3s's Helm controller (k3s-io/helm-controller v0.17.7 pkg/controllers/chart/chart.go), simulated together
+// with the kubelet and Job controller parts a HelmChart's life goes through:
+// * every HelmChart gets finalizer `wrangler.cattle.io/on-helm-chart-remove` and a Job `helm-install-<name>`
+//   (restartPolicy OnFailure, backoffLimit = spec.backOffLimit or 1000, env FAILURE_POLICY, TIMEOUT,
+//   EXPECTED_RELEASE_REVISION = the release revision when the Job was made ("0" when none), CONFIG_HASH);
+// * its pod runs klipper-helm (klipper.ts). A failed run restarts the SAME pod's container after the kubelet's
+//   back-off (10 s, doubling, max 5 min): meanwhile `state.waiting.reason` is CrashLoopBackOff and
+//   `lastState.terminated` holds exit code 1 and the termination-log text — klipper's own status lines, not
+//   helm's error, which is only in the container log (/var/log/pods/<ns>_<pod>_<uid>/helm/<restart>.log);
+// * when the restarts reach backoffLimit the Job controller fails the Job (BackoffLimitExceeded) and deletes the
+//   pod (its logs go with it); helm-controller then sets the HelmChart's `Failed=True`, reason "Job failed",
+//   message "Job has reached configured number of retries without succeeding" and a JobFailed event;
+// * a completed Job whose release is not `deployed` with this config hash is replaced (new expected revision);
+// * a changed spec (config hash) replaces the Job; an in-flight helm run is cut off (a release it created stays
+//   `pending-install`, as when klipper's pod is killed);
+// * deleting the HelmChart runs `helm-delete-<name>` (klipper `delete`: helm uninstall), then removes the
+//   chart's Jobs and the finalizer.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
-import { Ajv } from 'ajv';
-import YAML from 'yaml';
 import type { Controller, ControllerContext, KubeObject, Store } from '../../apiserver/index.js';
 import { ApiError } from '../../apiserver/index.js';
-import { deepMerge, applySet, type Values } from '../helm-values.js';
-import { fsmImagesFor, normalizeImageRef } from '../fsm-images.js';
 import type { AgentState } from './agent-state.js';
-import { readChartArchive } from './chart-archive.js';
-import { fsmReleaseObjects } from './fsm-release.js';
+import { latestRelease, parseTimeout, runKlipper, type KlipperRun } from './klipper.js';
 import { log } from './log.js';
 
 const HC = 'helm.cattle.io/v1';
 const HASH_ANNOTATION = 'helmcharts.helm.cattle.io/configHash';
+const CHART_LABEL = 'helmcharts.helm.cattle.io/chart';
+export const HELM_FINALIZER = 'wrangler.cattle.io/on-helm-chart-remove';
+const JOB_FAILED_MESSAGE = 'Job has reached configured number of retries without succeeding';
 const stamp = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 export interface HelmControllerOptions {
@@ -31,17 +36,21 @@ export interface HelmControllerOptions {
   agent: AgentState;
   /** helm-job-image or the release default (klipper-helm). */
   jobImage: string;
+  /** Where the kubelet keeps container logs. Default /var/log/pods. */
+  podLogDir?: string;
+  /** The kubelet's CrashLoopBackOff delay before restart n (1-based). Default 10 s · 2^(n-1), max 300 s. */
+  restartDelayMs?: (restart: number) => number;
 }
 
-interface Outcome {
-  ok: boolean;
-  /** What helm printed (the pod's log / terminated message). */
-  output: string;
-}
+const kubeletBackoff = (n: number) => Math.min(300_000, 10_000 * 2 ** (n - 1));
 
 export function helmController(opts: HelmControllerOptions): Controller {
   const timers = new Map<string, NodeJS.Timeout>();
   const unsubs: Array<() => void> = [];
+  /** Job uids whose container is running right now. */
+  const running = new Set<string>();
+  /** Pod uid → earliest time of the next container start (CrashLoopBackOff). */
+  const notBefore = new Map<string, number>();
   let tick: NodeJS.Timeout | undefined;
   return {
     name: 'helm',
@@ -53,7 +62,7 @@ export function helmController(opts: HelmControllerOptions): Controller {
           key,
           setTimeout(() => {
             timers.delete(key);
-            void reconcile(ctx, opts, ns, name, kick).catch((e) => log.error(`helm-controller ${key}: ${(e as Error).message}`));
+            void reconcile({ ctx, opts, running, notBefore, kick }, ns, name).catch((e) => log.error(`helm-controller ${key}: ${(e as Error).message}`));
           }, delayMs),
         );
       };
@@ -62,7 +71,7 @@ export function helmController(opts: HelmControllerOptions): Controller {
       const all = () => {
         for (const hc of ctx.store.list(HC, 'HelmChart')) kick(hc.metadata.namespace!, hc.metadata.name!);
       };
-      tick = setInterval(all, 5000);
+      tick = setInterval(all, 2000);
       all();
     },
     stop() {
@@ -73,96 +82,222 @@ export function helmController(opts: HelmControllerOptions): Controller {
   };
 }
 
+interface Env {
+  ctx: ControllerContext;
+  opts: HelmControllerOptions;
+  running: Set<string>;
+  notBefore: Map<string, number>;
+  kick: (ns: string, name: string, delayMs?: number) => void;
+}
+
 function configHash(store: Store, hc: KubeObject): string {
   const hcc = store.get(HC, 'HelmChartConfig', hc.metadata.name!, hc.metadata.namespace);
   return 'SHA256=' + crypto.createHash('sha256').update(JSON.stringify([hc.spec, hcc?.spec ?? null])).digest('hex').toUpperCase();
 }
 
-async function reconcile(ctx: ControllerContext, opts: HelmControllerOptions, ns: string, name: string, kick: (ns: string, name: string, delayMs?: number) => void) {
-  const { store } = ctx;
-  const hc = store.get(HC, 'HelmChart', name, ns);
-  if (!hc || hc.metadata.deletionTimestamp) return;
-  const jobName = `helm-install-${name}`;
+const hashLabel = (hash: string) => hash.replace(/^SHA256=/, '').slice(0, 63);
+const jobCond = (job: KubeObject, type: string) => ((job.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === type && c.status === 'True');
+const envOf = (job: KubeObject, name: string) =>
+  ((job.spec as { template: { spec: { containers: Array<{ env?: Array<{ name: string; value: string }> }> } } }).template.spec.containers[0]?.env ?? []).find((e) => e.name === name)?.value ?? '';
+
+async function reconcile(env: Env, ns: string, name: string) {
+  const { store } = env.ctx;
+  let hc = store.get(HC, 'HelmChart', name, ns);
+  if (!hc) return;
+  const spec = (hc.spec ?? {}) as Record<string, unknown>;
+  if (!spec.chart && !spec.chartContent) return; // shouldManage
+  if (!hc.metadata.deletionTimestamp && !(hc.metadata.finalizers ?? []).includes(HELM_FINALIZER)) {
+    try {
+      hc = store.update({ ...hc, metadata: { ...hc.metadata, finalizers: [...(hc.metadata.finalizers ?? []), HELM_FINALIZER], annotations: { ...(hc.metadata.annotations ?? {}), 'helmcharts.cattle.io/managed-by': 'helm-controller' } } });
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 409) return env.kick(ns, name);
+      throw e;
+    }
+  }
+  if (hc.metadata.deletionTimestamp) return onRemove(env, hc);
+  return onChange(env, hc);
+}
+
+function releaseOf(hc: KubeObject) {
+  const spec = (hc.spec ?? {}) as Record<string, unknown>;
+  return { release: hc.metadata.name!, targetNs: String(spec.targetNamespace || hc.metadata.namespace) };
+}
+
+async function onChange(env: Env, hc: KubeObject) {
+  const { store } = env.ctx;
+  const ns = hc.metadata.namespace!;
+  const jobName = `helm-install-${hc.metadata.name}`;
   const hash = configHash(store, hc);
+  const { release, targetNs } = releaseOf(hc);
   let job = store.get('batch/v1', 'Job', jobName, ns);
   if (job && job.metadata.annotations?.[HASH_ANNOTATION] !== hash) {
     deleteJob(store, job);
     job = undefined;
   }
-  const spec = (hc.spec ?? {}) as Record<string, unknown>;
+  if (job && jobCond(job, 'Complete')) {
+    const rel = latestRelease(store, release, targetNs);
+    if (rel?.status === 'deployed' && rel.hash === hashLabel(hash)) return;
+    // "Job is completed but release status or hash is incorrect": a new Job with the current revision
+    deleteJob(store, job);
+    job = undefined;
+  }
   if (!job) {
-    job = store.create(jobObject(hc, jobName, hash, opts.jobImage));
-    setChartStatus(store, hc, jobName, undefined);
-    event(store, hc, 'Normal', 'ApplyJob', `Applying HelmChart using Job ${ns}/${jobName}`);
+    const rel = latestRelease(store, release, targetNs);
+    job = store.create(jobObject(hc, jobName, hash, env.opts.jobImage, 'install', String(rel?.version ?? 0)));
+    setChartStatus(store, hc, jobName, false);
+    event(store, hc, 'Normal', 'ApplyJob', `Applying HelmChart from ${String((hc.spec as Record<string, unknown>).chart ?? 'chartContent')} using Job ${ns}/${jobName} `);
   }
-  const js = (job.status ?? {}) as { succeeded?: number; failed?: number; conditions?: Array<{ type: string; status: string }> };
-  if (js.succeeded || js.conditions?.some((c) => c.type === 'Failed' && c.status === 'True')) return;
-
-  // The pod needs the node and the job image first; until then it waits (as a real pod would).
-  const node = store.get('v1', 'Node', opts.agent.nodeName);
-  await opts.agent.refreshImages();
-  const podName = `${jobName}-${(js.failed ?? 0).toString(36)}${hash.slice(7, 11).toLowerCase()}`;
-  if (!node) return void upsertPod(store, job, podName, opts, { waiting: { reason: 'Pending', message: '0/0 nodes are available' } });
-  const imgProblem = opts.agent.imageProblem(jobImageOf(job));
-  if (imgProblem) return void upsertPod(store, job, podName, opts, { waiting: { reason: 'ImagePullBackOff', message: `Back-off pulling image "${jobImageOf(job)}": ${imgProblem}` } });
-
-  const outcome = await runInstall(ctx, opts, hc);
-  const backoffLimit = typeof spec.backOffLimit === 'number' ? spec.backOffLimit : 1000;
-  const fresh = store.get('batch/v1', 'Job', jobName, ns);
-  if (!fresh || fresh.metadata.uid !== job.metadata.uid) return;
-  if (outcome.ok) {
-    upsertPod(store, fresh, podName, opts, { terminated: { exitCode: 0, reason: 'Completed', message: outcome.output } }, 'Succeeded');
-    const now = stamp();
-    store.updateStatus({
-      ...fresh,
-      status: {
-        ...(fresh.status as object),
-        active: 0,
-        ready: 0,
-        succeeded: 1,
-        completionTime: now,
-        conditions: [
-          { type: 'SuccessCriteriaMet', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: now, lastTransitionTime: now },
-          { type: 'Complete', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: now, lastTransitionTime: now },
-        ],
-      },
-    });
-    setChartStatus(store, store.get(HC, 'HelmChart', name, ns) ?? hc, jobName, undefined);
-    log.info(`helm-controller: ${ns}/${jobName} completed`);
+  if (jobCond(job, 'Failed')) {
+    const failed = ((hc.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === 'Failed' && c.status === 'True');
+    if (!failed) {
+      event(store, hc, 'Warning', 'JobFailed', JOB_FAILED_MESSAGE);
+      setChartStatus(store, hc, jobName, true);
+    }
     return;
   }
-  const failed = ((fresh.status as { failed?: number } | undefined)?.failed ?? 0) + 1;
-  upsertPod(store, fresh, podName, opts, { terminated: { exitCode: 1, reason: 'Error', message: outcome.output } }, 'Failed');
-  event(store, fresh, 'Warning', 'BackOff', `helm install failed: ${outcome.output.split('\n')[0]}`);
-  log.error(`helm-controller: ${ns}/${jobName} attempt ${failed} failed: ${outcome.output.replace(/\n/g, ' ')}`);
-  const now = stamp();
-  if (failed > backoffLimit) {
-    store.updateStatus({
-      ...fresh,
-      status: {
-        ...(fresh.status as object),
-        active: 0,
-        failed,
-        conditions: [
-          { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: now, lastTransitionTime: now },
-          { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: now, lastTransitionTime: now },
-        ],
-      },
-    });
-    const latest = store.get(HC, 'HelmChart', name, ns) ?? hc;
-    setChartStatus(store, latest, jobName, outcome.output);
-    event(store, latest, 'Warning', 'JobFailed', `Job ${ns}/${jobName} failed: ${outcome.output.split('\n')[0]}`);
+  await runJobPod(env, hc, job, 'install');
+}
+
+async function onRemove(env: Env, hc: KubeObject) {
+  const { store } = env.ctx;
+  const ns = hc.metadata.namespace!;
+  const name = hc.metadata.name!;
+  const jobName = `helm-delete-${name}`;
+  // wrangler's apply set now holds only the delete Job: the install Job (and its running pod) is pruned
+  const install = store.get('batch/v1', 'Job', `helm-install-${name}`, ns);
+  if (install) deleteJob(store, install);
+  let job = store.get('batch/v1', 'Job', jobName, ns);
+  if (job && jobCond(job, 'Complete')) {
+    event(store, hc, 'Normal', 'RemoveJob', `Uninstalled HelmChart using Job ${ns}/${jobName}, removing resources`);
+    deleteJob(store, job);
+    for (const s of [`chart-values-${name}`]) if (store.get('v1', 'Secret', s, ns)) store.delete('v1', 'Secret', s, ns);
+    const fresh = store.get(HC, 'HelmChart', name, ns);
+    if (fresh) {
+      try {
+        store.update({ ...fresh, metadata: { ...fresh.metadata, finalizers: (fresh.metadata.finalizers ?? []).filter((f) => f !== HELM_FINALIZER) } });
+      } catch (e) {
+        if (!(e instanceof ApiError && (e.code === 409 || e.code === 404))) throw e;
+      }
+    }
     return;
   }
-  store.updateStatus({ ...fresh, status: { ...(fresh.status as object), active: 1, failed, startTime: (fresh.status as { startTime?: string }).startTime ?? now } });
-  kick(ns, name, Math.min(30_000, 1000 * 2 ** Math.min(failed, 5)));
+  if (!job) {
+    const { release, targetNs } = releaseOf(hc);
+    const rel = latestRelease(store, release, targetNs);
+    job = store.create(jobObject(hc, jobName, configHash(store, hc), env.opts.jobImage, 'delete', String(rel?.version ?? 0)));
+    event(store, hc, 'Normal', 'RemoveJob', `Uninstalling HelmChart using Job ${ns}/${jobName} `);
+    try {
+      store.updateStatus({ ...hc, status: { ...((hc.status as object) ?? {}), jobName } });
+    } catch {
+      /* next pass */
+    }
+  }
+  if (jobCond(job, 'Failed')) return;
+  await runJobPod(env, hc, job, 'delete');
+}
+
+/** The Job's pod: waits for node and image, runs klipper, restarts on failure until backoffLimit. */
+async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'install' | 'delete') {
+  const { store } = env.ctx;
+  const { opts, agent } = { opts: env.opts, agent: env.opts.agent };
+  const ns = job.metadata.namespace!;
+  if (env.running.has(job.metadata.uid!)) return;
+  let pod = store.list('v1', 'Pod', { namespace: ns, labelSelector: `job-name=${job.metadata.name}` })[0];
+  if (!pod) pod = createPod(store, job, agent.nodeName);
+  const cs = ((pod.status as { containerStatuses?: Array<Record<string, unknown>> } | undefined)?.containerStatuses ?? [])[0] ?? {};
+  const restarts = Number(cs.restartCount ?? 0);
+  const wait = (env.notBefore.get(pod.metadata.uid!) ?? 0) - Date.now();
+  if (wait > 0) return env.kick(ns, hc.metadata.name!, wait + 50);
+
+  const node = store.get('v1', 'Node', agent.nodeName);
+  await agent.refreshImages();
+  const image = jobImageOf(job);
+  if (!node) return void podStatus(store, pod, 'Pending', { waiting: { reason: 'ContainerCreating' } }, restarts, cs.lastState);
+  if (agent.imageProblem(image)) {
+    return void podStatus(store, pod, 'Pending', { waiting: { reason: 'ImagePullBackOff', message: `Back-off pulling image "${image}": ErrImagePull: ${agent.pullError(image)}` } }, restarts, cs.lastState);
+  }
+
+  const jobUid = job.metadata.uid!;
+  const current = () => store.get('batch/v1', 'Job', job.metadata.name!, ns)?.metadata.uid === jobUid && Boolean(store.get(HC, 'HelmChart', hc.metadata.name!, hc.metadata.namespace));
+  const startedAt = stamp();
+  podStatus(store, pod, 'Running', { running: { startedAt } }, restarts, cs.lastState);
+  if (!(job.status as { startTime?: string } | undefined)?.startTime) updateJobStatus(store, job, { active: 1, ready: 1, startTime: startedAt });
+  env.running.add(jobUid);
+  let run: KlipperRun;
+  try {
+    const { release, targetNs } = releaseOf(hc);
+    run = await runKlipper(
+      { ctx: env.ctx, dataDir: opts.dataDir, agent, hc },
+      {
+        mode,
+        release,
+        targetNamespace: targetNs,
+        failurePolicy: envOf(job, 'FAILURE_POLICY'),
+        timeoutSeconds: parseTimeout(envOf(job, 'TIMEOUT')),
+        expectedRevision: envOf(job, 'EXPECTED_RELEASE_REVISION'),
+        configHash: envOf(job, 'CONFIG_HASH'),
+        current,
+      },
+    );
+  } finally {
+    env.running.delete(jobUid);
+  }
+  if (!current()) return; // killed: the Job was replaced or the chart deleted while helm ran
+  writeContainerLog(opts.podLogDir ?? '/var/log/pods', pod, restarts, run);
+  const finishedAt = stamp();
+  const terminated = { exitCode: run.exitCode, reason: run.exitCode === 0 ? 'Completed' : 'Error', message: run.termLog, startedAt, finishedAt };
+  const fresh = store.get('batch/v1', 'Job', job.metadata.name!, ns)!;
+  if (run.exitCode === 0) {
+    podStatus(store, pod, 'Succeeded', { terminated }, restarts, cs.lastState);
+    updateJobStatus(store, fresh, {
+      active: 0,
+      ready: 0,
+      succeeded: 1,
+      completionTime: finishedAt,
+      conditions: [
+        { type: 'SuccessCriteriaMet', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+        { type: 'Complete', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+      ],
+    });
+    log.info(`helm-controller: ${ns}/${job.metadata.name} completed`);
+    return env.kick(hc.metadata.namespace!, hc.metadata.name!);
+  }
+  const restartCount = restarts + 1;
+  const backoffLimit = Number((fresh.spec as { backoffLimit?: number }).backoffLimit ?? 1000);
+  log.error(`helm-controller: ${ns}/${job.metadata.name} run ${restartCount} exited ${run.exitCode}: ${run.termLog.trim().replace(/\n/g, ' | ')}`);
+  if (restartCount >= backoffLimit || backoffLimit === 0) {
+    // Job controller: BackoffLimitExceeded, active pods deleted (their logs with them)
+    updateJobStatus(store, fresh, {
+      active: 0,
+      ready: 0,
+      failed: 1,
+      conditions: [
+        { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+      ],
+    });
+    deletePod(store, pod, opts.podLogDir ?? '/var/log/pods');
+    return env.kick(hc.metadata.namespace!, hc.metadata.name!);
+  }
+  const delay = (opts.restartDelayMs ?? kubeletBackoff)(restartCount);
+  env.notBefore.set(pod.metadata.uid!, Date.now() + delay);
+  podStatus(
+    store,
+    pod,
+    'Running',
+    { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=helm pod=${pod.metadata.name}_${ns}(${pod.metadata.uid})` } },
+    restartCount,
+    { terminated },
+  );
+  event(store, pod, 'Warning', 'BackOff', `Back-off restarting failed container helm in pod ${pod.metadata.name}_${ns}(${pod.metadata.uid})`);
+  env.kick(hc.metadata.namespace!, hc.metadata.name!, delay + 50);
 }
 
 function jobImageOf(job: KubeObject): string {
   return ((job.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]?.image) ?? '';
 }
 
-function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: string): KubeObject {
+function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: string, mode: 'install' | 'delete', expectedRevision: string): KubeObject {
   const spec = (hc.spec ?? {}) as Record<string, unknown>;
   const ns = hc.metadata.namespace!;
   const image = typeof spec.jobImage === 'string' && spec.jobImage ? spec.jobImage : defaultImage;
@@ -174,12 +309,14 @@ function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: 
     ['CHART_NAMESPACE', ns],
     ['CHART', String(spec.chart ?? '')],
     ['HELM_VERSION', ''],
-    ['TARGET_NAMESPACE', String(spec.targetNamespace ?? 'default')],
+    ['TARGET_NAMESPACE', String(spec.targetNamespace || ns)],
     ['AUTH_PASS_CREDENTIALS', 'false'],
     ['INSECURE_SKIP_TLS_VERIFY', String(spec.insecureSkipTLSVerify ?? false)],
     ['PLAIN_HTTP', String(spec.plainHTTP ?? false)],
-    ['TIMEOUT', String(spec.timeout ?? '')],
-    ['FAILURE_POLICY', String(spec.failurePolicy ?? 'reinstall')],
+    ...(spec.timeout ? [['TIMEOUT', String(spec.timeout)]] : []),
+    ['FAILURE_POLICY', String(spec.failurePolicy || 'reinstall')],
+    ['EXPECTED_RELEASE_REVISION', expectedRevision],
+    ['CONFIG_HASH', hashLabel(hash)],
   ].map(([n, v]) => ({ name: n!, value: v! }));
   return {
     apiVersion: 'batch/v1',
@@ -187,24 +324,92 @@ function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: 
     metadata: {
       name: jobName,
       namespace: ns,
-      labels: { 'helmcharts.helm.cattle.io/chart': hc.metadata.name! },
+      labels: { [CHART_LABEL]: hc.metadata.name! },
       annotations: { [HASH_ANNOTATION]: hash },
       ownerReferences: [{ apiVersion: HC, kind: 'HelmChart', name: hc.metadata.name!, uid: hc.metadata.uid!, controller: true, blockOwnerDeletion: true }],
     },
     spec: {
       backoffLimit: typeof spec.backOffLimit === 'number' ? spec.backOffLimit : 1000,
       template: {
-        metadata: { labels: { 'helmcharts.helm.cattle.io/chart': hc.metadata.name! } },
+        metadata: { labels: { [CHART_LABEL]: hc.metadata.name! }, annotations: { [HASH_ANNOTATION]: hash } },
         spec: {
           restartPolicy: 'OnFailure',
           serviceAccountName: `helm-${hc.metadata.name}`,
+          priorityClassName: 'system-cluster-critical',
           nodeSelector: { 'kubernetes.io/os': 'linux' },
-          containers: [{ name: 'helm', image, imagePullPolicy: 'IfNotPresent', args: ['install'], env }],
+          containers: [{ name: 'helm', image, imagePullPolicy: 'IfNotPresent', args: mode === 'install' ? ['install', ...(spec.createNamespace ? ['--create-namespace'] : [])] : ['delete'], env, terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File' }],
         },
       },
     },
-    status: { active: 1, startTime: stamp() },
+    status: {},
   };
+}
+
+function createPod(store: Store, job: KubeObject, nodeName: string): KubeObject {
+  const ns = job.metadata.namespace!;
+  const tmpl = (job.spec as { template: { spec: Record<string, unknown> } }).template;
+  return store.create({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: `${job.metadata.name}-${crypto.randomBytes(3).toString('hex').slice(0, 5)}`,
+      namespace: ns,
+      labels: { 'job-name': job.metadata.name!, 'batch.kubernetes.io/job-name': job.metadata.name!, 'controller-uid': job.metadata.uid!, [CHART_LABEL]: job.metadata.labels?.[CHART_LABEL] ?? '' },
+      ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name!, uid: job.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+    },
+    spec: { ...tmpl.spec, nodeName },
+  });
+}
+
+function podStatus(store: Store, pod: KubeObject, phase: string, state: Record<string, unknown>, restartCount: number, lastState: unknown) {
+  const cur = store.get('v1', 'Pod', pod.metadata.name!, pod.metadata.namespace);
+  if (!cur) return;
+  const image = ((cur.spec as { containers?: Array<{ image?: string }> }).containers?.[0]?.image) ?? '';
+  try {
+    store.updateStatus({
+      ...cur,
+      status: {
+        phase,
+        conditions: [{ type: 'Ready', status: state.running ? 'True' : 'False' }],
+        containerStatuses: [{ name: 'helm', image, ready: Boolean(state.running), restartCount, started: Boolean(state.running), state, ...(lastState && Object.keys(lastState as object).length ? { lastState } : { lastState: {} }) }],
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+  }
+}
+
+function updateJobStatus(store: Store, job: KubeObject, status: Record<string, unknown>) {
+  const cur = store.get('batch/v1', 'Job', job.metadata.name!, job.metadata.namespace);
+  if (!cur || cur.metadata.uid !== job.metadata.uid) return;
+  try {
+    store.updateStatus({ ...cur, status: { ...((cur.status as object) ?? {}), ...status } });
+  } catch (e) {
+    if (!(e instanceof ApiError && (e.code === 409 || e.code === 404))) throw e;
+  }
+}
+
+/** CRI log format, one file per container start: `<RFC3339Nano> <stream> F <line>`. */
+function writeContainerLog(dir: string, pod: KubeObject, restart: number, run: KlipperRun) {
+  const d = path.join(dir, `${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}`, 'helm');
+  try {
+    fs.mkdirSync(d, { recursive: true });
+    const ts = new Date().toISOString();
+    fs.writeFileSync(path.join(d, `${restart}.log`), run.log.map((l) => `${ts} ${l.stream} F ${l.line}\n`).join(''));
+    // the kubelet keeps only the current and the previous container's log
+    for (const f of fs.readdirSync(d)) if (/^\d+\.log$/.test(f) && Number.parseInt(f, 10) < restart - 1) fs.rmSync(path.join(d, f), { force: true });
+  } catch (e) {
+    log.error(`kubelet: writing the log of ${pod.metadata.name}: ${(e as Error).message}`);
+  }
+}
+
+function deletePod(store: Store, pod: KubeObject, logDir: string) {
+  try {
+    store.delete('v1', 'Pod', pod.metadata.name!, pod.metadata.namespace);
+  } catch {
+    /* already gone */
+  }
+  fs.rmSync(path.join(logDir, `${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}`), { recursive: true, force: true });
 }
 
 function deleteJob(store: Store, job: KubeObject) {
@@ -222,50 +427,17 @@ function deleteJob(store: Store, job: KubeObject) {
   }
 }
 
-function upsertPod(store: Store, job: KubeObject, name: string, opts: HelmControllerOptions, state: Record<string, unknown>, phase = 'Pending') {
-  const ns = job.metadata.namespace!;
-  let pod = store.get('v1', 'Pod', name, ns);
-  if (!pod) {
-    const tmpl = (job.spec as { template: { spec: Record<string, unknown> } }).template;
-    pod = store.create({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name,
-        namespace: ns,
-        labels: { 'job-name': job.metadata.name!, 'batch.kubernetes.io/job-name': job.metadata.name!, 'helmcharts.helm.cattle.io/chart': job.metadata.labels?.['helmcharts.helm.cattle.io/chart'] ?? '' },
-        ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name!, uid: job.metadata.uid!, controller: true, blockOwnerDeletion: true }],
-      },
-      spec: { ...tmpl.spec, nodeName: opts.agent.nodeName },
-    });
-  }
-  const image = jobImageOf(job);
+/** helm-controller's two conditions (pkg/controllers/chart/chart.go OnChange). */
+function setChartStatus(store: Store, hc: KubeObject, jobName: string, failed: boolean) {
+  const cur = store.get(HC, 'HelmChart', hc.metadata.name!, hc.metadata.namespace) ?? hc;
   try {
     store.updateStatus({
-      ...pod,
-      status: {
-        phase,
-        conditions: [{ type: 'Ready', status: 'False' }],
-        containerStatuses: [{ name: 'helm', image, ready: false, restartCount: 0, started: false, state }],
-      },
-    });
-  } catch (e) {
-    if (!(e instanceof ApiError)) throw e;
-  }
-}
-
-function setChartStatus(store: Store, hc: KubeObject, jobName: string, failure: string | undefined) {
-  const now = stamp();
-  try {
-    store.updateStatus({
-      ...hc,
+      ...cur,
       status: {
         jobName,
         conditions: [
-          { type: 'JobCreated', status: 'True', reason: 'Applied', message: `Applying HelmChart using Job ${hc.metadata.namespace}/${jobName}`, lastTransitionTime: now },
-          failure
-            ? { type: 'Failed', status: 'True', reason: 'Job failed', message: failure, lastTransitionTime: now }
-            : { type: 'Failed', status: 'False', reason: '', message: '', lastTransitionTime: now },
+          { type: 'JobCreated', status: 'True', reason: 'Job created', message: `Applying HelmChart using Job ${hc.metadata.namespace}/${jobName}` },
+          failed ? { type: 'Failed', status: 'True', reason: 'Job failed', message: JOB_FAILED_MESSAGE } : { type: 'Failed', status: 'False' },
         ],
       },
     });
@@ -286,7 +458,7 @@ function event(store: Store, obj: KubeObject, type: string, reason: string, mess
       type,
       reason,
       message,
-      source: { component: 'helm-controller' },
+      source: { component: obj.kind === 'Pod' ? 'kubelet' : 'helm-controller' },
       firstTimestamp: now,
       lastTimestamp: now,
       count: 1,
@@ -294,146 +466,4 @@ function event(store: Store, obj: KubeObject, type: string, reason: string, mess
   } catch {
     /* events are best effort, as in Kubernetes */
   }
-}
-
-/** Strips the nested `$id`s FSM's schema repeats (Helm's gojsonschema ignores them; ajv would refuse). */
-function stripIds(node: unknown, root = true): unknown {
-  if (Array.isArray(node)) return node.map((n) => stripIds(n, false));
-  if (node && typeof node === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(node)) if (!(k === '$id' && !root)) out[k] = stripIds(v, false);
-    return out;
-  }
-  return node;
-}
-
-/** What klipper-helm's `helm install` would conclude on this node. */
-async function runInstall(ctx: ControllerContext, opts: HelmControllerOptions, hc: KubeObject): Promise<Outcome> {
-  const { store } = ctx;
-  const fail = (msg: string): Outcome => ({ ok: false, output: `Error: INSTALLATION FAILED: ${msg}` });
-  const spec = (hc.spec ?? {}) as Record<string, unknown>;
-  const release = hc.metadata.name!;
-  const targetNs = String(spec.targetNamespace ?? 'default');
-  const fault = ctx.fault('helm');
-  if (fault) return fail(fault);
-
-  // 1. fetch the chart
-  let tgz: Buffer;
-  const chart = String(spec.chart ?? '');
-  if (typeof spec.chartContent === 'string' && spec.chartContent) tgz = Buffer.from(spec.chartContent, 'base64');
-  else {
-    const m = /^https:\/\/%\{KUBERNETES_API\}%\/static\/(.+)$/.exec(chart);
-    if (m) {
-      const file = path.join(opts.dataDir, 'server', 'static', m[1]!);
-      const url = `https://10.43.0.1:443/static/${m[1]}`;
-      if (!fs.existsSync(file)) return fail(`failed to fetch ${url} : 404 Not Found`);
-      tgz = fs.readFileSync(file);
-    } else {
-      const target = /^https?:\/\//.test(chart) ? chart : String(spec.repo ?? '') || `https://charts.helm.sh/stable (chart "${chart}")`;
-      const host = /^https?:\/\/([^/:]+)/.exec(target)?.[1] ?? target;
-      return fail(`Get "${target}": dial tcp: lookup ${host} on 10.43.0.10:53: server misbehaving`);
-    }
-  }
-  let files;
-  try {
-    files = readChartArchive(tgz);
-  } catch (e) {
-    return fail(`failed to load chart: ${(e as Error).message}`);
-  }
-  const read = (f: string) => files.files.get(`${files.top}/${f}`)?.toString('utf8');
-  const chartMeta = (YAML.parse(read('Chart.yaml') ?? '') ?? {}) as { name?: string; version?: string; appVersion?: string };
-
-  // 2. values
-  let values: Values;
-  try {
-    values = (YAML.parse(read('values.yaml') ?? '') ?? {}) as Values;
-    if (typeof spec.valuesContent === 'string' && spec.valuesContent.trim()) values = deepMerge(values, (YAML.parse(spec.valuesContent) ?? {}) as Values);
-    if (spec.values && typeof spec.values === 'object') values = deepMerge(values, spec.values as Values);
-    for (const vs of (spec.valuesSecrets as Array<{ name: string; keys?: string[] }> | undefined) ?? []) {
-      const sec = store.get('v1', 'Secret', vs.name, hc.metadata.namespace);
-      if (!sec) return fail(`secret "${vs.name}" not found`);
-      for (const k of vs.keys ?? []) {
-        const data = (sec.data as Record<string, string> | undefined)?.[k];
-        if (data === undefined) return fail(`key "${k}" not found in secret ${vs.name}`);
-        values = deepMerge(values, (YAML.parse(Buffer.from(data, 'base64').toString('utf8')) ?? {}) as Values);
-      }
-    }
-    const hcc = store.get(HC, 'HelmChartConfig', release, hc.metadata.namespace);
-    const hccSpec = (hcc?.spec ?? {}) as Record<string, unknown>;
-    if (typeof hccSpec.valuesContent === 'string' && hccSpec.valuesContent.trim()) values = deepMerge(values, (YAML.parse(hccSpec.valuesContent) ?? {}) as Values);
-    if (hccSpec.values && typeof hccSpec.values === 'object') values = deepMerge(values, hccSpec.values as Values);
-    if (spec.set && typeof spec.set === 'object') values = applySet(values, spec.set as Record<string, unknown>);
-  } catch (e) {
-    return fail(`failed to parse values: ${(e as Error).message.split('\n')[0]}`);
-  }
-
-  // 3. values.schema.json
-  const schemaText = read('values.schema.json');
-  if (schemaText) {
-    const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
-    const validate = ajv.compile(stripIds(JSON.parse(schemaText)) as object);
-    if (!validate(values)) {
-      const lines = (validate.errors ?? []).map((e) => {
-        const at = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
-        return `- ${at}: ${e.message ?? e.keyword}${e.params && 'allowedValues' in e.params ? ` ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}` : ''}`;
-      });
-      return fail(`values don't meet the specifications of the schema(s) in the following chart(s):\n${chartMeta.name ?? files.top}:\n${lines.join('\n')}`);
-    }
-  }
-
-  // 4. target namespace
-  if (!store.get('v1', 'Namespace', targetNs)) {
-    if (spec.createNamespace === true) store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: targetNs } });
-    else return fail(`create: failed to create: namespaces "${targetNs}" not found`);
-  }
-
-  // 5. images (airgap: whatever is not imported cannot run)
-  const images = chartMeta.name === 'fsm' ? fsmImagesFor(values).filter((i) => i.install).map((i) => ({ ref: i.ref, usedBy: i.usedBy })) : genericImages(values);
-  const missing = images.filter((i) => opts.agent.imageProblem(i.ref));
-  if (missing.length) {
-    return fail(
-      `images not present on node ${opts.agent.nodeName} (airgapped: nothing can be pulled; helm would time out waiting for them): ` +
-        missing.map((i) => `${normalizeImageRef(i.ref)} (${i.usedBy})`).join(', '),
-    );
-  }
-
-  // 6. the release
-  const objects = chartMeta.name === 'fsm' ? fsmReleaseObjects(values, targetNs, release, chartMeta.version ?? '') : [];
-  for (const o of objects) {
-    try {
-      store.apply(o, { fieldManager: 'helm', force: true });
-    } catch (e) {
-      return fail(`${o.kind} "${o.metadata.name}": ${(e as Error).message}`);
-    }
-  }
-  writeReleaseSecret(store, release, targetNs, chartMeta, values);
-  return { ok: true, output: `NAME: ${release}\nNAMESPACE: ${targetNs}\nSTATUS: deployed\nREVISION: 1\nCHART: ${chartMeta.name}-${chartMeta.version}` };
-}
-
-/** Image references a generic chart's values name (`image: x:y`, `{repository, tag}`, `{registry, name, tag}`). */
-function genericImages(values: Values): Array<{ ref: string; usedBy: string }> {
-  const out: Array<{ ref: string; usedBy: string }> = [];
-  const walk = (node: unknown, at: string) => {
-    if (!node || typeof node !== 'object' || Array.isArray(node)) return;
-    const o = node as Record<string, unknown>;
-    if (typeof o.repository === 'string' && (typeof o.tag === 'string' || typeof o.tag === 'number')) {
-      out.push({ ref: `${typeof o.registry === 'string' && o.registry ? `${o.registry}/` : ''}${o.repository}:${o.tag}`, usedBy: at });
-    }
-    for (const [k, v] of Object.entries(o)) walk(v, at ? `${at}.${k}` : k);
-  };
-  walk(values, '');
-  return out;
-}
-
-function writeReleaseSecret(store: Store, release: string, ns: string, chart: { name?: string; version?: string; appVersion?: string }, values: Values) {
-  const prev = store.list('v1', 'Secret', { namespace: ns, labelSelector: `owner=helm,name=${release}` });
-  const version = prev.length + 1;
-  const body = zlib.gzipSync(JSON.stringify({ name: release, namespace: ns, version, info: { status: 'deployed' }, chart: { metadata: chart }, config: values }));
-  store.create({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: `sh.helm.release.v1.${release}.v${version}`, namespace: ns, labels: { name: release, owner: 'helm', status: 'deployed', version: String(version) } },
-    type: 'helm.sh/release.v1',
-    data: { release: Buffer.from(body.toString('base64')).toString('base64') },
-  });
 }

@@ -29,12 +29,12 @@ function parse(args: string[]) {
       if (eq > 0) opt[a.slice(2, eq)] = a.slice(eq + 1);
       else {
         const k = a.slice(2);
-        if (['all-namespaces', 'watch', 'force', 'server-side', 'ignore-not-found', 'no-headers'].includes(k)) opt[k] = true;
+        if (['all-namespaces', 'watch', 'force', 'server-side', 'ignore-not-found', 'no-headers', 'previous'].includes(k)) opt[k] = true;
         else opt[k] = args[++i] ?? '';
       }
     } else if (a.startsWith('-') && a.length >= 2) {
       const k = short[a[1]!] ?? a.slice(1);
-      if (k === 'all-namespaces') opt[k] = true;
+      if (k === 'all-namespaces' || a === '-p') opt[k === 'p' ? 'previous' : k] = true;
       else if (a.length > 2) opt[k] = a.slice(2).replace(/^=/, '');
       else opt[k] = args[++i] ?? '';
     } else pos.push(a);
@@ -76,7 +76,7 @@ function age(ts?: string): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.floor(s / 60)}m` : s < 172800 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 86400)}d`;
 }
 
-type Obj = { kind?: string; metadata: { name: string; namespace?: string; creationTimestamp?: string; labels?: Record<string, string> }; status?: Record<string, unknown>; spec?: Record<string, unknown> };
+type Obj = { kind?: string; metadata: { name: string; namespace?: string; creationTimestamp?: string; uid?: string; labels?: Record<string, string> }; status?: Record<string, unknown>; spec?: Record<string, unknown> };
 
 function row(r: Res, o: Obj): Record<string, string> {
   const st = (o.status ?? {}) as Record<string, any>;
@@ -301,15 +301,38 @@ export async function runKubectl(args: string[]): Promise<number> {
         process.stderr.write(`error: no pods found for ${target}\n`);
         return 1;
       }
-      for (const c of ((podObjs[0]!.status?.containerStatuses ?? []) as Array<{ state: Record<string, { message?: string; reason?: string }> }>)) {
-        const term = c.state.terminated;
-        if (term) out(`${term.message ?? ''}\n`);
-        else {
-          const w = c.state.waiting;
-          process.stderr.write(`Error from server (BadRequest): container is waiting to start: ${w?.reason ?? 'ContainerCreating'}${w?.message ? `: ${w.message}` : ''}\n`);
+      // the kubelet's CRI log files: /var/log/pods/<ns>_<pod>_<uid>/<container>/<restartCount>.log
+      const pod = podObjs[0]!;
+      const statuses = (pod.status?.containerStatuses ?? []) as Array<{ name: string; restartCount?: number; state: Record<string, { message?: string; reason?: string }> }>;
+      const c = statuses.find((x) => x.name === opt.container) ?? statuses[0];
+      if (!c) {
+        process.stderr.write(`Error from server (BadRequest): container is waiting to start: ContainerCreating\n`);
+        return 1;
+      }
+      const restart = (c.restartCount ?? 0) - (opt.previous === true ? 1 : 0);
+      const logFile = `/var/log/pods/${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}/${c.name}/${restart}.log`;
+      if (opt.previous === true && restart < 0) {
+        process.stderr.write(`Error from server (BadRequest): previous terminated container "${c.name}" in pod "${pod.metadata.name}" not found\n`);
+        return 1;
+      }
+      const read = (f: string) => {
+        try {
+          return fs.readFileSync(f, 'utf8');
+        } catch {
+          return undefined;
+        }
+      };
+      // in CrashLoopBackOff no new instance exists yet: the newest one is the one that just exited
+      let text = read(logFile) ?? (opt.previous !== true && c.state.waiting?.reason === 'CrashLoopBackOff' ? read(logFile.replace(/\d+\.log$/, `${restart - 1}.log`)) : undefined);
+      if (text === undefined) {
+        const w = c.state.waiting;
+        if (w && opt.previous !== true) {
+          process.stderr.write(`Error from server (BadRequest): container "${c.name}" in pod "${pod.metadata.name}" is waiting to start: ${w.reason ?? 'ContainerCreating'}\n`);
           return 1;
         }
+        text = '';
       }
+      for (const line of text.split('\n')) if (line) out(`${line.split(' ').slice(3).join(' ')}\n`);
       return 0;
     }
     throw new Usage(`error: unknown command "${verb}" for "kubectl" (k3s STAND-IN supports get, apply, create, delete, wait, rollout status, logs, version)`);

@@ -19,6 +19,7 @@ import { fsmBootstrapController } from './fsm-release.js';
 import { deployController, writePackagedComponents } from './addons.js';
 import { datastoreFile } from './datastore.js';
 import { clusterResetRestore } from './etcd-snapshot.js';
+import { hostConfigs, readRegistriesYaml, writeContainerdHosts } from './registries.js';
 
 const DISABLE_ITEMS = ['coredns', 'servicelb', 'traefik', 'local-storage', 'metrics-server', 'runtimes'];
 
@@ -85,6 +86,14 @@ export async function runServer(args: string[]): Promise<void> {
 
   const containerd = new Containerd(dataDir, flags.str('snapshotter', 'overlayfs'));
   const agent = new AgentState(nodeName, containerd);
+  // k3s renders containerd's certs.d from registries.yaml at every agent start (pkg/agent/containerd/config.go).
+  const registriesFile = flags.str('private-registry') || '/etc/rancher/k3s/registries.yaml';
+  try {
+    agent.registryHosts = hostConfigs(readRegistriesYaml(registriesFile), flags.bool('disable-default-registry-endpoint'));
+  } catch (e) {
+    log.fatal(`failed to load private registry configuration from ${registriesFile}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  writeContainerdHosts(path.join(dataDir, 'agent', 'etc', 'containerd', 'certs.d'), agent.registryHosts);
   const controllers = [
     deployController(dataDir, nodeName, removedManifests),
     nodeController(agent, { labels: flags.list('node-label'), taints: flags.list('node-taint'), nodePasswordHash }),

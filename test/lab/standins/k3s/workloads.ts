@@ -106,7 +106,7 @@ function problemsOf(agent: AgentState, w: KubeObject, node: KubeObject | undefin
       const never = c.imagePullPolicy === 'Never';
       return {
         reason: never ? 'ErrImageNeverPull' : 'ImagePullBackOff',
-        message: never ? `Container image "${c.image}" is not present with pull policy of Never` : `Back-off pulling image "${c.image}": ${p}`,
+        message: never ? `Container image "${c.image}" is not present with pull policy of Never` : `Back-off pulling image "${c.image}": ErrImagePull: ${agent.pullError(c.image)}`,
       };
     }
   }
