@@ -30,6 +30,9 @@ class MemoryHost implements Host {
   async tunnel(): Promise<never> {
     throw new Error('not used');
   }
+  async lock(): Promise<never> {
+    throw new Error('not used');
+  }
   stats() {
     return { roundTrips: 0, bytesSent: 0, bytesReceived: 0 };
   }
