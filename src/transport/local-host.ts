@@ -204,7 +204,8 @@ export class LocalHost implements Host {
     };
   }
 
-  syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+  async syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+    await this.lockKeeper.check();
     return syncBlobsOver(
       {
         name: this.name,

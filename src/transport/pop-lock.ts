@@ -45,8 +45,9 @@ export function lockScript(paths: PopLockPaths, nonce: string, waitS: number, re
     ...(reclaim
       ? [
           `  p=; n=; read p n < ${K} 2>/dev/null`,
-          `  if [ "$n" = ${reclaim} ]; then case "$p" in ''|*[!0-9]*) ;; *) pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null;; esac; fi`,
-          `  flock -w ${Math.max(wait, 10)} 9 || { head -c 4096 ${O} 2>/dev/null; exit ${PopExit.popLocked}; }`,
+          // still held by this run's earlier holder (waiting on a dead connection): stop it; anyone else's: refuse
+          `  if [ "$n" = ${reclaim} ]; then case "$p" in ''|*[!0-9]*) ;; *) pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null;; esac; w=10; else w=${wait}; fi`,
+          `  if [ "$w" -gt 0 ]; then flock -w "$w" 9; else flock -n 9; fi || { head -c 4096 ${O} 2>/dev/null; exit ${PopExit.popLocked}; }`,
         ]
       : [`  ${take} || { head -c 4096 ${O} 2>/dev/null; exit ${PopExit.popLocked}; }`]),
     `fi`,

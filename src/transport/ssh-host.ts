@@ -411,7 +411,8 @@ export class SshHost implements Host {
     if (r.code !== 0) throw new HostCommandError(this.name, `write ${path}`, r.code, r.stderr);
   }
 
-  syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+  async syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+    await this.lockKeeper.check();
     return syncBlobsOver(
       {
         name: this.name,
