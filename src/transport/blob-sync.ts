@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlobWant, ExecResult, SyncOptions, SyncReport } from './host.js';
 import { popExitLabel } from './pop-exit.js';
 import { POP_STORE_DIR } from './pop-paths.js';
-import { haveScript, parseHave, type StoreState } from './pop-store-script.js';
+import { haveScript, parseHave, WRITER_IDLE_S, type StoreState } from './pop-store-script.js';
 import { DEFAULT_STALL_MS, Progress, RateLimiter, runStream, type SentRanges, type StreamExec } from './blob-stream.js';
 import { isStored, planJobs, readWants, spreadOverStreams } from './sync-plan.js';
 import { BlobSyncError, BlobVerifyError, DiskFullError, isRetryable } from './sync-errors.js';
@@ -35,8 +35,11 @@ export interface SyncTransport {
 
 export const DEFAULT_STORE_DIR = POP_STORE_DIR;
 
-/** How long blobs another writer holds may make no progress before the sync gives up on them. */
-const BUSY_GIVE_UP_MS = 60_000;
+/**
+ * How long blobs another writer holds may make no progress before the sync gives up on them: longer than a
+ * writer whose controller vanished takes to stop by itself (WRITER_IDLE_S + its 10 s check).
+ */
+const BUSY_GIVE_UP_MS = (WRITER_IDLE_S + 30) * 1000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

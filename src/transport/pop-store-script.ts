@@ -75,6 +75,9 @@ export function parseHave(stdout: string): StoreState {
   return st;
 }
 
+/** A writer that hears nothing for this long stops by itself (its controller is gone); see writerScript. */
+export const WRITER_IDLE_S = 120;
+
 /**
  * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes; `end`
  * stops. `read` consumes a pipe byte by byte (POSIX), so headers and `dd`'s raw bytes share stdin safely.
@@ -85,14 +88,22 @@ export function parseHave(stdout: string): StoreState {
  * Output: `a HEX I` block I of the segment landed; `s HEX POS` segment done; `ok HEX` verified and stored;
  * `bad HEX GOT` deleted; `short HEX SIZE`/`skew HEX SIZE` the partial is not where it should be (exits).
  */
-export function writerScript(storeDir: string, token: string): string {
+export function writerScript(storeDir: string, token: string, idleS = WRITER_IDLE_S): string {
   const s = shq(storeDir);
+  const idle = Math.max(1, Math.floor(idleS));
   const t = checkToken(token);
   const P = STORE_PARTIAL;
   return [
     `cd ${s} || exit ${PopExit.storeUnavailable}`,
-    `echo "$$ ${t}" > ${P}/.writer.$$ || exit ${PopExit.writeFailed}`,
-    `trap 'rm -f ${P}/.writer.$$' EXIT`,
+    `W=${P}/.writer.$$; echo "$$ ${t}" > "$W" || exit ${PopExit.writeFailed}`,
+    `trap 'rm -f "$W"' EXIT`,
+    // A writer whose controller vanished without closing the channel (a link that died silently: sshd may not
+    // notice for hours) would hold its blob's lock for as long. It watches itself instead: no segment header and
+    // no byte landing in any partial for idleS, and it stops — itself and its dd, nobody else.
+    `( exec </dev/null >/dev/null 2>&1; while sleep ${Math.min(10, idle)}; do [ -f "$W" ] && kill -0 $$ || exit 0; ` +
+      `last=$(stat -c %Y "$W" ${P}/[0-9a-f]* 2>/dev/null | sort -n | tail -n 1); ` +
+      `[ $(( $(date +%s) - \${last:-0} )) -gt ${idle} ] || continue; ` +
+      `pkill -KILL -P $$; kill -KILL $$; rm -f "$W"; exit 0; done ) &`,
     // OpenSSL's SHA-256 uses the CPU's SHA extensions (4-5x coreutils' sha256sum); same digest, either is fine
     `H=sha256sum; command -v openssl >/dev/null 2>&1 && H='openssl dgst -sha256 -r'`,
     // coreutils sync fsyncs the named file or directory; an old one ignores names and syncs everything
@@ -112,7 +123,7 @@ export function writerScript(storeDir: string, token: string): string {
     `  if [ "$off" != "$lp" ]; then`,
     `    if [ "$off" = 0 ]; then : > "$p" || exit ${PopExit.writeFailed}; else c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit ${PopExit.partialSkew}; }; fi`,
     `  fi`,
-    `  lh=$h; lp=$((off + n))`,
+    `  lh=$h; lp=$((off + n)); touch "$W"`,
     // dd moves 64 KiB at a time (a block of B is K of them), so bytes stream through instead of being held
     // until a whole block is in; fullblock + exact counts never read past the segment
     `  full=$((n / B)); rem=$((n % B)); K=$((B / 65536)); i=0`,
@@ -123,7 +134,7 @@ export function writerScript(storeDir: string, token: string): string {
     `  lh=; lp=`,
     `  c=$(stat -c %s "$p") || exit ${PopExit.writeFailed}`,
     `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit ${PopExit.streamShort}; fi`,
-    `  sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
+    `  touch "$W"; sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
     `  if [ "$sum" = "$h" ]; then`,
     `    fsync "$p" && mv -f "$p" ${STORE_BLOBS}/$h && fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}`,
     `    echo "ok $h"`,

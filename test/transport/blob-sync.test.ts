@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
 import type { BlobWant, SyncProgress } from '../../src/transport/host.js';
 import { LocalHost } from '../../src/transport/local-host.js';
-import { BlobSyncError, BlobVerifyError, parseHave } from '../../src/transport/blob-sync.js';
+import { BlobSyncError, BlobVerifyError, parseHave, writerScript } from '../../src/transport/blob-sync.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fsm-edge-blobsync-'));
 function blob(name: string, data: Buffer): BlobWant & { hex: string; data: Buffer } {
@@ -189,3 +189,24 @@ describe('parseHave', () => {
 });
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('writerScript', () => {
+  it('a writer whose controller went silent stops by itself and frees its blob lock, keeping the partial', async () => {
+    const store = join(root, 'store-idle');
+    mkdirSync(join(store, 'partial'), { recursive: true });
+    mkdirSync(join(store, 'lock'), { recursive: true });
+    const hex = 'ab'.repeat(32);
+    const w = spawn('/bin/sh', ['-c', writerScript(store, '00112233aabbccdd', 1)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((r) => w.on('exit', (c, sig) => r(c ?? (sig ? -1 : null))));
+    // a header for 128 KiB, then only 64 KiB and silence — stdin stays open, as on a connection that died quietly
+    w.stdin.write(`${hex} 0 131072 131072 65536\n`);
+    w.stdin.write(randomBytes(65536));
+    const acked = new Promise<void>((r) => w.stdout.on('data', (d: Buffer) => d.toString().includes(`a ${hex} 1`) && r()));
+    await acked;
+    expect(execOk(`flock -n ${join(store, 'lock', hex)} true`)).toBe(false); // held while it writes
+    await exited;
+    expect(execOk(`flock -n ${join(store, 'lock', hex)} true`)).toBe(true);
+    expect(readFileSync(join(store, 'partial', hex)).length).toBe(65536);
+    w.stdin.destroy();
+  }, 30_000);
+});
