@@ -77,6 +77,8 @@ export class Progress {
 const MIN_WINDOW = 256 * 1024;
 const MAX_WINDOW = 16 * 1024 * 1024;
 export const INITIAL_WINDOW = 1024 * 1024;
+/** How long an aborted stream may take to close before the sync moves on without it. */
+const ABORT_GRACE_MS = 2000;
 /** Least silence tolerated from a writer that owes an acknowledgement. */
 export const DEFAULT_STALL_MS = 30_000;
 /** A rate no live POP disk is slower than, for bounding the final hash + fsync + rename of a blob. */
@@ -310,8 +312,11 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
   } catch (e) {
     c.maxWindow.value = Math.max(c.maxWindow.value, win.max);
     s.abort();
-    // wait for the channel to close so its error cannot surface later unobserved
-    await done.catch(() => {});
+    // Give the channel a moment to close, but no more: sshd keeps a channel open until its process exits, and a
+    // frozen writer never does — the next "have" stops it (it carries this run's token).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([done.catch(() => {}), new Promise((r) => (timer = setTimeout(r, ABORT_GRACE_MS)))]);
+    clearTimeout(timer);
     if (stallErr) throw stallErr;
     if (protoErr && !isRetryable(e)) throw protoErr;
     throw e;
