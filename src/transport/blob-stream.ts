@@ -162,7 +162,13 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
   let wake: (() => void) | undefined;
   let ended = false;
   let protoErr: Error | undefined;
-  let stallErr: StreamStallError | undefined;
+  // set when the stream is stopped from our side (a stalled writer, the caller's abort signal): every wait ends
+  let haltErr: Error | undefined;
+  let haltReject: ((e: Error) => void) | undefined;
+  const halted = new Promise<never>((_, reject) => {
+    haltReject = reject;
+  });
+  halted.catch(() => {});
   let buf = '';
   let heardAt = Date.now();
   const jobsByHex = new Map(lane.map((j) => [j.blob.hex, j]));
@@ -219,7 +225,17 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
     },
   );
   done.catch(() => {});
-  const onAbort = () => s.abort();
+  // On SSH, a channel to a frozen writer never closes (sshd waits for its process), so nothing here may wait on
+  // the channel alone once we stopped it.
+  const halt = (e: Error) => {
+    if (haltErr) return;
+    haltErr = e;
+    ended = true;
+    s.abort();
+    haltReject?.(e);
+    wake?.();
+  };
+  const onAbort = () => halt(c.signal?.reason instanceof Error ? c.signal.reason : new Error(`${c.name}: blob sync aborted`));
   c.signal?.addEventListener('abort', onAbort, { once: true });
 
   // The watchdog: while the writer owes something (unacknowledged bytes, or the verdict on a finished blob), its
@@ -234,11 +250,12 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
     () => {
       const limit = allowedSilence();
       if (ended || limit === undefined || Date.now() - heardAt < limit) return;
-      stallErr = new StreamStallError(
-        `${c.name}: the POP's blob writer acknowledged nothing for ${Math.round((Date.now() - heardAt) / 1000)} s ` +
-          `(${sent - acked} bytes outstanding); treating the link as lost and resuming`,
+      halt(
+        new StreamStallError(
+          `${c.name}: the POP's blob writer acknowledged nothing for ${Math.round((Date.now() - heardAt) / 1000)} s ` +
+            `(${sent - acked} bytes outstanding); treating the link as lost and resuming`,
+        ),
       );
-      s.abort();
     },
     Math.min(1000, Math.max(50, c.stallMs / 4)),
   );
@@ -253,7 +270,7 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
     }
   };
   const send = async (b: Buffer) => {
-    if (!s.write(b)) await s.waitDrain();
+    if (!s.write(b)) await Promise.race([s.waitDrain(), halted]);
   };
 
   try {
@@ -281,7 +298,9 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
             if (c.limiter) await c.limiter.take(len);
             const b = Buffer.allocUnsafe(len);
             const { bytesRead } = await fh!.read(b, 0, len, pos);
-            if (bytesRead !== len) throw new BlobSyncError(`${blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
+            if (bytesRead !== len) {
+              throw new BlobSyncError(`${blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
+            }
             // bytes of this blob already sent in an earlier pass of this run count as re-sent
             const r = c.sent.get(blob.hex) ?? { prior: [], cur: undefined };
             for (const [lo, hi] of r.prior) c.report.resentBytes += Math.max(0, Math.min(hi, pos + len) - Math.max(lo, pos));
@@ -303,10 +322,8 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
       s.write(Buffer.from('end\n'));
       s.end();
     }
-    const r = await done.catch((e: unknown) => {
-      throw stallErr ?? e;
-    });
-    if (stallErr) throw stallErr;
+    const r = await Promise.race([done, halted]);
+    if (haltErr) throw haltErr;
     if (protoErr) throw protoErr;
     return writerVerdict(c, r, out);
   } catch (e) {
@@ -317,7 +334,7 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([done.catch(() => {}), new Promise((r) => (timer = setTimeout(r, ABORT_GRACE_MS)))]);
     clearTimeout(timer);
-    if (stallErr) throw stallErr;
+    if (haltErr) throw haltErr;
     if (protoErr && !isRetryable(e)) throw protoErr;
     throw e;
   } finally {
@@ -339,9 +356,12 @@ function writerVerdict(c: StreamCtx, r: ExecResult, out: StreamOutcome): StreamO
           `verified blobs stay in the store, partial ones resume, nothing unverified was stored.`,
       );
     }
-    throw new BlobSyncError(`${c.name}: writing blobs into ${c.storeDir} failed (${popExitLabel(r.code)}): ${r.stderr.trim() || 'no message'}`);
+    const why = r.stderr.trim() || 'no message';
+    throw new BlobSyncError(`${c.name}: writing blobs into ${c.storeDir} failed (${popExitLabel(r.code)}): ${why}`);
   }
-  if (r.code === PopExit.storeUnavailable) throw new BlobSyncError(`${c.name}: blob store ${c.storeDir} is not accessible: ${r.stderr.trim()}`);
+  if (r.code === PopExit.storeUnavailable) {
+    throw new BlobSyncError(`${c.name}: blob store ${c.storeDir} is not accessible: ${r.stderr.trim()}`);
+  }
   if (r.code === PopExit.streamShort || r.code === PopExit.partialSkew) throw new SkewError(`stream ended early (${popExitLabel(r.code)})`);
   throw new BlobSyncError(`${c.name}: blob stream failed with ${popExitLabel(r.code)}: ${r.stderr.trim()}`);
 }

@@ -15,7 +15,7 @@ import type { BlobWant, ExecResult, SyncOptions, SyncReport } from './host.js';
 import { popExitLabel } from './pop-exit.js';
 import { POP_STORE_DIR } from './pop-paths.js';
 import { haveScript, parseHave, WRITER_IDLE_S, type StoreState } from './pop-store-script.js';
-import { DEFAULT_STALL_MS, Progress, RateLimiter, runStream, type SentRanges, type StreamExec } from './blob-stream.js';
+import { DEFAULT_STALL_MS, Progress, RateLimiter, runStream, type SentRanges, type StreamCtx, type StreamExec } from './blob-stream.js';
 import { isStored, planJobs, readWants, spreadOverStreams } from './sync-plan.js';
 import { BlobSyncError, BlobVerifyError, DiskFullError, isRetryable } from './sync-errors.js';
 
@@ -59,7 +59,16 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
   const limiter = opts.maxRate && opts.maxRate > 0 ? new RateLimiter(opts.maxRate) : undefined;
 
   const blobs = await readWants(wants);
-  const report: SyncReport = { wanted: blobs.size, alreadyPresent: 0, sentBlobs: 0, sentBytes: 0, resentBytes: 0, resumedBlobs: 0, roundTrips: 0, seconds: 0 };
+  const report: SyncReport = {
+    wanted: blobs.size,
+    alreadyPresent: 0,
+    sentBlobs: 0,
+    sentBytes: 0,
+    resentBytes: 0,
+    resumedBlobs: 0,
+    roundTrips: 0,
+    seconds: 0,
+  };
   const sent = new Map<string, SentRanges>();
   const badCount = new Map<string, number>();
   const failed: Array<{ digest: string; got: string }> = [];
@@ -75,7 +84,10 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
     let state: StoreState;
     try {
       const r = await t.exec(haveScript(storeDir, token), { sudo: t.sudo, stdin: [...pending].join('\n') + '\n', timeoutMs: 120_000 });
-      if (r.code !== 0) throw new BlobSyncError(`${t.name}: cannot prepare the blob store ${storeDir} (${popExitLabel(r.code)}): ${r.stderr.trim() || 'no message'}`);
+      if (r.code !== 0) {
+        const why = r.stderr.trim() || 'no message';
+        throw new BlobSyncError(`${t.name}: cannot prepare the blob store ${storeDir} (${popExitLabel(r.code)}): ${why}`);
+      }
       state = parseHave(r.stdout);
     } catch (e) {
       if (!isRetryable(e)) throw e;
@@ -90,7 +102,8 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
     }
     const jobs = planJobs(pending, blobs, state);
     for (const j of jobs) if (j.offset > 0) resumed.add(j.blob.hex);
-    const need = [...pending].reduce((a, hex) => a + blobs.get(hex)!.size - (state.busy.has(hex) ? 0 : (jobs.find((j) => j.blob.hex === hex)?.offset ?? 0)), 0);
+    const offsets = new Map(jobs.map((j) => [j.blob.hex, j.offset]));
+    const need = [...pending].reduce((a, hex) => a + blobs.get(hex)!.size - (offsets.get(hex) ?? 0), 0);
     if (first) {
       progress = new Progress(need, opts.onProgress);
       first = false;
@@ -125,7 +138,20 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
     }
     const landedBefore = progress!.landed;
     const lanes = spreadOverStreams(jobs, streams);
-    const ctx = { name: t.name, storeDir, token, sudo: t.sudo, fixedChunk, maxWindow, limiter, progress: progress!, sent, report, signal: opts.signal, stallMs: opts.stallTimeoutMs ?? DEFAULT_STALL_MS };
+    const ctx: StreamCtx = {
+      name: t.name,
+      storeDir,
+      token,
+      sudo: t.sudo,
+      fixedChunk,
+      maxWindow,
+      limiter,
+      progress: progress!,
+      sent,
+      report,
+      signal: opts.signal,
+      stallMs: opts.stallTimeoutMs ?? DEFAULT_STALL_MS,
+    };
     const results = await Promise.allSettled(lanes.map((lane) => runStream(t.streamExec, lane, ctx)));
     let lost = false;
     let busy = false;
@@ -152,7 +178,9 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
     }
     if (lost) {
       stalledPasses = progress!.landed > landedBefore ? 0 : stalledPasses + 1;
-      if (stalledPasses >= 5) throw new BlobSyncError(`${t.name}: blob sync made no progress in 5 reconnects; giving up (partials are kept for the next run)`);
+      if (stalledPasses >= 5) {
+        throw new BlobSyncError(`${t.name}: blob sync made no progress in 5 reconnects; giving up (partials are kept for the next run)`);
+      }
       await t.waitForLink();
     } else if (busy) {
       await sleep(1000);

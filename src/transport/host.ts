@@ -138,7 +138,8 @@ export class PopLockedError extends Error {
 
 export function describeOwner(o: LockOwner | undefined): string {
   if (!o) return 'holder unknown (no readable owner record)';
-  return `${o.operation} run ${o.runId} from controller ${o.controller}${o.pid !== undefined ? ` (pid ${o.pid})` : ''}, started ${o.startedAt}`;
+  const pid = o.pid !== undefined ? ` (pid ${o.pid})` : '';
+  return `${o.operation} run ${o.runId} from controller ${o.controller}${pid}, started ${o.startedAt}`;
 }
 
 export interface Host {

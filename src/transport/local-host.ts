@@ -86,10 +86,12 @@ export class LocalHost implements Host {
     });
   }
 
-  private spawnWrapped(command: string, mode: SudoMode, opts: { cwd?: string; timeoutMs?: number }) {
-    const wrapped = wrapCommand(command, { ...opts, sudo: mode });
+  /** `group`: the command gets its own process group, so an abort stops its children too (a frozen `dd`). */
+  private spawnWrapped(command: string, mode: SudoMode, opts: { cwd?: string; timeoutMs?: number; group?: boolean }) {
+    const { group, ...wrap } = opts;
+    const wrapped = wrapCommand(command, { ...wrap, sudo: mode });
     this.counters.roundTrips++;
-    const child = spawn('/bin/sh', ['-c', wrapped], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', wrapped], { stdio: ['pipe', 'pipe', 'pipe'], detached: group === true });
     if (mode.kind === 'password') child.stdin.write((this.opts.sudo as { password: string }).password + '\n');
     return child;
   }
@@ -127,7 +129,10 @@ export class LocalHost implements Host {
     }).finally(() => clearTimeout(backstop));
     const se = sudoFailure(this.name, this.user, mode, code, err);
     if (se) throw se;
-    if ((code === TIMEOUT_EXIT || code === 128 + 9) && Date.now() - t0 >= timeoutMs) throw new CommandTimeoutError(this.name, command, timeoutMs);
+    // a command may exit 124 by itself; `timeout` (or the backstop's SIGKILL) only once the bound has passed
+    if ((code === TIMEOUT_EXIT || code === 128 + 9) && Date.now() - t0 >= timeoutMs) {
+      throw new CommandTimeoutError(this.name, command, timeoutMs);
+    }
     return { code, out: Buffer.concat(out), stderr: err };
   }
 
@@ -138,7 +143,10 @@ export class LocalHost implements Host {
   }
 
   async readFile(path: string, opts: { sudo?: boolean; timeoutMs?: number } = {}): Promise<Buffer | undefined> {
-    const r = await this.execBuf(readFileCommand(path), { ...(opts.sudo ? { sudo: true } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
+    const r = await this.execBuf(readFileCommand(path), {
+      ...(opts.sudo ? { sudo: true } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    });
     if (r.code === FILE_MISSING_EXIT) return undefined;
     if (r.code !== 0) throw new HostCommandError(this.name, `read ${path}`, r.code, r.stderr);
     return r.out;
@@ -166,7 +174,7 @@ export class LocalHost implements Host {
   /** streamExec without the lock check (the lock's own process). */
   private async openStream(command: string, o: { sudo?: boolean }): Promise<ExecStream> {
     const mode = await this.sudoMode(o.sudo);
-    const child = this.spawnWrapped(command, mode, {});
+    const child = this.spawnWrapped(command, mode, { group: true });
     let err = '';
     let onOut: ((d: Buffer) => void) | undefined;
     child.stdout.on('data', (d: Buffer) => onOut?.(d));
@@ -199,7 +207,13 @@ export class LocalHost implements Host {
       onStdout: (fn) => {
         onOut = fn;
       },
-      abort: () => child.kill('SIGKILL'),
+      abort: () => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL'); // a sudo'd group we may not signal: at least our own child
+        }
+      },
       result,
     };
   }

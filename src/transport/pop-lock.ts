@@ -38,7 +38,8 @@ export function lockScript(paths: PopLockPaths, nonce: string, waitS: number, re
   const take = wait > 0 ? `flock -w ${wait} 9` : 'flock -n 9';
   return [
     `umask 022`,
-    `command -v flock >/dev/null 2>&1 || { echo "flock(1) is not installed on the POP: install util-linux" >&2; exit ${PopExit.lockUnavailable}; }`,
+    `command -v flock >/dev/null 2>&1 ||`,
+    `  { echo "flock(1) is not installed on the POP: install util-linux" >&2; exit ${PopExit.lockUnavailable}; }`,
     `mkdir -p "$(dirname -- ${L})" && exec 9>>${L} || exit ${PopExit.lockUnavailable}`,
     `IFS= read -r owner || exit ${PopExit.lockUnavailable}`,
     `if ! flock -n 9; then`,
@@ -46,7 +47,9 @@ export function lockScript(paths: PopLockPaths, nonce: string, waitS: number, re
       ? [
           `  p=; n=; read p n < ${K} 2>/dev/null`,
           // still held by this run's earlier holder (waiting on a dead connection): stop it; anyone else's: refuse
-          `  if [ "$n" = ${reclaim} ]; then case "$p" in ''|*[!0-9]*) ;; *) pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null;; esac; w=10; else w=${wait}; fi`,
+          `  if [ "$n" = ${reclaim} ]; then`,
+          `    case "$p" in ''|*[!0-9]*) ;; *) pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null;; esac; w=10`,
+          `  else w=${wait}; fi`,
           `  if [ "$w" -gt 0 ]; then flock -w "$w" 9; else flock -n 9; fi || { head -c 4096 ${O} 2>/dev/null; exit ${PopExit.popLocked}; }`,
         ]
       : [`  ${take} || { head -c 4096 ${O} 2>/dev/null; exit ${PopExit.popLocked}; }`]),
@@ -181,7 +184,8 @@ export class PopLockKeeper {
     if (how === 'exited') {
       const r = await s.result; // rejects with ConnectionLostError on a drop: the caller's retry decides
       if (r.code === PopExit.popLocked) throw new PopLockedError(this.host, parseOwner(out));
-      throw new Error(`${this.host}: cannot take the POP lock ${this.paths.lock} (${popExitLabel(r.code)}): ${r.stderr.trim() || 'no message'}`);
+      const why = r.stderr.trim() || 'no message';
+      throw new Error(`${this.host}: cannot take the POP lock ${this.paths.lock} (${popExitLabel(r.code)}): ${why}`);
     }
     h.stream = s;
     h.heartbeat = setInterval(() => {

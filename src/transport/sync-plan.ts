@@ -31,7 +31,9 @@ export async function readWants(wants: BlobWant[]): Promise<Map<string, Blob>> {
       throw new BlobSyncError(`blob ${w.digest}: cannot read its source ${w.sourcePath}: ${e.message}`);
     });
     if (st.size !== w.size) {
-      throw new BlobSyncError(`blob ${w.digest}: source ${w.sourcePath} is ${st.size} bytes, expected ${w.size} — the bundle is damaged (run \`fsm-edge bundle verify\`)`);
+      throw new BlobSyncError(
+        `blob ${w.digest}: source ${w.sourcePath} is ${st.size} bytes, expected ${w.size} — the bundle is damaged (run \`fsm-edge bundle verify\`)`,
+      );
     }
     blobs.set(m[1]!, { digest: w.digest, hex: m[1]!, size: w.size, sourcePath: w.sourcePath });
   }
