@@ -20,7 +20,7 @@ import { isStored, planJobs, readWants, spreadOverStreams } from './sync-plan.js
 import { BlobSyncError, BlobVerifyError, DiskFullError, isRetryable } from './sync-errors.js';
 
 export { BlobSyncError, BlobVerifyError, DiskFullError } from './sync-errors.js';
-export { haveScript, parseHave, writerScript } from './pop-store-script.js';
+export { haveScript, parseHave, parseStoredBlobs, storedBlobsScript, writerScript } from './pop-store-script.js';
 export type { ExecStream, StreamExec } from './blob-stream.js';
 
 export interface SyncTransport {

@@ -79,6 +79,28 @@ export function parseHave(stdout: string): StoreState {
   return st;
 }
 
+/**
+ * Read-only "which of these are stored, at what size" (dry runs): stdin the wanted hex digests, output `HEX SIZE`
+ * per stored blob. Changes nothing on the POP, not even the store's directories.
+ */
+export function storedBlobsScript(storeDir: string): string {
+  const s = shq(storeDir);
+  return (
+    `while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue; ` +
+    `[ -f ${s}/${STORE_BLOBS}/$h ] && echo "$h $(stat -c %s ${s}/${STORE_BLOBS}/$h)"; done; true`
+  );
+}
+
+/** The stored blobs of a storedBlobsScript answer; compare each size with the wanted one (a short blob is missing). */
+export function parseStoredBlobs(stdout: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const line of stdout.split('\n')) {
+    const [hex, size, extra] = line.trim().split(/\s+/);
+    if (hex && HEX64.test(hex) && size && /^\d{1,16}$/.test(size) && extra === undefined) m.set(hex, Number(size));
+  }
+  return m;
+}
+
 /** A writer that hears nothing for this long stops by itself (its controller is gone); see writerScript. */
 export const WRITER_IDLE_S = 120;
 

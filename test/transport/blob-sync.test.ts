@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
 import type { BlobWant, SyncProgress } from '../../src/transport/host.js';
 import { LocalHost } from '../../src/transport/local-host.js';
-import { BlobSyncError, BlobVerifyError, parseHave, writerScript } from '../../src/transport/blob-sync.js';
+import { BlobSyncError, BlobVerifyError, parseHave, parseStoredBlobs, storedBlobsScript, writerScript } from '../../src/transport/blob-sync.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fsm-edge-blobsync-'));
 function blob(name: string, data: Buffer): BlobWant & { hex: string; data: Buffer } {
@@ -214,4 +214,16 @@ describe('writerScript', () => {
     expect(readFileSync(join(store, 'partial', hex)).length).toBe(65536);
     w.stdin.destroy();
   }, 30_000);
+});
+
+describe('storedBlobsScript', () => {
+  it('reports stored blobs with their sizes and changes nothing', () => {
+    const store = join(root, 'store-ro');
+    mkdirSync(join(store, 'sha256'), { recursive: true });
+    const [a, b] = ['a', 'b'].map((x) => x.repeat(64));
+    writeFileSync(join(store, 'sha256', a!), 'four');
+    const out = spawnSync('/bin/sh', ['-c', storedBlobsScript(store)], { input: `${a}\n${b}\n../../x\n`, encoding: 'utf8' });
+    expect([...parseStoredBlobs(out.stdout)]).toEqual([[a, 4]]);
+    expect(readdirSync(store)).toEqual(['sha256']);
+  });
 });
