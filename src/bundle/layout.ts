@@ -49,9 +49,11 @@ export const k3sAirgapArchiveName = (arch: BundleArch, ext: string) => `k3s-airg
 export const K3S_IMAGE_LIST = 'k3s-images.txt';
 
 // ---- The POP ----
-export const POP_STORE_DIR = '/var/lib/fsm-edge/store';
+/** fsm-edge's own state on a POP (journal, lock, blob store); the engine's pop-layout.ts lists every POP path. */
+export const POP_STATE_DIR = '/var/lib/fsm-edge';
+export const POP_STORE_DIR = `${POP_STATE_DIR}/store`;
 export const POP_K3S_BINARY = '/usr/local/bin/k3s';
-export const POP_INSTALL_SCRIPT = '/var/lib/fsm-edge/k3s/install.sh';
+export const POP_INSTALL_SCRIPT = `${POP_STATE_DIR}/k3s/install.sh`;
 export const POP_K3S_IMAGES_DIR = '/var/lib/rancher/k3s/agent/images';
 export const POP_STATIC_CHARTS_DIR = '/var/lib/rancher/k3s/server/static/charts';
 /** Our image archives in agent/images start with this, so stale ones from an older bundle can be removed. */

@@ -2,16 +2,16 @@
 // assemble.sh may write: the k3s binary, install.sh, image archives, charts, and the blob store) are defined
 // next to that script's rules in bundle/layout.ts and re-exported here; transport takes its paths as arguments.
 
-import { POP_INSTALL_SCRIPT, POP_K3S_BINARY, POP_K3S_IMAGES_DIR, POP_STATIC_CHARTS_DIR, POP_STORE_DIR } from '../bundle/layout.js';
-
-export { POP_INSTALL_SCRIPT, POP_STORE_DIR };
+import { POP_INSTALL_SCRIPT, POP_K3S_BINARY, POP_K3S_IMAGES_DIR, POP_STATE_DIR, POP_STATIC_CHARTS_DIR, POP_STORE_DIR } from '../bundle/layout.js';
+import { POP_LOCK_PATH, popLockPaths } from '../transport/pop-paths.js';
 
 /** fsm-edge's own state on the POP: journal, lock, blob store, assembly plan. */
-export const POP_STATE_DIR = '/var/lib/fsm-edge';
+export { POP_INSTALL_SCRIPT, POP_STATE_DIR, POP_STORE_DIR };
+
 export const POP_JOURNAL = `${POP_STATE_DIR}/journal.json`;
-/** flock(1) target held for the whole run; the holder is described next to it. */
-export const POP_LOCK = `${POP_STATE_DIR}/lock`;
-export const POP_LOCK_OWNER = `${POP_STATE_DIR}/lock.owner`;
+/** flock(1) target held for the whole run by one channel; the holder is described next to it (`.owner`). */
+export const POP_LOCK = POP_LOCK_PATH;
+export const POP_LOCK_OWNER = popLockPaths().owner;
 /** What assemble.sh makes from the store (k3s binary, install.sh, image archives, chart), as last planned. */
 export const POP_ASSEMBLE_PLAN = `${POP_STATE_DIR}/assemble.plan`;
 

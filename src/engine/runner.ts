@@ -125,11 +125,10 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
   // One controller at a time: held for the whole run, released when the run (or the controller) ends.
   // A dry run only reads, so it neither takes nor waits for the lock.
   let lock: { release(): Promise<void> } | undefined;
-  const lockable = host as Host & { lock?: (owner: object) => Promise<{ release(): Promise<void> }> };
-  if (!opts.dryRun && lockable.lock) {
+  if (!opts.dryRun) {
     const t0 = Date.now();
     try {
-      lock = await lockable.lock({ controller: hostname(), runId, operation: opts.operation, startedAt: new Date(started).toISOString(), pid: process.pid });
+      lock = await host.lock({ controller: hostname(), runId, operation: opts.operation, startedAt: new Date(started).toISOString(), pid: process.pid });
     } catch (e) {
       reports.push(failedReport(LOCK_STEP, e, t0));
       return report();

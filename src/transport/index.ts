@@ -15,4 +15,7 @@ export {
   type NewPin,
 } from './host-keys.js';
 export { CommandTimeoutError, shq, SudoError } from './remote-command.js';
-export { BlobSyncError, BlobVerifyError, DEFAULT_STORE_DIR, DiskFullError } from './blob-sync.js';
+export { BlobSyncError, BlobVerifyError, DEFAULT_STORE_DIR, DiskFullError, parseStoredBlobs, storedBlobsScript } from './blob-sync.js';
+export { PopExit, popExitLabel } from './pop-exit.js';
+export { POP_LOCK_PATH, POP_STATE_DIR, POP_STORE_DIR, popLockPaths, type PopLockPaths } from './pop-paths.js';
+export { LOCK_HEARTBEAT_MS, LOCK_LEASE_S } from './pop-lock.js';

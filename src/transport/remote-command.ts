@@ -1,6 +1,8 @@
 // How a command string becomes what the POP's login shell runs: cwd, remote-side timeout, sudo. Secrets never
 // appear here — a sudo password is sent as the first line of stdin (`sudo -S`), never in argv or env.
 
+import { PopExit } from './pop-exit.js';
+
 /** POSIX single-quote quoting. */
 export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -15,7 +17,7 @@ export interface WrapOptions {
 }
 
 /** Exit code `timeout(1)` uses when it had to stop the command. */
-export const TIMEOUT_EXIT = 124;
+export const TIMEOUT_EXIT = PopExit.timedOut;
 
 export function wrapCommand(command: string, o: WrapOptions): string {
   let cmd = o.cwd ? `cd ${shq(o.cwd)} && ${command}` : command;
@@ -29,6 +31,20 @@ export function wrapCommand(command: string, o: WrapOptions): string {
   if (timeoutS !== undefined) cmd = timed(cmd);
   return cmd;
 }
+
+/**
+ * How `sudo: true` is carried out, decided once per connection and shared by every Host. The password is sent only
+ * when sudo will read it: `sudo -n true` is asked first, and only when it fails and a password is configured does a
+ * command get `sudo -S` with the password as stdin's first line. (Under NOPASSWD, `sudo -S` never reads stdin: the
+ * password would become the command's input — the content of a written file, a blob, a journal.)
+ */
+export async function probeSudo(runProbe: (command: string) => Promise<{ code: number }>, hasPassword: boolean): Promise<SudoMode> {
+  if (!hasPassword) return { kind: 'nopasswd' };
+  const r = await runProbe(SUDO_PROBE);
+  return r.code === 0 ? { kind: 'nopasswd' } : { kind: 'password' };
+}
+
+export const SUDO_PROBE = 'sudo -n true';
 
 /** A sudo that refused to run the command, with the fix. */
 export class SudoError extends Error {
@@ -90,7 +106,7 @@ export class CommandTimeoutError extends Error {
 
 
 /** Exit code of `readFileCommand` when the file does not exist. */
-export const FILE_MISSING_EXIT = 66;
+export const FILE_MISSING_EXIT = PopExit.fileMissing;
 
 /** Prints a file, or exits FILE_MISSING_EXIT when there is none (one round trip either way). */
 export function readFileCommand(path: string): string {

@@ -5,8 +5,11 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ClientChannel } from 'ssh2';
 import {
+  DEFAULT_COMMAND_TIMEOUT_MS,
   HostCommandError,
   type BlobWant,
+  type LockOwner,
+  type PopLock,
   type ExecOptions,
   type ExecResult,
   type Host,
@@ -17,8 +20,22 @@ import {
 } from './host.js';
 import { HostKeyError, type NewPin } from './host-keys.js';
 import { ConnectionLostError, endpointLabel, openLink, type SshConnectOptions, type SshLink, type SshTarget } from './ssh-connection.js';
-import { atomicWriteCommand, CommandTimeoutError, FILE_MISSING_EXIT, readFileCommand, sudoFailure, SudoError, TIMEOUT_EXIT, wrapCommand, type SudoMode } from './remote-command.js';
-import { syncBlobsOver, type StreamExec, type ExecStream } from './blob-sync.js';
+import {
+  atomicWriteCommand,
+  CommandTimeoutError,
+  FILE_MISSING_EXIT,
+  probeSudo,
+  readFileCommand,
+  sudoFailure,
+  SudoError,
+  TIMEOUT_EXIT,
+  wrapCommand,
+  type SudoMode,
+} from './remote-command.js';
+import { syncBlobsOver } from './blob-sync.js';
+import type { ExecStream, StreamExec } from './blob-stream.js';
+import { PopLockKeeper } from './pop-lock.js';
+import { popLockPaths } from './pop-paths.js';
 
 export interface ReconnectPolicy {
   /** Give up after this long without a connection. Default 120 s. */
@@ -31,6 +48,10 @@ export interface SshHostOptions extends SshConnectOptions {
   /** `true`: passwordless `sudo -n`; `{password}`: `sudo -S` with the password on stdin; false: never sudo. */
   sudo?: boolean | { password: string };
   reconnect?: ReconnectPolicy;
+  /** Bound of every command that names none (exec, run, readFile, writeFile). Default DEFAULT_COMMAND_TIMEOUT_MS. */
+  defaultTimeoutMs?: number;
+  /** The POP-wide lock file (tests point it elsewhere). Default POP_LOCK_PATH. */
+  lockPath?: string;
 }
 
 interface RawResult {
@@ -56,12 +77,18 @@ export class SshHost implements Host {
   private readonly keyCache = new Map<string, string>();
   private readonly counters = { roundTrips: 0, bytesSent: 0, bytesReceived: 0, connects: 0 };
   private sudoMode: SudoMode | undefined;
+  private readonly lockKeeper: PopLockKeeper;
 
   private constructor(
     readonly target: SshTarget,
     private readonly opts: SshHostOptions,
   ) {
     this.name = `${target.name} (${endpointLabel(target)})`;
+    this.lockKeeper = new PopLockKeeper(this.name, popLockPaths(opts.lockPath), (script) => this.openStream(script, { sudo: true }));
+  }
+
+  private get defaultTimeoutMs(): number {
+    return this.opts.defaultTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   }
 
   /** Connects now, so host-key and auth problems surface here rather than in the first phase. */
@@ -139,13 +166,7 @@ export class SshHost implements Host {
   private async resolveSudo(link: SshLink): Promise<SudoMode> {
     if (!this.usesSudo) return { kind: 'none' };
     if (this.sudoMode) return this.sudoMode;
-    if (typeof this.opts.sudo === 'object') {
-      // With a password configured, probe once: if sudo needs none, sending it would feed it to the command.
-      const r = await this.rawExec(link, 'sudo -n true', {});
-      this.sudoMode = r.code === 0 ? { kind: 'nopasswd' } : { kind: 'password' };
-    } else {
-      this.sudoMode = { kind: 'nopasswd' };
-    }
+    this.sudoMode = await probeSudo((cmd) => this.rawExec(link, cmd, { timeoutMs: 30_000 }), typeof this.opts.sudo === 'object');
     return this.sudoMode;
   }
 
@@ -162,22 +183,22 @@ export class SshHost implements Host {
 
   private async execRaw(command: string, opts: RawExecOptions): Promise<RawResult> {
     const link = await this.getLink();
+    await this.lockKeeper.check();
     const mode = opts.sudo ? await this.resolveSudo(link) : ({ kind: 'none' } as SudoMode);
-    const wrapped = wrapCommand(command, {
-      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-      sudo: mode,
-    });
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const wrapped = wrapCommand(command, { ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}), timeoutMs, sudo: mode });
     let stdin = opts.stdin === undefined ? undefined : Buffer.from(opts.stdin);
     if (mode.kind === 'password') {
       const pw = (this.opts.sudo as { password: string }).password;
       stdin = Buffer.concat([Buffer.from(pw + '\n'), stdin ?? Buffer.alloc(0)]);
     }
     this.log(`ssh: ${this.name}: ${mode.kind === 'none' ? '' : 'sudo '}${command.length > 200 ? command.slice(0, 197) + '...' : command}`);
-    const r = await this.rawExec(link, wrapped, { ...opts, ...(stdin ? { stdin } : {}) }, command);
+    const t0 = Date.now();
+    const r = await this.rawExec(link, wrapped, { ...opts, timeoutMs, ...(stdin ? { stdin } : {}) }, command);
     const sudoErr = sudoFailure(this.target.name, this.target.user, mode, r.code, r.stderr);
     if (sudoErr) throw sudoErr;
-    if (opts.timeoutMs !== undefined && r.code === TIMEOUT_EXIT) throw new CommandTimeoutError(this.name, command, opts.timeoutMs);
+    // a command may exit 124 by itself; `timeout` only does so once the bound has passed
+    if (r.code === TIMEOUT_EXIT && Date.now() - t0 >= timeoutMs) throw new CommandTimeoutError(this.name, command, timeoutMs);
     return r;
   }
 
@@ -260,14 +281,32 @@ export class SshHost implements Host {
 
   /** A long-lived exec whose stdin the caller writes as it goes (blob streams). One round trip. */
   readonly streamExec: StreamExec = async (command: string, o: { sudo?: boolean } = {}): Promise<ExecStream> => {
+    await this.getLink();
+    await this.lockKeeper.check();
+    return this.openStream(command, o);
+  };
+
+  /** streamExec without the lock check (the lock's own channel). */
+  private async openStream(command: string, o: { sudo?: boolean }): Promise<ExecStream> {
     const link = await this.getLink();
     const mode = o.sudo ? await this.resolveSudo(link) : ({ kind: 'none' } as SudoMode);
     const wrapped = wrapCommand(command, { sudo: mode });
     this.counters.roundTrips++;
+    const openMs = this.defaultTimeoutMs;
     const ch = await new Promise<ClientChannel>((resolve, reject) => {
-      const off = link.onLost((e) => reject(new ConnectionLostError(`${this.name}: connection lost: ${e.message}`, e)));
+      let timer: NodeJS.Timeout | undefined;
+      const off = link.onLost((e) => {
+        clearTimeout(timer);
+        reject(new ConnectionLostError(`${this.name}: connection lost: ${e.message}`, e));
+      });
+      // a channel that never opens on a link that still answers keepalives: treat it as lost
+      timer = setTimeout(() => {
+        off();
+        reject(new ConnectionLostError(`${this.name}: the POP did not open a channel within ${openMs} ms`));
+      }, openMs);
       link.target.exec(wrapped, (e, c) => {
         off();
+        clearTimeout(timer);
         if (e) reject(new ConnectionLostError(`${this.name}: could not open a stream: ${e.message}`, e));
         else resolve(c);
       });
@@ -340,13 +379,18 @@ export class SshHost implements Host {
       },
       result,
     };
-  };
+  }
 
-  async readFile(path: string, opts: { sudo?: boolean } = {}): Promise<Buffer | undefined> {
+  async lock(owner: LockOwner, opts: { timeoutMs?: number } = {}): Promise<PopLock> {
+    await this.getLink();
+    return this.lockKeeper.lock(owner, opts);
+  }
+
+  async readFile(path: string, opts: { sudo?: boolean; timeoutMs?: number } = {}): Promise<Buffer | undefined> {
     const cmd = readFileCommand(path);
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await this.execRaw(cmd, { binary: true, ...(opts.sudo ? { sudo: true } : {}) });
+        const r = await this.execRaw(cmd, { binary: true, ...(opts.sudo ? { sudo: true } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
         if (r.code === FILE_MISSING_EXIT) return undefined;
         if (r.code !== 0) throw new HostCommandError(this.name, `read ${path}`, r.code, r.stderr);
         return r.stdout;
@@ -358,12 +402,17 @@ export class SshHost implements Host {
     }
   }
 
-  async writeFile(path: string, data: string | Buffer, opts: { sudo?: boolean; mode?: number } = {}): Promise<void> {
-    const r = await this.execRaw(atomicWriteCommand(path, opts.mode), { stdin: data, ...(opts.sudo ? { sudo: true } : {}) });
+  async writeFile(path: string, data: string | Buffer, opts: { sudo?: boolean; mode?: number; timeoutMs?: number } = {}): Promise<void> {
+    const r = await this.execRaw(atomicWriteCommand(path, opts.mode), {
+      stdin: data,
+      ...(opts.sudo ? { sudo: true } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    });
     if (r.code !== 0) throw new HostCommandError(this.name, `write ${path}`, r.code, r.stderr);
   }
 
-  syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+  async syncBlobs(wants: BlobWant[], opts: SyncOptions): Promise<SyncReport> {
+    await this.lockKeeper.check();
     return syncBlobsOver(
       {
         name: this.name,

@@ -3,7 +3,7 @@
 // (`sh -s`: each change "runs" — its script is recorded; a test may make one fail or give it stdout).
 // Files written with writeFile or a batch's writeFileScript land in `files`, so a later probe sees them.
 
-import type { BlobWant, ExecOptions, ExecResult, Host, HostStats, SyncOptions, SyncReport, Tunnel } from '../../src/transport/host.js';
+import { type BlobWant, type ExecOptions, type ExecResult, type Host, type HostStats, type LockOwner, type PopLock, PopLockedError, type SyncOptions, type SyncReport, type Tunnel } from '../../src/transport/host.js';
 
 export interface RecordedCall {
   kind: 'exec' | 'read' | 'write' | 'sync' | 'lock';
@@ -28,7 +28,8 @@ export class RecordingHost implements Host {
   changeOutput: Array<{ match: RegExp; stdout: string }> = [];
   synced: BlobWant[][] = [];
   roundTrips = 0;
-  lockHeldBy?: string;
+  /** Who holds the POP lock (another controller, when a test sets it). */
+  lockHolder?: LockOwner;
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     this.roundTrips++;
@@ -38,6 +39,20 @@ export class RecordingHost implements Host {
     if (probe) return { code: 0, stdout: this.probeOutput(probe[1]!, command), stderr: '' };
     if (command === 'sh -s' && stdin !== undefined) return this.runBatch(stdin);
     return { code: 0, stdout: '', stderr: '' };
+  }
+
+  /** The POP lock as the real hosts keep it: one round trip to take, refused while someone else holds it. */
+  async lock(owner: LockOwner): Promise<PopLock> {
+    this.roundTrips++;
+    this.calls.push({ kind: 'lock' });
+    if (this.lockHolder) throw new PopLockedError(this.name, this.lockHolder);
+    this.lockHolder = owner;
+    return {
+      owner,
+      release: async () => {
+        if (this.lockHolder === owner) this.lockHolder = undefined;
+      },
+    };
   }
 
   async run(command: string, opts?: ExecOptions): Promise<string> {

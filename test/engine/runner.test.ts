@@ -56,8 +56,8 @@ describe('phase runner', () => {
     const second = await runPhases(phases(), ctx, host, opts());
     expect(second.phases.map((p) => p.status)).toEqual(['unchanged', 'unchanged', 'unchanged']);
     expect(ctx.applied).toEqual(['a', 'b', 'c']);
-    // The re-run: one probe (journal and every live state); it changed nothing, so it writes nothing.
-    expect(host.roundTrips - rt).toBe(1);
+    // The re-run: the lock and one probe (journal and every live state); it changed nothing, so it writes nothing.
+    expect(host.roundTrips - rt).toBe(2);
   });
 
   it('continues where a failed run stopped', async () => {
@@ -216,27 +216,19 @@ describe('phase runner', () => {
   });
 
   it('takes the POP lock for a real run, refuses when another controller holds it, and never locks a dry run', async () => {
-    class LockingHost extends RecordingHost {
-      holder?: string;
-      async lock(owner: { runId: string; controller: string }) {
-        this.calls.push({ kind: 'lock' });
-        if (this.holder) throw Object.assign(new Error(`the POP is locked by ${this.holder}`), { name: 'PopLockedError' });
-        this.holder = `${owner.controller} run ${owner.runId}`;
-        return { release: async () => void (this.holder = undefined) };
-      }
-    }
-    const host = new LockingHost();
+    const host = new RecordingHost();
     const ctx: Ctx = { version: '1', state: new Set(), applied: [] };
     await runPhases(phases(), ctx, host, opts(true));
     expect(host.calls.some((c) => c.kind === 'lock')).toBe(false);
     const r = await runPhases(phases(), ctx, host, opts());
     expect(r.ok).toBe(true);
-    expect(host.holder).toBeUndefined(); // released
+    expect(host.lockHolder).toBeUndefined(); // released
 
-    host.holder = 'ops-laptop run 20261129T0700-abcd';
+    host.lockHolder = { controller: 'ops-laptop', runId: '20261129T0700-abcd', operation: 'install', startedAt: '2026-11-29T07:00:00Z' };
+    ctx.state.clear();
     const locked = await runPhases(phases(), ctx, host, opts());
     expect(locked).toMatchObject({ ok: false, failedPhase: 'lock', failure: 'locked' });
-    expect(locked.error).toMatch(/ops-laptop/);
-    expect(ctx.applied).toEqual(['a', 'b', 'c']);
+    expect(locked.error).toMatch(/install run 20261129T0700-abcd from controller ops-laptop/);
+    expect(ctx.applied).toEqual(['a', 'b', 'c']); // nothing ran the second time
   });
 });

@@ -1,6 +1,6 @@
 // The blob-sync protocol end to end on this machine: LocalHost runs the very same POP-side writer script (sh, dd,
 // stat, sha256sum) that SshHost runs over SSH; only the transport differs.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
 import type { BlobWant, SyncProgress } from '../../src/transport/host.js';
 import { LocalHost } from '../../src/transport/local-host.js';
-import { BlobSyncError, BlobVerifyError, parseHave } from '../../src/transport/blob-sync.js';
+import { BlobSyncError, BlobVerifyError, parseHave, parseStoredBlobs, storedBlobsScript, writerScript } from '../../src/transport/blob-sync.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fsm-edge-blobsync-'));
 function blob(name: string, data: Buffer): BlobWant & { hex: string; data: Buffer } {
@@ -20,6 +20,11 @@ function blob(name: string, data: Buffer): BlobWant & { hex: string; data: Buffe
 const freshStore = (n: string) => join(root, `store-${n}`);
 const stored = (store: string, hex: string) => readFileSync(join(store, 'sha256', hex));
 const host = new LocalHost({ name: 'unit', sudo: false });
+const execOk = (cmd: string) => spawnSync('/bin/sh', ['-c', cmd]).status === 0;
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(cond()).toBe(true);
+}
 
 describe('blob sync (LocalHost, real POP-side script)', () => {
   const big = blob('big', randomBytes(5 * 1024 * 1024 + 12345));
@@ -87,16 +92,77 @@ describe('blob sync (LocalHost, real POP-side script)', () => {
     expect(stored(store, small.hex).equals(small.data)).toBe(true);
   });
 
-  it('stops a writer left over from a dropped connection before reading partial sizes', async () => {
+  it('never touches another run\'s writer: its partial is left alone while its lock is held', async () => {
     const store = freshStore('f');
     mkdirSync(join(store, 'partial'), { recursive: true });
-    // a stand-in for the stale writer: a shell with a child, recorded the way the writer records itself
-    const stale = spawn('/bin/sh', ['-c', 'sleep 300 & wait'], { stdio: 'ignore' });
-    writeFileSync(join(store, 'partial', `.writer.${stale.pid}.pid`), `${stale.pid}\n`);
-    const exited = new Promise((r) => stale.on('exit', (_c, sig) => r(sig)));
-    await host.syncBlobs([small], { storeDir: store });
-    expect(await exited).toBe('SIGKILL');
+    mkdirSync(join(store, 'lock'), { recursive: true });
+    // a live writer of another run: holds the blob's lock, recorded with another run's token
+    const other = blob('other', randomBytes(300_000));
+    writeFileSync(join(store, 'partial', other.hex), other.data.subarray(0, 1000));
+    const holder = spawn('/bin/sh', ['-c', 'exec 9>>"$0"; flock 9; exec sleep 300', join(store, 'lock', other.hex)], { stdio: 'ignore' });
+    await waitFor(() => execOk(`flock -n ${join(store, 'lock', other.hex)} true`) === false);
+    writeFileSync(join(store, 'partial', `.writer.${holder.pid}`), `${holder.pid} 0123456789abcdef\n`);
+    const sync = host.syncBlobs([small, other], { storeDir: store });
+    // while it waits on the held blob, the other writer is still alive and its partial untouched
+    await waitFor(() => existsSync(join(store, 'sha256', small.hex)));
+    expect(holder.exitCode).toBeNull();
+    expect(readFileSync(join(store, 'partial', other.hex)).length).toBe(1000);
+    holder.kill('SIGTERM'); // that writer dies: its lock is free, the partial resumes
+    const r = await sync;
+    expect(r).toMatchObject({ sentBlobs: 2, resumedBlobs: 1, sentBytes: small.size + other.size - 1000 });
+    expect(stored(store, other.hex).equals(other.data)).toBe(true);
+  }, 30_000);
+
+  it('two concurrent writers of one blob never store bytes other than its digest', async () => {
+    const store = freshStore('race');
+    const one = blob('race', randomBytes(3 * 1024 * 1024 + 4321));
+    const a = new LocalHost({ name: 'a', sudo: false });
+    const b = new LocalHost({ name: 'b', sudo: false });
+    const opts = { storeDir: store, maxRate: 4 * 1024 * 1024, chunkBytes: 256 * 1024 };
+    const [ra, rb] = await Promise.all([a.syncBlobs([one], opts), b.syncBlobs([one], opts)]);
+    expect(ra.sentBlobs + rb.sentBlobs).toBeGreaterThanOrEqual(1);
+    expect(createHash('sha256').update(stored(store, one.hex)).digest('hex')).toBe(one.hex);
     expect(readdirSync(join(store, 'partial'))).toEqual([]);
+  });
+
+  it('re-sends and replaces an empty or short blob already in the store', async () => {
+    const store = freshStore('short');
+    mkdirSync(join(store, 'sha256'), { recursive: true });
+    writeFileSync(join(store, 'sha256', big.hex), Buffer.alloc(0)); // a power cut after rename, before the data
+    writeFileSync(join(store, 'sha256', small.hex), small.data.subarray(0, 3));
+    const r = await host.syncBlobs([big, small], { storeDir: store });
+    expect(r).toMatchObject({ alreadyPresent: 0, sentBlobs: 2, sentBytes: big.size + small.size });
+    expect(stored(store, big.hex).equals(big.data)).toBe(true);
+    expect(stored(store, small.hex).equals(small.data)).toBe(true);
+  });
+
+  it('a writer that stops answering is treated as a lost link: the sync resumes instead of hanging', async () => {
+    const store = freshStore('stall');
+    const slow = blob('slow', randomBytes(2 * 1024 * 1024));
+    let stopped: number | undefined;
+    const r = await host.syncBlobs([slow], {
+      storeDir: store,
+      maxRate: 2 * 1024 * 1024,
+      chunkBytes: 256 * 1024,
+      stallTimeoutMs: 500,
+      onProgress: (p) => {
+        if (stopped !== undefined || p.sentBytes < 512 * 1024) return;
+        const rec = readdirSync(join(store, 'partial')).find((f) => f.startsWith('.writer.'));
+        if (!rec) return;
+        const writer = readFileSync(join(store, 'partial', rec), 'utf8').split(' ')[0]!;
+        const dd = spawnSync('pgrep', ['-P', writer, '-x', 'dd'], { encoding: 'utf8' }).stdout.trim();
+        if (!dd) return;
+        stopped = Number(dd);
+        process.kill(stopped, 'SIGSTOP'); // the POP-side dd freezes (holding the blob's lock), the "link" stays up
+      },
+    });
+    expect(stopped).toBeGreaterThan(0);
+    expect(r.sentBlobs).toBe(1);
+    expect(r.resumedBlobs).toBe(1);
+    expect(stored(store, slow.hex).equals(slow.data)).toBe(true);
+    // the frozen dd was stopped for good (gone, or a zombie its new parent has not reaped yet)
+    const state = existsSync(`/proc/${stopped}/stat`) ? readFileSync(`/proc/${stopped}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    expect(['gone', 'Z']).toContain(state);
   });
 
   it('caps the rate across streams', async () => {
@@ -117,12 +183,47 @@ describe('blob sync (LocalHost, real POP-side script)', () => {
 });
 
 describe('parseHave', () => {
-  it('reads present blobs, partial sizes and free space', () => {
-    const st = parseHave(`h ${'a'.repeat(64)}\np ${'b'.repeat(64)} 1234\nfree 2048\n`);
-    expect([...st.have]).toEqual(['a'.repeat(64)]);
-    expect(st.partial.get('b'.repeat(64))).toBe(1234);
+  it('reads stored sizes, partial sizes, busy partials and free space; ignores anything malformed', () => {
+    const [a, b, c] = ['a', 'b', 'c'].map((x) => x.repeat(64));
+    const st = parseHave(`h ${a} 0\np ${b} 1234\nbusy ${c} 77\nfree 2048\nh ../../etc 5\np ${a} -1\nh ${b} 1 extra\n`);
+    expect([...st.have]).toEqual([[a, 0]]);
+    expect([...st.partial]).toEqual([[b, 1234]]);
+    expect([...st.busy]).toEqual([[c, 77]]);
     expect(st.freeBytes).toBe(2048 * 1024);
   });
 });
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('writerScript', () => {
+  it('a writer whose controller went silent stops by itself and frees its blob lock, keeping the partial', async () => {
+    const store = join(root, 'store-idle');
+    mkdirSync(join(store, 'partial'), { recursive: true });
+    mkdirSync(join(store, 'lock'), { recursive: true });
+    const hex = 'ab'.repeat(32);
+    const w = spawn('/bin/sh', ['-c', writerScript(store, '00112233aabbccdd', 1)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((r) => w.on('exit', (c, sig) => r(c ?? (sig ? -1 : null))));
+    // a header for 128 KiB, then only 64 KiB and silence — stdin stays open, as on a connection that died quietly
+    w.stdin.write(`${hex} 0 131072 131072 65536\n`);
+    w.stdin.write(randomBytes(65536));
+    const acked = new Promise<void>((r) => w.stdout.on('data', (d: Buffer) => d.toString().includes(`a ${hex} 1`) && r()));
+    await acked;
+    expect(execOk(`flock -n ${join(store, 'lock', hex)} true`)).toBe(false); // held while it writes
+    await exited;
+    expect(execOk(`flock -n ${join(store, 'lock', hex)} true`)).toBe(true);
+    expect(readFileSync(join(store, 'partial', hex)).length).toBe(65536);
+    w.stdin.destroy();
+  }, 30_000);
+});
+
+describe('storedBlobsScript', () => {
+  it('reports stored blobs with their sizes and changes nothing', () => {
+    const store = join(root, 'store-ro');
+    mkdirSync(join(store, 'sha256'), { recursive: true });
+    const [a, b] = ['a', 'b'].map((x) => x.repeat(64));
+    writeFileSync(join(store, 'sha256', a!), 'four');
+    const out = spawnSync('/bin/sh', ['-c', storedBlobsScript(store)], { input: `${a}\n${b}\n../../x\n`, encoding: 'utf8' });
+    expect([...parseStoredBlobs(out.stdout)]).toEqual([[a, 4]]);
+    expect(readdirSync(store)).toEqual(['sha256']);
+  });
+});

@@ -149,7 +149,8 @@ describe.each([
   it('tunnels a local port to 127.0.0.1:6443 on the POP', async () => {
     const h = await SshHost.connect(targetOf(pop()));
     await h.run(`setsid nohup node -e "require('net').createServer(s=>s.end('api:'+require('os').hostname()+'\\\\n')).listen(6443,'127.0.0.1')" >/dev/null 2>&1 < /dev/null &`);
-    await h.run('for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/6443) 2>/dev/null && exit 0; sleep 0.1; done; exit 1', {});
+    // commands run under POSIX sh (every command is wrapped in `timeout … sh -c`): /dev/tcp needs bash
+    await h.run(`for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/6443' 2>/dev/null && exit 0; sleep 0.1; done; exit 1`);
     const t = await h.tunnel(6443);
     const reply = await new Promise<string>((resolve, reject) => {
       const s = connect(t.localPort, t.localHost);

@@ -1,0 +1,176 @@
+// The POP side of the blob store, as shell text: the "have" query and the stream writer. Both run as root on the
+// POP, so they take only hex digests and numbers from their input and refuse anything else.
+//
+// Store layout (see pop-paths.ts): sha256/<hex> verified blobs, partial/<hex> bytes so far, lock/<hex> one flock
+// per blob being written (never deleted: removing a lock file others may have open would let two writers in),
+// partial/.writer.<pid> "PID TOKEN" of each live writer, so a run can stop its own writers left over from a
+// dropped connection — and only those.
+
+import { PopExit } from './pop-exit.js';
+import { STORE_BLOBS, STORE_LOCKS, STORE_PARTIAL } from './pop-paths.js';
+import { shq } from './remote-command.js';
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const TOKEN = /^[0-9a-f]{8,64}$/;
+
+function checkToken(token: string): string {
+  if (!TOKEN.test(token)) throw new Error(`blob-sync run token ${JSON.stringify(token)} is not 8-64 lowercase hex`);
+  return token;
+}
+
+/**
+ * The "have" query. Reads the wanted hex digests on stdin. Output lines: `h HEX SIZE` stored (the controller
+ * compares SIZE with the wanted size: a short or empty stored blob counts as missing and is replaced), `p HEX SIZE`
+ * a partial nobody is writing, `busy HEX SIZE` a partial whose lock another writer holds, `free KB`.
+ * First it stops this run's own writers (`token`) that a dropped connection left behind; other runs' writers are
+ * never touched — a dead writer's partial shows up as free because the kernel dropped its lock.
+ */
+export function haveScript(storeDir: string, token: string): string {
+  const s = shq(storeDir);
+  const t = checkToken(token);
+  return [
+    `mkdir -p ${s}/${STORE_BLOBS} ${s}/${STORE_PARTIAL} ${s}/${STORE_LOCKS} && cd ${s} || exit ${PopExit.storeUnavailable}`,
+    `command -v flock >/dev/null 2>&1 ||`,
+    `  { echo "flock(1) is not installed on the POP: install util-linux" >&2; exit ${PopExit.lockUnavailable}; }`,
+    `for f in ${STORE_PARTIAL}/.writer.*; do [ -f "$f" ] || continue; w=; t=; read w t < "$f"`,
+    `  case "$w" in ''|*[!0-9]*) rm -f "$f"; continue;; esac`,
+    `  if ! kill -0 "$w" 2>/dev/null; then rm -f "$f"; continue; fi`,
+    // ours (same run token): the controller has given up on that stream; stop it and its dd before reading sizes
+    `  [ "$t" = ${t} ] || continue`,
+    `  kill -STOP "$w" 2>/dev/null; pkill -KILL -P "$w" 2>/dev/null; kill -KILL "$w" 2>/dev/null`,
+    `  i=0; while kill -0 "$w" 2>/dev/null && [ "$(cut -d' ' -f3 /proc/$w/stat 2>/dev/null)" != Z ] && [ $i -lt 50 ]; do`,
+    `    sleep 0.1; i=$((i+1))`,
+    `  done`,
+    `  rm -f "$f"`,
+    `done`,
+    `while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue`,
+    `  if [ -f "${STORE_BLOBS}/$h" ]; then echo "h $h $(stat -c %s "${STORE_BLOBS}/$h")"`,
+    `  elif [ -f "${STORE_PARTIAL}/$h" ]; then`,
+    `    t=p; flock -n "${STORE_LOCKS}/$h" true || t=busy`,
+    `    echo "$t $h $(stat -c %s "${STORE_PARTIAL}/$h")"`,
+    `  fi`,
+    `done`,
+    `echo "free $(df -Pk . | awk 'NR==2 {print $4}')"`,
+  ].join('\n');
+}
+
+export interface StoreState {
+  /** Stored blobs and their sizes on the POP. */
+  have: Map<string, number>;
+  /** Partials nobody is writing, and their sizes. */
+  partial: Map<string, number>;
+  /** Partials another writer holds, and their sizes (to notice whether it makes progress). */
+  busy: Map<string, number>;
+  freeBytes: number | undefined;
+}
+
+/** Reads the "have" answer; lines that are not exactly one of the forms above are ignored. */
+export function parseHave(stdout: string): StoreState {
+  const st: StoreState = { have: new Map(), partial: new Map(), busy: new Map(), freeBytes: undefined };
+  for (const line of stdout.split('\n')) {
+    const [tag, a, b, extra] = line.trim().split(/\s+/);
+    if (extra !== undefined) continue;
+    if (tag === 'free' && a && /^\d+$/.test(a) && b === undefined) st.freeBytes = Number(a) * 1024;
+    if (!a || !HEX64.test(a) || !b || !/^\d{1,16}$/.test(b)) continue;
+    if (tag === 'h') st.have.set(a, Number(b));
+    else if (tag === 'p') st.partial.set(a, Number(b));
+    else if (tag === 'busy') st.busy.set(a, Number(b));
+  }
+  return st;
+}
+
+/**
+ * Read-only "which of these are stored, at what size" (dry runs): stdin the wanted hex digests, output `HEX SIZE`
+ * per stored blob. Changes nothing on the POP, not even the store's directories.
+ */
+export function storedBlobsScript(storeDir: string): string {
+  const s = shq(storeDir);
+  return (
+    `while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue; ` +
+    `[ -f ${s}/${STORE_BLOBS}/$h ] && echo "$h $(stat -c %s ${s}/${STORE_BLOBS}/$h)"; done; true`
+  );
+}
+
+/** The stored blobs of a storedBlobsScript answer; compare each size with the wanted one (a short blob is missing). */
+export function parseStoredBlobs(stdout: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const line of stdout.split('\n')) {
+    const [hex, size, extra] = line.trim().split(/\s+/);
+    if (hex && HEX64.test(hex) && size && /^\d{1,16}$/.test(size) && extra === undefined) m.set(hex, Number(size));
+  }
+  return m;
+}
+
+/** A writer that hears nothing for this long stops by itself (its controller is gone); see writerScript. */
+export const WRITER_IDLE_S = 120;
+
+/**
+ * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes; `end`
+ * stops. `read` consumes a pipe byte by byte (POSIX), so headers and `dd`'s raw bytes share stdin safely.
+ * Per blob it takes `lock/<hex>` (flock) before touching the partial and keeps it until the blob is stored or
+ * dropped, so two writers of one blob can never interleave; a held lock answers `busy HEX` and exits blobBusy.
+ * At the end of a blob it hashes the FILE (not the stream it wrote), fsyncs it, renames it into the store and
+ * fsyncs the directory before saying `ok` — a power cut cannot leave a "complete" empty blob.
+ * Output: `a HEX I` block I of the segment landed; `s HEX POS` segment done; `ok HEX` verified and stored;
+ * `bad HEX GOT` deleted; `short HEX SIZE`/`skew HEX SIZE` the partial is not where it should be (exits).
+ */
+export function writerScript(storeDir: string, token: string, idleS = WRITER_IDLE_S): string {
+  const s = shq(storeDir);
+  const idle = Math.max(1, Math.floor(idleS));
+  const t = checkToken(token);
+  const P = STORE_PARTIAL;
+  return [
+    `cd ${s} || exit ${PopExit.storeUnavailable}`,
+    `W=${P}/.writer.$$; echo "$$ ${t}" > "$W" || exit ${PopExit.writeFailed}`,
+    `trap 'rm -f "$W"' EXIT`,
+    // A writer whose controller vanished without closing the channel (a link that died silently: sshd may not
+    // notice for hours) would hold its blob's lock for as long. It watches itself instead: no segment header and
+    // no byte landing in any partial for idleS, and it stops — itself and its dd, nobody else.
+    `( exec </dev/null >/dev/null 2>&1; while sleep ${Math.min(10, idle)}; do [ -f "$W" ] && kill -0 $$ || exit 0; ` +
+      `last=$(stat -c %Y "$W" ${P}/[0-9a-f]* 2>/dev/null | sort -n | tail -n 1); ` +
+      `[ $(( $(date +%s) - \${last:-0} )) -gt ${idle} ] || continue; ` +
+      `pkill -KILL -P $$; kill -KILL $$; rm -f "$W"; exit 0; done ) &`,
+    // OpenSSL's SHA-256 uses the CPU's SHA extensions (4-5x coreutils' sha256sum); same digest, either is fine
+    `H=sha256sum; command -v openssl >/dev/null 2>&1 && H='openssl dgst -sha256 -r'`,
+    // coreutils sync fsyncs the named file or directory; an old one ignores names and syncs everything
+    `fsync() { sync -- "$1" 2>/dev/null || dd if=/dev/null of="$1" oflag=append conv=notrunc,fsync status=none 2>/dev/null || sync; }`,
+    `lh=; lp=`,
+    `while read h off n size B; do`,
+    `  [ "$h" = end ] && exit 0`,
+    `  case "$h" in *[!0-9a-f]*|'') echo "bad segment header" >&2; exit ${PopExit.writeFailed};; esac`,
+    `  case "$off.$n.$size.$B" in *[!0-9.]*|.*|*..*|*.) echo "bad segment header" >&2; exit ${PopExit.writeFailed};; esac`,
+    `  [ \${#h} = 64 ] && [ "$B" -gt 0 ] && [ $((B % 65536)) = 0 ] || { echo "bad segment header" >&2; exit ${PopExit.writeFailed}; }`,
+    `  p=${P}/$h`,
+    `  if [ "$h" != "$lh" ]; then`,
+    `    exec 4>&- 4>>"${STORE_LOCKS}/$h" || exit ${PopExit.writeFailed}`,
+    `    flock -n 4 || { echo "busy $h"; exit ${PopExit.blobBusy}; }`,
+    `    lp=`,
+    `  fi`,
+    `  if [ "$off" != "$lp" ]; then`,
+    `    if [ "$off" = 0 ]; then : > "$p" || exit ${PopExit.writeFailed}`,
+    `    else c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit ${PopExit.partialSkew}; }; fi`,
+    `  fi`,
+    `  lh=$h; lp=$((off + n)); touch "$W"`,
+    // dd moves 64 KiB at a time (a block of B is K of them), so bytes stream through instead of being held
+    // until a whole block is in; fullblock + exact counts never read past the segment
+    `  full=$((n / B)); rem=$((n % B)); K=$((B / 65536)); i=0`,
+    `  while [ $i -lt $full ]; do`,
+    `    dd bs=65536 count=$K iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; i=$((i+1)); echo "a $h $i"`,
+    `  done`,
+    `  r=$((rem / 65536)); [ $r -gt 0 ] && { dd bs=65536 count=$r iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
+    `  r=$((rem % 65536)); [ $r -gt 0 ] && { dd bs=$r count=1 iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
+    `  if [ $lp -lt $size ]; then echo "s $h $lp"; continue; fi`,
+    `  lh=; lp=`,
+    `  c=$(stat -c %s "$p") || exit ${PopExit.writeFailed}`,
+    `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit ${PopExit.streamShort}; fi`,
+    `  touch "$W"; sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
+    `  if [ "$sum" = "$h" ]; then`,
+    `    fsync "$p" && mv -f "$p" ${STORE_BLOBS}/$h && fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}`,
+    `    echo "ok $h"`,
+    `  else rm -f "$p"; echo "bad $h $sum"; fi`,
+    `  exec 4>&-`,
+    `done`,
+    // stdin ended without `end`: the controller went away mid-blob (the partial stays for a resume)
+    `exit ${PopExit.streamShort}`,
+  ].join('\n');
+}
