@@ -15,6 +15,7 @@ import {
 import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/install/render/k3s-config.js';
 import {
   buildClusterObject,
+  HUB_ACCESS_NAME,
   popAccessObjects,
   redactCluster,
   renderHubKubeconfig,
@@ -193,17 +194,54 @@ describe('HelmChart', () => {
 });
 
 describe('registration objects', () => {
-  it('gives the hub a ServiceAccount with namespaced rights on deployments and MeshConfig only', () => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+  /** "group/resource:verb[@name]" for every right a rule list grants, sorted. */
+  const rights = (rules: Rule[]) =>
+    rules
+      .flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`))))
+      .sort();
+
+  it('gives the hub exactly the rights FSM v1.5.1 calls: a Role in the FSM namespace, a ClusterRole, their bindings, a token', () => {
     const objs = popAccessObjects('fsm-system');
     expect(objs.map((o) => o.kind)).toEqual(['ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'Secret']);
-    const role = objs.find((o) => o.kind === 'Role') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }>; metadata: { namespace?: string } };
+    const role = objs.find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace?: string } };
     expect(role.metadata.namespace).toBe('fsm-system');
-    expect(role.rules.flatMap((r) => r.resources).sort()).toEqual(['deployments', 'meshconfigs']);
-    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }> };
-    for (const r of clusterRole.rules) expect(r.resources).not.toContain('secrets');
-    expect(clusterRole.rules.flatMap((r) => r.resources)).not.toContain('*');
+    expect(rights(role.rules)).toEqual([
+      'apps/deployments:get@fsm-controller',
+      'config.flomesh.io/meshconfigs:list@fsm-mesh-config',
+      'config.flomesh.io/meshconfigs:update@fsm-mesh-config',
+      'config.flomesh.io/meshconfigs:watch@fsm-mesh-config',
+      'config.flomesh.io/meshrootcertificates:list',
+      'config.flomesh.io/meshrootcertificates:watch',
+    ]);
+    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Rule[] };
+    expect(rights(clusterRole.rules)).toEqual([
+      '/namespaces:create',
+      '/services:get',
+      'multicluster.flomesh.io/globaltrafficpolicies:list',
+      'multicluster.flomesh.io/globaltrafficpolicies:watch',
+      'multicluster.flomesh.io/serviceexports/status:update',
+      'multicluster.flomesh.io/serviceexports:get',
+      'multicluster.flomesh.io/serviceexports:list',
+      'multicluster.flomesh.io/serviceexports:watch',
+      'multicluster.flomesh.io/serviceimports:create',
+      'multicluster.flomesh.io/serviceimports:delete',
+      'multicluster.flomesh.io/serviceimports:get',
+      'multicluster.flomesh.io/serviceimports:list',
+      'multicluster.flomesh.io/serviceimports:update',
+      'multicluster.flomesh.io/serviceimports:watch',
+    ]);
+    const binding = objs.find((o) => o.kind === 'RoleBinding') as unknown as { subjects: unknown[]; roleRef: unknown };
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: HUB_ACCESS_NAME, namespace: 'fsm-system' }]);
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: HUB_ACCESS_NAME });
     const secret = objs.find((o) => o.kind === 'Secret')!;
     expect(secret.type).toBe('kubernetes.io/service-account-token');
+  });
+
+  it('limits the MeshConfig rights to the MeshConfig the Cluster names', () => {
+    const role = popAccessObjects('edge-mesh', 'edge-mesh-config').find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace: string } };
+    expect(role.metadata.namespace).toBe('edge-mesh');
+    expect(role.rules.find((r) => r.resources.includes('meshconfigs'))?.resourceNames).toEqual(['edge-mesh-config']);
   });
 
   it('builds a Cluster that the real CRD accepts, and a redacted copy for logs', () => {
