@@ -18,7 +18,7 @@ import { daemonPid, startDaemon, stopDaemon } from './proc.js';
 
 import { REFERENCE_DIR } from './reference.js';
 export { REFERENCE_DIR };
-export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
+export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'config.flomesh.io_meshrootcertificates.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
   join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
 );
 export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) => join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f));
