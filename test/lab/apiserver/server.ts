@@ -412,6 +412,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     let live = false;
     let unsubscribe: () => void;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders(); // like kube-apiserver: a client sees the watch established before the first event
     try {
       unsubscribe = store.watch(av, r.kind, (ev) => (live ? res.write(JSON.stringify(ev) + '\n') : lines.push(JSON.stringify(ev))), { ...sel, ...(since && since !== '0' ? { sinceResourceVersion: since } : {}) });
     } catch (e) {
