@@ -15,6 +15,9 @@ import {
 import { endpointHost, registryOf, renderK3sConfig, renderRegistries } from '../../src/install/render/k3s-config.js';
 import {
   buildClusterObject,
+  gatewayPortFor,
+  gatewayPortProblem,
+  hubAccessChecks,
   HUB_ACCESS_NAME,
   popAccessObjects,
   redactCluster,
@@ -242,6 +245,34 @@ describe('registration objects', () => {
     const role = popAccessObjects('edge-mesh', 'edge-mesh-config').find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace: string } };
     expect(role.metadata.namespace).toBe('edge-mesh');
     expect(role.rules.find((r) => r.resources.includes('meshconfigs'))?.resourceNames).toEqual(['edge-mesh-config']);
+  });
+
+  it('lists every right as an access check naming what FSM uses it for', () => {
+    const checks = hubAccessChecks('fsm-system');
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'list', group: 'config.flomesh.io', resource: 'meshrootcertificates', namespace: 'fsm-system', usedBy: expect.stringContaining('hangs for ever') }));
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'watch', group: 'config.flomesh.io', resource: 'meshconfigs', namespace: 'fsm-system', name: 'fsm-mesh-config' }));
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'update', group: 'multicluster.flomesh.io', resource: 'serviceexports', subresource: 'status' }));
+    expect(checks.filter((c) => c.resource === 'namespaces')).toEqual([expect.objectContaining({ verb: 'create', group: '' })]);
+    expect(checks.find((c) => c.resource === 'namespaces')).not.toHaveProperty('namespace');
+    expect(checks).toHaveLength(20);
+  });
+
+  it('derives the Cluster gatewayPort and the fsm-ingress port from one setting', () => {
+    expect(gatewayPortFor({ hub: { gateway: { port: 8081 } } })).toBe(8081);
+    expect(gatewayPortFor({ hub: {} })).toBe(80);
+    expect(gatewayPortFor({})).toBe(80);
+    expect(gatewayPortProblem({ hub: { gateway: { port: 8081 } }, k3s: { disable: ['traefik', 'servicelb'] } })).toMatch(/servicelb/);
+    expect(gatewayPortProblem({ hub: {}, k3s: { disable: ['traefik'] } })).toBeUndefined();
+    expect(gatewayPortProblem({ k3s: { disable: ['servicelb'] } })).toBeUndefined();
+  });
+
+  it('renders the fsm-ingress Service port the Cluster advertises (and the chart schema takes it)', () => {
+    const site = { hub: { gateway: { port: 8081 } } };
+    const c = chart('1.5.1');
+    const merged = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, ingressHttpPort: gatewayPortFor(site) }).values) as { fsm: Record<string, any> };
+    expect(merged.fsm.fsmIngress.http).toMatchObject({ enabled: true, port: 8081, containerPort: 8000 });
+    const byDefault = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues(base).values) as { fsm: Record<string, any> };
+    expect(byDefault.fsm.fsmIngress.http.port).toBe(gatewayPortFor({ hub: {} }));
   });
 
   it('builds a Cluster that the real CRD accepts, and a redacted copy for logs', () => {

@@ -79,6 +79,60 @@ export function hubClusterRoleRules(): PolicyRule[] {
   ];
 }
 
+/** Why the hub needs each resource (for an operator reading which right is missing). FSM v1.5.1 file:line. */
+const USED_BY: Record<string, string> = {
+  deployments: 'the join checks that the fsm-controller Deployment exists (pkg/mcs/remote/types.go:129)',
+  meshconfigs: 'the hub watches this MeshConfig and writes its clusterSet (pkg/k8s/informers/informers.go:147-153, types.go:189)',
+  meshrootcertificates: 'the hub waits for its MeshRootCertificate informer to sync; without the right the join hangs for ever and blocks every other Cluster on that hub (informers.go:151-154)',
+  services: 'ServiceExport handling reads the exported Service (types.go:307, connector.go:205)',
+  namespaces: 'importing a service creates its namespace first (pkg/mcs/remote/connector.go:307)',
+  serviceexports: 'the hub watches ServiceExports in every namespace and waits for that informer to sync (informers.go:224, connector.go:479)',
+  'serviceexports/status': 'a rejected export gets a Conflict condition (connector.go:498)',
+  serviceimports: 'the hub watches and writes ServiceImports (informers.go:225, connector.go:185-462)',
+  globaltrafficpolicies: 'the hub waits for its GlobalTrafficPolicy informer to sync (informers.go:226)',
+};
+
+/** One right the hub's ServiceAccount needs on the POP, shaped as SelfSubjectAccessReview resourceAttributes. */
+export interface HubAccessCheck {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  /** Set for the Role's rights; absent = cluster scope (all namespaces). */
+  namespace?: string;
+  name?: string;
+  /** What FSM does with it, for the error message. */
+  usedBy: string;
+}
+
+/**
+ * Every right of the Role and the ClusterRole as one access check each. Ask them as the hub's ServiceAccount
+ * (a SelfSubjectAccessReview with its token, or a SubjectAccessReview as admin): a denied one is the right FSM
+ * will miss — FSM itself only logs it on the hub and never writes a condition for it.
+ */
+export function hubAccessChecks(fsmNamespace: string, meshConfigName: string = DEFAULT_MESH_CONFIG_NAME): HubAccessCheck[] {
+  const expand = (rules: PolicyRule[], namespace?: string) =>
+    rules.flatMap((r) =>
+      r.apiGroups.flatMap((group) =>
+        r.resources.flatMap((res) => {
+          const [resource, subresource] = res.split('/') as [string, string | undefined];
+          return r.verbs.flatMap((verb) =>
+            (r.resourceNames ?? [undefined]).map((name) => ({
+              verb,
+              group,
+              resource,
+              ...(subresource ? { subresource } : {}),
+              ...(namespace ? { namespace } : {}),
+              ...(name ? { name } : {}),
+              usedBy: USED_BY[res] ?? USED_BY[resource] ?? 'FSM v1.5.1 hub',
+            })),
+          );
+        }),
+      ),
+    );
+  return [...expand(hubRoleRules(meshConfigName), fsmNamespace), ...expand(hubClusterRoleRules())];
+}
+
 /** The objects on the POP, in apply order (the token Secret needs its ServiceAccount first). */
 export function popAccessObjects(fsmNamespace: string, meshConfigName: string = DEFAULT_MESH_CONFIG_NAME): K8sObject[] {
   const name = HUB_ACCESS_NAME;
@@ -130,6 +184,38 @@ export function renderHubKubeconfig(input: HubKubeconfigInput): string {
     contexts: [{ name: n, context: { cluster: n, user: `${n}-${HUB_ACCESS_NAME}` } }],
     'current-context': n,
   });
+}
+
+/**
+ * The default of both the Site's `hub.gateway.port` and the chart's `fsm.fsmIngress.http.port` (FSM v1.5.1
+ * charts/fsm/values.yaml).
+ */
+export const DEFAULT_GATEWAY_PORT = 80;
+
+/** The parts of a Site that decide where other sites reach this POP's fsm-ingress. */
+export interface GatewaySiteFields {
+  hub?: { gateway?: { port?: number } };
+  k3s?: { disable?: readonly string[] };
+}
+
+/**
+ * The one port for both ends: the Cluster's `gatewayPort` (what other sites' sidecars dial) and
+ * `fsm.fsmIngress.http.port` (the port of the fsm-ingress Service, type LoadBalancer, which k3s's servicelb
+ * binds on the node: charts/fsm/templates/fsm-ingress-service.yaml). Render both from this function.
+ */
+export function gatewayPortFor(site: GatewaySiteFields): number {
+  return site.hub?.gateway?.port ?? DEFAULT_GATEWAY_PORT;
+}
+
+/**
+ * Why nothing would listen on the gateway port, or undefined. fsm-ingress is a LoadBalancer Service: without
+ * k3s's servicelb (klipper-lb) the port is never bound on the node and only the NodePort answers.
+ */
+export function gatewayPortProblem(site: GatewaySiteFields): string | undefined {
+  if (!site.hub) return undefined;
+  if (site.k3s?.disable?.includes('servicelb'))
+    return `hub.gateway.port ${gatewayPortFor(site)}: k3s.disable lists servicelb, so the fsm-ingress LoadBalancer Service is never bound on the node and other sites cannot reach this POP's exports; keep servicelb enabled`;
+  return undefined;
 }
 
 /** What the hub's `Cluster` says about a POP (everything but how to reach its API). */

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HUB_ACCESS_NAME, popAccessObjects } from '../../../src/install/render/registration.js';
+import { HUB_ACCESS_NAME, hubAccessChecks, popAccessObjects } from '../../../src/install/render/registration.js';
 import { REFERENCE_DIR } from '../reference.js';
 import { ApiError } from './errors.js';
 import { KubeClient, KubeRequestError } from './kubeclient.js';
@@ -129,6 +129,26 @@ describe('RBAC for ServiceAccount tokens', () => {
       ['GET', `/api/v1/namespaces/${NS}/secrets`],
     ];
     for (const [m, p, b, ct] of denied) expect([m, p, (await asHub(m, p, b, ct)).code]).toEqual([m, p, 403]);
+  });
+
+  it('answers the hub\'s access checks (SelfSubjectAccessReview with its token): all allowed, and a dropped rule shows as its checks', async () => {
+    const denied = async () => {
+      const out: string[] = [];
+      for (const c of hubAccessChecks(NS)) {
+        const { usedBy: _u, ...resourceAttributes } = c;
+        const r = await asHub('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes } });
+        if (!(r.body.status as { allowed: boolean }).allowed) out.push(`${c.verb} ${c.resource}`);
+      }
+      return out;
+    };
+    expect(await denied()).toEqual([]);
+    const role = srv.store.get('rbac.authorization.k8s.io/v1', 'Role', HUB_ACCESS_NAME, NS)!;
+    srv.store.update({ ...role, rules: (role.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('meshrootcertificates')) });
+    try {
+      expect(await denied()).toEqual(['list meshrootcertificates', 'watch meshrootcertificates']);
+    } finally {
+      srv.store.update({ ...srv.store.get('rbac.authorization.k8s.io/v1', 'Role', HUB_ACCESS_NAME, NS)!, rules: role.rules });
+    }
   });
 
   it('matches subresources only exactly or as */<subresource>; a RoleBinding may name a ClusterRole; a Role for namespaces/<n> covers <n>', async () => {
