@@ -16,6 +16,10 @@ import { AIRGAP_PULL_ENDPOINT, endpointHost, registryOf, renderK3sConfig, render
 import { hostConfigs, isLocalEndpoint, pullEndpoints, pullFailure, renderHostsToml } from '../lab/standins/k3s/registries.js';
 import {
   buildClusterObject,
+  gatewayPortFor,
+  gatewayPortProblem,
+  hubAccessChecks,
+  HUB_ACCESS_NAME,
   popAccessObjects,
   redactCluster,
   renderHubKubeconfig,
@@ -207,17 +211,82 @@ describe('HelmChart', () => {
 });
 
 describe('registration objects', () => {
-  it('gives the hub a ServiceAccount with namespaced rights on deployments and MeshConfig only', () => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+  /** "group/resource:verb[@name]" for every right a rule list grants, sorted. */
+  const rights = (rules: Rule[]) =>
+    rules
+      .flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`))))
+      .sort();
+
+  it('gives the hub exactly the rights FSM v1.5.1 calls: a Role in the FSM namespace, a ClusterRole, their bindings, a token', () => {
     const objs = popAccessObjects('fsm-system');
     expect(objs.map((o) => o.kind)).toEqual(['ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'Secret']);
-    const role = objs.find((o) => o.kind === 'Role') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }>; metadata: { namespace?: string } };
+    const role = objs.find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace?: string } };
     expect(role.metadata.namespace).toBe('fsm-system');
-    expect(role.rules.flatMap((r) => r.resources).sort()).toEqual(['deployments', 'meshconfigs']);
-    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Array<{ resources: string[]; verbs: string[] }> };
-    for (const r of clusterRole.rules) expect(r.resources).not.toContain('secrets');
-    expect(clusterRole.rules.flatMap((r) => r.resources)).not.toContain('*');
+    expect(rights(role.rules)).toEqual([
+      'apps/deployments:get@fsm-controller',
+      'config.flomesh.io/meshconfigs:list@fsm-mesh-config',
+      'config.flomesh.io/meshconfigs:update@fsm-mesh-config',
+      'config.flomesh.io/meshconfigs:watch@fsm-mesh-config',
+      'config.flomesh.io/meshrootcertificates:list',
+      'config.flomesh.io/meshrootcertificates:watch',
+    ]);
+    const clusterRole = objs.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Rule[] };
+    expect(rights(clusterRole.rules)).toEqual([
+      '/namespaces:create',
+      '/services:get',
+      'multicluster.flomesh.io/globaltrafficpolicies:list',
+      'multicluster.flomesh.io/globaltrafficpolicies:watch',
+      'multicluster.flomesh.io/serviceexports/status:update',
+      'multicluster.flomesh.io/serviceexports:get',
+      'multicluster.flomesh.io/serviceexports:list',
+      'multicluster.flomesh.io/serviceexports:watch',
+      'multicluster.flomesh.io/serviceimports:create',
+      'multicluster.flomesh.io/serviceimports:delete',
+      'multicluster.flomesh.io/serviceimports:get',
+      'multicluster.flomesh.io/serviceimports:list',
+      'multicluster.flomesh.io/serviceimports:update',
+      'multicluster.flomesh.io/serviceimports:watch',
+    ]);
+    const binding = objs.find((o) => o.kind === 'RoleBinding') as unknown as { subjects: unknown[]; roleRef: unknown };
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: HUB_ACCESS_NAME, namespace: 'fsm-system' }]);
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: HUB_ACCESS_NAME });
     const secret = objs.find((o) => o.kind === 'Secret')!;
     expect(secret.type).toBe('kubernetes.io/service-account-token');
+  });
+
+  it('limits the MeshConfig rights to the MeshConfig the Cluster names', () => {
+    const role = popAccessObjects('edge-mesh', 'edge-mesh-config').find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace: string } };
+    expect(role.metadata.namespace).toBe('edge-mesh');
+    expect(role.rules.find((r) => r.resources.includes('meshconfigs'))?.resourceNames).toEqual(['edge-mesh-config']);
+  });
+
+  it('lists every right as an access check naming what FSM uses it for', () => {
+    const checks = hubAccessChecks('fsm-system');
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'list', group: 'config.flomesh.io', resource: 'meshrootcertificates', namespace: 'fsm-system', usedBy: expect.stringContaining('hangs for ever') }));
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'watch', group: 'config.flomesh.io', resource: 'meshconfigs', namespace: 'fsm-system', name: 'fsm-mesh-config' }));
+    expect(checks).toContainEqual(expect.objectContaining({ verb: 'update', group: 'multicluster.flomesh.io', resource: 'serviceexports', subresource: 'status' }));
+    expect(checks.filter((c) => c.resource === 'namespaces')).toEqual([expect.objectContaining({ verb: 'create', group: '' })]);
+    expect(checks.find((c) => c.resource === 'namespaces')).not.toHaveProperty('namespace');
+    expect(checks).toHaveLength(20);
+  });
+
+  it('derives the Cluster gatewayPort and the fsm-ingress port from one setting', () => {
+    expect(gatewayPortFor({ hub: { gateway: { port: 8081 } } })).toBe(8081);
+    expect(gatewayPortFor({ hub: {} })).toBe(80);
+    expect(gatewayPortFor({})).toBe(80);
+    expect(gatewayPortProblem({ hub: { gateway: { port: 8081 } }, k3s: { disable: ['traefik', 'servicelb'] } })).toMatch(/servicelb/);
+    expect(gatewayPortProblem({ hub: {}, k3s: { disable: ['traefik'] } })).toBeUndefined();
+    expect(gatewayPortProblem({ k3s: { disable: ['servicelb'] } })).toBeUndefined();
+  });
+
+  it('renders the fsm-ingress Service port the Cluster advertises (and the chart schema takes it)', () => {
+    const site = { hub: { gateway: { port: 8081 } } };
+    const c = chart('1.5.1');
+    const merged = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, ingressHttpPort: gatewayPortFor(site) }).values) as { fsm: Record<string, any> };
+    expect(merged.fsm.fsmIngress.http).toMatchObject({ enabled: true, port: 8081, containerPort: 8000 });
+    const byDefault = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues(base).values) as { fsm: Record<string, any> };
+    expect(byDefault.fsm.fsmIngress.http.port).toBe(gatewayPortFor({ hub: {} }));
   });
 
   it('builds a Cluster that the real CRD accepts, and a redacted copy for logs', () => {

@@ -1,26 +1,29 @@
 // LAB STAND-IN: the federation hub — the lab Kubernetes API server running FSM's multicluster Cluster
 // controller, in network namespace `lab-hub` on 10.99.0.1 (where it reaches POPs at 10.99.0.(10+N)), and
 // reachable from the host namespace through a loopback forwarder (127.0.0.2:<port> → unix socket → server).
-// Processes are tracked by pid files in the state dir; `stop()` kills exactly those pids.
-import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+// Every process is recorded in the lab state (test/lab/proc.ts, pid + start time) under a name derived from
+// its state dir, so `stop()` and also `scripts/lab.ts down` kill exactly those pids — wherever the state dir is.
+// The hub network namespace has one owner: test/lab/network.ts `ensureHubNetwork`.
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { buildApiServerBundle } from './apiserver/build.js';
 import type { ServerConfigFile } from './apiserver/main.js';
 import { adminKubeconfig, createPki, type LabPki } from './apiserver/pki.js';
 import type { KubeObject } from './apiserver/types.js';
 import { LAB_STATE } from './paths.js';
+import { HUB_ADDRESS, HUB_NETNS, ensureHubNetwork, removeHubNetwork } from './network.js';
+import { daemonPid, startDaemon, stopDaemon } from './proc.js';
 
 import { REFERENCE_DIR } from './reference.js';
 export { REFERENCE_DIR };
-export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
+export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'config.flomesh.io_meshrootcertificates.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
   join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
 );
 export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) => join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f));
 
-export const HUB_NETNS = 'lab-hub';
-export const HUB_ADDRESS = '10.99.0.1';
+export { HUB_ADDRESS, HUB_NETNS };
 
 export interface HubOptions {
   /** Port on 10.99.0.1 inside lab-hub and on the loopback forwarder. Default 6443. */
@@ -83,33 +86,6 @@ export interface ServerProcess {
   stop(opts?: { purge?: boolean }): Promise<void>;
 }
 
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function netnsExists(name: string): boolean {
-  return run('ip', ['netns', 'list']).split('\n').some((l) => l.split(' ')[0] === name);
-}
-
-/**
- * Make sure `lab-hub` with bridge br0 10.99.0.1/24 exists. The lab (test/lab/lab.ts) normally creates it;
- * this is the idempotent fallback for running the hub alone. Returns true if it created the namespace.
- */
-export function ensureHubNetns(netns: string = HUB_NETNS): boolean {
-  let created = false;
-  if (!netnsExists(netns)) {
-    run('ip', ['netns', 'add', netns]);
-    created = true;
-  }
-  run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-  const links = run('ip', ['-n', netns, '-o', 'link', 'show']);
-  if (!/\d+: br0[:@]/.test(links)) run('ip', ['-n', netns, 'link', 'add', 'br0', 'type', 'bridge']);
-  const addrs = run('ip', ['-n', netns, '-o', '-4', 'addr', 'show', 'dev', 'br0']);
-  if (!addrs.includes(`${HUB_ADDRESS}/`)) run('ip', ['-n', netns, 'addr', 'add', `${HUB_ADDRESS}/24`, 'dev', 'br0']);
-  run('ip', ['-n', netns, 'link', 'set', 'br0', 'up']);
-  return created;
-}
-
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -147,6 +123,12 @@ function ready(url: string, pki: LabPki): Promise<boolean> {
     req.on('timeout', () => req.destroy());
     req.end();
   });
+}
+
+/** Names of the lab daemon records of the server and its forwarder for one state dir. */
+export function serverDaemonNames(stateDir: string): { server: string; forwarder: string } {
+  const id = createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 12);
+  return { server: `apiserver-${id}`, forwarder: `apiserver-${id}-fwd` };
 }
 
 /** Host-side forwarder: TCP on a loopback address → the server's unix socket (file systems are shared across netns). */
@@ -192,8 +174,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
 
 async function startLocked(o: ServerProcessOptions): Promise<ServerProcess> {
   const dir = o.stateDir;
-  const serverPid = join(dir, 'server.pid');
-  const fwdPid = join(dir, 'forwarder.pid');
+  const names = serverDaemonNames(dir);
   const sock = join(dir, 'apiserver.sock');
   const innerUrl = `https://${o.host}:${o.port}`;
   const url = o.netns ? `https://${o.forwardHost ?? '127.0.0.2'}:${o.port}` : innerUrl;
@@ -211,16 +192,15 @@ async function startLocked(o: ServerProcessOptions): Promise<ServerProcess> {
     caFile,
     stateDir: dir,
     async stop(opts = {}) {
-      await killPidFile(fwdPid);
-      await killPidFile(serverPid);
+      await stopDaemon(names.forwarder);
+      await stopDaemon(names.server);
       rmSync(sock, { force: true });
       if (opts.purge) rmSync(join(dir, 'data.json'), { force: true });
     },
   };
 
   // already running (idempotent start)
-  const sp = readPid(serverPid);
-  if (sp && pidAlive(sp) && (!o.netns || (readPid(fwdPid) && pidAlive(readPid(fwdPid) as number))) && (await ready(url, pki))) return handle;
+  if (daemonPid(names.server) !== undefined && (!o.netns || daemonPid(names.forwarder) !== undefined) && (await ready(url, pki))) return handle;
   await handle.stop({ purge: o.fresh === true });
 
   const bundle = join(dir, 'apiserver.mjs');
@@ -241,35 +221,24 @@ async function startLocked(o: ServerProcessOptions): Promise<ServerProcess> {
     tls: { certFile: join(dir, 'pki', 'server.crt'), keyFile: join(dir, 'pki', 'server.key'), caFile },
     crdFiles,
     dataFile: join(dir, 'data.json'),
-    pidFile: serverPid,
     ...(o.hub ? { hub: o.hub } : {}),
     ...(o.seed ? { seed: o.seed } : {}),
   };
   const cfgFile = join(dir, 'server.json');
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2), { mode: 0o600 });
   const logFile = join(dir, 'server.log');
-  const out = openSync(logFile, 'a');
   const node = o.node ?? [process.execPath];
   const argv = [...node, bundle, '--config', cfgFile];
-  const [cmd, ...args] = o.netns ? ['ip', 'netns', 'exec', o.netns, ...argv] : argv;
-  const child = spawn(cmd as string, args, { detached: true, stdio: ['ignore', out, out] });
-  closeSync(out);
-  // `ip netns exec` execs node in place, so this pid is the server's; main.ts also writes it
-  writeFileSync(serverPid, `${child.pid}\n`);
-  child.unref();
-
+  // `ip netns exec` execs node in place, so the recorded pid is the server's
+  await startDaemon(names.server, o.netns ? ['ip', 'netns', 'exec', o.netns, ...argv] : argv, { logFile });
   if (o.netns) {
-    const fout = openSync(join(dir, 'forwarder.log'), 'a');
-    const fwd = spawn(process.execPath, ['-e', FORWARDER_JS, o.forwardHost ?? '127.0.0.2', String(o.port), sock], { detached: true, stdio: ['ignore', fout, fout] });
-    closeSync(fout);
-    writeFileSync(fwdPid, `${fwd.pid}\n`);
-    fwd.unref();
+    const fwdArgv = [process.execPath, '-e', FORWARDER_JS, o.forwardHost ?? '127.0.0.2', String(o.port), sock];
+    await startDaemon(names.forwarder, fwdArgv, { logFile: join(dir, 'forwarder.log') });
   }
 
   for (let i = 0; i < 150; i++) {
     if (await ready(url, pki)) return handle;
-    const pid = readPid(serverPid);
-    if (!pid || !pidAlive(pid)) break;
+    if (daemonPid(names.server) === undefined) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
@@ -283,7 +252,7 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
   const stateDir = opts.stateDir ?? join(LAB_STATE, 'hub');
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const netns = opts.netns ?? HUB_NETNS;
-  if (ensureHubNetns(netns)) writeFileSync(join(stateDir, 'created-netns'), `${netns}\n`);
+  if (await ensureHubNetwork(netns)) writeFileSync(join(stateDir, 'created-netns'), `${netns}\n`);
   const p = await startServerProcess({
     name: 'lab-hub',
     netns,
@@ -305,8 +274,12 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
   };
 }
 
-/** Stop the hub started with `stateDir` (kill by pid files); removes lab-hub only if the hub created it. */
+/** Stop the hub started with `stateDir` (kill by recorded pid); removes its namespace only if the hub created it. */
 export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: { purge?: boolean; keepNetns?: boolean } = {}): Promise<void> {
+  const names = serverDaemonNames(stateDir);
+  await stopDaemon(names.forwarder);
+  await stopDaemon(names.server);
+  // pid files of a hub started before processes were recorded in the lab state
   for (const f of existsSync(stateDir) ? readdirSync(stateDir) : []) if (f.endsWith('.pid')) await killPidFile(join(stateDir, f));
   rmSync(join(stateDir, 'apiserver.sock'), { force: true });
   if (opts.purge) rmSync(join(stateDir, 'data.json'), { force: true });
@@ -314,8 +287,7 @@ export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: {
   if (existsSync(marker) && !opts.keepNetns) {
     const netns = readFileSync(marker, 'utf8').trim() || HUB_NETNS;
     // only when no POP is plugged into the bridge: the lab may have started using our namespace
-    const links = netnsExists(netns) ? run('ip', ['-n', netns, '-o', 'link', 'show']) : '';
-    if (netnsExists(netns) && !/master br0/.test(links)) run('ip', ['netns', 'del', netns]);
+    await removeHubNetwork(netns);
     rmSync(marker, { force: true });
   }
 }

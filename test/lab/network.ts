@@ -12,23 +12,63 @@ export const HUB_BRIDGE = 'br0';
 
 export const netnsExists = (name: string) => fs.existsSync(`/run/netns/${name}`);
 
+function checkNetnsName(netns: string): void {
+  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(netns)) throw new Error(`lab: bad network namespace name ${JSON.stringify(netns)}`);
+}
+
+// Creations in flight, per namespace, so concurrent callers in one process share one run of the locked script
+// (settled entries are dropped: after `labDown` the next caller must create the namespace again).
+const creating = new Map<string, Promise<boolean>>();
+
 /**
- * Creates `lab-hub` + br0 10.99.0.1/24 if missing (or half-made by a crashed run). Safe to call from several
- * processes at once (flock).
+ * The one owner of the hub network: creates `netns` (default lab-hub) + br0 10.99.0.1/24 if missing (or
+ * half-made by a crashed run). Race-free: the check and the creation run under an flock that every process
+ * takes, and concurrent callers in this process share one promise. Resolves true when this call created it.
  */
-export async function ensureHubNetwork(): Promise<void> {
+export function ensureHubNetwork(netns: string = HUB_NETNS): Promise<boolean> {
+  checkNetnsName(netns);
+  const pending = creating.get(netns);
+  if (pending) return pending;
+  const p = createHubNetwork(netns).finally(() => creating.delete(netns));
+  creating.set(netns, p);
+  return p;
+}
+
+async function createHubNetwork(netns: string): Promise<boolean> {
   fs.mkdirSync(LAB_STATE, { recursive: true });
-  await sh(
+  const { stdout } = await sh(
     `exec flock "$1/hub.lock" sh -ec '
-      if [ -e /run/netns/${HUB_NETNS} ] && ip -n ${HUB_NETNS} -br addr show dev ${HUB_BRIDGE} 2>/dev/null | grep -q "${HUB_ADDRESS}/24"; then exit 0; fi
-      ip netns del ${HUB_NETNS} 2>/dev/null || true
-      ip netns add ${HUB_NETNS}
-      ip -n ${HUB_NETNS} link set lo up
-      ip -n ${HUB_NETNS} link add ${HUB_BRIDGE} type bridge
-      ip -n ${HUB_NETNS} addr add ${HUB_ADDRESS}/24 dev ${HUB_BRIDGE}
-      ip -n ${HUB_NETNS} link set ${HUB_BRIDGE} up'`,
-    [LAB_STATE],
+      n="$0"
+      if [ -e /run/netns/$n ] && ip -n $n -br addr show dev ${HUB_BRIDGE} 2>/dev/null | grep -q "${HUB_ADDRESS}/24"; then exit 0; fi
+      ip netns del $n 2>/dev/null || true
+      ip netns add $n
+      ip -n $n link set lo up
+      ip -n $n link add ${HUB_BRIDGE} type bridge
+      ip -n $n addr add ${HUB_ADDRESS}/24 dev ${HUB_BRIDGE}
+      ip -n $n link set ${HUB_BRIDGE} up
+      echo created' "$2"`,
+    [LAB_STATE, netns],
   );
+  return stdout.trim() === 'created';
+}
+
+/**
+ * Deletes `netns` under the same lock, unless a POP is still plugged into its bridge (then it is the lab's to
+ * remove). Resolves true when it deleted the namespace.
+ */
+export async function removeHubNetwork(netns: string = HUB_NETNS): Promise<boolean> {
+  checkNetnsName(netns);
+  fs.mkdirSync(LAB_STATE, { recursive: true });
+  const { stdout } = await sh(
+    `exec flock "$1/hub.lock" sh -ec '
+      n="$0"
+      [ -e /run/netns/$n ] || exit 0
+      if ip -n $n -o link show 2>/dev/null | grep -q "master ${HUB_BRIDGE}"; then exit 0; fi
+      ip netns del $n
+      echo deleted' "$2"`,
+    [LAB_STATE, netns],
+  );
+  return stdout.trim() === 'deleted';
 }
 
 export interface Endpoint {

@@ -5,6 +5,7 @@
 
 import { Ajv } from 'ajv';
 import { interceptionValues, versionAtLeast, type InterceptionMode } from './interception.js';
+import { DEFAULT_GATEWAY_PORT } from './registration.js';
 
 export type ResourceProfile = 'edge-small' | 'edge-medium' | 'upstream';
 
@@ -85,6 +86,11 @@ export interface FsmValuesInput {
   ingress: boolean;
   /** Enabled when the POP joins a hub (ServiceExport needs the ingress too). */
   multicluster: boolean;
+  /**
+   * Port of the fsm-ingress Service (`fsm.fsmIngress.http.port`); must be the Cluster's gatewayPort:
+   * pass `gatewayPortFor(site.spec)` from render/registration.ts. Default 80 (the chart's).
+   */
+  ingressHttpPort?: number;
   profile: ResourceProfile;
 }
 
@@ -152,7 +158,7 @@ export function planFsmValues(input: FsmValuesInput): FsmValuesPlan {
         ...imageKey('repoServer', found.get('pipy-repo')),
         ...(nodeLevel ? { fsmXnetwork: { xnet: { image: imageFields(found.get('xnet')!) } } } : {}),
         trafficInterceptionMode: ic.trafficInterceptionMode,
-        fsmIngress: { enabled: ingress },
+        fsmIngress: ingress ? { enabled: true, http: { port: input.ingressHttpPort ?? DEFAULT_GATEWAY_PORT } } : { enabled: false },
         enableMultiClusters: input.multicluster,
         // Nothing that pulls floating tags or eats a small POP's memory.
         deployPrometheus: false,

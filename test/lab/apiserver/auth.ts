@@ -115,20 +115,28 @@ interface Subject {
   namespace?: string;
 }
 
+// Subjects: plugin/pkg/auth/authorizer/rbac/rbac.go appliesToUser — a ServiceAccount subject without a
+// namespace takes the binding's; none at all (ClusterRoleBinding) matches nobody.
 function subjectMatches(s: Subject, user: UserInfo, bindingNs: string | undefined): boolean {
   if (s.kind === 'User') return s.name === user.username;
   if (s.kind === 'Group') return user.groups.includes(s.name);
-  if (s.kind === 'ServiceAccount') return user.username === `system:serviceaccount:${s.namespace ?? bindingNs}:${s.name}`;
+  if (s.kind === 'ServiceAccount') {
+    const ns = s.namespace || bindingNs;
+    return !!ns && user.username === `system:serviceaccount:${ns}:${s.name}`;
+  }
   return false;
 }
 
+// pkg/apis/rbac/v1/evaluation_helpers.go (VerbMatches, APIGroupMatches, ResourceMatches, ResourceNameMatches,
+// NonResourceURLMatches) via plugin/pkg/auth/authorizer/rbac/rbac.go RuleAllows. Only `*` and `*/<subresource>`
+// are wildcards for resources: `deployments/*` matches nothing but itself upstream, so not here either.
 function ruleAllows(rule: PolicyRule, a: Attributes): boolean {
   const has = (list: string[] | undefined, v: string) => !!list && (list.includes('*') || list.includes(v));
   if (!has(rule.verbs, a.verb)) return false;
   if (a.path !== undefined) return !!rule.nonResourceURLs?.some((u) => u === '*' || u === a.path || (u.endsWith('*') && (a.path as string).startsWith(u.slice(0, -1))));
   if (!has(rule.apiGroups, a.group ?? '')) return false;
   const res = a.subresource ? `${a.resource}/${a.subresource}` : (a.resource as string);
-  const resOk = !!rule.resources?.some((r) => r === '*' || r === res || (a.subresource && r === `${a.resource}/*`) || (a.subresource && r === `*/${a.subresource}`));
+  const resOk = !!rule.resources?.some((r) => r === '*' || r === res || (!!a.subresource && r === `*/${a.subresource}`));
   if (!resOk) return false;
   if (rule.resourceNames?.length) return !!a.name && rule.resourceNames.includes(a.name);
   return true;
@@ -137,34 +145,76 @@ function ruleAllows(rule: PolicyRule, a: Attributes): boolean {
 /** Paths every authenticated user may read (system:discovery, system:public-info-viewer, system:basic-user). */
 const PUBLIC_PATHS = [/^\/api(\/v1)?\/?$/, /^\/apis(\/[^/]+(\/[^/]+)?)?\/?$/, /^\/version\/?$/, /^\/(healthz|livez|readyz)(\/.*)?$/, /^\/openapi\//];
 
+export interface Decision {
+  allowed: boolean;
+  /** Why RBAC could not decide fully (a binding to a missing role), as kube-apiserver appends it to the 403. */
+  reason: string;
+}
+
 export function authorize(store: ObjectStore, user: UserInfo, a: Attributes): boolean {
-  if (user.groups.includes('system:masters')) return true;
-  if (a.path !== undefined && PUBLIC_PATHS.some((re) => re.test(a.path as string))) return true;
-  if (a.group === 'authorization.k8s.io' && (a.resource === 'selfsubjectaccessreviews' || a.resource === 'selfsubjectrulesreviews')) return true;
+  return decide(store, user, a).allowed;
+}
+
+/**
+ * plugin/pkg/auth/authorizer/rbac/rbac.go Authorize + pkg/registry/rbac/validation/rule.go VisitRulesFor:
+ * ClusterRoleBindings first, then the RoleBindings of the request's namespace; a binding whose role is missing
+ * grants nothing and is reported as `RBAC: <kind>.rbac.authorization.k8s.io "<name>" not found`.
+ */
+export function decide(store: ObjectStore, user: UserInfo, a: Attributes): Decision {
+  if (user.groups.includes('system:masters')) return { allowed: true, reason: '' };
+  if (a.path !== undefined && PUBLIC_PATHS.some((re) => re.test(a.path as string))) return { allowed: true, reason: '' };
+  if (a.group === 'authorization.k8s.io' && (a.resource === 'selfsubjectaccessreviews' || a.resource === 'selfsubjectrulesreviews')) return { allowed: true, reason: '' };
+  const errors: string[] = [];
   const rulesOf = (kind: string, name: string, ns?: string): PolicyRule[] => {
-    const role = kind === 'ClusterRole' ? store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name) : store.get('rbac.authorization.k8s.io/v1', 'Role', name, ns);
-    return (role?.rules as PolicyRule[] | undefined) ?? [];
+    const role = kind === 'ClusterRole' ? store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name) : kind === 'Role' && ns ? store.get('rbac.authorization.k8s.io/v1', 'Role', name, ns) : undefined;
+    if (!role) {
+      errors.push(`${kind.toLowerCase()}.rbac.authorization.k8s.io "${name}" not found`);
+      return [];
+    }
+    return (role.rules as PolicyRule[] | undefined) ?? [];
   };
   for (const b of store.list('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding')) {
     if (!((b.subjects as Subject[] | undefined) ?? []).some((s) => subjectMatches(s, user, undefined))) continue;
     const ref = b.roleRef as { kind: string; name: string };
-    if (rulesOf('ClusterRole', ref.name).some((r) => ruleAllows(r, a))) return true;
+    if (rulesOf('ClusterRole', ref.name).some((r) => ruleAllows(r, a))) return { allowed: true, reason: '' };
   }
   if (a.namespace && a.path === undefined) {
     for (const b of store.list('rbac.authorization.k8s.io/v1', 'RoleBinding', { namespace: a.namespace })) {
       if (!((b.subjects as Subject[] | undefined) ?? []).some((s) => subjectMatches(s, user, a.namespace))) continue;
       const ref = b.roleRef as { kind: string; name: string };
-      if (rulesOf(ref.kind, ref.name, a.namespace).some((r) => ruleAllows(r, a))) return true;
+      if (rulesOf(ref.kind, ref.name, a.namespace).some((r) => ruleAllows(r, a))) return { allowed: true, reason: '' };
     }
   }
-  return false;
+  const reason = errors.length === 0 ? '' : `RBAC: ${errors.length === 1 ? errors[0] : `[${errors.join(', ')}]`}`;
+  return { allowed: false, reason };
 }
 
-/** kube-apiserver's 403 wording. */
-export function forbiddenMessage(user: UserInfo, a: Attributes): string {
-  if (a.path !== undefined) return `forbidden: User "${user.username}" cannot ${a.verb} path "${a.path}"`;
+/**
+ * kube-apiserver's 403 wording: k8s.io/apiserver pkg/endpoints/handlers/responsewriters/errors.go
+ * ForbiddenStatusError, wrapped by k8s.io/apimachinery pkg/api/errors/errors.go NewForbidden.
+ */
+export function forbiddenMessage(user: UserInfo, a: Attributes, reason = ''): string {
+  const why = reason ? `: ${reason}` : '';
+  if (a.path !== undefined) return `forbidden: User "${user.username}" cannot ${a.verb} path "${a.path}"${why}`;
   const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
   const what = a.name ? `${a.resource}${a.group ? '.' + a.group : ''} "${a.name}" is forbidden` : `${a.resource}${a.group ? '.' + a.group : ''} is forbidden`;
   const scope = a.namespace ? `in the namespace "${a.namespace}"` : 'at the cluster scope';
-  return `${what}: User "${user.username}" cannot ${a.verb} resource "${res}" in API group "${a.group ?? ''}" ${scope}`;
+  return `${what}: User "${user.username}" cannot ${a.verb} resource "${res}" in API group "${a.group ?? ''}" ${scope}${why}`;
+}
+
+/**
+ * The name RBAC sees for a request (k8s.io/apiserver pkg/endpoints/request/requestinfo.go GetRequestInfo):
+ * the path's name, or for list/watch a field selector `metadata.name=<n>` (so resourceNames can allow one object's
+ * informer). For the `namespaces` resource the namespace is the name itself.
+ */
+export function requestName(verb: string, pathName: string | undefined, fieldSelector: string | null): string | undefined {
+  if (pathName !== undefined) return pathName;
+  if ((verb !== 'list' && verb !== 'watch') || !fieldSelector) return undefined;
+  const terms = fieldSelector.split(',').map((t) => t.trim()).filter(Boolean);
+  // RequiresExactMatch: a term metadata.name=X or metadata.name==X (other terms may be present too)
+  for (const t of terms) {
+    const m = /^metadata\.name(==?)(.*)$/.exec(t);
+    if (m && m[2] && !/[/%]/.test(m[2]) && m[2] !== '.' && m[2] !== '..') return m[2];
+  }
+  return undefined;
 }

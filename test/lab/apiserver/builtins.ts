@@ -103,11 +103,16 @@ export function prepareBuiltin(r: ResourceType, obj: KubeObject, old: KubeObject
       }
       break;
     }
+    case 'Role':
+    case 'ClusterRole':
+      causes.push(...policyRuleCauses(obj, r.kind === 'Role'));
+      break;
     case 'RoleBinding':
     case 'ClusterRoleBinding': {
       const ref = obj.roleRef as Record<string, unknown> | undefined;
       if (!isObj(ref) || !ref.name || !ref.kind) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: 'roleRef' });
       else if (old && JSON.stringify(old.roleRef) !== JSON.stringify(ref)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(ref)}: cannot change roleRef`, field: 'roleRef' });
+      else causes.push(...bindingCauses(obj, r.kind === 'RoleBinding'));
       break;
     }
     case 'CustomResourceDefinition': {
@@ -119,6 +124,47 @@ export function prepareBuiltin(r: ResourceType, obj: KubeObject, old: KubeObject
       break;
     }
   }
+  return causes;
+}
+
+/** pkg/apis/rbac/validation/validation.go ValidatePolicyRule (Role: isNamespaced). */
+function policyRuleCauses(obj: KubeObject, namespaced: boolean): StatusCause[] {
+  const causes: StatusCause[] = [];
+  const rules = (obj.rules ?? []) as Array<Record<string, string[] | undefined>>;
+  if (!Array.isArray(rules)) return [{ reason: 'FieldValueInvalid', message: 'Invalid value: rules must be a list', field: 'rules' }];
+  rules.forEach((rule, i) => {
+    const at = `rules[${i}]`;
+    const len = (k: string) => (Array.isArray(rule[k]) ? (rule[k] as string[]).length : 0);
+    if (!len('verbs')) causes.push({ reason: 'FieldValueRequired', message: 'Required value: verbs must contain at least one value', field: `${at}.verbs` });
+    if (len('nonResourceURLs')) {
+      const v = JSON.stringify(rule.nonResourceURLs);
+      if (namespaced) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${v}: namespaced rules cannot apply to non-resource URLs`, field: `${at}.nonResourceURLs` });
+      if (len('apiGroups') || len('resources') || len('resourceNames'))
+        causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${v}: rules cannot apply to both regular resources and non-resource URLs`, field: `${at}.nonResourceURLs` });
+      return;
+    }
+    if (!len('apiGroups')) causes.push({ reason: 'FieldValueRequired', message: 'Required value: resource rules must supply at least one api group', field: `${at}.apiGroups` });
+    if (!len('resources')) causes.push({ reason: 'FieldValueRequired', message: 'Required value: resource rules must supply at least one resource', field: `${at}.resources` });
+  });
+  return causes;
+}
+
+/** pkg/apis/rbac/validation/validation.go ValidateRoleBinding / ValidateClusterRoleBinding / ValidateRoleBindingSubject. */
+function bindingCauses(obj: KubeObject, namespaced: boolean): StatusCause[] {
+  const causes: StatusCause[] = [];
+  const ref = obj.roleRef as { apiGroup?: string; kind: string; name: string };
+  if (ref.apiGroup !== 'rbac.authorization.k8s.io') causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: "${ref.apiGroup ?? ''}": supported values: "rbac.authorization.k8s.io"`, field: 'roleRef.apiGroup' });
+  const kinds = namespaced ? ['Role', 'ClusterRole'] : ['ClusterRole'];
+  if (!kinds.includes(ref.kind)) causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: "${ref.kind}": supported values: ${kinds.map((k) => `"${k}"`).join(', ')}`, field: 'roleRef.kind' });
+  ((obj.subjects ?? []) as Array<Record<string, string | undefined>>).forEach((sub, i) => {
+    const at = `subjects[${i}]`;
+    if (!sub.name) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: `${at}.name` });
+    if (sub.kind === 'ServiceAccount') {
+      if (sub.apiGroup) causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: "${sub.apiGroup}": supported values: ""`, field: `${at}.apiGroup` });
+      if (!namespaced && !sub.namespace) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: `${at}.namespace` });
+    } else if (sub.kind !== 'User' && sub.kind !== 'Group')
+      causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: "${sub.kind ?? ''}": supported values: "ServiceAccount", "User", "Group"`, field: `${at}.kind` });
+  });
   return causes;
 }
 

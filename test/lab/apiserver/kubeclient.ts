@@ -142,6 +142,86 @@ export class KubeClient {
     });
   }
 
+  /**
+   * A watch stream (`?watch=1…` in `path`): calls `onEvent` per JSON line until the server ends the stream
+   * (resolves), the request fails (rejects, 4xx/5xx as KubeRequestError) or `stop()` is called (resolves).
+   * A fresh connection and TLS handshake each time (agent: false), like every request of this client.
+   */
+  watch(path: string, onEvent: (ev: { type: string; object: Record<string, unknown> }) => void): { done: Promise<void>; stop(): void } {
+    const u = new URL(this.target.server + path);
+    let stopReq: () => void = () => {};
+    let stopped = false;
+    const done = new Promise<void>((resolve, reject) => {
+      const req = request(
+        {
+          method: 'GET',
+          hostname: u.hostname.replace(/^\[|\]$/g, ''),
+          port: u.port || 443,
+          path: u.pathname + u.search,
+          headers: { Accept: 'application/json', 'User-Agent': 'fsm-controller/v1.5.1 (lab stand-in)', ...(this.target.token ? { Authorization: `Bearer ${this.target.token}` } : {}) },
+          ...(this.target.ca ? { ca: this.target.ca } : {}),
+          ...(this.target.cert ? { cert: this.target.cert } : {}),
+          ...(this.target.key ? { key: this.target.key } : {}),
+          ...(this.target.tlsServerName ? { servername: this.target.tlsServerName } : {}),
+          rejectUnauthorized: !this.target.insecure,
+          timeout: this.timeoutMs,
+          agent: false,
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          let buf = '';
+          // established: a watch is idle most of the time, the connect timeout must not end it
+          if (status < 400) req.setTimeout(0);
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            buf += c;
+            if (status >= 400) return;
+            let i: number;
+            while ((i = buf.indexOf('\n')) >= 0) {
+              const line = buf.slice(0, i).trim();
+              buf = buf.slice(i + 1);
+              if (line) onEvent(JSON.parse(line) as { type: string; object: Record<string, unknown> });
+            }
+          });
+          res.on('end', () => {
+            if (status < 400) return resolve();
+            let parsed: unknown = buf;
+            try {
+              parsed = JSON.parse(buf);
+            } catch {
+              // plain text
+            }
+            reject(new KubeRequestError(status, (parsed as { message?: string })?.message ?? `HTTP ${status}`, parsed));
+          });
+          res.on('error', (e) => (stopped ? resolve() : reject(e)));
+        },
+      );
+      stopReq = () => req.destroy();
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`timed out after ${this.timeoutMs} ms connecting to ${this.target.server}`), { code: 'ETIMEDOUT' })));
+      req.on('error', (e) => (stopped ? resolve() : reject(e)));
+      req.end();
+    });
+    return {
+      done,
+      stop: () => {
+        stopped = true;
+        stopReq();
+      },
+    };
+  }
+
+  async put<T = Record<string, unknown>>(path: string, body: unknown): Promise<T> {
+    return (await this.request('PUT', path, body)).body as T;
+  }
+
+  async post<T = Record<string, unknown>>(path: string, body: unknown): Promise<T> {
+    return (await this.request('POST', path, body)).body as T;
+  }
+
+  async delete<T = Record<string, unknown>>(path: string): Promise<T> {
+    return (await this.request('DELETE', path)).body as T;
+  }
+
   async get<T = Record<string, unknown>>(path: string): Promise<T> {
     return (await this.request('GET', path)).body as T;
   }

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { authorize, forbiddenMessage, TokenAuthority, type Attributes } from './auth.js';
+import { authorize, decide, forbiddenMessage, requestName, TokenAuthority, type Attributes } from './auth.js';
 import { garbageCollector, namespaceController, tokenController } from './controllers/core.js';
 import { ApiError, badRequest, forbidden, methodNotAllowed, unauthorized, unsupportedMediaType } from './errors.js';
 import { applyMergePatch, isObj } from './patch.js';
@@ -209,8 +209,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     if (!user) throw unauthorized();
 
     const check = (a: Attributes) => {
-      if (!rbac || authorize(store, user as UserInfo, a)) return;
-      throw forbidden(forbiddenMessage(user as UserInfo, a), a.path === undefined ? { ...(a.name ? { name: a.name } : {}), group: a.group ?? '', kind: a.resource ?? '' } : undefined);
+      if (!rbac) return;
+      const d = decide(store, user as UserInfo, a);
+      if (d.allowed) return;
+      throw forbidden(forbiddenMessage(user as UserInfo, a, d.reason), a.path === undefined ? { ...(a.name ? { name: a.name } : {}), group: a.group ?? '', kind: a.resource ?? '' } : undefined);
     };
 
     // non-resource endpoints
@@ -267,7 +269,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     else if (method === 'DELETE') verb = route.name ? 'delete' : 'deletecollection';
     else throw methodNotAllowed();
     if (!r.verbs.includes(verb) && !route.subresource) throw methodNotAllowed();
-    check({ verb, group: r.group, resource: r.plural, ...(route.subresource ? { subresource: route.subresource } : {}), ...(ns ? { namespace: ns } : {}), ...(route.name ? { name: route.name } : {}) });
+    const rbacName = requestName(verb, route.name, q.get('fieldSelector'));
+    // requestinfo.go: for /api/v1/namespaces/<n> the request's namespace is <n> (a Role there may grant it)
+    const rbacNs = ns ?? (r.group === '' && r.plural === 'namespaces' ? route.name : undefined);
+    check({ verb, group: r.group, resource: r.plural, ...(route.subresource ? { subresource: route.subresource } : {}), ...(rbacNs ? { namespace: rbacNs } : {}), ...(rbacName ? { name: rbacName } : {}) });
 
     const warnings: string[] = [];
     const fv = q.get('fieldValidation');
@@ -407,6 +412,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     let live = false;
     let unsubscribe: () => void;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders(); // like kube-apiserver: a client sees the watch established before the first event
     try {
       unsubscribe = store.watch(av, r.kind, (ev) => (live ? res.write(JSON.stringify(ev) + '\n') : lines.push(JSON.stringify(ev))), { ...sel, ...(since && since !== '0' ? { sinceResourceVersion: since } : {}) });
     } catch (e) {
