@@ -18,6 +18,8 @@ export interface FakePop {
   /** The bundle digest the POP runs (its live state). */
   installed?: string;
   fail?: 'failed' | 'unreachable';
+  /** The error text of a `failed` install (default: k3s did not become ready). */
+  failMessage?: string;
   holdUntil?: Promise<void>;
   registration?: 'managed' | 'pending';
   installs: number;
@@ -69,7 +71,7 @@ export class FakeFleet {
                 fleet.started.push(ctx.site);
                 await ctx.pop.holdUntil;
                 if (ctx.pop.fail === 'unreachable') throw Object.assign(new Error('connection lost'), { code: 'ECONNRESET' });
-                if (ctx.pop.fail === 'failed') throw new Error(`k3s did not become ready on ${ctx.site}`);
+                if (ctx.pop.fail === 'failed') throw new Error(ctx.pop.failMessage ?? `k3s did not become ready on ${ctx.site}`);
                 ctx.pop.installs++;
                 ctx.pop.installed = DIGEST;
               }),
