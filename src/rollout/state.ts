@@ -3,7 +3,7 @@
 // again (see run.ts). One rollout is one fleet and one bundle: `<state>/rollouts/<fleet>-<digest12>.json`,
 // its reports beside it in `<fleet>-<digest12>/`.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../state/write-atomic.js';
@@ -56,4 +56,21 @@ export function readRolloutState(root: string, id: string): { state?: RolloutSta
 export function writeRolloutState(root: string, state: RolloutState): void {
   state.updatedAt = new Date().toISOString();
   writeAtomic(rolloutStatePath(root, state.id), JSON.stringify(state, null, 2) + '\n', 0o644);
+}
+
+/** Per site, the last rollout (by its state's update time) that the site took part in: for `fsm-edge status`. */
+export function lastRollouts(root: string): Map<string, { id: string; status: string; at: string }> {
+  const out = new Map<string, { id: string; status: string; at: string }>();
+  let files: string[];
+  try {
+    files = readdirSync(rolloutsDir(root)).filter((f) => f.endsWith('.json'));
+  } catch {
+    return out;
+  }
+  const states = files
+    .map((f) => readRolloutState(root, f.slice(0, -'.json'.length)).state)
+    .filter((s): s is RolloutState => s !== undefined)
+    .sort((a, b) => (a.updatedAt < b.updatedAt ? -1 : 1));
+  for (const s of states) for (const o of Object.values(s.sites)) out.set(o.site, { id: s.id, status: o.status, at: s.updatedAt });
+  return out;
 }
