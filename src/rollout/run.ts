@@ -195,7 +195,9 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
       stopWith('budget', `${wave.name}: ${waveFailures} failed, more than its budget of ${wave.maxFailures}`);
     else if (totalFailures > plan.maxFailures)
       stopWith('budget', `${totalFailures} sites failed, more than the rollout's budget of ${plan.maxFailures}`);
-    report.gate = stop ? 'failed' : 'passed';
+    // (A cast: TypeScript cannot see that stopWith, a closure, assigned `stop` above.)
+    const stoppedBy = (stop as { by: StoppedBy } | undefined)?.by;
+    report.gate = !stoppedBy ? 'passed' : stoppedBy === 'interrupted' ? 'not-reached' : 'failed';
     if (!stop && plan.soakSeconds > 0 && !last) await soak(wave, report);
     progress({ type: 'wave-end', wave: report });
   }

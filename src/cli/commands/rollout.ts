@@ -177,7 +177,14 @@ Examples:
       // Ctrl-C / SIGTERM: no new site starts; running phases reach their journal; the summary says how to resume.
       const stop = new AbortController();
       const onSignal = (sig: NodeJS.Signals) => {
-        if (stop.signal.aborted) return;
+        if (stop.signal.aborted) {
+          // A second signal: the operator wants out now. Sites in flight continue from their POP journal on --resume.
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          out.note(`${sig} again: stopping now; to continue: ${resumeCommand}`);
+          process.kill(process.pid, sig);
+          return;
+        }
         out.note(`${sig}: no new site starts; sites already running stop at their next phase boundary`);
         stop.abort();
       };
