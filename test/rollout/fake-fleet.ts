@@ -5,7 +5,7 @@
 // promise before it installs (to hold a site "running"), or to end with its registration pending.
 
 import type { Site } from '../../src/config/site.js';
-import { change, definePhase } from '../../src/engine/phase.js';
+import { change, definePhase, PhaseRefusal } from '../../src/engine/phase.js';
 import type { SiteOperation, SiteResult, SiteTarget } from '../../src/engine/run-sites.js';
 import type { Journal } from '../../src/engine/journal.js';
 import type { SiteFacts } from '../../src/rollout/outcome.js';
@@ -18,6 +18,8 @@ export interface FakePop {
   /** The bundle digest the POP runs (its live state). */
   installed?: string;
   fail?: 'failed' | 'unreachable';
+  /** Preflight-style refusal: the check refuses (nothing changes). */
+  refuse?: string;
   /** The error text of a `failed` install (default: k3s did not become ready). */
   failMessage?: string;
   holdUntil?: Promise<void>;
@@ -62,7 +64,10 @@ export class FakeFleet {
       id: 'install',
       title: 'install the bundle',
       inputs: () => ({ bundle: DIGEST }),
-      check: (ctx) => ({ done: ctx.pop.installed === DIGEST }),
+      check: (ctx) => {
+        if (ctx.pop.refuse) throw new PhaseRefusal('install', ctx.pop.refuse, 'use the bundle for this arch');
+        return { done: ctx.pop.installed === DIGEST };
+      },
       plan: (ctx, _p, live) =>
         live.done
           ? []

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RolloutSchema } from '../../src/config/fleet.js';
 import { planRollout } from '../../src/rollout/plan.js';
-import { type RolloutEvent, type RolloutReport, runRollout } from '../../src/rollout/run.js';
+import { previewRollout, type RolloutEvent, type RolloutReport, runRollout } from '../../src/rollout/run.js';
 import { readRolloutState, rolloutId, rolloutStatePath, writeRolloutState } from '../../src/rollout/state.js';
 import { DIGEST, FakeFleet } from './fake-fleet.js';
 
@@ -224,5 +224,47 @@ describe('rollout run', () => {
     expect(fleet.pop('pop1').host.calls.filter((c) => c.kind === 'write').length).toBe(writes);
     expect(existsSync(rolloutStatePath(root, rolloutId('edge', DIGEST)))).toBe(true);
     expect(JSON.parse(readFileSync(rolloutStatePath(root, rolloutId('edge', DIGEST)), 'utf8')).sites.pop4.status).toBe('ok');
+  });
+
+  it('--dry-run previews each wave: what would change, what is skipped (already on this bundle), what would be refused', async () => {
+    const fleet = new FakeFleet(names(3));
+    const root = stateDir();
+    await rollout({ fleet, policy: { parallel: 1 }, root });
+    delete fleet.pop('pop2').installed;
+    fleet.pop('pop3').refuse = 'arch arm64 is not in the bundle';
+    const writes = [...fleet.pops.values()].map((p) => p.host.calls.filter((c) => c.kind === 'write').length);
+    const targets = fleet.targets();
+    const rep = await previewRollout({
+      fleet: 'edge',
+      plan: planRollout(
+        targets.map((t) => ({ name: t.site.metadata.name })),
+        RolloutSchema.parse({ canary: 1 }),
+      ),
+      targets,
+      bundle: { digest: DIGEST },
+      operation: fleet.operation,
+      facts: fleet.facts,
+      runOptions: {},
+      stateDir: root,
+    });
+    expect(rep.dryRun).toBe(true);
+    expect(rep.waves.map((w) => w.name)).toEqual(['canary', 'wave 1']);
+    const [pop1, pop2, pop3] = rep.waves.flatMap((w) => w.sites);
+    expect(pop1).toMatchObject({
+      status: 'skipped',
+      arch: 'amd64',
+      note: 'already on this bundle (its POP journal) and nothing to change',
+    });
+    expect(pop2).toMatchObject({ status: 'ok', note: 'would change: install' });
+    expect(pop3).toMatchObject({
+      status: 'failed',
+      note: 'would stop: refused by install',
+      reason: 'arch arm64 is not in the bundle',
+      fix: 'use the bundle for this arch',
+    });
+    expect(rep.ok).toBe(false);
+    // A preview changes nothing: no journal write, no install.
+    expect([...fleet.pops.values()].map((p) => p.host.calls.filter((c) => c.kind === 'write').length)).toEqual(writes);
+    expect(fleet.pop('pop2').installs).toBe(1);
   });
 });
