@@ -2,6 +2,7 @@
 // resume checks (dry runs of the same operation), and what the rollout reads of each site's install
 // (arch, registration, the bundle its journal names).
 
+import path from 'node:path';
 import type { SharedBundle } from '../engine/shared-run.js';
 import type { SiteResult, SiteTarget, RunSitesOptions } from '../engine/run-sites.js';
 import type { InstallContext, InstallOptions } from '../install/context.js';
@@ -10,7 +11,8 @@ import type { SiteRecord } from '../state/site-record.js';
 import type { SiteFacts } from './outcome.js';
 import type { RolloutPlan } from './plan.js';
 import { previewRollout, type RolloutEvent, type RolloutReport, runRollout } from './run.js';
-import { rolloutReportDir } from './state.js';
+import { SiteLogs } from './site-logs.js';
+import { rolloutId, rolloutReportDir } from './state.js';
 import { writeRolloutReport } from './report.js';
 
 /** Registration as a dry run sees it: the register phase plans nothing when the Cluster is Managed. */
@@ -55,6 +57,17 @@ export interface InstallRolloutOptions {
 
 /** Runs (or, with dryRun, previews) the rollout; a real run writes report.json and report.html. */
 export async function rolloutInstall(o: InstallRolloutOptions): Promise<RolloutReport> {
+  const reportDir = rolloutReportDir(o.stateDir, rolloutId(o.fleet, o.bundle.digest));
+  // A real run keeps one log per site beside its report; a dry run writes nothing.
+  const logs = o.dryRun ? undefined : new SiteLogs(path.join(reportDir, 'logs'));
+  const onEvent: RunSitesOptions['onEvent'] = (site, ev) => {
+    try {
+      logs?.write(site, ev);
+    } catch {
+      // A full or read-only state dir must not stop the rollout; the terminal still shows every event.
+    }
+    o.onEvent?.(site, ev);
+  };
   const input = {
     fleet: o.fleet,
     plan: o.plan,
@@ -65,7 +78,7 @@ export async function rolloutInstall(o: InstallRolloutOptions): Promise<RolloutR
     runOptions: {
       bundle: o.bundle,
       acceptNewHostKey: o.acceptNewHostKey === true,
-      ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+      onEvent,
       ...(o.onLog ? { onLog: o.onLog } : {}),
       ...(o.env ? { env: o.env } : {}),
     },
@@ -75,7 +88,7 @@ export async function rolloutInstall(o: InstallRolloutOptions): Promise<RolloutR
   };
   if (o.dryRun) return previewRollout(input);
   const report = await runRollout({ ...input, resume: o.resume });
-  const files = writeRolloutReport(rolloutReportDir(o.stateDir, report.id), report);
-  report.files = { state: report.files!.state, ...files };
+  report.files = { ...report.files!, logs: logs!.dir };
+  writeRolloutReport(reportDir, report);
   return report;
 }

@@ -93,7 +93,7 @@ export function renderReportHtml(r: RolloutReport): string {
 <p class="meta">bundle ${esc(r.bundle.name ?? '')} <code>${esc(r.bundle.digest)}</code></p>
 <p class="meta">started ${esc(r.startedAt)}, finished ${esc(r.finishedAt)} (${esc(formatDuration(r.durationMs))})${r.resumed ? ', resumed' : ''};
 parallel ${esc(r.policy.parallel)}, failure budget ${esc(r.policy.maxFailures)}${r.policy.soakSeconds ? `, soak ${esc(r.policy.soakSeconds)}s` : ''}</p>
-<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
+${r.files?.logs ? `<p class="meta">one log per site in <code>${esc(r.files.logs)}</code></p>\n` : ''}<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
 <p class="counts">${counts}</p>
 ${r.warnings.length ? `<ul class="warnings">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>` : ''}
 ${r.waves.map(waveSection).join('\n')}

@@ -47,7 +47,7 @@ export interface RolloutReport {
   waves: WaveReport[];
   counts: Record<SiteStatus, number>;
   warnings: string[];
-  files?: { state: string; json: string; html: string };
+  files?: { state: string; json: string; html: string; logs?: string };
 }
 
 export type RolloutEvent =

@@ -92,7 +92,7 @@ function printReport(out: Output, r: RolloutReport): void {
       ? out.color.green(`rollout done: ${counts}`)
       : out.color.red(`rollout ${r.outcome}${r.stoppedBy ? ` by ${r.stoppedBy}: ${r.stopReason}` : ''} (${counts})`),
   );
-  if (r.files) out.line(`report: ${r.files.html} (and report.json)`);
+  if (r.files) out.line(`report: ${r.files.html} (and report.json)${r.files.logs ? `; a log per site in ${r.files.logs}` : ''}`);
 }
 
 export function register(program: Command): void {
