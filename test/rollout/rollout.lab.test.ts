@@ -1,6 +1,7 @@
 // `fsm-edge rollout` on two amd64 lab POPs and a private lab hub: a canary whose link is cut stops the rollout
-// before wave 1 (the other POP untouched); `--resume` converges both to Managed; with the controller's rollout
-// state deleted, `--resume` re-derives from the POP journals and installs nothing again.
+// before wave 1 (the other POP untouched); a controller SIGKILLed mid-wave, then `--resume`, converges both to
+// Managed without redoing the finished site (the one in flight continues from its POP journal, 0 blobs re-sent);
+// with the controller's rollout state deleted, `--resume` re-derives from the POP journals and installs nothing.
 // Run under the lab lock: flock /tmp/fsm-edge-lab.lock npx vitest run --project lab test/rollout/rollout.lab.test.ts
 
 import { spawn } from 'node:child_process';
@@ -12,6 +13,7 @@ import { cutLink, restoreLink } from '../lab/link.js';
 import { popExec } from '../lab/pop.js';
 import type { PopInfo } from '../lab/types.js';
 import { hubDoc, siteDoc, startHarness, type Harness } from '../install/harness.js';
+import { killTree } from '../install/kill-tree.js';
 
 let h: Harness;
 let fleet: string;
@@ -20,11 +22,13 @@ let other: PopInfo;
 
 interface CliRun {
   code: number | null;
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
 
-function cli(args: string[]): Promise<CliRun> {
+/** Runs the CLI from source; `killWhen`: SIGKILL the whole process tree once stderr matches (a crashed controller). */
+function cli(args: string[], killWhen?: RegExp): Promise<CliRun> {
   return new Promise((resolve) => {
     const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
       env: {
@@ -39,13 +43,19 @@ function cli(args: string[]): Promise<CliRun> {
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (killWhen?.test(stderr)) {
+        killWhen = undefined;
+        killTree(p.pid!);
+      }
+    });
+    p.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }
 
-const rollout = (extra: string[] = []) =>
-  cli(['rollout', fleet, '--bundle', h.bundle.dir, '--trust-key', h.bundle.publicKeyFile, '--json', ...extra]);
+const rollout = (extra: string[] = [], killWhen?: RegExp) =>
+  cli(['rollout', fleet, '--bundle', h.bundle.dir, '--trust-key', h.bundle.publicKeyFile, '--json', ...extra], killWhen);
 
 async function journalRuns(pop: PopInfo): Promise<number> {
   const text = (await popExec(pop, 'cat /var/lib/fsm-edge/journal.json 2>/dev/null || true', { allowFail: true })).stdout;
@@ -58,7 +68,14 @@ interface Doc {
   waves: Array<{
     name: string;
     gate: string;
-    sites: Array<{ site: string; status: string; failure?: string; doneEarlier?: boolean; registration?: string }>;
+    sites: Array<{
+      site: string;
+      status: string;
+      failure?: string;
+      doneEarlier?: boolean;
+      registration?: string;
+      phases: Array<{ id: string; summary: string }>;
+    }>;
   }>;
   files: { html: string; json: string; state: string };
 }
@@ -74,7 +91,7 @@ beforeAll(async () => {
     apiVersion: 'edge.flomesh.io/v1alpha1',
     kind: 'Fleet',
     metadata: { name: 'lab-fleet' },
-    spec: { sites, rollout: { parallel: 2, canary: { matchLabels: { tier: 'canary' } }, maxFailures: 0 } },
+    spec: { sites, rollout: { parallel: 1, canary: { matchLabels: { tier: 'canary' } }, maxFailures: 0 } },
   };
   fleet = path.join(h.dir, 'fleet.yaml');
   fs.writeFileSync(fleet, [stringify(doc), stringify(hubDoc(h.hub!.kubeconfigPath))].join('---\n'));
@@ -108,16 +125,26 @@ describe('rollout on two amd64 lab POPs', () => {
     expect(r.stderr).toMatch(/to continue: fsm-edge rollout .* --resume/);
   }, 900_000);
 
-  it('--resume installs the canary, then wave 1; both end Managed', async () => {
+  it('SIGKILL mid-wave, then --resume: the finished canary is not redone, the site in flight continues; both end Managed', async () => {
+    // Killed once the wave-1 site has synced its blobs: the canary is done, the other is in flight.
+    const killed = await rollout(['--resume'], new RegExp(`site-${other.name}: \\S+ sync `));
+    expect(killed.signal ?? killed.code).not.toBe(0);
+    expect(killed.stderr).toMatch(/== canary: 1 ok/);
+    const canaryRuns = await journalRuns(canary);
+
     const r = await rollout(['--resume']);
     expect(r.stderr).not.toMatch(/rollout stopped/);
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
     expect(doc.ok).toBe(true);
-    expect(doc.waves.flatMap((w) => w.sites.map((s) => [s.site, s.status, s.registration]))).toEqual([
-      [`site-${canary.name}`, 'ok', 'managed'],
-      [`site-${other.name}`, 'ok', 'managed'],
+    expect(doc.waves.flatMap((w) => w.sites.map((s) => [s.site, s.status, s.registration, s.doneEarlier ?? false]))).toEqual([
+      [`site-${canary.name}`, 'ok', 'managed', true],
+      [`site-${other.name}`, 'ok', 'managed', false],
     ]);
+    // The canary was not contacted again; the other sent no blob twice.
+    expect(await journalRuns(canary)).toBe(canaryRuns);
+    const sync = doc.waves[1]!.sites[0]!.phases.find((p) => p.id === 'sync')!;
+    expect(sync.summary).toMatch(/already on the POP.*0 sent/);
     const status = await cli(['status', '--json']);
     const sites = (JSON.parse(status.stdout) as { sites: Array<{ name: string; lastRollout?: { status: string } }> }).sites;
     expect(sites.map((s) => [s.name, s.lastRollout?.status]).sort()).toEqual(
