@@ -3,6 +3,7 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
+import { shellQuote } from '../../bundle/pop.js';
 import { FsmEdgeError } from '../../config/errors.js';
 import { loadSites } from '../../config/index.js';
 import { SharedBundle } from '../../engine/shared-run.js';
@@ -165,14 +166,19 @@ Examples:
       });
       const root = stateDir(install.stateDir, out.io.env);
       const resumeCommand = [
-        'fsm-edge rollout',
+        'fsm-edge',
+        'rollout',
         file,
         '--bundle',
         opts.bundle,
         ...opts.trustKey.flatMap((k) => ['--trust-key', k]),
         ...(opts.hub ? ['--hub', opts.hub] : []),
+        ...(opts.maxRate ? ['--max-rate', opts.maxRate] : []),
+        ...(opts.allowDowngrade ? ['--allow-downgrade'] : []),
         '--resume',
-      ].join(' ');
+      ]
+        .map(shellQuote)
+        .join(' ');
 
       // Ctrl-C / SIGTERM: no new site starts; running phases reach their journal; the summary says how to resume.
       const stop = new AbortController();
