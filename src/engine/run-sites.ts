@@ -158,7 +158,8 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
       return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, Object.assign(new Error('stopped before this site started'), { kind: 'aborted' })));
     }
     if (opts.shouldStart && !opts.shouldStart(name)) {
-      return stopped(name, stepReport(name, op.name, opts.dryRun, START_STEP, Object.assign(new Error('not started: the caller stopped new starts'), { kind: 'aborted' })));
+      const notStarted = Object.assign(new Error('not started: the caller stopped new starts'), { kind: 'aborted' });
+      return stopped(name, stepReport(name, op.name, opts.dryRun, START_STEP, notStarted));
     }
     let host = t.host;
     const newPins: NewPin[] = [...(t.newPins ?? [])];

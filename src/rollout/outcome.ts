@@ -100,10 +100,11 @@ export function outcomeOf(result: SiteResult<unknown>, wave: string, facts: Site
   // The runner stops between phases when the run is interrupted; such a report has no failure but is not done.
   if (r.phases.some((p) => p.status === 'not-run')) return { ...base, status: 'interrupted', failure: 'aborted', fix: RESUME };
   if (needsHub && facts.registration !== 'managed') {
+    const why = facts.registrationReason ? `: ${facts.registrationReason}` : '';
     return {
       ...base,
       status: 'unhealthy',
-      note: `installed, but registration is ${facts.registration ?? 'unknown'}${facts.registrationReason ? `: ${facts.registrationReason}` : ''}`,
+      note: `installed, but registration is ${facts.registration ?? 'unknown'}${why}`,
       reason: `the hub does not report the site Managed (${facts.registration ?? 'unknown'})`,
       fix: 'check the hub (its controller and the site’s Cluster resource), run `fsm-edge register` for the site, then resume',
     };

@@ -71,8 +71,10 @@ function siteRow(s: SiteOutcome): string {
 
 function waveSection(w: WaveReport): string {
   const gate = w.gate === 'not-reached' ? 'gate not reached' : `gate ${w.gate}`;
+  const soak = w.soak ? `; soak ${esc(w.soak)}` : '';
   return `<section class="wave" data-wave="${esc(w.name)}">
-<h2>${esc(w.name)} <span class="gate">— ${w.sites.length} site(s), tolerates ${esc(w.maxFailures)} failure(s); ${esc(gate)}${w.soak ? `; soak ${esc(w.soak)}` : ''}</span></h2>
+<h2>${esc(w.name)} <span class="gate">— ${w.sites.length} site(s), tolerates ${esc(w.maxFailures)} failure(s);
+${esc(gate)}${soak}</span></h2>
 <table><thead><tr><th>Site</th><th>Result</th><th>Arch</th><th>Time</th><th>Time per phase</th><th>Bytes sent</th><th>Round trips</th>
 <th>Registration</th><th>Reason and fix</th></tr></thead><tbody>
 ${w.sites.map(siteRow).join('\n')}
@@ -85,15 +87,18 @@ export function renderReportHtml(r: RolloutReport): string {
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `<span>${esc(LABEL[s as SiteStatus])}: <b>${n}</b></span>`)
     .join('');
+  const resumed = r.resumed ? ', resumed' : '';
+  const soak = r.policy.soakSeconds ? `, soak ${esc(r.policy.soakSeconds)}s` : '';
+  const logs = r.files?.logs ? `<p class="meta">one log per site in <code>${esc(r.files.logs)}</code></p>\n` : '';
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>fsm-edge rollout ${esc(r.fleet)} ${esc(r.id)}</title><style>${CSS}</style></head>
 <body>
 <h1>Rollout of fleet ${esc(r.fleet)}${r.dryRun ? ' (dry run)' : ''}</h1>
 <p class="meta">bundle ${esc(r.bundle.name ?? '')} <code>${esc(r.bundle.digest)}</code></p>
-<p class="meta">started ${esc(r.startedAt)}, finished ${esc(r.finishedAt)} (${esc(formatDuration(r.durationMs))})${r.resumed ? ', resumed' : ''};
-parallel ${esc(r.policy.parallel)}, failure budget ${esc(r.policy.maxFailures)}${r.policy.soakSeconds ? `, soak ${esc(r.policy.soakSeconds)}s` : ''}</p>
-${r.files?.logs ? `<p class="meta">one log per site in <code>${esc(r.files.logs)}</code></p>\n` : ''}<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
+<p class="meta">started ${esc(r.startedAt)}, finished ${esc(r.finishedAt)} (${esc(formatDuration(r.durationMs))})${resumed};
+parallel ${esc(r.policy.parallel)}, failure budget ${esc(r.policy.maxFailures)}${soak}</p>
+${logs}<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
 <p class="counts">${counts}</p>
 ${r.warnings.length ? `<ul class="warnings">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>` : ''}
 ${r.waves.map(waveSection).join('\n')}

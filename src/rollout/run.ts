@@ -351,10 +351,11 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
       failures++;
       totalFailures++;
       const i = report.sites.findIndex((s) => s.site === r.site);
+      const why = o.reason ?? o.note ?? o.status;
       const soaked: SiteOutcome = {
         ...report.sites[i]!,
         status: 'unhealthy',
-        note: `after the ${plan.soakSeconds}s soak: ${changes.length ? `drifted (a dry run plans changes in ${changes.join(', ')})` : (o.reason ?? o.note ?? o.status)}`,
+        note: `after the ${plan.soakSeconds}s soak: ${changes.length ? `drifted (a dry run plans changes in ${changes.join(', ')})` : why}`,
         reason: changes.length ? `drifted during the soak: ${changes.join(', ')} would change` : (o.reason ?? 'not healthy after the soak'),
         fix: o.fix ?? 'look at the POP for what undid the install (k3s and FSM logs), then resume: the install repairs it',
       };

@@ -39,21 +39,26 @@ const MARK: Record<SiteOutcome['status'], string> = {
   skipped: '=',
 };
 
+const earlier = (sites: readonly string[]) => (sites.length ? `, ${sites.length} done earlier` : '');
+
 function progressLine(out: Output, ev: RolloutEvent): string {
   const c = out.errColor;
   switch (ev.type) {
     case 'wave-start':
       return c.bold(
-        `== ${ev.wave.name}: ${ev.toRun.length} site(s)${ev.doneEarlier.length ? `, ${ev.doneEarlier.length} done earlier` : ''}, tolerates ${ev.wave.maxFailures} failure(s)`,
+        `== ${ev.wave.name}: ${ev.toRun.length} site(s)${earlier(ev.doneEarlier)}, tolerates ${ev.wave.maxFailures} failure(s)`,
       );
     case 'wave-end': {
       const n = (s: SiteOutcome['status']) => ev.wave.sites.filter((x) => x.status === s).length;
-      return `== ${ev.wave.name}: ${n('ok')} ok, ${n('failed') + n('unhealthy')} failed, ${n('not-started')} not started; gate ${ev.wave.gate}`;
+      const failed = n('failed') + n('unhealthy');
+      return `== ${ev.wave.name}: ${n('ok')} ok, ${failed} failed, ${n('not-started')} not started; gate ${ev.wave.gate}`;
     }
     case 'soak':
       return `== ${ev.wave}: soaking ${ev.seconds}s, then checking its sites again`;
-    case 'derived':
-      return `no rollout state: the POP journals show ${ev.done.length} site(s) already on this bundle${ev.done.length ? ` (${ev.done.join(', ')})` : ''}`;
+    case 'derived': {
+      const which = ev.done.length ? ` (${ev.done.join(', ')})` : '';
+      return `no rollout state: the POP journals show ${ev.done.length} site(s) already on this bundle${which}`;
+    }
     case 'stopped':
       return c.red(`rollout stopped (${ev.by}): ${ev.reason}`);
     case 'warning':
@@ -69,11 +74,10 @@ function printReport(out: Output, r: RolloutReport): void {
         s.status === 'not-started' || s.doneEarlier
           ? ''
           : ` ${formatDuration(s.durationMs)}, ${formatBytesShort(s.bytesSent)}, ${s.roundTrips} round trips`;
+      const note = s.note ? ` — ${s.note}` : '';
       const colour =
         s.status === 'ok' ? out.color.green : s.status === 'failed' || s.status === 'unhealthy' ? out.color.red : out.color.dim;
-      out.line(
-        `  ${colour(MARK[s.status])} ${s.site.padEnd(20)} ${(s.arch ?? '-').padEnd(6)} ${s.status}${figures}${s.note ? ` — ${s.note}` : ''}`,
-      );
+      out.line(`  ${colour(MARK[s.status])} ${s.site.padEnd(20)} ${(s.arch ?? '-').padEnd(6)} ${s.status}${figures}${note}`);
       if (s.sends) out.line(`      sync: ${s.sends}`);
       if (s.reason && s.status !== 'ok')
         out.line(`      ${s.failure ?? 'reason'}${s.failedPhase ? ` in ${s.failedPhase}` : ''}: ${s.reason}`);
@@ -196,11 +200,10 @@ Examples:
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      const waves = plan.waves.map((w) => `${w.name} (${w.sites.length})`).join(', ');
       let report: RolloutReport;
       try {
-        out.note(
-          `rollout of ${fleet.metadata.name}: ${plan.waves.map((w) => `${w.name} (${w.sites.length})`).join(', ')}; parallel ${plan.parallel}, budget ${plan.maxFailures}`,
-        );
+        out.note(`rollout of ${fleet.metadata.name}: ${waves}; parallel ${plan.parallel}, budget ${plan.maxFailures}`);
         report = await rolloutInstall({
           fleet: fleet.metadata.name,
           plan,
