@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 what=${1:-test}
 
 APT_PKGS=(openssh-server openssh-client debootstrap qemu-user-static binfmt-support containerd docker-registry
-  iptables iproute2 pv socat netcat-openbsd bc systemd-container zstd rsync tmux curl ca-certificates openssl python3 busybox)
+  iptables iproute2 pv socat netcat-openbsd bc systemd-container zstd rsync tmux curl ca-certificates openssl python3 busybox
+  chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

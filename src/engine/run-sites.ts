@@ -61,6 +61,12 @@ export interface RunSitesOptions {
   parallel?: number;
   acceptNewHostKey?: boolean;
   signal?: AbortSignal;
+  /**
+   * Asked right before each site starts (when a parallel slot is free): false leaves the site not started, reported
+   * as `aborted` in a `start` step. A rollout whose failure budget is spent stops new starts this way; sites already
+   * running finish.
+   */
+  shouldStart?(site: string): boolean;
   onEvent?(site: string, ev: SiteEvent): void;
   /** Debug lines from the transport. */
   onLog?(line: string): void;
@@ -151,6 +157,10 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
     if (opts.signal?.aborted) {
       return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, Object.assign(new Error('stopped before this site started'), { kind: 'aborted' })));
     }
+    if (opts.shouldStart && !opts.shouldStart(name)) {
+      const notStarted = Object.assign(new Error('not started: the caller stopped new starts'), { kind: 'aborted' });
+      return stopped(name, stepReport(name, op.name, opts.dryRun, START_STEP, notStarted));
+    }
     let host = t.host;
     const newPins: NewPin[] = [...(t.newPins ?? [])];
     if (!host) {
@@ -200,6 +210,7 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
 
 const VERIFY_STEP = { id: 'verify', title: 'verify the bundle' };
 const CONNECT_STEP = { id: 'connect', title: 'connect to the POP' };
+const START_STEP = { id: 'start', title: 'start the site' };
 
 function bundleRefusal(e: unknown): unknown {
   const v = e as { name?: string; file?: string; problem?: string };

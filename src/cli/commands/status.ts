@@ -8,7 +8,8 @@ import { isNotFound, withTimeout } from '../../kube/poll.js';
 import type { SiteTarget } from '../../engine/run-sites.js';
 import { HubClients } from '../../engine/shared-run.js';
 import { stateDir } from '../../state/paths.js';
-import { readSiteRecord, type SiteRecord } from '../../state/site-record.js';
+import { lastRollouts } from '../../rollout/state.js';
+import { listSiteRecords, readSiteRecord, type SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { outputFor } from '../output.js';
 import { selectTargets } from './install.js';
@@ -25,6 +26,8 @@ export interface SiteStatus {
   registration: { state: 'managed' | 'pending' | 'failed' | 'none' | 'unknown'; reason?: string; cluster?: string };
   lastRun: { ok: boolean; operation: string; at: string; failedPhase?: string; error?: string } | null;
   host: string;
+  /** The last rollout the site took part in (listing from the records only). */
+  lastRollout?: { id: string; status: string; at: string };
 }
 
 async function hubState(hubs: HubClients, sel: SiteSelection, rec: SiteRecord | undefined): Promise<SiteStatus['registration'] | undefined> {
@@ -59,8 +62,15 @@ export function siteStatus(sel: SiteSelection, rec: SiteRecord | undefined, live
   };
 }
 
+/** A site known only from its record (`fsm-edge status` without config files). */
+export function recordStatus(rec: SiteRecord, rollout?: SiteStatus['lastRollout']): SiteStatus {
+  const site = { metadata: { name: rec.site }, spec: { ssh: { user: rec.host.user, host: rec.host.address, port: rec.host.port } } };
+  return { ...siteStatus({ site } as SiteSelection, rec), ...(rollout ? { lastRollout: rollout } : {}) };
+}
+
 export function renderStatusTable(rows: SiteStatus[]): string {
-  const head = ['SITE', 'ARCH', 'K3S', 'FSM', 'INTERCEPTION', 'REGISTRATION', 'LAST RUN'];
+  const rollouts = rows.some((r) => r.lastRollout);
+  const head = ['SITE', 'ARCH', 'K3S', 'FSM', 'INTERCEPTION', 'REGISTRATION', ...(rollouts ? ['LAST ROLLOUT'] : []), 'LAST RUN'];
   const body = rows.map((r) => [
     r.name,
     r.arch ?? '-',
@@ -68,6 +78,7 @@ export function renderStatusTable(rows: SiteStatus[]): string {
     r.versions.fsm ?? '-',
     r.interception ?? '-',
     r.registration.state + (r.registration.state !== 'managed' && r.registration.reason ? ` (${r.registration.reason})` : ''),
+    ...(rollouts ? [r.lastRollout ? `${r.lastRollout.id} ${r.lastRollout.status}` : '-'] : []),
     r.lastRun ? `${r.lastRun.operation} ${r.lastRun.ok ? 'ok' : `failed${r.lastRun.failedPhase ? ` in ${r.lastRun.failedPhase}` : ''}`} ${r.lastRun.at.replace('T', ' ').slice(0, 19)}` : '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
@@ -78,7 +89,7 @@ export function register(program: Command): void {
   program
     .command('status')
     .description('show what is installed on POPs: bundle, k3s, FSM, interception mode, hub registration')
-    .argument('<config...>', 'Site or Fleet files')
+    .argument('[config...]', 'Site or Fleet files; none: every site this controller has a record for')
     .option('--hub <file>', 'Hub document, when not in the config files')
     .option('--site <name>', 'only these sites of a Fleet (repeatable)', repeatable, [])
     .option('--accept-new-host-key', 'trust and record the host key of a POP seen for the first time (TOFU)')
@@ -86,6 +97,16 @@ export function register(program: Command): void {
     .action(async function (this: Command, files: string[], opts: { hub?: string; site: string[] }) {
       const out = outputFor(this);
       const root = stateDir(undefined, out.io.env);
+      if (files.length === 0) {
+        const rollouts = lastRollouts(root);
+        const known = listSiteRecords(root)
+          .filter((rec) => !opts.site.length || opts.site.includes(rec.site))
+          .map((rec) => recordStatus(rec, rollouts.get(rec.site)));
+        out.result({ ok: true, stateDir: root, sites: known }, () =>
+          out.line(known.length ? renderStatusTable(known) : `no site records in ${root}: install or roll out a site first`),
+        );
+        return;
+      }
       const sites = selectTargets(files, opts);
       const hubs = new HubClients(out.io.env);
       const rows = await Promise.all(

@@ -1,0 +1,234 @@
+// `fsm-edge rollout`: install a bundle over a whole Fleet, unattended — canary, waves, failure budget, gates,
+// soak, resume — by the rollout operation (src/rollout/). Parses options, prints its events, sets the exit code.
+
+import path from 'node:path';
+import type { Command } from 'commander';
+import { shellQuote } from '../../bundle/pop.js';
+import { FsmEdgeError } from '../../config/errors.js';
+import { loadSites } from '../../config/index.js';
+import { SharedBundle } from '../../engine/shared-run.js';
+import { selectSites } from '../../engine/targets.js';
+import { rolloutInstall } from '../../rollout/install-rollout.js';
+import type { SiteOutcome } from '../../rollout/outcome.js';
+import { planRollout } from '../../rollout/plan.js';
+import { formatBytesShort, formatDuration } from '../../rollout/report.js';
+import type { RolloutEvent, RolloutReport } from '../../rollout/run.js';
+import { stateDir } from '../../state/paths.js';
+import { JSON_OPTION_HELP, repeatable } from '../options.js';
+import { EXIT_FAILED, type Output, outputFor, UsageError } from '../output.js';
+import { installOptionsFrom, parseRate, runPrinter } from '../site-runs.js';
+
+interface RolloutCliOptions {
+  bundle: string;
+  trustKey: string[];
+  hub?: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  acceptNewHostKey?: boolean;
+  allowDowngrade?: boolean;
+  maxRate?: string;
+  json?: boolean;
+}
+
+const MARK: Record<SiteOutcome['status'], string> = {
+  ok: '✓',
+  failed: '✗',
+  unhealthy: '!',
+  'not-started': '-',
+  interrupted: '…',
+  skipped: '=',
+};
+
+const earlier = (sites: readonly string[]) => (sites.length ? `, ${sites.length} done earlier` : '');
+
+function progressLine(out: Output, ev: RolloutEvent): string {
+  const c = out.errColor;
+  switch (ev.type) {
+    case 'wave-start':
+      return c.bold(
+        `== ${ev.wave.name}: ${ev.toRun.length} site(s)${earlier(ev.doneEarlier)}, tolerates ${ev.wave.maxFailures} failure(s)`,
+      );
+    case 'wave-end': {
+      const n = (s: SiteOutcome['status']) => ev.wave.sites.filter((x) => x.status === s).length;
+      const failed = n('failed') + n('unhealthy');
+      return `== ${ev.wave.name}: ${n('ok')} ok, ${failed} failed, ${n('not-started')} not started; gate ${ev.wave.gate}`;
+    }
+    case 'soak':
+      return `== ${ev.wave}: soaking ${ev.seconds}s, then checking its sites again`;
+    case 'derived': {
+      const which = ev.done.length ? ` (${ev.done.join(', ')})` : '';
+      return `no rollout state: the POP journals show ${ev.done.length} site(s) already on this bundle${which}`;
+    }
+    case 'stopped':
+      return c.red(`rollout stopped (${ev.by}): ${ev.reason}`);
+    case 'warning':
+      return `${out.errColor.yellow('warning:')} ${ev.message}`;
+  }
+}
+
+function printReport(out: Output, r: RolloutReport): void {
+  for (const w of r.waves) {
+    out.line(`${w.name}${r.dryRun ? '' : ` (gate ${w.gate}${w.soak ? `, soak ${w.soak}` : ''})`}`);
+    for (const s of w.sites) {
+      const figures =
+        s.status === 'not-started' || s.doneEarlier
+          ? ''
+          : ` ${formatDuration(s.durationMs)}, ${formatBytesShort(s.bytesSent)}, ${s.roundTrips} round trips`;
+      const note = s.note ? ` — ${s.note}` : '';
+      const colour =
+        s.status === 'ok' ? out.color.green : s.status === 'failed' || s.status === 'unhealthy' ? out.color.red : out.color.dim;
+      out.line(`  ${colour(MARK[s.status])} ${s.site.padEnd(20)} ${(s.arch ?? '-').padEnd(6)} ${s.status}${figures}${note}`);
+      if (s.sends) out.line(`      sync: ${s.sends}`);
+      if (s.reason && s.status !== 'ok')
+        out.line(`      ${s.failure ?? 'reason'}${s.failedPhase ? ` in ${s.failedPhase}` : ''}: ${s.reason}`);
+      if (s.fix && (s.status === 'failed' || s.status === 'unhealthy')) out.line(`      fix: ${s.fix}`);
+    }
+  }
+  const counts = Object.entries(r.counts)
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${n} ${s}`)
+    .join(', ');
+  if (r.dryRun) {
+    out.line(`dry run: ${counts}; nothing was changed`);
+    return;
+  }
+  out.line(
+    r.ok
+      ? out.color.green(`rollout done: ${counts}`)
+      : out.color.red(`rollout ${r.outcome}${r.stoppedBy ? ` by ${r.stoppedBy}: ${r.stopReason}` : ''} (${counts})`),
+  );
+  if (r.files) out.line(`report: ${r.files.html} (and report.json)${r.files.logs ? `; a log per site in ${r.files.logs}` : ''}`);
+}
+
+export function register(program: Command): void {
+  program
+    .command('rollout')
+    .description('roll a bundle out over a Fleet: canary, waves, failure budget, gates, soak; resumable')
+    .argument('<fleet>', 'Fleet file (fleet.yaml); its spec.rollout is the policy; a Hub document may sit in the same file')
+    .requiredOption('--bundle <dir>', 'airgap bundle directory')
+    .option('--trust-key <file>', 'public key the bundle signature must verify against (repeatable)', repeatable, [])
+    .option('--hub <file>', 'Hub document, when not in the fleet file')
+    .option('--dry-run', 'print the waves and what each site would get, without changing anything')
+    .option('--resume', 'continue this fleet’s rollout of this bundle: sites already done are skipped')
+    .option('--accept-new-host-key', 'trust and record the host key of a POP seen for the first time (TOFU)')
+    .option('--allow-downgrade', 'install a bundle older than the one a POP last installed')
+    .option('--max-rate <rate>', 'cap the upload rate per POP, e.g. 512k, 2M (bytes per second)')
+    .option('--json', JSON_OPTION_HELP)
+    .addHelpText(
+      'after',
+      `
+Policy (Fleet spec.rollout): parallel, canary (a count or {matchLabels}), waves (counts or "25%"), maxFailures and
+maxFailuresPerWave (counts or percentages), soak (seconds). A spent budget stops new starts; running sites finish.
+Ctrl-C or SIGTERM does the same; run the same command with --resume to continue. Each real run writes
+report.json and report.html under the controller state directory (rollouts/<fleet>-<bundle>/).
+Exit code: 0 every site ok, 1 a site failed or the rollout stopped, 2 bad usage or configuration.
+
+Examples:
+  fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --dry-run
+  fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --resume --json`,
+    )
+    .action(async function (this: Command, file: string, opts: RolloutCliOptions) {
+      const out = outputFor(this);
+      if (opts.trustKey.length === 0) {
+        throw new UsageError(
+          'no --trust-key given: the bundle signature must be checked against the signer’s public key',
+          'pass --trust-key signing.pub',
+        );
+      }
+      if (opts.dryRun && opts.resume)
+        throw new UsageError('--dry-run and --resume do not go together', 'a dry run already skips sites that are on this bundle');
+      const targets = selectSites([file], opts.hub ? { hub: opts.hub } : {});
+      const fleets = loadSites(opts.hub ? [file, opts.hub] : [file]).fleets;
+      if (fleets.length !== 1)
+        throw new UsageError(
+          `${file}: expected one Fleet document, found ${fleets.length}`,
+          'give the Fleet file (Site files go in its spec.sites)',
+        );
+      const fleet = fleets[0]!;
+      const plan = planRollout(
+        targets.map((t) => ({ name: t.site.metadata.name, ...(t.site.metadata.labels ? { labels: t.site.metadata.labels } : {}) })),
+        fleet.spec.rollout,
+      );
+      let bundle: SharedBundle;
+      try {
+        bundle = await SharedBundle.open(
+          path.resolve(opts.bundle),
+          opts.trustKey.map((f) => path.resolve(f)),
+        );
+      } catch (e) {
+        throw new FsmEdgeError('refused', `bundle ${opts.bundle} did not verify: ${(e as Error).message}`, {
+          fix: 'use an intact bundle from its builder and trust only its signer’s key (--trust-key); nothing was sent to any POP',
+        });
+      }
+
+      const printer = runPrinter(out, true, opts.dryRun ? 'checking' : 'installing');
+      const install = installOptionsFrom(out.io.env, {
+        dryRun: opts.dryRun === true,
+        ...(opts.maxRate ? { maxRate: parseRate(opts.maxRate) } : {}),
+        ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+        ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}),
+      });
+      const root = stateDir(install.stateDir, out.io.env);
+      const resumeCommand = [
+        'fsm-edge',
+        'rollout',
+        file,
+        '--bundle',
+        opts.bundle,
+        ...opts.trustKey.flatMap((k) => ['--trust-key', k]),
+        ...(opts.hub ? ['--hub', opts.hub] : []),
+        ...(opts.maxRate ? ['--max-rate', opts.maxRate] : []),
+        ...(opts.allowDowngrade ? ['--allow-downgrade'] : []),
+        '--resume',
+      ]
+        .map(shellQuote)
+        .join(' ');
+
+      // Ctrl-C / SIGTERM: no new site starts; running phases reach their journal; the summary says how to resume.
+      const stop = new AbortController();
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stop.signal.aborted) {
+          // A second signal: the operator wants out now. Sites in flight continue from their POP journal on --resume.
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          out.note(`${sig} again: stopping now; to continue: ${resumeCommand}`);
+          process.kill(process.pid, sig);
+          return;
+        }
+        out.note(`${sig}: no new site starts; sites already running stop at their next phase boundary`);
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const waves = plan.waves.map((w) => `${w.name} (${w.sites.length})`).join(', ');
+      let report: RolloutReport;
+      try {
+        out.note(`rollout of ${fleet.metadata.name}: ${waves}; parallel ${plan.parallel}, budget ${plan.maxFailures}`);
+        report = await rolloutInstall({
+          fleet: fleet.metadata.name,
+          plan,
+          targets,
+          bundle,
+          install,
+          stateDir: root,
+          dryRun: opts.dryRun === true,
+          resume: opts.resume === true,
+          acceptNewHostKey: opts.acceptNewHostKey === true,
+          signal: stop.signal,
+          onEvent: printer.onEvent,
+          onProgress: (ev) => out.note(progressLine(out, ev)),
+          env: out.io.env,
+          ...(out.debug ? { onLog: (l: string) => out.note(l) } : {}),
+        });
+      } finally {
+        printer.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      out.result({ ...report, ...(report.ok || report.dryRun ? {} : { resume: resumeCommand }) }, () => printReport(out, report));
+      if (!report.ok) {
+        out.exitCode = EXIT_FAILED;
+        if (!report.dryRun) out.note(`to continue: ${resumeCommand}`);
+      }
+    });
+}
