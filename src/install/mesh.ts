@@ -17,6 +17,7 @@ import { type FsmHelmState, hostHelmLogReader, inspectFsmRelease, recoverFailedR
 import { describeImageWaits, ImageWaitTracker, MISSING_IMAGE_FIX, podsBlockedOnImages } from './pod-health.js';
 import { type ChartMeta, readChartArchive } from './render/chart-archive.js';
 import { type FsmValuesPlan, ImagesMissingError, planFsmValues, ValuesSchemaError, validateFsmValues } from './render/fsm-values.js';
+import { gatewayPortFor } from './render/registration.js';
 import { buildFsmHelmChart, FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, renderHelmChartManifest } from './render/helm-chart.js';
 
 export { FSM_MANIFEST_PATH };
@@ -74,6 +75,8 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
       ingress: ctx.site.spec.mesh.ingress,
       multicluster: joinsHub,
       profile: ctx.site.spec.mesh.profile,
+      // The port fsm-ingress listens on is the port the hub's Cluster announces: one value for both ends.
+      ingressHttpPort: gatewayPortFor(ctx.site.spec),
     });
   } catch (e) {
     if (e instanceof ImagesMissingError) throw new PhaseRefusal('mesh', e.message.split('\n')[0]!, 'rebuild the bundle with the features this Site enables, or turn them off in the Site (mesh.ingress, mesh.interception)');

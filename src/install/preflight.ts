@@ -9,6 +9,7 @@ import { definePhase, PhaseRefusal } from '../engine/phase.js';
 import { LocalHost } from '../transport/local-host.js';
 import { bundleOf, factsOf, type InstallContext } from './context.js';
 import { hostSupportProblems } from './host-support.js';
+import { gatewayPortProblem } from './render/registration.js';
 import type { Facts } from './facts.js';
 import { parseVersion, versionAtLeast } from './render/interception.js';
 
@@ -161,6 +162,8 @@ export const preflightPhase = definePhase<InstallContext, undefined, PreflightLi
     const doc = bundleOf(ctx).doc;
     const downgrade = downgradeRefusal(ctx.journal?.bundle, doc, ctx.options.allowDowngrade === true);
     if (downgrade) throw downgrade;
+    const gateway = gatewayPortProblem(ctx.site.spec);
+    if (gateway) throw new PhaseRefusal(P, gateway, 'remove servicelb from spec.k3s.disable, or do not register this POP with a hub');
     const arch = facts.arch;
     const content = arch ? doc.arches[arch] : undefined;
     const r = preflightDecide({

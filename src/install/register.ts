@@ -4,7 +4,7 @@
 // A hub that is down (or unreachable) leaves the registration *pending* — not a failure; `fsm-edge register`
 // completes it later. The token and the kubeconfig holding it are never logged or recorded.
 
-import { ApiException } from '@kubernetes/client-node';
+import { ApiException, AuthorizationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { change, definePhase, type PhaseResult, type PlannedChange } from '../engine/phase.js';
 import { K3S_BINARY, K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
 import { applyObject } from '../kube/apply.js';
@@ -15,7 +15,15 @@ import { describeApiError, FatalWaitError, isNotFound, pollUntil, WaitTimeoutErr
 import { fsmNamespace, type InstallContext, popKubeOf } from './context.js';
 import { apiEndpoint } from './k3s.js';
 import { endpointHost } from './render/k3s-config.js';
-import { buildClusterObject, HUB_ACCESS_NAME, popAccessObjects, renderHubKubeconfig, type ClusterFields } from './render/registration.js';
+import {
+  buildClusterObject,
+  type ClusterFields,
+  gatewayPortFor,
+  HUB_ACCESS_NAME,
+  hubAccessChecks,
+  popAccessObjects,
+  renderHubKubeconfig,
+} from './render/registration.js';
 
 export function clusterFields(ctx: InstallContext): ClusterFields {
   const hub = ctx.site.spec.hub!;
@@ -25,7 +33,7 @@ export function clusterFields(ctx: InstallContext): ClusterFields {
     zone: hub.zone,
     group: hub.group,
     gatewayHost: hub.gateway?.host ?? endpointHost(apiEndpoint(ctx)),
-    gatewayPort: hub.gateway?.port ?? 80,
+    gatewayPort: gatewayPortFor(ctx.site.spec),
     fsmNamespace: fsmNamespace(ctx),
   };
 }
@@ -49,6 +57,47 @@ async function popToken(kube: PopKube, ns: string, timeoutMs: number): Promise<s
   );
 }
 
+/**
+ * Asks the POP's API, as the hub's own ServiceAccount token, for every right FSM v1.5.1's hub uses. FSM's hub
+ * never reports a missing right: its informer waits for ever (and holds up every other Cluster on that hub), so
+ * the join would only time out. A denied right is named here instead, before the Cluster is applied.
+ */
+export async function missingHubRights(kube: PopKube, token: string, ns: string): Promise<string[]> {
+  const kc = new KubeConfig();
+  const cluster = kube.kc.getCurrentCluster()!;
+  kc.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: 'fsm-hub', token }],
+    contexts: [{ name: 'fsm-hub', cluster: cluster.name, user: 'fsm-hub' }],
+    currentContext: 'fsm-hub',
+  });
+  const authz = kc.makeApiClient(AuthorizationV1Api);
+  const denied: string[] = [];
+  for (const c of hubAccessChecks(ns)) {
+    const r = await authz.createSelfSubjectAccessReview({
+      body: {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SelfSubjectAccessReview',
+        spec: {
+          resourceAttributes: {
+            verb: c.verb,
+            group: c.group,
+            resource: c.resource,
+            ...(c.subresource ? { subresource: c.subresource } : {}),
+            ...(c.namespace ? { namespace: c.namespace } : {}),
+            ...(c.name ? { name: c.name } : {}),
+          },
+        },
+      },
+    });
+    if (!r.status?.allowed) {
+      const what = `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}${c.group ? `.${c.group}` : ''}${c.name ? ` ${c.name}` : ''}${c.namespace ? ` in ${c.namespace}` : ''}`;
+      denied.push(`${what} (${c.usedBy})`);
+    }
+  }
+  return denied;
+}
+
 function managedCondition(c: ClusterResource) {
   return c.status?.conditions?.find((x) => x.type === 'Managed');
 }
@@ -70,7 +119,7 @@ interface RegisterLive {
   /** The Cluster on the hub: Managed=True with our fields, or why not (undefined: the hub did not answer). */
   cluster?: { exists: boolean; managed: boolean; fieldsMatch: boolean };
   hubError?: string;
-  applied: { pending?: string };
+  applied: { pending?: string; generation?: number };
 }
 
 function sameFields(c: ClusterResource, f: ClusterFields): boolean {
@@ -122,9 +171,19 @@ export const registerPhase = definePhase<InstallContext, undefined, RegisterLive
         async () => {
           const k = kube ?? (await popKubeOf(ctx, env.host));
           const token = await popToken(k, ns, 60_000);
+          const denied = await missingHubRights(k, token, ns);
+          if (denied.length) {
+            throw new Error(
+              `the hub's ServiceAccount ${ns}/${HUB_ACCESS_NAME} on the POP lacks rights FSM's hub needs, so the join would hang: ${denied.join('; ')}` +
+                `\n  fix: restore the Role/ClusterRole fsm-edge creates (run the install or \`fsm-edge register\` again; check nothing on the POP edits them)`,
+            );
+          }
           const kubeconfig = renderHubKubeconfig({ clusterName: fields.name, server: apiEndpoint(ctx), caData: k.caData, token });
           try {
-            await withTimeout(applyObject(hub.kc, buildClusterObject({ ...fields, kubeconfig })), 20_000, `hub ${hub.server}`);
+            const applied = (await withTimeout(applyObject(hub.kc, buildClusterObject({ ...fields, kubeconfig })), 20_000, `hub ${hub.server}`)) as {
+              metadata?: { generation?: number };
+            };
+            live.applied.generation = applied?.metadata?.generation;
           } catch (e) {
             if (isUnreachable(e)) {
               live.applied.pending = `the hub ${hub.server} is unreachable (${describeApiError(e)})`;
@@ -147,7 +206,7 @@ export const registerPhase = definePhase<InstallContext, undefined, RegisterLive
       return { summary: `registration pending: ${pendingReason}; run \`fsm-edge register\` when the hub is back`, pending: pendingReason };
     }
     if (!applied.length && live.cluster?.managed) return describeRegistration(ctx, live, applied, false);
-    return waitManaged(ctx, env.host, fields);
+    return waitManaged(ctx, env.host, fields, live.applied.generation);
   },
 });
 
@@ -159,17 +218,29 @@ function describeRegistration(ctx: InstallContext, live: RegisterLive, changes: 
   return { summary: `Cluster ${live.fields.name} is Managed on the hub (${live.fields.region}/${live.fields.zone}/${live.fields.group})` };
 }
 
-async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterFields): Promise<PhaseResult> {
+async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterFields, generation: number | undefined): Promise<PhaseResult> {
   const hub = ctx.hubKube!;
   const ns = fields.fsmNamespace;
   const t0 = Date.now();
+  // A condition counts only when it was written for what we applied (observedGeneration, as FSM v1.5.1's
+  // cluster controller sets it): a verdict left from before a reinstall (an old CA, an old token) is not ours.
+  // FSM writes only Managed=True; a Failed condition, should one appear, is final only when current and seen
+  // twice in a row.
+  let failedSeen = 0;
   try {
     await pollUntil(
       `Cluster ${fields.name} Managed=True on the hub`,
       async () => {
-        const c = (await hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name: fields.name })) as ClusterResource;
-        const m = managedCondition(c);
-        if (m?.status === 'False') throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
+        const c = (await hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name: fields.name })) as ClusterResource & {
+          metadata?: { generation?: number };
+        };
+        const want = generation ?? c.metadata?.generation;
+        const m = managedCondition(c) as (ReturnType<typeof managedCondition> & { observedGeneration?: number }) | undefined;
+        const current = m && (m.observedGeneration === undefined || want === undefined || m.observedGeneration >= want);
+        if (current && m.status === 'False') {
+          if (++failedSeen >= 2) throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
+        } else failedSeen = 0;
+        if (m && !current) return { done: false, state: `Managed=${m.status} is from generation ${m.observedGeneration}, waiting for ${want}` };
         return { done: m?.status === 'True', state: m ? `Managed=${m.status} ${m.message ?? ''}`.trim() : 'no Managed condition yet' };
       },
       { timeoutMs: ctx.options.registerTimeoutMs, intervalMs: 2000 },
@@ -184,7 +255,10 @@ async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterField
       ctx.registration = { state: 'pending', reason, clusterName: fields.name };
       return { summary: `registration pending: ${reason}; run \`fsm-edge register\` when the hub is back`, pending: reason };
     }
-    if (e instanceof WaitTimeoutError) ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
+    if (e instanceof WaitTimeoutError) {
+      ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
+      throw new Error(`${e.message}\n  fix: FSM's hub reports a failed join only in its own log: look at the fsm-controller log on the hub, then run \`fsm-edge register\``);
+    }
     throw e;
   }
   const kube = await popKubeOf(ctx, host);
