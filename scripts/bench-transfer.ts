@@ -33,7 +33,14 @@ async function makeFile(name: string, size: number): Promise<BlobWant> {
 const wire = (a: LinkCounters, b: LinkCounters) => b.toPop - a.toPop + (b.fromPop - a.fromPop);
 
 function target(pop: PopInfo) {
-  return { name: pop.name, host: pop.sshHost, port: pop.sshPort, user: pop.user, identityFile: pop.identityFile, hostKeys: [pop.hostKeyFingerprint] };
+  return {
+    name: pop.name,
+    host: pop.sshHost,
+    port: pop.sshPort,
+    user: pop.user,
+    identityFile: pop.identityFile,
+    hostKeys: [pop.hostKeyFingerprint],
+  };
 }
 
 interface Run {
@@ -69,7 +76,15 @@ async function ours(pop: PopInfo, f: BlobWant, opts: SshHostOptions, onHalf?: ()
   const seconds = (performance.now() - t0) / 1000;
   const after = await linkCounters(pop);
   const rt = h.stats().roundTrips;
-  return { seconds, wireBytes: wire(before, after), resentBytes: r.resentBytes, roundTrips: rt, chunkBytes: r.chunkBytes ?? 0, attempts: h.stats().connects ?? 1, ok: true };
+  return {
+    seconds,
+    wireBytes: wire(before, after),
+    resentBytes: r.resentBytes,
+    roundTrips: rt,
+    chunkBytes: r.chunkBytes ?? 0,
+    attempts: h.stats().connects ?? 1,
+    ok: true,
+  };
 }
 
 function run(cmd: string, args: string[]): Promise<number> {
@@ -136,7 +151,7 @@ async function cutFor(pop: PopInfo, ms: number): Promise<void> {
 }
 
 const fmtRun = (name: string, r: Run, size: number, scp: Run) =>
-  `  ${name.padEnd(16)} ${r.seconds.toFixed(2).padStart(7)} s  ${((size / MiB) / r.seconds).toFixed(2).padStart(7)} MiB/s  ` +
+  `  ${name.padEnd(16)} ${r.seconds.toFixed(2).padStart(7)} s  ${(size / MiB / r.seconds).toFixed(2).padStart(7)} MiB/s  ` +
   `x${(scp.seconds / r.seconds).toFixed(2).padStart(5)} scp  wire/file ${(r.wireBytes / size).toFixed(3)}  ` +
   `re-sent ${String(r.resentBytes).padStart(9)} B  ${r.roundTrips !== undefined ? `round trips ${r.roundTrips}` : ''}` +
   `${r.attempts && r.attempts > 1 ? `  ${r.attempts} ${r.roundTrips !== undefined ? 'connects' : 'attempts'}` : ''}${r.ok ? '' : '  CONTENT MISMATCH'}`;
@@ -187,8 +202,11 @@ async function main(): Promise<void> {
     const cuts: Promise<void>[] = [];
     const s3 = await baseline(veth, f3, 'scp', [...ssh, ...keep], () => cuts.push(cutFor(veth, 15_000)));
     await Promise.all(cuts);
-    const o3 = await ours(veth, f3, { keepaliveIntervalMs: 3000, keepaliveCountMax: 3, readyTimeoutMs: 5000, reconnect: { maxDelayMs: 2000 } }, () =>
-      cuts.push(cutFor(veth, 15_000)),
+    const o3 = await ours(
+      veth,
+      f3,
+      { keepaliveIntervalMs: 3000, keepaliveCountMax: 3, readyTimeoutMs: 5000, reconnect: { maxDelayMs: 2000 } },
+      () => cuts.push(cutFor(veth, 15_000)),
     );
     await Promise.all(cuts);
     results.cut = { ours: o3, scp: s3, size: f3.size };
@@ -196,13 +214,17 @@ async function main(): Promise<void> {
 
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     for (const [name, r] of Object.entries(results)) {
-      say(`\n(${name}) ${(r.size / MiB).toFixed(0)} MiB${name === 'thin' ? ' (mean of 2 runs each)' : name === 'unshaped' ? ' (best of 3 runs each)' : ''}`);
+      say(
+        `\n(${name}) ${(r.size / MiB).toFixed(0)} MiB${name === 'thin' ? ' (mean of 2 runs each)' : name === 'unshaped' ? ' (best of 3 runs each)' : ''}`,
+      );
       say(fmtRun('fsm-edge sync', r.ours, r.size, r.scp));
       say(fmtRun('scp', r.scp, r.size, r.scp));
       if (r.rsync) say(fmtRun('rsync --partial', r.rsync, r.size, r.scp));
     }
     if (!rsyncOk) say('\n(rsync is not installed on the lab POPs: rsync --partial not measured)');
-    say(`\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB (this process: ssh2 client + benchmark; ${baseRssMiB.toFixed(1)} MiB before the first transfer)`);
+    say(
+      `\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB (this process: ssh2 client + benchmark; ${baseRssMiB.toFixed(1)} MiB before the first transfer)`,
+    );
     const summary = {
       throughputRatioUnshaped: +(results.unshaped!.scp.seconds / results.unshaped!.ours.seconds).toFixed(3),
       throughputRatioThin: +(results.thin!.scp.seconds / results.thin!.ours.seconds).toFixed(3),

@@ -59,7 +59,8 @@ for (const [from, tos] of graph) {
   }
   for (const to of tos) {
     const lt = layerOf(to);
-    if (LAYERS[lt]! > LAYERS[lf]!) problems.push(`${rel(from)} imports ${rel(to)}: ${lf} (layer ${LAYERS[lf]}) may not depend on ${lt} (layer ${LAYERS[lt]})`);
+    if (LAYERS[lt]! > LAYERS[lf]!)
+      problems.push(`${rel(from)} imports ${rel(to)}: ${lf} (layer ${LAYERS[lf]}) may not depend on ${lt} (layer ${LAYERS[lt]})`);
   }
 }
 

@@ -33,9 +33,9 @@ function count(flag: 'amd64' | 'arm64', fallback: number): number {
 
 async function main(): Promise<number> {
   const [cmd, ...rest] = argv._ as string[];
-  if (argv.help) return say(USAGE), 0;
-  if (rest.length) return say(`lab: unexpected arguments: ${rest.join(' ')}\n${USAGE}`), 2;
-  if (cmd !== 'status' && process.getuid?.() !== 0) return say('lab: needs root (namespaces, mounts, binfmt)'), 2;
+  if (argv.help) return (say(USAGE), 0);
+  if (rest.length) return (say(`lab: unexpected arguments: ${rest.join(' ')}\n${USAGE}`), 2);
+  if (cmd !== 'status' && process.getuid?.() !== 0) return (say('lab: needs root (namespaces, mounts, binfmt)'), 2);
   switch (cmd) {
     case 'up': {
       const t0 = Date.now();
@@ -50,7 +50,9 @@ async function main(): Promise<number> {
       });
       const { handles: _h, ...doc } = lab;
       process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-      say(`lab: up in ${((Date.now() - t0) / 1000).toFixed(1)} s — ${lab.pops.length} POP(s); \`npx tsx scripts/lab.ts down\` removes it all`);
+      say(
+        `lab: up in ${((Date.now() - t0) / 1000).toFixed(1)} s — ${lab.pops.length} POP(s); \`npx tsx scripts/lab.ts down\` removes it all`,
+      );
       return 0;
     }
     case 'down': {
@@ -75,7 +77,13 @@ async function main(): Promise<number> {
         const t1 = Date.now();
         await Promise.all(lab.pops.map((p) => popDown(p)));
         const t2 = Date.now();
-        rows.push({ pops: '3 amd64 + 1 arm64', systemd, upSeconds: (t1 - t0) / 1000, downSeconds: (t2 - t1) / 1000, totalSeconds: (t2 - t0) / 1000 });
+        rows.push({
+          pops: '3 amd64 + 1 arm64',
+          systemd,
+          upSeconds: (t1 - t0) / 1000,
+          downSeconds: (t2 - t1) / 1000,
+          totalSeconds: (t2 - t0) / 1000,
+        });
       }
       process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       return 0;

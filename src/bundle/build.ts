@@ -5,14 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import pLimit from 'p-limit';
-import {
-  FEATURES,
-  MESH_ARCHES,
-  type BundleArch,
-  type FeatureName,
-  type Mirror,
-  type RecipeSpec,
-} from '../config/recipe.js';
+import { FEATURES, MESH_ARCHES, type BundleArch, type FeatureName, type Mirror, type RecipeSpec } from '../config/recipe.js';
 import { copyBlob, hasBlob, hashFile, removeStale, sha256Of, writeFileAtomic } from './blob-file.js';
 import {
   BUNDLE_KIND,
@@ -169,11 +162,18 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const version = spec.k3s.version;
   const relUrl = (name: string) => `${expandUrl(spec.k3s.releaseUrl, { version }).replace(/\/+$/, '')}/${name}`;
   const usedUrls = new Set<string>();
-  const pinned = async (role: FileRole, name: string, url: string, expect: { digest?: string; source?: string } = {}): Promise<BundleFile & { path: string }> => {
+  const pinned = async (
+    role: FileRole,
+    name: string,
+    url: string,
+    expect: { digest?: string; source?: string } = {},
+  ): Promise<BundleFile & { path: string }> => {
     usedUrls.add(url);
     const locked = lock.files[url];
     if (locked && expect.digest && locked.digest !== expect.digest)
-      throw new BuildError(`${name} (${url}): the lock file pins ${locked.digest} but ${expect.source} says ${expect.digest}; the release changed — check it, then delete the lock entry`);
+      throw new BuildError(
+        `${name} (${url}): the lock file pins ${locked.digest} but ${expect.source} says ${expect.digest}; the release changed — check it, then delete the lock entry`,
+      );
     if (!locked && !expect.digest && frozen)
       throw new BuildError(`${name} (${url}) is not pinned in ${lockPath}; run the build without --frozen/--offline to resolve it`);
     const f = await files.get(url, name, locked ? { ...locked, source: 'the lock file' } : expect);
@@ -184,7 +184,14 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
 
   const anyMesh = arches.some((a) => (spec.arches[a]?.features.length ?? 0) > 0);
   const shared: Array<BundleFile & { path: string }> = [];
-  shared.push(await pinned('k3s-install-script', 'install.sh', expandUrl(spec.k3s.installScript.url, { version }), sha(spec.k3s.installScript.sha256, 'the recipe')));
+  shared.push(
+    await pinned(
+      'k3s-install-script',
+      'install.sh',
+      expandUrl(spec.k3s.installScript.url, { version }),
+      sha(spec.k3s.installScript.sha256, 'the recipe'),
+    ),
+  );
   let k3sImageRefs: string[] = [];
   if (spec.k3s.systemImages === 'registry') {
     const list = await pinned('k3s-image-list', K3S_IMAGE_LIST, relUrl(K3S_IMAGE_LIST));
@@ -194,7 +201,9 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   }
   if (anyMesh) {
     const chartUrl = expandUrl(spec.fsm.chart.url, { version: spec.fsm.version });
-    shared.push(await pinned('fsm-chart', path.posix.basename(new URL(chartUrl).pathname), chartUrl, sha(spec.fsm.chart.sha256, 'the recipe')));
+    shared.push(
+      await pinned('fsm-chart', path.posix.basename(new URL(chartUrl).pathname), chartUrl, sha(spec.fsm.chart.sha256, 'the recipe')),
+    );
   }
   shared.push(await popScript(opts.popDir ?? defaultPopDir(), cache));
 
@@ -233,7 +242,8 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   for (const arch of arches) {
     for (const r of k3sImageRefs) want(r, 'k3s', arch);
     const feats = featureClosure(spec, spec.arches[arch]?.features ?? []);
-    if (feats.length && !MESH_ARCHES.includes(arch)) throw new RecipeError(`${arch}: mesh features need Pipy, which has no 32-bit ARM build`);
+    if (feats.length && !MESH_ARCHES.includes(arch))
+      throw new RecipeError(`${arch}: mesh features need Pipy, which has no 32-bit ARM build`);
     archFeatures.set(arch, feats);
     for (const f of feats) for (const img of spec.fsm.features[f]?.images ?? []) want(img.ref, 'mesh', arch, f);
   }
@@ -244,7 +254,8 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     if (hasBlob(dest, d.size)) return Promise.resolve();
     let p = inflight.get(d.digest);
     if (!p) {
-      if (opts.offline) return Promise.reject(new BuildError(`blob ${d.digest} of ${formatImageRef(name)} is not in the cache and --offline is set`));
+      if (opts.offline)
+        return Promise.reject(new BuildError(`blob ${d.digest} of ${formatImageRef(name)} is not in the cache and --offline is set`));
       p = limit(async () => {
         if (hasBlob(dest, d.size)) return;
         await client.fetchBlob(name, d.digest, d.size, dest, (n) => progress(n));
@@ -286,7 +297,10 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
             manifest = { mediaType: pin.mediaType, digest: pin.digest, size: pin.size, body };
             resolvedDigest = entry.digest;
           } else {
-            if (frozen) throw new BuildError(`image ${w.ref} (${arch}) is not pinned in ${lockPath}; run the build without --frozen/--offline to resolve it`);
+            if (frozen)
+              throw new BuildError(
+                `image ${w.ref} (${arch}) is not pinned in ${lockPath}; run the build without --frozen/--offline to resolve it`,
+              );
             const r = await client.resolvePlatform(w.name, entry?.digest ?? w.name.tag!, arch, async (digest, size) => {
               await ensureBlob(w.name, { mediaType: '', digest, size });
               return fs.readFileSync(blobPath(cache, digest));
@@ -299,11 +313,14 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
           }
           saveManifest(manifest.digest, manifest.body);
           const m = JSON.parse(manifest.body.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] };
-          if (!m.config || !Array.isArray(m.layers)) throw new BuildError(`image ${w.ref} (${arch}): manifest ${manifest.digest} has no config/layers`);
+          if (!m.config || !Array.isArray(m.layers))
+            throw new BuildError(`image ${w.ref} (${arch}): manifest ${manifest.digest} has no config/layers`);
           // From the image config in both paths, so a fresh resolve and a locked rebuild write the same bundle.json.
           const platform = await platformOf(w, m.config, arch);
           if (platform.architecture !== arch || platform.os !== 'linux')
-            throw new BuildError(`image ${w.ref}: the manifest ${manifest.digest} chosen for linux/${arch} is for ${platform.os}/${platform.architecture}; delete its lock entry to resolve it again`);
+            throw new BuildError(
+              `image ${w.ref}: the manifest ${manifest.digest} chosen for linux/${arch} is for ${platform.os}/${platform.architecture}; delete its lock entry to resolve it again`,
+            );
           const layers = m.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
           const config = { mediaType: m.config.mediaType, digest: m.config.digest, size: m.config.size };
           resolved.push({
@@ -330,7 +347,11 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   }
   async function platformOf(w: ImageWant, config: Descriptor, arch: BundleArch): Promise<BundleImage['platform']> {
     await ensureBlob(w.name, config);
-    const c = JSON.parse(fs.readFileSync(blobPath(cache, config.digest), 'utf8')) as { os?: string; architecture?: string; variant?: string };
+    const c = JSON.parse(fs.readFileSync(blobPath(cache, config.digest), 'utf8')) as {
+      os?: string;
+      architecture?: string;
+      variant?: string;
+    };
     const p = { os: c.os ?? 'linux', architecture: c.architecture ?? arch, ...(c.variant ? { variant: c.variant } : {}) };
     return p;
   }
@@ -353,9 +374,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const archesDoc: Partial<Record<BundleArch, ArchContent>> = {};
   const everything = new Map<string, number>();
   for (const arch of [...arches].sort()) {
-    const images = (byArch.get(arch) ?? []).sort(
-      (a, b) => (a.group === b.group ? cmp(a.ref, b.ref) : a.group === 'k3s' ? -1 : 1),
-    );
+    const images = (byArch.get(arch) ?? []).sort((a, b) => (a.group === b.group ? cmp(a.ref, b.ref) : a.group === 'k3s' ? -1 : 1));
     const content: ArchContent = {
       features: archFeatures.get(arch) ?? [],
       files: (perArchFiles.get(arch) ?? []).sort((a, b) => cmp(a.role + a.name, b.role + b.name)),

@@ -11,7 +11,12 @@ export interface ArchDiff {
   reuse: { blobs: number; bytes: number };
   /** Blobs of A that B no longer needs (can be pruned from the POP store afterwards). */
   drop: { blobs: number; bytes: number };
-  images: Array<{ ref: string; change: 'added' | 'changed' | 'removed'; newLayers: Array<{ digest: string; size: number }>; sendBytes: number }>;
+  images: Array<{
+    ref: string;
+    change: 'added' | 'changed' | 'removed';
+    newLayers: Array<{ digest: string; size: number }>;
+    sendBytes: number;
+  }>;
   files: Array<{ name: string; change: 'added' | 'changed' | 'removed'; size: number }>;
 }
 

@@ -41,7 +41,10 @@ export const checksumFileFor = (out: string) => `${out}.sha256`;
 export async function exportBundle(dir: string, out: string, opts: { partSize?: number } = {}): Promise<ExportResult> {
   readBundleDoc(dir); // fails early on a non-bundle
   if (opts.partSize !== undefined && opts.partSize < 4096) throw new ExportError(`part size ${opts.partSize} is below 4 KiB`);
-  const blobs = fs.readdirSync(path.join(dir, 'blobs', 'sha256')).filter((n) => /^[a-f0-9]{64}$/.test(n)).sort();
+  const blobs = fs
+    .readdirSync(path.join(dir, 'blobs', 'sha256'))
+    .filter((n) => /^[a-f0-9]{64}$/.test(n))
+    .sort();
   const entries = [OCI_LAYOUT_FILE, INDEX_FILE, BUNDLE_FILE, SIGNATURE_FILE, ...blobs.map((b) => `blobs/sha256/${b}`)].filter((e) =>
     fs.existsSync(path.join(dir, e)),
   );
@@ -142,11 +145,13 @@ export async function importBundle(source: string, destDir: string): Promise<{ d
         .filter((m): m is RegExpExecArray => !!m)
         .map((m) => [m[2]!, `sha256:${m[1]}`]),
     );
-    if (want.size !== parts.length) throw new ExportError(`${sums} lists ${want.size} part(s) but ${parts.length} are present — a part is missing or extra`);
+    if (want.size !== parts.length)
+      throw new ExportError(`${sums} lists ${want.size} part(s) but ${parts.length} are present — a part is missing or extra`);
     for (const p of parts) {
       const w = want.get(path.basename(p));
       if (!w) throw new ExportError(`${p}: not listed in ${sums}`);
-      if ((await hashFile(p)).digest !== w) throw new ExportError(`${p}: sha256 does not match ${sums} — the copy is damaged; copy it again`);
+      if ((await hashFile(p)).digest !== w)
+        throw new ExportError(`${p}: sha256 does not match ${sums} — the copy is damaged; copy it again`);
     }
   }
   const staging = `${destDir}.importing-${process.pid}`;
@@ -167,7 +172,8 @@ export async function importBundle(source: string, destDir: string): Promise<{ d
       return ok;
     };
     await Promise.all([feed, pipeline(joined, tar.x({ cwd: staging, strict: true, filter }) as unknown as NodeJS.WritableStream)]);
-    if (unexpected.length) throw new ExportError(`${source} holds entries a bundle never has: ${unexpected.slice(0, 5).join(', ')} — not imported`);
+    if (unexpected.length)
+      throw new ExportError(`${source} holds entries a bundle never has: ${unexpected.slice(0, 5).join(', ')} — not imported`);
     readBundleDoc(staging);
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true });

@@ -6,7 +6,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { FsmEdgeError } from '../config/errors.js';
-import { BundleArchSchema, FeatureNameSchema, RecipeSpecSchema, type BundleArch, type FeatureName, type RecipeSpec } from '../config/recipe.js';
+import {
+  BundleArchSchema,
+  FeatureNameSchema,
+  RecipeSpecSchema,
+  type BundleArch,
+  type FeatureName,
+  type RecipeSpec,
+} from '../config/recipe.js';
 import { BUNDLE_FILE } from './layout.js';
 import { formatImageRef, parseImageRef } from './oci-client.js';
 
@@ -100,11 +107,24 @@ export const SafeNameSchema = z
   .regex(SAFE_NAME, 'a plain file name: letters, digits and . _ + - (at most 201, starting with a letter or digit)')
   .refine((s) => !s.includes('..'), 'a plain file name: `..` is not allowed');
 export const DigestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'a digest `sha256:<64 lowercase hex digits>`');
-export const SizeSchema = z.number().int('a whole number of bytes').nonnegative('a size in bytes (not negative)').max(Number.MAX_SAFE_INTEGER);
-const Token = (max: number) => z.string().regex(new RegExp(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,${max - 1}}$`), `letters, digits and . _ + - (at most ${max})`);
-const MediaTypeSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+/_-]{0,254}$/, 'a media type like application/vnd.oci.image.layer.v1.tar+gzip');
+export const SizeSchema = z
+  .number()
+  .int('a whole number of bytes')
+  .nonnegative('a size in bytes (not negative)')
+  .max(Number.MAX_SAFE_INTEGER);
+const Token = (max: number) =>
+  z.string().regex(new RegExp(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,${max - 1}}$`), `letters, digits and . _ + - (at most ${max})`);
+const MediaTypeSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9.+/_-]{0,254}$/, 'a media type like application/vnd.oci.image.layer.v1.tar+gzip');
 const PlatformPart = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, 'lowercase letters, digits and . _ - (at most 32)');
-const UrlSchema = z.union([z.literal(''), z.string().max(2048).regex(/^https?:\/\/[^\s"'\\]+$/, 'an http(s) URL without spaces or quotes')]);
+const UrlSchema = z.union([
+  z.literal(''),
+  z
+    .string()
+    .max(2048)
+    .regex(/^https?:\/\/[^\s"'\\]+$/, 'an http(s) URL without spaces or quotes'),
+]);
 
 /** A normalised image reference (`registry/repository:tag[@sha256:…]`), exactly as `formatImageRef` writes it. */
 export const BundleImageRefSchema = z
@@ -180,16 +200,25 @@ export const BundleDocSchema: z.ZodType<BundleDoc> = z
       const seen = (digest: string, size: number, where: PropertyKey[]) => {
         const known = sizeOf.get(digest);
         if (known !== undefined && known !== size)
-          ctx.addIssue({ code: 'custom', path: [...at, ...where, 'size'], message: `${digest} is ${known} bytes elsewhere in the bundle, here ${size}` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, ...where, 'size'],
+            message: `${digest} is ${known} bytes elsewhere in the bundle, here ${size}`,
+          });
         sizeOf.set(digest, size);
       };
-      c.files.forEach((f, i) => seen(f.digest, f.size, ['files', i]));
+      for (const [i, f] of c.files.entries()) seen(f.digest, f.size, ['files', i]);
       c.images.forEach((img, i) => {
         seen(img.manifest.digest, img.manifest.size, ['images', i, 'manifest']);
         seen(img.config.digest, img.config.size, ['images', i, 'config']);
-        img.layers.forEach((l, j) => seen(l.digest, l.size, ['images', i, 'layers', j]));
+        for (const [j, l] of img.layers.entries()) seen(l.digest, l.size, ['images', i, 'layers', j]);
         const sum = img.manifest.size + img.config.size + img.layers.reduce((n, l) => n + l.size, 0);
-        if (img.size !== sum) ctx.addIssue({ code: 'custom', path: [...at, 'images', i, 'size'], message: `${img.size}, but manifest + config + layers are ${sum} bytes` });
+        if (img.size !== sum)
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'images', i, 'size'],
+            message: `${img.size}, but manifest + config + layers are ${sum} bytes`,
+          });
       });
       const names = new Set<string>();
       c.files.forEach((f, i) => {
@@ -198,11 +227,19 @@ export const BundleDocSchema: z.ZodType<BundleDoc> = z
       });
       const blobs = archBlobs(c);
       if (c.totals.blobs !== blobs.size || c.totals.bytes !== sumBytes(blobs))
-        ctx.addIssue({ code: 'custom', path: [...at, 'totals'], message: `says ${c.totals.blobs} blobs, ${c.totals.bytes} bytes; the content adds up to ${blobs.size} blobs, ${sumBytes(blobs)} bytes` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [...at, 'totals'],
+          message: `says ${c.totals.blobs} blobs, ${c.totals.bytes} bytes; the content adds up to ${blobs.size} blobs, ${sumBytes(blobs)} bytes`,
+        });
       for (const [d, s] of blobs) all.set(d, s);
     }
     if (doc.totals.blobs !== all.size || doc.totals.bytes !== sumBytes(all))
-      ctx.addIssue({ code: 'custom', path: ['totals'], message: `says ${doc.totals.blobs} blobs, ${doc.totals.bytes} bytes; the arches add up to ${all.size} blobs, ${sumBytes(all)} bytes` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['totals'],
+        message: `says ${doc.totals.blobs} blobs, ${doc.totals.bytes} bytes; the arches add up to ${all.size} blobs, ${sumBytes(all)} bytes`,
+      });
   });
 
 /** A bundle.json outside the schema: the bundle is refused (a rebuild with this fsm-edge makes a valid one). */
@@ -212,7 +249,10 @@ export class BundleFormatError extends FsmEdgeError {
     /** The first offending field, `arches.amd64.files[3].name` (when the document parsed as JSON). */
     readonly field?: string,
   ) {
-    super('refused', message, { code: 'bundle', fix: 'rebuild the bundle with `fsm-edge bundle build`, or use an intact copy from its builder' });
+    super('refused', message, {
+      code: 'bundle',
+      fix: 'rebuild the bundle with `fsm-edge bundle build`, or use an intact copy from its builder',
+    });
     this.name = 'BundleFormatError';
   }
 }
@@ -239,13 +279,19 @@ export function parseBundleDoc(bytes: Buffer | string, where = BUNDLE_FILE): Bun
   if (typeof head !== 'object' || head === null || head.kind !== BUNDLE_KIND || head.schemaVersion !== BUNDLE_SCHEMA_VERSION)
     throw new BundleFormatError(`${where}: not an fsm-edge bundle of schema ${BUNDLE_SCHEMA_VERSION} (kind ${String(head?.kind)})`);
   if ((data as { build?: unknown }).build === undefined)
-    throw new BundleFormatError(`${where}: build: missing — the bundle was made by an older fsm-edge (no build time and serial); rebuild it with \`fsm-edge bundle build\``, 'build');
+    throw new BundleFormatError(
+      `${where}: build: missing — the bundle was made by an older fsm-edge (no build time and serial); rebuild it with \`fsm-edge bundle build\``,
+      'build',
+    );
   const r = BundleDocSchema.safeParse(data);
   if (!r.success) {
     const first = r.error.issues[0]!;
     const field = fieldPath(first.path);
     const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more problem(s))` : '';
-    throw new BundleFormatError(`${where}: ${field}: ${first.message}${more} — not a bundle this fsm-edge accepts; rebuild it with \`fsm-edge bundle build\``, field);
+    throw new BundleFormatError(
+      `${where}: ${field}: ${first.message}${more} — not a bundle this fsm-edge accepts; rebuild it with \`fsm-edge bundle build\``,
+      field,
+    );
   }
   return r.data;
 }

@@ -1,6 +1,14 @@
 // The bundle library's public surface (the CLI, the install phases and scripts import from here).
 export { buildBundle, featureClosure, type BuildEvent, type BuildOptions, type BuildResult, BuildError } from './build.js';
-export { readVerifiedBundle, verifyBundle, verifyBundleContent, VerifyError, type VerifiedBundle, type VerifyOptions, type VerifyResult } from './verify.js';
+export {
+  readVerifiedBundle,
+  verifyBundle,
+  verifyBundleContent,
+  VerifyError,
+  type VerifiedBundle,
+  type VerifyOptions,
+  type VerifyResult,
+} from './verify.js';
 export { inspectBundle, renderInspect, formatBytes, type InspectReport } from './inspect.js';
 export { diffBundles, type BundleDiff, type ArchDiff } from './diff.js';
 export { exportBundle, importBundle, parseSize, FAT32_MAX_FILE, type ExportResult } from './export.js';

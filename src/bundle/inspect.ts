@@ -77,11 +77,15 @@ export function renderInspect(r: InspectReport): string {
   lines.push(`bundle ${r.name}  (${r.dir})`);
   lines.push(`  built ${r.build.createdAt}   serial ${r.build.serial}`);
   lines.push(`  k3s ${r.versions.k3s}   fsm ${r.versions.fsm} (chart ${r.versions.chart})   pipy ${r.versions.pipy}`);
-  lines.push(r.signer ? `  signature key ${r.signer} (checked by \`fsm-edge bundle verify --trust-key\`)` : '  unsigned (no bundle.json.sig)');
+  lines.push(
+    r.signer ? `  signature key ${r.signer} (checked by \`fsm-edge bundle verify --trust-key\`)` : '  unsigned (no bundle.json.sig)',
+  );
   lines.push(`  ${r.totals.blobs} blobs, ${formatBytes(r.totals.bytes)} stored once across ${r.arches.length} arch(es)`);
   for (const a of r.arches) {
     lines.push('');
-    lines.push(`${a.arch}: ${formatBytes(a.totals.bytes)} in ${a.totals.blobs} blobs   features: ${a.features.join(', ') || 'none (k3s only)'}`);
+    lines.push(
+      `${a.arch}: ${formatBytes(a.totals.bytes)} in ${a.totals.blobs} blobs   features: ${a.features.join(', ') || 'none (k3s only)'}`,
+    );
     lines.push('  files');
     for (const f of a.files) lines.push(`    ${f.name.padEnd(30)} ${formatBytes(f.size).padStart(10)}  ${f.role}`);
     lines.push('  images');

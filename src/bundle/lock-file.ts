@@ -64,7 +64,12 @@ export function serializeLock(lock: Lock): string {
     lockVersion: 1,
     files: sorted(lock.files),
     images: sorted(
-      Object.fromEntries(Object.entries(lock.images).map(([k, v]) => [k, { digest: v.digest, platforms: sorted(v.platforms as Record<string, LockedPlatform>) }])),
+      Object.fromEntries(
+        Object.entries(lock.images).map(([k, v]) => [
+          k,
+          { digest: v.digest, platforms: sorted(v.platforms as Record<string, LockedPlatform>) },
+        ]),
+      ),
     ),
   };
   return (

@@ -228,7 +228,13 @@ export class OciClient {
     );
   }
 
-  private async authorizedFetch(url: string, repository: string, accept: string, registry: string, extra: Record<string, string> = {}): Promise<Response> {
+  private async authorizedFetch(
+    url: string,
+    repository: string,
+    accept: string,
+    registry: string,
+    extra: Record<string, string> = {},
+  ): Promise<Response> {
     const origin = new URL(url).origin;
     const scope = `repository:${repository}:pull`;
     const key = `${origin}|${scope}`;
@@ -287,7 +293,8 @@ export class OciClient {
       if (!mayReceiveCredentials(new URL(url), registry)) throw refuse(new URL(url));
       return basic;
     }
-    if (scheme !== 'bearer') throw new RegistryError(`${url}: HTTP 401 without a usable WWW-Authenticate challenge (${challenge || 'none'})`);
+    if (scheme !== 'bearer')
+      throw new RegistryError(`${url}: HTTP 401 without a usable WWW-Authenticate challenge (${challenge || 'none'})`);
     const params: Record<string, string> = {};
     for (const m of challenge.matchAll(/(\w+)="([^"]*)"/g)) params[m[1]!] = m[2]!;
     if (!params.realm) throw new RegistryError(`${url}: Bearer challenge without realm (${challenge})`);
@@ -297,7 +304,8 @@ export class OciClient {
     } catch {
       throw new RegistryError(`${url}: Bearer challenge with a realm that is not a URL (${params.realm})`);
     }
-    if (tokenUrl.protocol !== 'https:' && tokenUrl.protocol !== 'http:') throw new RegistryError(`${url}: token realm ${params.realm} is not http(s)`);
+    if (tokenUrl.protocol !== 'https:' && tokenUrl.protocol !== 'http:')
+      throw new RegistryError(`${url}: token realm ${params.realm} is not http(s)`);
     if (basic && !(mayReceiveCredentials(new URL(url), registry) && mayReceiveCredentials(tokenUrl, registry))) throw refuse(tokenUrl);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', params.scope ?? scope);
@@ -314,7 +322,8 @@ export class OciClient {
       throw new RegistryError(`${where}: the response is not JSON`);
     }
     const token = body.token ?? body.access_token;
-    if (typeof token !== 'string' || !token || /[\s\0]/.test(token)) throw new RegistryError(`token response from ${tokenUrl.origin} has no usable token`);
+    if (typeof token !== 'string' || !token || /[\s\0]/.test(token))
+      throw new RegistryError(`token response from ${tokenUrl.origin} has no usable token`);
     return `Bearer ${token}`;
   }
 
@@ -360,22 +369,39 @@ export class OciClient {
    * Resolves `reference` (tag or digest) to the manifest for one architecture. `pinned` (from the lock) skips
    * the index: the platform manifest is fetched by digest directly.
    */
-  async resolvePlatform(name: ImageName, reference: string, arch: BundleArch, configFetcher: (digest: string, size: number) => Promise<Buffer>): Promise<ResolvedPlatform> {
+  async resolvePlatform(
+    name: ImageName,
+    reference: string,
+    arch: BundleArch,
+    configFetcher: (digest: string, size: number) => Promise<Buffer>,
+  ): Promise<ResolvedPlatform> {
     const image = formatImageRef({ ...name, digest: undefined });
     const top = await this.getManifest(name, reference);
     const wants = platformsFor(arch);
     if (isIndexType(top.mediaType)) {
-      const index = JSON.parse(top.body.toString('utf8')) as { manifests?: Array<{ mediaType: string; digest: string; size: number; platform?: Platform }> };
+      const index = JSON.parse(top.body.toString('utf8')) as {
+        manifests?: Array<{ mediaType: string; digest: string; size: number; platform?: Platform }>;
+      };
       const entries = (index.manifests ?? []).filter((m) => m.platform && m.platform.os !== 'unknown');
       for (const want of wants) {
         const hit = entries.find((m) => platformMatches(m.platform, want));
         if (hit) {
           const manifest = await this.getManifest(name, hit.digest);
-          if (manifest.size !== hit.size) throw new RegistryError(`${image}: manifest ${hit.digest} is ${manifest.size} bytes, index says ${hit.size}`);
-          return { resolvedDigest: top.digest, resolvedMediaType: top.mediaType, platform: { ...want, variant: hit.platform?.variant }, manifest };
+          if (manifest.size !== hit.size)
+            throw new RegistryError(`${image}: manifest ${hit.digest} is ${manifest.size} bytes, index says ${hit.size}`);
+          return {
+            resolvedDigest: top.digest,
+            resolvedMediaType: top.mediaType,
+            platform: { ...want, variant: hit.platform?.variant },
+            manifest,
+          };
         }
       }
-      throw new MissingPlatformError(image, platformString(wants[0]!), entries.map((m) => platformString(m.platform!)));
+      throw new MissingPlatformError(
+        image,
+        platformString(wants[0]!),
+        entries.map((m) => platformString(m.platform!)),
+      );
     }
     // A single-platform manifest: its config says which platform it is.
     const m = JSON.parse(top.body.toString('utf8')) as { config: { digest: string; size: number } };
@@ -440,7 +466,9 @@ export class OciClient {
       }
     } catch (e) {
       fs.rmSync(partial, { force: true });
-      throw e instanceof DigestMismatchError || e instanceof RegistryError ? e : new RegistryError(`${what}: ${(e as Error).message}${causeOf(e)}`);
+      throw e instanceof DigestMismatchError || e instanceof RegistryError
+        ? e
+        : new RegistryError(`${what}: ${(e as Error).message}${causeOf(e)}`);
     }
   }
 }

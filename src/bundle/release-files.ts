@@ -53,7 +53,8 @@ export class ReleaseFiles {
       const cached = blobPath(this.opts.cache, expect.digest);
       // A checksum file pins the digest but not the size: the cached file's own size is the size (a lock entry
       // from another mirror URL does not apply).
-      if (hasBlob(cached, expect.size)) return { digest: expect.digest, size: expect.size ?? fs.statSync(cached).size, path: cached, downloaded: false };
+      if (hasBlob(cached, expect.size))
+        return { digest: expect.digest, size: expect.size ?? fs.statSync(cached).size, path: cached, downloaded: false };
     }
     if (this.opts.offline)
       throw new ReleaseFileError(`${label}: not in the cache and --offline is set (${url}); build once with network access`);
@@ -69,14 +70,21 @@ export class ReleaseFiles {
         const res = await this.fetchImpl(url, { redirect: 'follow', headers: { 'User-Agent': 'fsm-edge' } });
         if (!res.ok || !res.body) {
           await res.body?.cancel();
-          if (res.status !== 429 && res.status < 500) throw new ReleaseFileError(`${label}: download from ${url} failed: HTTP ${res.status}`);
+          if (res.status !== 429 && res.status < 500)
+            throw new ReleaseFileError(`${label}: download from ${url} failed: HTTP ${res.status}`);
           transient = `HTTP ${res.status}`;
         } else {
           const total = Number(res.headers.get('content-length') ?? '') || undefined;
-          w = await writeVerified(Readable.fromWeb(res.body as never), tmp, what, { digest: expect.digest, size: expect.size ?? total }, (n) => {
-            this.stats.bytesFetched += n;
-            this.opts.onBytes?.(label, n, total);
-          });
+          w = await writeVerified(
+            Readable.fromWeb(res.body as never),
+            tmp,
+            what,
+            { digest: expect.digest, size: expect.size ?? total },
+            (n) => {
+              this.stats.bytesFetched += n;
+              this.opts.onBytes?.(label, n, total);
+            },
+          );
           break;
         }
       } catch (e) {
@@ -85,7 +93,8 @@ export class ReleaseFiles {
         const cause = (e as { cause?: { code?: string } }).cause?.code;
         transient = `${(e as Error).message}${cause ? ` (${cause})` : ''}`;
       }
-      if (attempt >= (this.opts.retries ?? 3)) throw new ReleaseFileError(`${label}: download from ${url} failed after ${attempt + 1} attempts: ${transient}`);
+      if (attempt >= (this.opts.retries ?? 3))
+        throw new ReleaseFileError(`${label}: download from ${url} failed after ${attempt + 1} attempts: ${transient}`);
       await new Promise((r) => setTimeout(r, (this.opts.backoffMs ?? 500) * 2 ** attempt));
     }
     const dest = blobPath(this.opts.cache, w.digest);
@@ -115,7 +124,5 @@ export function parseImageList(text: string): string[] {
 
 /** Fills `{version}` (URL-encoded, so `+` becomes `%2B` as GitHub wants) and `{arch}`. */
 export function expandUrl(template: string, vars: { version?: string; arch?: BundleArch }): string {
-  return template
-    .replaceAll('{version}', encodeURIComponent(vars.version ?? ''))
-    .replaceAll('{arch}', vars.arch ?? '');
+  return template.replaceAll('{version}', encodeURIComponent(vars.version ?? '')).replaceAll('{arch}', vars.arch ?? '');
 }

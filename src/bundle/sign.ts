@@ -30,9 +30,13 @@ export function loadPrivateKey(ref: SecretRef, env: NodeJS.ProcessEnv = process.
   try {
     key = createPrivateKey(pem);
   } catch {
-    throw new SigningKeyError(`the signing key from ${where} is not a PEM private key`, 'use the private key `fsm-edge bundle keygen` wrote');
+    throw new SigningKeyError(
+      `the signing key from ${where} is not a PEM private key`,
+      'use the private key `fsm-edge bundle keygen` wrote',
+    );
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SigningKeyError(`the signing key from ${where} is ${key.asymmetricKeyType}, not ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new SigningKeyError(`the signing key from ${where} is ${key.asymmetricKeyType}, not ed25519`);
   return key;
 }
 
@@ -80,7 +84,8 @@ export interface KeygenResult {
 /** Writes a new key pair: private key PKCS#8 PEM with mode 0600, public key SPKI PEM. */
 export function generateKeyPair(privateKeyFile: string, publicKeyFile = `${privateKeyFile}.pub`, force = false): KeygenResult {
   for (const f of [privateKeyFile, publicKeyFile])
-    if (!force && fs.existsSync(f)) throw new SigningKeyError(`${f} exists; pass --force to replace it (bundles signed with the old key then fail to verify)`);
+    if (!force && fs.existsSync(f))
+      throw new SigningKeyError(`${f} exists; pass --force to replace it (bundles signed with the old key then fail to verify)`);
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   fs.mkdirSync(path.dirname(path.resolve(privateKeyFile)), { recursive: true });
   fs.rmSync(privateKeyFile, { force: true });

@@ -120,7 +120,10 @@ export async function readVerifiedBundle(dir: string, opts: VerifyOptions): Prom
   } catch (e) {
     if (!(e instanceof BundleFormatError)) throw e;
     // The signer's key vouches for the bytes, not for their safety: a document outside the schema is refused.
-    return fail(BUNDLE_FILE, `${e.message.replace(/^bundle\.json: /, '')} (its signature by ${sig.keyId} is valid; the content is refused)`);
+    return fail(
+      BUNDLE_FILE,
+      `${e.message.replace(/^bundle\.json: /, '')} (its signature by ${sig.keyId} is valid; the content is refused)`,
+    );
   }
   const checked = await verifyBundleContent(dir, doc, opts);
   return { dir, bytes, digest: sha256Of(bytes), doc, signer: sig.keyId, ...checked };
@@ -147,7 +150,10 @@ export async function verifyBundleContent(
   if (index === 'missing') return fail(INDEX_FILE, 'missing');
   if (index === 'too-big') return fail(INDEX_FILE, `larger than the ${doc.index.size} bytes bundle.json says`);
   if (index.length !== doc.index.size || sha256Of(index) !== doc.index.digest)
-    fail(INDEX_FILE, `sha256 ${sha256Of(index)} (${index.length} bytes) differs from bundle.json (${doc.index.digest}, ${doc.index.size} bytes)`);
+    fail(
+      INDEX_FILE,
+      `sha256 ${sha256Of(index)} (${index.length} bytes) differs from bundle.json (${doc.index.digest}, ${doc.index.size} bytes)`,
+    );
 
   const want = new Map<string, number>();
   const arches = opts.arches ?? Object.keys(doc.arches);

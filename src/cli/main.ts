@@ -71,9 +71,14 @@ Environment: NO_COLOR disables colour; FSM_EDGE_DEBUG=1 adds stack traces to err
 
 /** Commander's message, reworded, with a hint naming the help of the command the user was typing. */
 function usageError(err: { code: string; message: string }, program: Command, args: string[]): CliError {
-  const message = err.message
-    .replace(/^error:\s*/, '')
-    .replace(/\n\(Did you mean (?:one of )?(.+)\?\)$/, (_m, names: string) => ` (did you mean ${names.split(', ').map((n) => `\`${n}\``).join(' or ')}?)`);
+  const message = err.message.replace(/^error:\s*/, '').replace(
+    /\n\(Did you mean (?:one of )?(.+)\?\)$/,
+    (_m, names: string) =>
+      ` (did you mean ${names
+        .split(', ')
+        .map((n) => `\`${n}\``)
+        .join(' or ')}?)`,
+  );
   let cmd = program;
   for (const a of args) {
     const sub = cmd.commands.find((c) => c.name() === a || c.aliases().includes(a));
@@ -109,7 +114,14 @@ function reportStrayErrors(io: CliIO): void {
   if (process.listenerCount('uncaughtException') > 0) return;
   const report = (err: unknown) => {
     const out = new Output(io, false);
-    out.fail(new CliError(`internal error: ${err instanceof Error ? err.message : String(err)}`, 1, 'internal', 'run again with FSM_EDGE_DEBUG=1 and report the output'));
+    out.fail(
+      new CliError(
+        `internal error: ${err instanceof Error ? err.message : String(err)}`,
+        1,
+        'internal',
+        'run again with FSM_EDGE_DEBUG=1 and report the output',
+      ),
+    );
     if (out.debug && err instanceof Error && err.stack) io.stderr.write(err.stack + '\n');
     process.exit(1);
   };

@@ -41,7 +41,8 @@ export function runPrinter(out: Output, multi: boolean, verb: string) {
     if (ev.type === 'phase-start') return;
     stopBar(site);
     const r = ev.report;
-    const colour = r.status === 'failed' || r.status === 'refused' ? c.red : r.status === 'pending' ? c.yellow : r.status === 'done' ? c.green : c.dim;
+    const colour =
+      r.status === 'failed' || r.status === 'refused' ? c.red : r.status === 'pending' ? c.yellow : r.status === 'done' ? c.green : c.dim;
     out.note(`${prefix}${colour(SYMBOL[r.status])} ${r.id.padEnd(12)} ${seconds(r.durationMs).padStart(6)}  ${r.summary}`);
     if (r.status === 'planned') for (const ch of r.changes) out.note(`${prefix}    - ${ch}`);
     for (const w of r.warnings) out.warn(`${prefix}${r.id}: ${w}`);
@@ -132,6 +133,10 @@ export function failIfNotOk(out: Output, results: readonly SiteResult<unknown>[]
     `${r.site}: ${refused ? 'refused' : 'failed'} in ${r.failedPhase ?? what}${refused ? ' — nothing was changed on the POP' : ''}`,
     EXIT_FAILED,
     r.failure ?? (refused ? 'refused' : 'failed'),
-    refused ? undefined : r.failure === 'locked' ? 'wait for the other run to finish, then run again' : 'fix the cause above and run the same command again: it continues where it stopped',
+    refused
+      ? undefined
+      : r.failure === 'locked'
+        ? 'wait for the other run to finish, then run again'
+        : 'fix the cause above and run the same command again: it continues where it stopped',
   );
 }

@@ -132,7 +132,8 @@ const SHA256_LAST = 'AEIMQUYcgkosw048';
 
 /** An OpenSSH host key fingerprint as `ssh-keygen -lf` prints it: `SHA256:` + 43 base64 characters. */
 export function checkFingerprint(value: string): string | undefined {
-  const expected = 'expected `SHA256:` followed by 43 base64 characters, as printed by `ssh-keygen -lf <key>` or `ssh-keyscan <host> | ssh-keygen -lf -`';
+  const expected =
+    'expected `SHA256:` followed by 43 base64 characters, as printed by `ssh-keygen -lf <key>` or `ssh-keyscan <host> | ssh-keygen -lf -`';
   if (/^MD5:/i.test(value) || /^([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(value)) {
     return `\`${value}\` is an MD5 fingerprint; ${expected}`;
   }
@@ -224,7 +225,8 @@ export function checkApiEndpoint(value: string): string | undefined {
   }
   if (url.protocol !== 'https:') return `\`${value}\` must use https (the Kubernetes API serves TLS)`;
   if (url.username || url.password) return 'must not contain credentials';
-  if (url.pathname !== '/' || url.search || url.hash) return `\`${value}\` must be only scheme, host and port, e.g. \`https://10.99.0.11:6443\``;
+  if (url.pathname !== '/' || url.search || url.hash)
+    return `\`${value}\` must be only scheme, host and port, e.g. \`https://10.99.0.11:6443\``;
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   return checkHost(host);
 }

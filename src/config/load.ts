@@ -49,14 +49,27 @@ interface Origin {
   base: PathSegment[];
 }
 
-function diagnosticsFor(error: z.ZodError, data: unknown, place: (path: PathSegment[], atKey: boolean) => Diagnostic & { message: string }): Diagnostic[] {
+function diagnosticsFor(
+  error: z.ZodError,
+  data: unknown,
+  place: (path: PathSegment[], atKey: boolean) => Diagnostic & { message: string },
+): Diagnostic[] {
   return describeIssues(error.issues, data).map((p) => ({ ...place(p.path, p.atKey), message: p.message }));
 }
 
 function placeIn(origin: Origin, path: PathSegment[], atKey: boolean): Diagnostic & { exact: boolean; depth: number } {
   const full = [...origin.base, ...path];
   const loc = locate(origin.doc.yaml, origin.doc.lineCounter, full, atKey);
-  return { file: origin.doc.file, line: loc.line, column: loc.column, path: formatPath(full), message: '', document: origin.doc.index, exact: loc.exact, depth: loc.depth };
+  return {
+    file: origin.doc.file,
+    line: loc.line,
+    column: loc.column,
+    path: formatPath(full),
+    message: '',
+    document: origin.doc.index,
+    exact: loc.exact,
+    depth: loc.depth,
+  };
 }
 
 function stripPlace(d: Diagnostic & { exact?: boolean; depth?: number }): Diagnostic {
@@ -187,7 +200,9 @@ function loadSingle<K extends KindName>(path: string, kind: K): LoadedDocument {
     matching.length === 0
       ? `expected a ${kind} document, found ${found}`
       : `expected one ${kind} document, found ${matching.length}${kind === 'Site' ? '; list several sites in a Fleet' : ''}`;
-  fail(`invalid configuration ${path}`, [{ file: path, line: matching[1]?.source.line ?? 1, column: matching[1]?.source.column ?? 1, path: '', message }]);
+  fail(`invalid configuration ${path}`, [
+    { file: path, line: matching[1]?.source.line ?? 1, column: matching[1]?.source.column ?? 1, path: '', message },
+  ]);
 }
 
 /** The one Site document in `path` (other kinds, e.g. its Hub, may share the file). */
@@ -264,7 +279,14 @@ function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnos
         for (const doc of src.docs) {
           if (doc.kind !== 'Site') {
             const loc = locate(doc.yaml, doc.lineCounter, ['kind']);
-            diagnostics.push({ file: doc.file, line: loc.line, column: loc.column, path: 'kind', document: doc.index, message: `expected a Site document (matched by \`${entry.file}\` in ${fleetDoc.file}), found ${doc.kind}` });
+            diagnostics.push({
+              file: doc.file,
+              line: loc.line,
+              column: loc.column,
+              path: 'kind',
+              document: doc.index,
+              message: `expected a Site document (matched by \`${entry.file}\` in ${fleetDoc.file}), found ${doc.kind}`,
+            });
             continue;
           }
           const data = structuredClone(doc.data);
@@ -298,7 +320,10 @@ function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnos
     const nameAt = placeIn(origin, ['metadata', 'name'], false);
     const first = byName.get(site.metadata.name);
     if (first) {
-      diagnostics.push({ ...stripPlace(nameAt), message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}` });
+      diagnostics.push({
+        ...stripPlace(nameAt),
+        message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}`,
+      });
       continue;
     }
     byName.set(site.metadata.name, { ...at, line: nameAt.line, column: nameAt.column });
@@ -306,7 +331,10 @@ function expandFleet(fleetDoc: SourceDoc): { sites: Site[]; diagnostics: Diagnos
     const same = byEndpoint.get(key);
     if (same) {
       const hostAt = placeIn(origin, ['spec', 'ssh', 'host'], false);
-      diagnostics.push({ ...stripPlace(hostAt), message: `site \`${site.metadata.name}\` has the same SSH endpoint (${key}) as site \`${same.name}\` at ${same.at.file}:${same.at.line}:${same.at.column}` });
+      diagnostics.push({
+        ...stripPlace(hostAt),
+        message: `site \`${site.metadata.name}\` has the same SSH endpoint (${key}) as site \`${same.name}\` at ${same.at.file}:${same.at.line}:${same.at.column}`,
+      });
       continue;
     }
     byEndpoint.set(key, { name: site.metadata.name, at });
@@ -340,7 +368,10 @@ export function checkHubRefs(sites: readonly Site[], hubs: readonly Hub[]): Diag
     const at = fieldLocation(site, ['spec', 'hub', 'ref']);
     if (!at) continue;
     const near = closest(ref, names);
-    out.push({ ...at, message: `no Hub named \`${ref}\` among the files given (Hubs: ${names.join(', ')})${near ? ` (did you mean \`${near}\`?)` : ''}` });
+    out.push({
+      ...at,
+      message: `no Hub named \`${ref}\` among the files given (Hubs: ${names.join(', ')})${near ? ` (did you mean \`${near}\`?)` : ''}`,
+    });
   }
   return out;
 }
@@ -411,7 +442,14 @@ export function checkConfigFilesDeep(paths: readonly string[]): DeepCheckResult 
       unique.push(site);
     } else if (resolve(first.file) !== resolve(at.file) || first.document !== at.document) {
       const nameAt = fieldLocation(site, ['metadata', 'name']) ?? { ...at, path: '' };
-      diagnostics.push({ file: at.file, line: nameAt.line, column: nameAt.column, path: 'metadata.name', document: at.document, message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}` });
+      diagnostics.push({
+        file: at.file,
+        line: nameAt.line,
+        column: nameAt.column,
+        path: 'metadata.name',
+        document: at.document,
+        message: `duplicate site name \`${site.metadata.name}\`; first defined at ${first.file}:${first.line}:${first.column}`,
+      });
       if (!failedInputs.includes(at.file)) failedInputs.push(at.file);
     }
   }

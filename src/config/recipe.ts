@@ -10,16 +10,7 @@ export type BundleArch = z.infer<typeof BundleArchSchema>;
 /** Architectures Pipy (and so every FSM data-plane image) is built for. Pipy has no 32-bit ARM build. */
 export const MESH_ARCHES: readonly BundleArch[] = ['amd64', 'arm64'];
 
-export const FEATURES = [
-  'core',
-  'podLevel',
-  'nodeLevel',
-  'ingress',
-  'gateway',
-  'egress',
-  'multicluster',
-  'observability',
-] as const;
+export const FEATURES = ['core', 'podLevel', 'nodeLevel', 'ingress', 'gateway', 'egress', 'multicluster', 'observability'] as const;
 export const FeatureNameSchema = z.enum(FEATURES);
 export type FeatureName = z.infer<typeof FeatureNameSchema>;
 
@@ -28,7 +19,10 @@ const sha256Hex = z.string().regex(/^[a-f0-9]{64}$/, 'a sha256 as 64 lowercase h
 /** `registry/repo:tag` (registry defaults to docker.io). Floating `latest` tags are refused: bundles are pinned. */
 export const ImageRefSchema = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._\-/:]*(:[\w][\w.-]{0,127})(@sha256:[a-f0-9]{64})?$/, 'an image reference with a tag, e.g. docker.io/flomesh/pipy:1.5.12')
+  .regex(
+    /^[a-z0-9][a-z0-9._\-/:]*(:[\w][\w.-]{0,127})(@sha256:[a-f0-9]{64})?$/,
+    'an image reference with a tag, e.g. docker.io/flomesh/pipy:1.5.12',
+  )
   .refine((s) => !/:latest(@|$)/.test(s), 'floating tag `latest` cannot be pinned; name a version');
 
 export const RecipeImageSchema = strictObject({
@@ -95,29 +89,29 @@ export const ArchPlanSchema = strictObject({
 });
 
 export const RecipeSpecSchema = strictObject({
-    arches: z.partialRecord(BundleArchSchema, ArchPlanSchema),
-    /** Registry host (`docker.io`, `ghcr.io`, …) → mirrors. The lab maps docker.io to its local registry. */
-    mirrors: z.record(z.string(), MirrorSchema).default({}),
-    k3s: K3sSourceSchema,
-    fsm: FsmSourceSchema,
-  }).superRefine((spec, ctx) => {
-    if (Object.keys(spec.arches).length === 0)
-      ctx.addIssue({ code: 'custom', path: ['arches'], message: 'name at least one architecture (amd64, arm64, arm)' });
-    for (const [arch, plan] of Object.entries(spec.arches)) {
-      if (!plan) continue;
-      if (!MESH_ARCHES.includes(arch as BundleArch) && plan.features.length > 0)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['arches', arch, 'features'],
-          message: `${arch} can carry k3s only: Pipy (the FSM proxy) has no 32-bit ARM build, so mesh features (${plan.features.join(', ')}) cannot run there`,
-        });
-      for (const f of plan.features)
-        if (!spec.fsm.features[f])
-          ctx.addIssue({ code: 'custom', path: ['arches', arch, 'features'], message: `feature ${f} is not defined under fsm.features` });
-    }
-    for (const [name, f] of Object.entries(spec.fsm.features))
-      for (const r of f?.requires ?? [])
-        if (!spec.fsm.features[r])
-          ctx.addIssue({ code: 'custom', path: ['fsm', 'features', name, 'requires'], message: `requires undefined feature ${r}` });
-  });
+  arches: z.partialRecord(BundleArchSchema, ArchPlanSchema),
+  /** Registry host (`docker.io`, `ghcr.io`, …) → mirrors. The lab maps docker.io to its local registry. */
+  mirrors: z.record(z.string(), MirrorSchema).default({}),
+  k3s: K3sSourceSchema,
+  fsm: FsmSourceSchema,
+}).superRefine((spec, ctx) => {
+  if (Object.keys(spec.arches).length === 0)
+    ctx.addIssue({ code: 'custom', path: ['arches'], message: 'name at least one architecture (amd64, arm64, arm)' });
+  for (const [arch, plan] of Object.entries(spec.arches)) {
+    if (!plan) continue;
+    if (!MESH_ARCHES.includes(arch as BundleArch) && plan.features.length > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['arches', arch, 'features'],
+        message: `${arch} can carry k3s only: Pipy (the FSM proxy) has no 32-bit ARM build, so mesh features (${plan.features.join(', ')}) cannot run there`,
+      });
+    for (const f of plan.features)
+      if (!spec.fsm.features[f])
+        ctx.addIssue({ code: 'custom', path: ['arches', arch, 'features'], message: `feature ${f} is not defined under fsm.features` });
+  }
+  for (const [name, f] of Object.entries(spec.fsm.features))
+    for (const r of f?.requires ?? [])
+      if (!spec.fsm.features[r])
+        ctx.addIssue({ code: 'custom', path: ['fsm', 'features', name, 'requires'], message: `requires undefined feature ${r}` });
+});
 export type RecipeSpec = z.infer<typeof RecipeSpecSchema>;

@@ -69,15 +69,20 @@ function fileType(st: Stats): string {
 }
 
 function refuseUnlessSmallRegular(st: Stats, path: string): void {
-  if (!st.isFile()) throw new SecretError(`the secret file ${path} is ${fileType(st)}, not a regular file`, 'use a regular file holding only the secret');
+  if (!st.isFile())
+    throw new SecretError(`the secret file ${path} is ${fileType(st)}, not a regular file`, 'use a regular file holding only the secret');
   if (st.size > SECRET_FILE_MAX_BYTES) {
-    throw new SecretError(`the secret file ${path} is ${st.size} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`, 'use the file holding only the secret');
+    throw new SecretError(
+      `the secret file ${path} is ${st.size} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`,
+      'use the file holding only the secret',
+    );
   }
 }
 
 function unreadable(path: string, err: unknown): SecretError {
   const code = (err as NodeJS.ErrnoException).code;
-  const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code);
+  const why =
+    code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code);
   return new SecretError(`cannot read the secret file ${path}: ${why}`);
 }
 
@@ -100,7 +105,8 @@ export function readSecretFile(path: string): Buffer {
     const buf = Buffer.alloc(SECRET_FILE_MAX_BYTES + 1);
     let length = 0;
     for (let n = 1; n > 0 && length < buf.length; length += n) n = readSync(fd, buf, length, buf.length - length, null);
-    if (length > SECRET_FILE_MAX_BYTES) throw new SecretError(`the secret file ${path} is more than the ${SECRET_FILE_MAX_BYTES} bytes a secret may have`);
+    if (length > SECRET_FILE_MAX_BYTES)
+      throw new SecretError(`the secret file ${path} is more than the ${SECRET_FILE_MAX_BYTES} bytes a secret may have`);
     return buf.subarray(0, length);
   } catch (err) {
     throw err instanceof SecretError ? err : unreadable(path, err);
@@ -118,12 +124,17 @@ export function resolveSecret(ref: SecretRef, baseDir: string = process.cwd(), e
   if ('env' in ref) {
     const value = env[ref.env];
     if (value === undefined || value === '') {
-      throw new SecretError(`the secret environment variable ${ref.env} is not set`, `export ${ref.env}=… (or point the field at {file: PATH})`);
+      throw new SecretError(
+        `the secret environment variable ${ref.env} is not set`,
+        `export ${ref.env}=… (or point the field at {file: PATH})`,
+      );
     }
     return value;
   }
   const path = resolveConfigPath(ref.file, baseDir);
-  const value = readSecretFile(path).toString('utf8').replace(/\r?\n$/, '');
+  const value = readSecretFile(path)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
   if (value === '') throw new SecretError(`the secret file ${path} is empty`);
   return value;
 }

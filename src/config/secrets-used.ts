@@ -27,18 +27,25 @@ export interface SecretUse {
 export function secretsUsedBy(site: Site, hub?: Hub, baseDir: string = process.cwd()): SecretUse[] {
   const ssh = site.spec.ssh;
   const uses: SecretUse[] = [];
-  const add = (field: string, ref: SecretRef, sentTo: string) => uses.push({ field, ref, source: describeSecretSource(ref, baseDir), sentTo });
+  const add = (field: string, ref: SecretRef, sentTo: string) =>
+    uses.push({ field, ref, source: describeSecretSource(ref, baseDir), sentTo });
   const hops = [...ssh.jumpHosts.map((j, i) => ({ e: j, at: `spec.ssh.jumpHosts[${i}]` })), { e: ssh, at: 'spec.ssh' }];
   for (const { e, at } of hops) {
     if (e.identityFile) add(`${at}.identityFile`, { file: e.identityFile }, CONTROLLER_ONLY);
     if (e.passphrase) add(`${at}.passphrase`, e.passphrase, CONTROLLER_ONLY);
   }
   if (typeof ssh.sudo === 'object') {
-    const via = ssh.jumpHosts.length ? ` (through ${ssh.jumpHosts.map((j) => formatHostPort(j.host, j.port)).join(', ')}, encrypted end to end)` : '';
+    const via = ssh.jumpHosts.length
+      ? ` (through ${ssh.jumpHosts.map((j) => formatHostPort(j.host, j.port)).join(', ')}, encrypted end to end)`
+      : '';
     add('spec.ssh.sudo.password', ssh.sudo.password, `${ssh.user}@${formatHostPort(ssh.host, ssh.port)}${via}`);
   }
   if (hub && site.spec.hub) {
-    add(`Hub ${hub.metadata.name} spec.kubeconfig`, hub.spec.kubeconfig, `the API server of Hub ${hub.metadata.name} (the server its kubeconfig names)`);
+    add(
+      `Hub ${hub.metadata.name} spec.kubeconfig`,
+      hub.spec.kubeconfig,
+      `the API server of Hub ${hub.metadata.name} (the server its kubeconfig names)`,
+    );
   }
   return uses;
 }

@@ -30,8 +30,7 @@ export const K8sNameSchema = checkedString(checkK8sName).meta({
   pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$',
 });
 
-const labelMap = (keyCheck: (k: string) => string | undefined) =>
-  z.record(checkedString(keyCheck), checkedString(checkLabelValue));
+const labelMap = (keyCheck: (k: string) => string | undefined) => z.record(checkedString(keyCheck), checkedString(checkLabelValue));
 
 export const MetadataSchema = strictObject({
   name: K8sNameSchema.meta({ description: 'Site name; becomes the Cluster name on the hub' }),
@@ -42,7 +41,12 @@ export const MetadataSchema = strictObject({
 const endpointShape = {
   host: HostSchema,
   port: PortSchema.default(22).meta({ description: 'SSH port' }),
-  user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/, 'expected a login name like `pop` or `root`').max(64).default('root').meta({ description: 'Login user (default root, as k0sctl and k3sup do)' }),
+  user: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/, 'expected a login name like `pop` or `root`')
+    .max(64)
+    .default('root')
+    .meta({ description: 'Login user (default root, as k0sctl and k3sup do)' }),
   identityFile: z.string().min(1).optional().meta({ description: 'Private key file (~ allowed); relative to the config file' }),
   agent: z.boolean().optional().meta({ description: 'Use the keys of the running ssh-agent (SSH_AUTH_SOCK)' }),
   passphrase: SecretRefSchema.optional().meta({ description: 'Passphrase of identityFile: {env: NAME} or {file: PATH}' }),
@@ -54,12 +58,10 @@ const endpointShape = {
 
 export const JumpHostSchema = strictObject(endpointShape).meta({ description: 'A jump host (like ProxyJump), used in order' });
 
-export const SudoSchema = z
-  .union([z.boolean(), strictObject({ password: SecretRefSchema })])
-  .meta({
-    description:
-      'true: run privileged commands with passwordless sudo (skipped when user is root); false: the user is root; {password: {env|file}}: sudo with a password',
-  });
+export const SudoSchema = z.union([z.boolean(), strictObject({ password: SecretRefSchema })]).meta({
+  description:
+    'true: run privileged commands with passwordless sudo (skipped when user is root); false: the user is root; {password: {env|file}}: sudo with a password',
+});
 
 export const SshSchema = strictObject({
   ...endpointShape,

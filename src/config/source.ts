@@ -2,7 +2,19 @@
 // fleet checks) is mapped back to `file:line:column` through the YAML AST kept here.
 
 import { readFileSync } from 'node:fs';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
+import {
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+  type Document,
+  type Node,
+  type Pair,
+  type YAMLMap,
+} from 'yaml';
 import type { Diagnostic } from './errors.js';
 import { closest } from './formats.js';
 import { API_VERSION } from './site.js';
@@ -140,7 +152,16 @@ export function readConfigSource(path: string): SourceFile {
     if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) return; // empty document
     const start = doc.contents.range?.[0] ?? 0;
     if (!isMap(doc.contents)) {
-      diagnostics.push(at(file, lineCounter, start, '', `expected a mapping with apiVersion, kind, metadata and spec; got ${isSeq(doc.contents) ? 'a list' : 'a single value'}`, index));
+      diagnostics.push(
+        at(
+          file,
+          lineCounter,
+          start,
+          '',
+          `expected a mapping with apiVersion, kind, metadata and spec; got ${isSeq(doc.contents) ? 'a list' : 'a single value'}`,
+          index,
+        ),
+      );
       return;
     }
     let data: unknown;
@@ -158,8 +179,15 @@ export function readConfigSource(path: string): SourceFile {
     }
     if (apiVersion !== API_VERSION) {
       const off = locate(doc, lineCounter, ['apiVersion']);
-      const hint = typeof apiVersion === 'string' && apiVersion.startsWith('edge.flomesh.io/') ? ' (this fsm-edge reads only that version)' : '';
-      diagnostics.push({ file, ...off, path: 'apiVersion', message: `unsupported apiVersion ${typeName(apiVersion)}: expected \`${API_VERSION}\`${hint}`, document: index });
+      const hint =
+        typeof apiVersion === 'string' && apiVersion.startsWith('edge.flomesh.io/') ? ' (this fsm-edge reads only that version)' : '';
+      diagnostics.push({
+        file,
+        ...off,
+        path: 'apiVersion',
+        message: `unsupported apiVersion ${typeName(apiVersion)}: expected \`${API_VERSION}\`${hint}`,
+        document: index,
+      });
       return;
     }
     const kind = record.kind;
@@ -170,7 +198,13 @@ export function readConfigSource(path: string): SourceFile {
     if (typeof kind !== 'string' || !(KIND_NAMES as readonly string[]).includes(kind)) {
       const off = locate(doc, lineCounter, ['kind']);
       const near = typeof kind === 'string' ? closest(kind, KIND_NAMES) : undefined;
-      diagnostics.push({ file, ...off, path: 'kind', message: `unknown kind ${typeName(kind)}: expected one of ${kinds}${near ? ` (did you mean \`${near}\`?)` : ''}`, document: index });
+      diagnostics.push({
+        file,
+        ...off,
+        path: 'kind',
+        message: `unknown kind ${typeName(kind)}: expected one of ${kinds}${near ? ` (did you mean \`${near}\`?)` : ''}`,
+        document: index,
+      });
       return;
     }
     docs.push({ file, index, yaml: doc, data: record, kind: kind as KindName, lineCounter });
@@ -228,7 +262,10 @@ export function locate(doc: Document.Parsed, lc: LineCounter, path: readonly Pat
       const keyRange = (pair.key as Node | null)?.range;
       const valueRange = (pair.value as Node | null)?.range;
       const last = depth === path.length - 1;
-      offset = (last && atKey) || !valueRange || (pair.value as Node & { value?: unknown })?.value === null ? (keyRange?.[0] ?? offset) : valueRange[0];
+      offset =
+        (last && atKey) || !valueRange || (pair.value as Node & { value?: unknown })?.value === null
+          ? (keyRange?.[0] ?? offset)
+          : valueRange[0];
       parentKey = keyRange?.[0];
       node = pair.value;
     } else if (isSeq(node) && typeof seg === 'number') {

@@ -18,7 +18,8 @@ export class PhaseRefusal extends FsmEdgeError {
   }
 }
 
-const NETWORK = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|Not connected|No response from server|connection lost|link (is )?down/i;
+const NETWORK =
+  /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|Not connected|No response from server|connection lost|link (is )?down/i;
 
 /** The kind of a thrown value: an explicit `kind` wins, then well-known error names, then network codes. */
 export function failureKind(e: unknown): FailureKind {

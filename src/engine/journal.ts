@@ -78,10 +78,26 @@ export function inputsDigest(x: unknown): string {
 const JournalSchema = z.object({
   version: z.literal(1),
   site: z.string(),
-  phases: z.record(z.string(), z.object({ inputs: z.string(), finishedAt: z.string(), durationMs: z.number(), summary: z.string(), runId: z.string() })),
-  runs: z.array(z.looseObject({ id: z.string(), operation: z.string(), startedAt: z.string(), outcome: z.enum(['running', 'done', 'failed', 'pending']) })),
+  phases: z.record(
+    z.string(),
+    z.object({ inputs: z.string(), finishedAt: z.string(), durationMs: z.number(), summary: z.string(), runId: z.string() }),
+  ),
+  runs: z.array(
+    z.looseObject({
+      id: z.string(),
+      operation: z.string(),
+      startedAt: z.string(),
+      outcome: z.enum(['running', 'done', 'failed', 'pending']),
+    }),
+  ),
   bundle: z
-    .object({ name: z.string(), digest: z.string(), serial: z.number().optional(), createdAt: z.string().optional(), installedAt: z.string() })
+    .object({
+      name: z.string(),
+      digest: z.string(),
+      serial: z.number().optional(),
+      createdAt: z.string().optional(),
+      installedAt: z.string(),
+    })
     .optional(),
 });
 

@@ -2,7 +2,14 @@
 // assemble.sh may write: the k3s binary, install.sh, image archives, charts, and the blob store) are defined
 // next to that script's rules in bundle/layout.ts and re-exported here; transport takes its paths as arguments.
 
-import { POP_INSTALL_SCRIPT, POP_K3S_BINARY, POP_K3S_IMAGES_DIR, POP_STATE_DIR, POP_STATIC_CHARTS_DIR, POP_STORE_DIR } from '../bundle/layout.js';
+import {
+  POP_INSTALL_SCRIPT,
+  POP_K3S_BINARY,
+  POP_K3S_IMAGES_DIR,
+  POP_STATE_DIR,
+  POP_STATIC_CHARTS_DIR,
+  POP_STORE_DIR,
+} from '../bundle/layout.js';
 import { POP_LOCK_PATH, popLockPaths } from '../transport/pop-paths.js';
 
 /** fsm-edge's own state on the POP: journal, lock, blob store, assembly plan. */

@@ -49,7 +49,10 @@ export interface SiteOperation<Ctx> {
   close?(ctx: Ctx): Promise<void>;
 }
 
-export type SiteEvent = RunEvent | { type: 'connected'; host: string } | { type: 'pinned'; fingerprint: string; label: string; file: string };
+export type SiteEvent =
+  | RunEvent
+  | { type: 'connected'; host: string }
+  | { type: 'pinned'; fingerprint: string; label: string; file: string };
 
 export interface RunSitesOptions {
   dryRun: boolean;
@@ -82,7 +85,14 @@ export interface SiteResult<Ctx> {
 }
 
 /** A report for a site whose run stopped before its phases: the step that stopped it and why. */
-function stepReport(site: string, operation: string, dryRun: boolean, step: { id: string; title: string }, e: unknown, host = site): RunReport {
+function stepReport(
+  site: string,
+  operation: string,
+  dryRun: boolean,
+  step: { id: string; title: string },
+  e: unknown,
+  host = site,
+): RunReport {
   const kind: FailureKind = failureKind(e);
   const refusal = e instanceof PhaseRefusal ? e : undefined;
   const phase: PhaseReport = {
@@ -129,7 +139,11 @@ class PinWriter {
   }
 }
 
-export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOperation<Ctx>, opts: RunSitesOptions): Promise<SiteResult<Ctx>[]> {
+export async function runSites<Ctx>(
+  targets: readonly SiteTarget[],
+  op: SiteOperation<Ctx>,
+  opts: RunSitesOptions,
+): Promise<SiteResult<Ctx>[]> {
   const emit = (site: string, ev: SiteEvent) => opts.onEvent?.(site, ev);
   const shared: SharedRun = { hubs: new HubClients(opts.env) };
   if (op.needsBundle && opts.bundle) shared.bundle = opts.bundle;
@@ -140,7 +154,9 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
     } catch (e) {
       // Nothing has been sent or changed anywhere: every site is refused for the same reason.
       const refusal = bundleRefusal(e);
-      return targets.map((t) => stopped(t.site.metadata.name, stepReport(t.site.metadata.name, op.name, opts.dryRun, VERIFY_STEP, refusal)));
+      return targets.map((t) =>
+        stopped(t.site.metadata.name, stepReport(t.site.metadata.name, op.name, opts.dryRun, VERIFY_STEP, refusal)),
+      );
     }
   }
   /** A site whose run ended before its phases: its one step is reported like a phase, so it is printed too. */
@@ -155,7 +171,16 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
   async function runOne(t: SiteTarget): Promise<SiteResult<Ctx>> {
     const name = t.site.metadata.name;
     if (opts.signal?.aborted) {
-      return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, Object.assign(new Error('stopped before this site started'), { kind: 'aborted' })));
+      return stopped(
+        name,
+        stepReport(
+          name,
+          op.name,
+          opts.dryRun,
+          CONNECT_STEP,
+          Object.assign(new Error('stopped before this site started'), { kind: 'aborted' }),
+        ),
+      );
     }
     if (opts.shouldStart && !opts.shouldStart(name)) {
       const notStarted = Object.assign(new Error('not started: the caller stopped new starts'), { kind: 'aborted' });
@@ -173,7 +198,14 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
           ...(opts.onLog ? { onLog: opts.onLog } : {}),
         });
       } catch (e) {
-        const err = e instanceof HostKeyError ? new PhaseRefusal('connect', e.message, 'check the POP’s host key out of band, then pin it in spec.ssh.hostKeys (or pass --accept-new-host-key for a first contact)') : e;
+        const err =
+          e instanceof HostKeyError
+            ? new PhaseRefusal(
+                'connect',
+                e.message,
+                'check the POP’s host key out of band, then pin it in spec.ssh.hostKeys (or pass --accept-new-host-key for a first contact)',
+              )
+            : e;
         return stopped(name, stepReport(name, op.name, opts.dryRun, CONNECT_STEP, err));
       }
     }
@@ -197,7 +229,11 @@ export async function runSites<Ctx>(targets: readonly SiteTarget[], op: SiteOper
         ...(op.onJournal ? { onJournal: (j: Journal) => op.onJournal!(c, j) } : {}),
         ...(op.onSuccess ? { onSuccess: (j: Journal) => op.onSuccess!(c, j) } : {}),
       });
-      const record = op.finish?.(c, report, newPins.map((p) => p.fingerprint));
+      const record = op.finish?.(
+        c,
+        report,
+        newPins.map((p) => p.fingerprint),
+      );
       return { site: name, report, ctx: c, ...(record !== undefined ? { record } : {}) };
     } catch (e) {
       return stopped(name, stepReport(name, op.name, opts.dryRun, { id: op.name, title: op.name }, e, host.name), ctx);
@@ -215,7 +251,11 @@ const START_STEP = { id: 'start', title: 'start the site' };
 function bundleRefusal(e: unknown): unknown {
   const v = e as { name?: string; file?: string; problem?: string };
   if (v?.name === 'VerifyError') {
-    return new PhaseRefusal('verify', `the bundle failed verification: ${v.file}: ${v.problem}`, 'use an intact bundle from its builder (rebuild or copy it again), and trust only its signer’s key');
+    return new PhaseRefusal(
+      'verify',
+      `the bundle failed verification: ${v.file}: ${v.problem}`,
+      'use an intact bundle from its builder (rebuild or copy it again), and trust only its signer’s key',
+    );
   }
   if (v?.name === 'BundleFormatError' || v?.name === 'SigningKeyError') {
     return new PhaseRefusal('verify', errorText(e), 'pass the bundle directory with --bundle and its signer’s public key with --trust-key');

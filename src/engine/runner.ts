@@ -80,10 +80,26 @@ function blankReport(step: { id: string; title: string }): PhaseReport {
 function failedReport(step: { id: string; title: string }, e: unknown, t0: number): PhaseReport {
   const kind = failureKind(e);
   if (e instanceof PhaseRefusal) {
-    return { ...blankReport(step), status: 'refused', durationMs: Date.now() - t0, summary: e.reason, reason: e.reason, fix: e.fix, error: e.message, failure: kind };
+    return {
+      ...blankReport(step),
+      status: 'refused',
+      durationMs: Date.now() - t0,
+      summary: e.reason,
+      reason: e.reason,
+      fix: e.fix,
+      error: e.message,
+      failure: kind,
+    };
   }
   const text = errorText(e);
-  return { ...blankReport(step), status: 'failed', durationMs: Date.now() - t0, summary: text.split('\n')[0] ?? '', error: text, failure: kind };
+  return {
+    ...blankReport(step),
+    status: 'failed',
+    durationMs: Date.now() - t0,
+    summary: text.split('\n')[0] ?? '',
+    error: text,
+    failure: kind,
+  };
 }
 
 export function newRunId(now = Date.now()): string {
@@ -112,7 +128,9 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
       durationMs: Date.now() - started,
       phases: reports,
       warnings,
-      ...(failed ? { failedPhase: failed.id, error: failed.error ?? failed.reason, ...(failed.failure ? { failure: failed.failure } : {}) } : {}),
+      ...(failed
+        ? { failedPhase: failed.id, error: failed.error ?? failed.reason, ...(failed.failure ? { failure: failed.failure } : {}) }
+        : {}),
       roundTrips: stats.roundTrips,
       bytesSent: stats.bytesSent,
     };
@@ -128,7 +146,13 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
   if (!opts.dryRun) {
     const t0 = Date.now();
     try {
-      lock = await host.lock({ controller: hostname(), runId, operation: opts.operation, startedAt: new Date(started).toISOString(), pid: process.pid });
+      lock = await host.lock({
+        controller: hostname(),
+        runId,
+        operation: opts.operation,
+        startedAt: new Date(started).toISOString(),
+        pid: process.pid,
+      });
     } catch (e) {
       reports.push(failedReport(LOCK_STEP, e, t0));
       return report();
@@ -240,7 +264,8 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
         ...base,
         status,
         durationMs: Date.now() - t0,
-        summary: res.summary ?? (changes.length ? changes.join(', ') : journaled ? `unchanged since ${entry!.finishedAt}` : 'nothing to change'),
+        summary:
+          res.summary ?? (changes.length ? changes.join(', ') : journaled ? `unchanged since ${entry!.finishedAt}` : 'nothing to change'),
         changes,
         warnings: res.warnings ?? [],
         metrics: res.metrics ?? {},
@@ -255,11 +280,20 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
       const applied: string[] = [];
       await applyChanges(host, planned, signal, applied);
       const mustSettle = phase.always || applied.length > 0 || !journaled || phase.healthy?.(live) === false;
-      const res: PhaseResult = mustSettle && phase.settle ? await phase.settle(ctx, prep, live, env, applied) : (phase.describe?.(ctx, prep, live, applied, false) ?? {});
+      const res: PhaseResult =
+        mustSettle && phase.settle
+          ? await phase.settle(ctx, prep, live, env, applied)
+          : (phase.describe?.(ctx, prep, live, applied, false) ?? {});
       if (res.pending) return { ...finish('pending', applied, res), summary: res.summary ?? `pending: ${res.pending}` };
       const status: PhaseStatus = applied.length ? 'done' : 'unchanged';
       if (!phase.always && (applied.length > 0 || !journaled)) {
-        journal.phases[phase.id] = { inputs: digest, finishedAt: new Date().toISOString(), durationMs: Date.now() - t0, summary: res.summary ?? applied.join(', '), runId };
+        journal.phases[phase.id] = {
+          inputs: digest,
+          finishedAt: new Date().toISOString(),
+          durationMs: Date.now() - t0,
+          summary: res.summary ?? applied.join(', '),
+          runId,
+        };
         await save();
       }
       return finish(status, applied, res);

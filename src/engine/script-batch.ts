@@ -30,7 +30,9 @@ export class ScriptChangeError extends Error {
     readonly fix?: string,
   ) {
     const tail = stderr.trim().split('\n').slice(-16).join('\n');
-    super(`${host}: ${description}: failed (exit ${code})${tail ? `:\n${tail.replace(/^/gm, '    ')}` : ''}${fix ? `\n  fix: ${fix}` : ''}`);
+    super(
+      `${host}: ${description}: failed (exit ${code})${tail ? `:\n${tail.replace(/^/gm, '    ')}` : ''}${fix ? `\n  fix: ${fix}` : ''}`,
+    );
     this.name = 'ScriptChangeError';
   }
 }

@@ -20,7 +20,11 @@ export function selectSites(files: readonly string[], opts: { hub?: string; site
   let sites = cfg.sites;
   if (opts.site?.length) {
     const unknown = opts.site.filter((n) => !sites.some((s) => s.metadata.name === n));
-    if (unknown.length) throw new TargetError(`no site named ${unknown.join(', ')} in ${files.join(', ')}`, `sites there: ${sites.map((s) => s.metadata.name).join(', ')}`);
+    if (unknown.length)
+      throw new TargetError(
+        `no site named ${unknown.join(', ')} in ${files.join(', ')}`,
+        `sites there: ${sites.map((s) => s.metadata.name).join(', ')}`,
+      );
     sites = sites.filter((s) => opts.site!.includes(s.metadata.name));
   }
   if (sites.length === 0) throw new TargetError(`no Site in ${files.join(', ')}`, 'give a Site or Fleet file');

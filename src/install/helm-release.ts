@@ -60,11 +60,18 @@ export async function readRelease(kube: PopKubeClients, namespace: string, name:
   for (const s of list.items) {
     if (s.type !== 'helm.sh/release.v1') continue;
     const v = Number(s.metadata?.labels?.version);
-    if (Number.isInteger(v) && (!best || v > best.v)) best = { v, status: s.metadata?.labels?.status ?? '', ...(s.data?.release ? { data: s.data.release } : {}) };
+    if (Number.isInteger(v) && (!best || v > best.v))
+      best = { v, status: s.metadata?.labels?.status ?? '', ...(s.data?.release ? { data: s.data.release } : {}) };
   }
   if (!best) return { state: 'absent' };
   const state: ReleaseRecord['state'] =
-    best.status === 'deployed' ? 'deployed' : best.status === 'failed' ? 'failed' : best.status.startsWith('pending-') || best.status === 'uninstalling' ? 'pending' : 'other';
+    best.status === 'deployed'
+      ? 'deployed'
+      : best.status === 'failed'
+        ? 'failed'
+        : best.status.startsWith('pending-') || best.status === 'uninstalling'
+          ? 'pending'
+          : 'other';
   const description = decodeReleaseDescription(best.data);
   return { state, status: best.status, revision: best.v, ...(description ? { description } : {}) };
 }
@@ -78,7 +85,8 @@ async function readJob(kube: PopKubeClients, name: string): Promise<V1Job | unde
   }
 }
 
-const jobDone = (job: V1Job | undefined, type: 'Complete' | 'Failed') => Boolean(job?.status?.conditions?.some((c) => c.type === type && c.status === 'True'));
+const jobDone = (job: V1Job | undefined, type: 'Complete' | 'Failed') =>
+  Boolean(job?.status?.conditions?.some((c) => c.type === type && c.status === 'True'));
 const jobActive = (job: V1Job | undefined) => Boolean(job && !jobDone(job, 'Complete') && !jobDone(job, 'Failed'));
 
 /**
@@ -93,7 +101,8 @@ export async function inspectFsmRelease(kube: PopKubeClients, targetNamespace: s
   if (rel.state === 'deployed') return { state: 'deployed', ...base };
   // superseded newest: klipper retries the upgrade by itself (entry: "Retrying upgrade"), nothing is stuck
   if (rel.status === 'superseded') return { state: 'installing', ...base };
-  if (rel.state === 'failed' || rel.state === 'other') return { state: 'failed', reason: rel.description ?? `release ${release} is ${rel.status}`, ...base };
+  if (rel.state === 'failed' || rel.state === 'other')
+    return { state: 'failed', reason: rel.description ?? `release ${release} is ${rel.status}`, ...base };
   if (rel.state === 'pending') {
     if (jobActive(job)) return { state: 'installing', ...base };
     return { state: 'failed', reason: `release ${release} was left ${rel.status} (a helm run was cut off)`, ...base };
@@ -110,7 +119,10 @@ const POD_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 export function hostHelmLogReader(host: Host): HelmLogReader {
   return async (pod, { previous }) => {
     if (!POD_NAME.test(pod)) throw new Error(`refusing to read logs of a pod named ${JSON.stringify(pod.slice(0, 80))}`);
-    const r = await host.exec(`${POP_K3S_BINARY} kubectl -n ${HELM_NAMESPACE} logs ${pod} -c helm --tail=200${previous ? ' --previous' : ''}`, { sudo: true, timeoutMs: 20_000 });
+    const r = await host.exec(
+      `${POP_K3S_BINARY} kubectl -n ${HELM_NAMESPACE} logs ${pod} -c helm --tail=200${previous ? ' --previous' : ''}`,
+      { sudo: true, timeoutMs: 20_000 },
+    );
     if (r.code !== 0) throw new Error(r.stderr.trim().split('\n').at(-1) || `kubectl logs exited ${r.code}`);
     return r.stdout;
   };
@@ -121,7 +133,10 @@ export function hostHelmLogReader(host: Host): HelmLogReader {
  * else the last lines the script printed.
  */
 export function helmErrorFromLog(log: string): string | undefined {
-  const lines = log.split('\n').map((l) => l.trimEnd()).filter((l) => l && !l.startsWith('+ '));
+  const lines = log
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l && !l.startsWith('+ '));
   const at = lines.findIndex((l) => l.startsWith('Error:'));
   const picked = at >= 0 ? lines.slice(at) : lines.slice(-3);
   const text = picked.join('\n').trim();
@@ -178,7 +193,8 @@ export interface WaitForHelmJobOptions {
 }
 
 /** The "how to recover" line for a failed FSM release. */
-export const RECOVER_FIX = 'correct the cause above, then run the install again: it removes the failed release (helm uninstall through k3s) and installs FSM anew';
+export const RECOVER_FIX =
+  'correct the cause above, then run the install again: it removes the failed release (helm uninstall through k3s) and installs FSM anew';
 
 /**
  * Waits for a helm-controller Job to finish and (for installs) for the release to be `deployed`. Ends at once,
@@ -193,7 +209,9 @@ export async function waitForHelmJob(kube: PopKubeClients, o: WaitForHelmJobOpti
   let lastError: string | undefined;
   let previousError: string | undefined;
   const fatal = (what: string) =>
-    new FatalWaitError(`the FSM Helm ${install ? 'install' : 'uninstall'} failed (Job ${HELM_NAMESPACE}/${o.jobName}): ${what}\n  fix: ${install ? RECOVER_FIX : 'see the Job’s pod on the POP (`k3s kubectl -n kube-system describe job ' + o.jobName + '`), then run the install again'}`);
+    new FatalWaitError(
+      `the FSM Helm ${install ? 'install' : 'uninstall'} failed (Job ${HELM_NAMESPACE}/${o.jobName}): ${what}\n  fix: ${install ? RECOVER_FIX : 'see the Job’s pod on the POP (`k3s kubectl -n kube-system describe job ' + o.jobName + '`), then run the install again'}`,
+    );
   await pollUntil(
     `the ${o.jobName} Job`,
     async () => {
@@ -201,10 +219,12 @@ export async function waitForHelmJob(kube: PopKubeClients, o: WaitForHelmJobOpti
         ...(await podsBlockedOnImages(kube, HELM_NAMESPACE, `job-name=${o.jobName}`)),
         ...(install ? await podsBlockedOnImages(kube, o.targetNamespace) : []),
       ]);
-      if (blocked.length) throw fatal(`pods wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  (${MISSING_IMAGE_FIX})`);
+      if (blocked.length)
+        throw fatal(`pods wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  (${MISSING_IMAGE_FIX})`);
       const job = await readJob(kube, o.jobName);
       if (!job) return { done: false, state: `waiting for k3s to create Job ${o.jobName}` };
-      if (o.previousJobUid && job.metadata?.uid === o.previousJobUid) return { done: false, state: 'waiting for k3s to start a Job with the new values' };
+      if (o.previousJobUid && job.metadata?.uid === o.previousJobUid)
+        return { done: false, state: 'waiting for k3s to start a Job with the new values' };
       const attempt = await lastFailedAttempt(kube, o.jobName, o.readLog);
       if (attempt) {
         const said = attempt.helmError ?? attempt.termMessage ?? 'no output';
@@ -226,7 +246,9 @@ export async function waitForHelmJob(kube: PopKubeClients, o: WaitForHelmJobOpti
       if (attempt) {
         const sticky = STICKY.test(attempt.termMessage ?? '') || STICKY.test(attempt.helmError ?? '');
         if (install && (rel?.state === 'failed' || sticky)) {
-          throw fatal(`${lastError ?? rel?.description ?? attempt.termMessage ?? 'helm gave no reason'}${sticky ? `\n  (k3s: "${attempt.termMessage ?? attempt.helmError}")` : ''}`);
+          throw fatal(
+            `${lastError ?? rel?.description ?? attempt.termMessage ?? 'helm gave no reason'}${sticky ? `\n  (k3s: "${attempt.termMessage ?? attempt.helmError}")` : ''}`,
+          );
         }
         if (lastError && lastError === previousError && attempt.failures >= 2) throw fatal(lastError);
         return { done: false, state: `helm run ${attempt.failures} failed, k3s retries: ${(lastError ?? '').split('\n')[0]}` };
@@ -287,9 +309,19 @@ export async function recoverFailedRelease(kube: PopKubeClients, host: Host, o: 
         throw e;
       }
       const job = await readJob(kube, deleteJob);
-      if (jobDone(job, 'Failed')) throw new FatalWaitError(`k3s could not uninstall the failed FSM release (Job ${HELM_NAMESPACE}/${deleteJob} failed)\n  fix: look at that Job on the POP, delete HelmChart ${HELM_NAMESPACE}/${name} by hand, then run the install again`);
+      if (jobDone(job, 'Failed'))
+        throw new FatalWaitError(
+          `k3s could not uninstall the failed FSM release (Job ${HELM_NAMESPACE}/${deleteJob} failed)\n  fix: look at that Job on the POP, delete HelmChart ${HELM_NAMESPACE}/${name} by hand, then run the install again`,
+        );
       const attempt = job ? await lastFailedAttempt(kube, deleteJob, o.readLog) : undefined;
-      return { done: false, state: attempt ? `uninstall run ${attempt.failures} failed: ${(attempt.helmError ?? attempt.termMessage ?? '').split('\n')[0]}` : job ? 'helm uninstall running' : 'waiting for k3s to start the uninstall Job' };
+      return {
+        done: false,
+        state: attempt
+          ? `uninstall run ${attempt.failures} failed: ${(attempt.helmError ?? attempt.termMessage ?? '').split('\n')[0]}`
+          : job
+            ? 'helm uninstall running'
+            : 'waiting for k3s to start the uninstall Job',
+      };
     },
     { timeoutMs: o.timeoutMs, intervalMs: o.intervalMs ?? 2000 },
   );
@@ -299,6 +331,8 @@ export async function recoverFailedRelease(kube: PopKubeClients, host: Host, o: 
       `the HelmChart is gone but release ${name} (revision ${after.revision}, ${after.status}) is still in ${o.targetNamespace}\n  fix: on the POP, \`${POP_K3S_BINARY} kubectl -n ${o.targetNamespace} delete secret -l owner=helm,name=${name}\`, then run the install again`,
     );
   }
-  done.push(`helm-controller uninstalled release ${name}${before.revision ? ` (revision ${before.revision}, ${before.status}${before.description ? `: ${before.description.split('\n')[0]}` : ''})` : ''}`);
+  done.push(
+    `helm-controller uninstalled release ${name}${before.revision ? ` (revision ${before.revision}, ${before.status}${before.description ? `: ${before.description.split('\n')[0]}` : ''})` : ''}`,
+  );
   return done;
 }

@@ -122,4 +122,3 @@ export function describeFacts(f: Facts): string {
   const k3s = f.k3s ? `, k3s ${f.k3s.version}${f.k3s.ready ? ' (ready)' : f.k3s.active ? ' (not ready)' : ' (stopped)'}` : '';
   return `${f.machine}, ${f.os.pretty || f.os.id}, kernel ${f.kernel}, ${f.cpus} CPU, ${(f.memMiB / 1024).toFixed(1)} GiB RAM, ${(f.diskFreeMiB / 1024).toFixed(1)} GiB free${k3s}`;
 }
-

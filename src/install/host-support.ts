@@ -77,7 +77,10 @@ export function parseHostSupport(stdout: string): Omit<HostSupportFacts, 'init'>
 }
 
 function permitOpenAllows(list: string): boolean {
-  const entries = list.split(/\s+/).filter(Boolean).map((e) => e.toLowerCase());
+  const entries = list
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((e) => e.toLowerCase());
   if (entries.includes('any')) return true;
   if (entries.includes('none')) return false;
   return entries.some((e) => API_TARGETS.includes(e) || e === '*:6443' || e === '127.0.0.1:*' || e === 'localhost:*' || e === '*:*');
@@ -103,7 +106,7 @@ export function hostSupportProblems(facts: HostSupportFacts, opts: { overSsh: bo
     const atf = sshd.allowTcpForwarding ?? 'yes';
     if (sshd.disableForwarding === 'yes') {
       out.push({
-        reason: 'sshd on this POP has `DisableForwarding yes`: the SSH tunnel to the POP\'s Kubernetes API (127.0.0.1:6443) is refused',
+        reason: "sshd on this POP has `DisableForwarding yes`: the SSH tunnel to the POP's Kubernetes API (127.0.0.1:6443) is refused",
         fix: 'in /etc/ssh/sshd_config (or the Match block for the install user) set `DisableForwarding no` and `AllowTcpForwarding local`, then `systemctl reload sshd` (ssh on Debian/Ubuntu)',
       });
     } else if (atf === 'no' || atf === 'remote') {

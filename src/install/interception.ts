@@ -2,6 +2,7 @@
 // expects it, kernel modules), and verify the interception DaemonSet is Ready. PodLevel/iptables has no
 // DaemonSet: its iptables rules are set per pod by the sidecar-init container.
 
+import type { V1DaemonSet } from '@kubernetes/client-node';
 import { definePhase, shellChange } from '../engine/phase.js';
 import { K3S_BINARY, K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
 import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
@@ -18,16 +19,28 @@ export function hostPrepScript(mode: string): string {
   const lines = ['set -e', 'changed() { echo "changed $*"; }'];
   if (mode === 'NodeLevel') {
     lines.push('[ -d /opt/bpf ] || { mkdir -p /opt/bpf; changed "created /opt/bpf"; }');
-    lines.push('touch /opt/.fsm-edge-write-test 2>/dev/null && rm -f /opt/.fsm-edge-write-test || { echo "/opt is not writable: xnet needs it for its bpffs" >&2; exit 3; }');
+    lines.push(
+      'touch /opt/.fsm-edge-write-test 2>/dev/null && rm -f /opt/.fsm-edge-write-test || { echo "/opt is not writable: xnet needs it for its bpffs" >&2; exit 3; }',
+    );
     // Mounted now and at every boot (before k3s starts xnet), rather than left to the first xnet start.
     lines.push('if ! grep -qs " /opt/bpf bpf " /proc/mounts; then mount -t bpf bpf /opt/bpf; changed "mounted bpffs on /opt/bpf"; fi');
-    lines.push('if ! grep -qs "^bpf /opt/bpf " /etc/fstab; then echo "bpf /opt/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /opt/bpf to /etc/fstab"; fi');
-    lines.push('for m in sch_ingress cls_bpf; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done');
+    lines.push(
+      'if ! grep -qs "^bpf /opt/bpf " /etc/fstab; then echo "bpf /opt/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /opt/bpf to /etc/fstab"; fi',
+    );
+    lines.push(
+      'for m in sch_ingress cls_bpf; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done',
+    );
   } else if (mode === 'ebpf') {
-    lines.push('if ! grep -qs " /sys/fs/bpf bpf " /proc/mounts; then mkdir -p /sys/fs/bpf; mount -t bpf bpf /sys/fs/bpf; changed "mounted bpffs on /sys/fs/bpf"; fi');
-    lines.push('if ! grep -qs "^bpf /sys/fs/bpf " /etc/fstab; then echo "bpf /sys/fs/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /sys/fs/bpf to /etc/fstab"; fi');
+    lines.push(
+      'if ! grep -qs " /sys/fs/bpf bpf " /proc/mounts; then mkdir -p /sys/fs/bpf; mount -t bpf bpf /sys/fs/bpf; changed "mounted bpffs on /sys/fs/bpf"; fi',
+    );
+    lines.push(
+      'if ! grep -qs "^bpf /sys/fs/bpf " /etc/fstab; then echo "bpf /sys/fs/bpf bpf defaults 0 0" >> /etc/fstab; changed "added /sys/fs/bpf to /etc/fstab"; fi',
+    );
   } else {
-    lines.push('for m in br_netfilter iptable_nat; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done');
+    lines.push(
+      'for m in br_netfilter iptable_nat; do if ! grep -q "^$m " /proc/modules 2>/dev/null && modprobe "$m" 2>/dev/null; then changed "loaded module $m"; fi; done',
+    );
   }
   lines.push('true');
   return lines.join('\n');
@@ -110,9 +123,10 @@ export const interceptionPhase = definePhase<InstallContext, InterceptionPrep, I
     return [shellChange(`prepare the host for ${prep.mode} interception (${live.missing.join(', ')})`, hostPrepScript(prep.mode))];
   },
   describe: (ctx, prep, live, changes, dryRun) => ({
-    summary: dryRun && changes.length
-      ? `would prepare ${prep.mode} interception (${decisionsOf(ctx).interceptionReason})`
-      : `${prep.mode} (${decisionsOf(ctx).interceptionReason})${prep.daemonSet ? `; ${prep.daemonSet} ${live.daemonSet ? `${live.daemonSet.ready}/${live.daemonSet.desired} ready` : 'not found'}` : ''}`,
+    summary:
+      dryRun && changes.length
+        ? `would prepare ${prep.mode} interception (${decisionsOf(ctx).interceptionReason})`
+        : `${prep.mode} (${decisionsOf(ctx).interceptionReason})${prep.daemonSet ? `; ${prep.daemonSet} ${live.daemonSet ? `${live.daemonSet.ready}/${live.daemonSet.desired} ready` : 'not found'}` : ''}`,
   }),
   async settle(ctx, prep, _live, env) {
     ctx.installed.interception = prep.mode;
@@ -130,7 +144,7 @@ async function waitDaemonSet(ctx: InstallContext, host: Host, ds: string): Promi
   await pollUntil(
     `DaemonSet ${ns}/${ds} Ready`,
     async () => {
-      let d;
+      let d: V1DaemonSet;
       try {
         d = await kube.apps.readNamespacedDaemonSet({ name: ds, namespace: ns });
       } catch (e) {
@@ -141,7 +155,9 @@ async function waitDaemonSet(ctx: InstallContext, host: Host, ds: string): Promi
       const ready = d.status?.numberReady ?? 0;
       if (want > 0 && ready >= want) return { done: true };
       // Show why a pod is not ready, and stop waiting when it keeps crashing: a timeout says nothing.
-      const sel = Object.entries(d.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+      const sel = Object.entries(d.spec?.selector?.matchLabels ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
       const pods = sel ? await kube.core.listNamespacedPod({ namespace: ns, labelSelector: sel }) : { items: [] };
       const problems: string[] = [];
       for (const pod of pods.items) {
@@ -154,7 +170,9 @@ async function waitDaemonSet(ctx: InstallContext, host: Host, ds: string): Promi
             const since = crashingSince.get(key) ?? Date.now();
             crashingSince.set(key, since);
             if (Date.now() - since > 60_000) {
-              throw new FatalWaitError(`the ${ds} DaemonSet does not become ready: ${key} is in ${w.reason}${w.message ? `: ${w.message}` : ''}`);
+              throw new FatalWaitError(
+                `the ${ds} DaemonSet does not become ready: ${key} is in ${w.reason}${w.message ? `: ${w.message}` : ''}`,
+              );
             }
           }
         }

@@ -24,7 +24,6 @@ import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, type InstallContext, popKubeOf } from './context.js';
 import { endpointHost, renderK3sConfig, renderRegistries } from './render/k3s-config.js';
 
-
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export interface K3sFiles {
@@ -109,14 +108,20 @@ fi`;
 export async function waitK3sReady(ctx: InstallContext, host: Host, timeoutMs: number): Promise<string> {
   const kube = await popKubeOf(ctx, host);
   const health = new Health(kube.kc);
-  await pollUntil('the POP API /readyz', async () => ({ done: await health.readyz({}), state: 'not ready' }), { timeoutMs, intervalMs: 1500 });
+  await pollUntil('the POP API /readyz', async () => ({ done: await health.readyz({}), state: 'not ready' }), {
+    timeoutMs,
+    intervalMs: 1500,
+  });
   const nodeName = ctx.site.metadata.name;
   await pollUntil(
     `node ${nodeName} Ready`,
     async () => {
       const node = await kube.core.readNode({ name: nodeName });
       const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
-      return { done: ready?.status === 'True', state: ready ? `Ready=${ready.status} ${ready.reason ?? ''}`.trim() : 'no Ready condition yet' };
+      return {
+        done: ready?.status === 'True',
+        state: ready ? `Ready=${ready.status} ${ready.reason ?? ''}`.trim() : 'no Ready condition yet',
+      };
     },
     { timeoutMs, intervalMs: 2000 },
   );
@@ -126,8 +131,12 @@ export async function waitK3sReady(ctx: InstallContext, host: Host, timeoutMs: n
       async () => {
         const dep = await kube.apps.readNamespacedDeployment({ name: 'coredns', namespace: 'kube-system' });
         const avail = dep.status?.conditions?.find((c) => c.type === 'Available');
-        if (avail?.status === 'False' && /ImagePull|ErrImage/.test(avail.message ?? '')) throw new FatalWaitError(`CoreDNS cannot start: ${avail.message}`);
-        return { done: (dep.status?.availableReplicas ?? 0) >= 1, state: avail ? `Available=${avail.status} ${avail.message ?? ''}`.trim() : 'no status yet' };
+        if (avail?.status === 'False' && /ImagePull|ErrImage/.test(avail.message ?? ''))
+          throw new FatalWaitError(`CoreDNS cannot start: ${avail.message}`);
+        return {
+          done: (dep.status?.availableReplicas ?? 0) >= 1,
+          state: avail ? `Available=${avail.status} ${avail.message ?? ''}`.trim() : 'no status yet',
+        };
       },
       { timeoutMs, intervalMs: 2000 },
     );
@@ -163,7 +172,8 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
       if (live.sha.get(path) !== sha256(text)) changes.push(shellChange(`write ${path}`, writeFileScript(path, text, 0o600)));
     }
     const planChanged = live.sha.get(POP_ASSEMBLE_PLAN) !== sha256(files.plan);
-    if (planChanged) changes.push(shellChange(`write the assembly plan ${POP_ASSEMBLE_PLAN}`, writeFileScript(POP_ASSEMBLE_PLAN, files.plan, 0o644)));
+    if (planChanged)
+      changes.push(shellChange(`write the assembly plan ${POP_ASSEMBLE_PLAN}`, writeFileScript(POP_ASSEMBLE_PLAN, files.plan, 0o644)));
     // Binary, install.sh, chart and image archives from the store (assemble.sh checks each blob's sha256).
     if (planChanged || !live.healthy) {
       changes.push(
@@ -205,14 +215,19 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     return changes;
   },
   describe: (ctx, _f, live, changes, dryRun) => ({
-    summary: dryRun && changes.length ? `would: ${changes.join(', ')}` : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? ', ready' : ''}`,
+    summary:
+      dryRun && changes.length
+        ? `would: ${changes.join(', ')}`
+        : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? ', ready' : ''}`,
   }),
   async settle(ctx, _files, live, env, applied) {
     const t0 = Date.now();
     const version = await waitK3sReady(ctx, env.host, ctx.options.k3sStartTimeoutMs);
     ctx.installed.k3s = bundleOf(ctx).doc.versions.k3s;
     ctx.metrics.k3sSeconds = (Date.now() - t0) / 1000;
-    const done = applied.map((a) => (a.startsWith('assemble') && live.assembled.length === 0 ? 'assembled: every output already in place' : a));
+    const done = applied.map((a) =>
+      a.startsWith('assemble') && live.assembled.length === 0 ? 'assembled: every output already in place' : a,
+    );
     return { summary: `${done.length ? done.join(', ') : 'k3s unchanged'}; ready (${version || bundleOf(ctx).doc.versions.k3s})` };
   },
 });

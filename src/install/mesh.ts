@@ -47,10 +47,16 @@ export async function meshPlan(ctx: InstallContext, opts: { validate: boolean } 
   cache.set(ctx, plan);
   if (opts.validate && !validated.has(plan)) {
     try {
-      if (!plan.chart.schema) throw new PhaseRefusal('mesh', `the FSM chart ${plan.chartFile} has no values.schema.json to validate values against`, 'use the upstream FSM chart in the bundle');
+      if (!plan.chart.schema)
+        throw new PhaseRefusal(
+          'mesh',
+          `the FSM chart ${plan.chartFile} has no values.schema.json to validate values against`,
+          'use the upstream FSM chart in the bundle',
+        );
       validateFsmValues(plan.chartFile, plan.chart.schema, plan.chart.defaults, plan.values.values);
     } catch (e) {
-      if (e instanceof ValuesSchemaError) throw new PhaseRefusal('mesh', e.message, 'this is a bug in fsm-edge’s values for this chart version; report it with the message');
+      if (e instanceof ValuesSchemaError)
+        throw new PhaseRefusal('mesh', e.message, 'this is a bug in fsm-edge’s values for this chart version; report it with the message');
       throw e;
     }
     validated.add(plan);
@@ -79,10 +85,21 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
       ingressHttpPort: gatewayPortFor(ctx.site.spec),
     });
   } catch (e) {
-    if (e instanceof ImagesMissingError) throw new PhaseRefusal('mesh', e.message.split('\n')[0]!, 'rebuild the bundle with the features this Site enables, or turn them off in the Site (mesh.ingress, mesh.interception)');
+    if (e instanceof ImagesMissingError)
+      throw new PhaseRefusal(
+        'mesh',
+        e.message.split('\n')[0]!,
+        'rebuild the bundle with the features this Site enables, or turn them off in the Site (mesh.ingress, mesh.interception)',
+      );
     throw e;
   }
-  const hc = buildFsmHelmChart({ chartVersion: chart.version || fsmVersion, chartFile: chartFile.name, targetNamespace: fsmNamespace(ctx), values: values.values, timeout: HELM_TIMEOUT });
+  const hc = buildFsmHelmChart({
+    chartVersion: chart.version || fsmVersion,
+    chartFile: chartFile.name,
+    targetNamespace: fsmNamespace(ctx),
+    values: values.values,
+    timeout: HELM_TIMEOUT,
+  });
   const ingress = ctx.site.spec.mesh.ingress || joinsHub;
   return {
     validate: () => meshPlan(ctx, { validate: true }),
@@ -114,7 +131,10 @@ export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPla
     async () => {
       // helm ran without --wait: a missing image shows only as pods waiting for it, never as a failure
       const blocked = images.persistent(await podsBlockedOnImages(kube, ns));
-      if (blocked.length) throw new FatalWaitError(`FSM pods in ${ns} wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  fix: ${MISSING_IMAGE_FIX}`);
+      if (blocked.length)
+        throw new FatalWaitError(
+          `FSM pods in ${ns} wait for images that are not on the POP:\n${describeImageWaits(blocked)}\n  fix: ${MISSING_IMAGE_FIX}`,
+        );
       const notReady: string[] = [];
       for (const name of plan.deployments) {
         try {
@@ -204,7 +224,13 @@ async function readJobUid(kube: PopKube): Promise<string | undefined> {
  */
 async function reapplyHelmChart(kube: PopKube, manifest: string, timeoutMs: number): Promise<void> {
   const obj = parse(manifest) as ApplyObject;
-  const ref = { group: 'helm.cattle.io', version: 'v1', namespace: FSM_HELMCHART_NAMESPACE, plural: 'helmcharts', name: FSM_HELMCHART_NAME };
+  const ref = {
+    group: 'helm.cattle.io',
+    version: 'v1',
+    namespace: FSM_HELMCHART_NAMESPACE,
+    plural: 'helmcharts',
+    name: FSM_HELMCHART_NAME,
+  };
   try {
     await kube.custom.deleteNamespacedCustomObject(ref);
   } catch (e) {
@@ -247,12 +273,15 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   plan(ctx, plan, live, env) {
     const changes: PlannedChange[] = [];
     const mode = plan.values.trafficInterceptionMode;
-    const write = change(`write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`, async () => {
-      await plan.validate();
-      if (live.helmChart && !live.recovered) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
-      // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
-      await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
-    });
+    const write = change(
+      `write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`,
+      async () => {
+        await plan.validate();
+        if (live.helmChart && !live.recovered) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
+        // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
+        await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
+      },
+    );
     if (live.release?.state === 'failed') {
       changes.push(
         change(`uninstall the failed FSM release (${live.release.reason ?? 'failed'}) so it can be installed again`, async () => {
@@ -271,9 +300,12 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
       changes.push(write);
     } else if (live.api && !live.helmChart) {
       changes.push(
-        change(`apply HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} again (it was deleted; FSM: ${live.problems.join(', ')})`, async () => {
-          await reapplyHelmChart(await popKubeOf(ctx, env.host), plan.manifest, ctx.options.meshTimeoutMs);
-        }),
+        change(
+          `apply HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} again (it was deleted; FSM: ${live.problems.join(', ')})`,
+          async () => {
+            await reapplyHelmChart(await popKubeOf(ctx, env.host), plan.manifest, ctx.options.meshTimeoutMs);
+          },
+        ),
       );
     } else if (live.api && live.release?.state === 'deployed' && live.problems.some((p) => p.endsWith('missing'))) {
       changes.push(
@@ -287,9 +319,10 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
     return changes;
   },
   describe: (ctx, plan, live, changes, dryRun) => ({
-    summary: dryRun && changes.length
-      ? `would deploy FSM ${bundleOf(ctx).doc.versions.fsm} (${plan.values.trafficInterceptionMode})`
-      : `FSM ${bundleOf(ctx).doc.versions.fsm} unchanged (${plan.values.trafficInterceptionMode}); ${plan.deployments.length - live.problems.length} of ${plan.deployments.length} deployments ready`,
+    summary:
+      dryRun && changes.length
+        ? `would deploy FSM ${bundleOf(ctx).doc.versions.fsm} (${plan.values.trafficInterceptionMode})`
+        : `FSM ${bundleOf(ctx).doc.versions.fsm} unchanged (${plan.values.trafficInterceptionMode}); ${plan.deployments.length - live.problems.length} of ${plan.deployments.length} deployments ready`,
     warnings: plan.values.warnings,
   }),
   async settle(ctx, plan, live, env, applied) {

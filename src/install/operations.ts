@@ -27,7 +27,11 @@ export const INSTALL_PHASES: AnyPhase<InstallContext>[] = [
 
 export const REGISTER_PHASES: AnyPhase<InstallContext>[] = [registerPhase, recordPhase];
 
-function operation(name: 'install' | 'register', phases: AnyPhase<InstallContext>[], options: InstallOptions): SiteOperation<InstallContext> {
+function operation(
+  name: 'install' | 'register',
+  phases: AnyPhase<InstallContext>[],
+  options: InstallOptions,
+): SiteOperation<InstallContext> {
   return {
     name,
     phases,

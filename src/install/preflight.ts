@@ -74,16 +74,32 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   const f = i.facts;
   const warnings: string[] = [];
   if (!f.arch) {
-    throw new PhaseRefusal(P, `this POP is ${f.machine}, which neither k3s nor FSM is built for`, 'use an x86_64 or aarch64 (64-bit ARM) machine');
+    throw new PhaseRefusal(
+      P,
+      `this POP is ${f.machine}, which neither k3s nor FSM is built for`,
+      'use an x86_64 or aarch64 (64-bit ARM) machine',
+    );
   }
   if (i.siteArch !== 'auto' && i.siteArch !== f.arch) {
-    throw new PhaseRefusal(P, `the Site says arch ${i.siteArch} but the POP reports ${f.machine} (${f.arch})`, `set spec.arch to ${f.arch} (or auto) in the Site, or check spec.ssh.host points at the right machine`);
+    throw new PhaseRefusal(
+      P,
+      `the Site says arch ${i.siteArch} but the POP reports ${f.machine} (${f.arch})`,
+      `set spec.arch to ${f.arch} (or auto) in the Site, or check spec.ssh.host points at the right machine`,
+    );
   }
   if (!(MESH_ARCHES as readonly string[]).includes(f.arch)) {
-    throw new PhaseRefusal(P, `FSM cannot run on 32-bit ARM (${f.machine}): Pipy and the FSM images have no armv7 build`, 'install a 64-bit OS (arm64/aarch64) on this board');
+    throw new PhaseRefusal(
+      P,
+      `FSM cannot run on 32-bit ARM (${f.machine}): Pipy and the FSM images have no armv7 build`,
+      'install a 64-bit OS (arm64/aarch64) on this board',
+    );
   }
   if (!i.bundleArches.includes(f.arch)) {
-    throw new PhaseRefusal(P, `the bundle has no ${f.arch} content (it holds ${i.bundleArches.join(', ') || 'nothing'})`, `build a bundle for ${f.arch} (\`fsm-edge bundle build --arch ${f.arch}\`) and pass it with --bundle`);
+    throw new PhaseRefusal(
+      P,
+      `the bundle has no ${f.arch} content (it holds ${i.bundleArches.join(', ') || 'nothing'})`,
+      `build a bundle for ${f.arch} (\`fsm-edge bundle build --arch ${f.arch}\`) and pass it with --bundle`,
+    );
   }
   // openrc is refused (the k3s phase drives systemd), and so is an sshd that would refuse the API tunnel.
   const host = hostSupportProblems({ init: f.init, ...(f.sshd ? { sshd: f.sshd } : {}) }, { overSsh: i.overSsh !== false });
@@ -92,19 +108,35 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
     throw new PhaseRefusal(P, `${f.cpus} CPU; k3s with FSM needs at least ${MIN_CPUS}`, 'use a POP with 2 or more cores');
   }
   if (f.memMiB < MIN_MEM_MIB) {
-    throw new PhaseRefusal(P, `${f.memMiB} MiB RAM; a k3s server with FSM needs at least ${MIN_MEM_MIB} MiB (2 GiB)`, 'use a POP with 2 GiB RAM or more (4 GiB recommended)');
+    throw new PhaseRefusal(
+      P,
+      `${f.memMiB} MiB RAM; a k3s server with FSM needs at least ${MIN_MEM_MIB} MiB (2 GiB)`,
+      'use a POP with 2 GiB RAM or more (4 GiB recommended)',
+    );
   }
   if (f.memMiB < COMFORT_MEM_MIB) warnings.push(`${f.memMiB} MiB RAM is tight for k3s + FSM; keep mesh.profile edge-small`);
   const ours = f.k3s?.ourConfig === true;
   const needMiB = ours ? 512 : Math.ceil((2 * i.archBytes) / 2 ** 20) + HEADROOM_MIB;
   if (f.diskFreeMiB < needMiB) {
-    throw new PhaseRefusal(P, `${f.diskFreeMiB} MiB free under /var/lib; this install needs about ${needMiB} MiB (the bundle's blobs, the image archives made from them, k3s data)`, 'free space under /var/lib (or grow the disk) and run again');
+    throw new PhaseRefusal(
+      P,
+      `${f.diskFreeMiB} MiB free under /var/lib; this install needs about ${needMiB} MiB (the bundle's blobs, the image archives made from them, k3s data)`,
+      'free space under /var/lib (or grow the disk) and run again',
+    );
   }
   if (!f.defaultRoute) {
-    throw new PhaseRefusal(P, 'the POP has no default route; k3s needs one to pick its node IP and for service routing, even airgapped', 'add a default route, or a blackhole one: `ip link add dummy0 type dummy; ip addr add 203.0.113.254/31 dev dummy0; ip route add default via 203.0.113.255 dev dummy0 metric 1000`');
+    throw new PhaseRefusal(
+      P,
+      'the POP has no default route; k3s needs one to pick its node IP and for service routing, even airgapped',
+      'add a default route, or a blackhole one: `ip link add dummy0 type dummy; ip addr add 203.0.113.254/31 dev dummy0; ip route add default via 203.0.113.255 dev dummy0 metric 1000`',
+    );
   }
   if (f.k3s && !ours && f.k3s.version !== i.bundleK3sVersion) {
-    throw new PhaseRefusal(P, `k3s ${f.k3s.version} is already installed, not by fsm-edge, and the bundle carries ${i.bundleK3sVersion}`, 'uninstall it (`/usr/local/bin/k3s-uninstall.sh`, after backing up what it runs) or use a bundle with that k3s version');
+    throw new PhaseRefusal(
+      P,
+      `k3s ${f.k3s.version} is already installed, not by fsm-edge, and the bundle carries ${i.bundleK3sVersion}`,
+      'uninstall it (`/usr/local/bin/k3s-uninstall.sh`, after backing up what it runs) or use a bundle with that k3s version',
+    );
   }
   if (f.k3s && ours && f.k3s.version !== i.bundleK3sVersion) {
     warnings.push(`k3s will change from ${f.k3s.version} to ${i.bundleK3sVersion}`);
@@ -115,7 +147,11 @@ export function preflightDecide(i: PreflightInput): PreflightResult {
   let interceptionReason: string;
   if (i.interception === 'ebpf') {
     if (!fit.fit) {
-      throw new PhaseRefusal(P, `eBPF interception was asked for, but ${fit.reasons.join('; ')}`, 'set spec.mesh.interception to iptables (or auto), or upgrade the POP kernel');
+      throw new PhaseRefusal(
+        P,
+        `eBPF interception was asked for, but ${fit.reasons.join('; ')}`,
+        'set spec.mesh.interception to iptables (or auto), or upgrade the POP kernel',
+      );
     }
     interception = 'ebpf';
     interceptionReason = 'eBPF as configured; the kernel supports it';

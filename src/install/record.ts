@@ -73,18 +73,30 @@ export function saveSiteRecord(ctx: InstallContext, report: RunReport, newHostKe
     version: 1,
     site: name,
     updatedAt: new Date().toISOString(),
-    host: { address: spec.ssh.host, port: spec.ssh.port, user: spec.ssh.user, hostKeys: [...new Set([...spec.ssh.hostKeys, ...newHostKeys])] },
-    ...(ctx.decisions?.arch ?? prev?.arch ? { arch: ctx.decisions?.arch ?? prev?.arch } : {}),
+    host: {
+      address: spec.ssh.host,
+      port: spec.ssh.port,
+      user: spec.ssh.user,
+      hostKeys: [...new Set([...spec.ssh.hostKeys, ...newHostKeys])],
+    },
+    ...((ctx.decisions?.arch ?? prev?.arch) ? { arch: ctx.decisions?.arch ?? prev?.arch } : {}),
     ...(installedAll && doc && ctx.bundle
       ? { bundle: { name: doc.name, digest: ctx.bundle.digest, signer: ctx.bundle.signer } }
       : prev?.bundle
         ? { bundle: prev.bundle }
         : {}),
-    versions: installedAll && doc
-      ? { k3s: doc.versions.k3s, fsm: doc.versions.fsm, pipy: doc.versions.pipy, chart: doc.versions.chart }
-      : { ...prev?.versions, ...(ctx.installed.k3s ? { k3s: ctx.installed.k3s } : {}), ...(ctx.installed.fsm ? { fsm: ctx.installed.fsm } : {}) },
+    versions:
+      installedAll && doc
+        ? { k3s: doc.versions.k3s, fsm: doc.versions.fsm, pipy: doc.versions.pipy, chart: doc.versions.chart }
+        : {
+            ...prev?.versions,
+            ...(ctx.installed.k3s ? { k3s: ctx.installed.k3s } : {}),
+            ...(ctx.installed.fsm ? { fsm: ctx.installed.fsm } : {}),
+          },
     modes: {
-      ...(ctx.installed.interception ?? prev?.modes.interception ? { interception: ctx.installed.interception ?? prev?.modes.interception } : {}),
+      ...((ctx.installed.interception ?? prev?.modes.interception)
+        ? { interception: ctx.installed.interception ?? prev?.modes.interception }
+        : {}),
       ...(ctx.decisions?.interceptionReason ? { interceptionReason: ctx.decisions.interceptionReason } : {}),
       datastore: spec.k3s.datastore,
       profile: spec.mesh.profile,
@@ -105,7 +117,17 @@ export function saveSiteRecord(ctx: InstallContext, report: RunReport, newHostKe
     escrowed: new SiteSecrets(root, name).has(TOKEN_SECRET) ? [TOKEN_SECRET] : [],
     lastRun: run,
     ...(report.ok ? { lastSuccess: run } : prev?.lastSuccess ? { lastSuccess: prev.lastSuccess } : {}),
-    history: [...(prev?.history ?? []), { id: run.id, operation: run.operation, ok: run.ok, startedAt: run.startedAt, durationMs: run.durationMs, ...(run.failedPhase ? { failedPhase: run.failedPhase } : {}) }],
+    history: [
+      ...(prev?.history ?? []),
+      {
+        id: run.id,
+        operation: run.operation,
+        ok: run.ok,
+        startedAt: run.startedAt,
+        durationMs: run.durationMs,
+        ...(run.failedPhase ? { failedPhase: run.failedPhase } : {}),
+      },
+    ],
   };
   writeSiteRecord(root, rec);
   return rec;

@@ -42,7 +42,9 @@ export function clusterFields(ctx: InstallContext): ClusterFields {
 function isUnreachable(e: unknown): boolean {
   if (e instanceof ApiException) return e.code >= 500 || e.code === 0;
   const msg = e instanceof Error ? `${e.message} ${(e as { code?: string }).code ?? ''}` : String(e);
-  return /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|no answer within|network|fetch failed/i.test(msg);
+  return /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|no answer within|network|fetch failed/i.test(
+    msg,
+  );
 }
 
 async function popToken(kube: PopKube, ns: string, timeoutMs: number): Promise<string> {
@@ -124,14 +126,21 @@ interface RegisterLive {
 
 function sameFields(c: ClusterResource, f: ClusterFields): boolean {
   const spec = (c as { spec?: Record<string, unknown> }).spec ?? {};
-  return spec.region === f.region && spec.zone === f.zone && spec.group === f.group && spec.gatewayHost === f.gatewayHost && spec.gatewayPort === f.gatewayPort;
+  return (
+    spec.region === f.region &&
+    spec.zone === f.zone &&
+    spec.group === f.group &&
+    spec.gatewayHost === f.gatewayHost &&
+    spec.gatewayPort === f.gatewayPort
+  );
 }
 
 export const registerPhase = definePhase<InstallContext, undefined, RegisterLive>({
   id: 'register',
   title: 'register with the hub',
   probe: (ctx) => registerProbe(fsmNamespace(ctx)),
-  inputs: (ctx) => (ctx.site.spec.hub ? { cluster: clusterFields(ctx), endpoint: apiEndpoint(ctx), hub: ctx.hubKube?.server ?? '' } : { standalone: true }),
+  inputs: (ctx) =>
+    ctx.site.spec.hub ? { cluster: clusterFields(ctx), endpoint: apiEndpoint(ctx), hub: ctx.hubKube?.server ?? '' } : { standalone: true },
   async check(ctx, _prep, env) {
     const live: RegisterLive = { popAccess: env.probe.split('\n').some((l) => l.trim() === 'access'), applied: {} };
     if (!ctx.site.spec.hub) return live;
@@ -180,7 +189,11 @@ export const registerPhase = definePhase<InstallContext, undefined, RegisterLive
           }
           const kubeconfig = renderHubKubeconfig({ clusterName: fields.name, server: apiEndpoint(ctx), caData: k.caData, token });
           try {
-            const applied = (await withTimeout(applyObject(hub.kc, buildClusterObject({ ...fields, kubeconfig })), 20_000, `hub ${hub.server}`)) as {
+            const applied = (await withTimeout(
+              applyObject(hub.kc, buildClusterObject({ ...fields, kubeconfig })),
+              20_000,
+              `hub ${hub.server}`,
+            )) as {
               metadata?: { generation?: number };
             };
             live.applied.generation = applied?.metadata?.generation;
@@ -213,7 +226,12 @@ export const registerPhase = definePhase<InstallContext, undefined, RegisterLive
 function describeRegistration(ctx: InstallContext, live: RegisterLive, changes: readonly string[], dryRun: boolean): PhaseResult {
   if (!live.fields) return { summary: 'no hub configured: standalone POP' };
   if (live.pending) return { summary: `registration pending: ${live.pending}`, pending: live.pending };
-  if (dryRun) return { summary: changes.length ? `would register as Cluster ${live.fields.name} (${live.fields.region}/${live.fields.zone}/${live.fields.group})` : `Cluster ${live.fields.name} is Managed on the hub` };
+  if (dryRun)
+    return {
+      summary: changes.length
+        ? `would register as Cluster ${live.fields.name} (${live.fields.region}/${live.fields.zone}/${live.fields.group})`
+        : `Cluster ${live.fields.name} is Managed on the hub`,
+    };
   ctx.registration = { state: 'managed', clusterName: live.fields.name };
   return { summary: `Cluster ${live.fields.name} is Managed on the hub (${live.fields.region}/${live.fields.zone}/${live.fields.group})` };
 }
@@ -231,16 +249,23 @@ async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterField
     await pollUntil(
       `Cluster ${fields.name} Managed=True on the hub`,
       async () => {
-        const c = (await hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name: fields.name })) as ClusterResource & {
+        const c = (await hub.custom.getClusterCustomObject({
+          group: CLUSTER_GROUP,
+          version: CLUSTER_VERSION,
+          plural: 'clusters',
+          name: fields.name,
+        })) as ClusterResource & {
           metadata?: { generation?: number };
         };
         const want = generation ?? c.metadata?.generation;
         const m = managedCondition(c) as (ReturnType<typeof managedCondition> & { observedGeneration?: number }) | undefined;
         const current = m && (m.observedGeneration === undefined || want === undefined || m.observedGeneration >= want);
         if (current && m.status === 'False') {
-          if (++failedSeen >= 2) throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
+          if (++failedSeen >= 2)
+            throw new FatalWaitError(`the hub could not join ${fields.name}: ${m.reason ?? ''} ${m.message ?? ''}`.trim());
         } else failedSeen = 0;
-        if (m && !current) return { done: false, state: `Managed=${m.status} is from generation ${m.observedGeneration}, waiting for ${want}` };
+        if (m && !current)
+          return { done: false, state: `Managed=${m.status} is from generation ${m.observedGeneration}, waiting for ${want}` };
         return { done: m?.status === 'True', state: m ? `Managed=${m.status} ${m.message ?? ''}`.trim() : 'no Managed condition yet' };
       },
       { timeoutMs: ctx.options.registerTimeoutMs, intervalMs: 2000 },
@@ -248,7 +273,9 @@ async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterField
   } catch (e) {
     if (e instanceof FatalWaitError) {
       ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
-      throw new Error(`${e.message}\n  fix: check that the hub can reach ${apiEndpoint(ctx)} (and resolve ${fields.gatewayHost}), then run \`fsm-edge register\``);
+      throw new Error(
+        `${e.message}\n  fix: check that the hub can reach ${apiEndpoint(ctx)} (and resolve ${fields.gatewayHost}), then run \`fsm-edge register\``,
+      );
     }
     if (e instanceof WaitTimeoutError && /HTTP 5|ECONN|no answer/i.test(e.lastState)) {
       const reason = `the hub stopped answering (${e.lastState})`;
@@ -257,7 +284,9 @@ async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterField
     }
     if (e instanceof WaitTimeoutError) {
       ctx.registration = { state: 'failed', reason: e.message, clusterName: fields.name };
-      throw new Error(`${e.message}\n  fix: FSM's hub reports a failed join only in its own log: look at the fsm-controller log on the hub, then run \`fsm-edge register\``);
+      throw new Error(
+        `${e.message}\n  fix: FSM's hub reports a failed join only in its own log: look at the fsm-controller log on the hub, then run \`fsm-edge register\``,
+      );
     }
     throw e;
   }
@@ -265,7 +294,13 @@ async function waitManaged(ctx: InstallContext, host: Host, fields: ClusterField
   await pollUntil(
     `MeshConfig ${ns}/fsm-mesh-config clusterSet.isManaged on the POP`,
     async () => {
-      const mc = (await kube.custom.getNamespacedCustomObject({ group: 'config.flomesh.io', version: 'v1alpha3', plural: 'meshconfigs', namespace: ns, name: 'fsm-mesh-config' })) as {
+      const mc = (await kube.custom.getNamespacedCustomObject({
+        group: 'config.flomesh.io',
+        version: 'v1alpha3',
+        plural: 'meshconfigs',
+        namespace: ns,
+        name: 'fsm-mesh-config',
+      })) as {
         spec?: { clusterSet?: { isManaged?: boolean } };
       };
       return { done: mc.spec?.clusterSet?.isManaged === true, state: `isManaged=${String(mc.spec?.clusterSet?.isManaged ?? false)}` };

@@ -43,7 +43,9 @@ function describeSync(live: SyncLive, changes: readonly string[], dryRun: boolea
   const total = live.wants.reduce((n, w) => n + w.size, 0);
   if (!changes.length) return { summary: `all ${live.wants.length} blobs already on the POP (${formatBytes(total)}), 0 sent` };
   const bytes = live.missing.reduce((n, w) => n + w.size, 0);
-  return { summary: `${dryRun ? 'would send' : 'sent'} ${live.missing.length} of ${live.wants.length} blobs, ${formatBytes(bytes)} of ${formatBytes(total)}` };
+  return {
+    summary: `${dryRun ? 'would send' : 'sent'} ${live.missing.length} of ${live.wants.length} blobs, ${formatBytes(bytes)} of ${formatBytes(total)}`,
+  };
 }
 
 export const syncPhase = definePhase<InstallContext, undefined, SyncLive>({
@@ -58,7 +60,11 @@ export const syncPhase = definePhase<InstallContext, undefined, SyncLive>({
       await bundleOf(ctx).verifyArch(d.arch);
     } catch (e) {
       if (e instanceof VerifyError) {
-        throw new PhaseRefusal('sync', `the bundle failed verification: ${e.file}: ${e.problem}`, 'use an intact bundle from its builder (rebuild or copy it again), and trust only its signer’s key');
+        throw new PhaseRefusal(
+          'sync',
+          `the bundle failed verification: ${e.file}: ${e.problem}`,
+          'use an intact bundle from its builder (rebuild or copy it again), and trust only its signer’s key',
+        );
       }
       throw e;
     }
@@ -76,7 +82,9 @@ export const syncPhase = definePhase<InstallContext, undefined, SyncLive>({
           signal: env.signal,
           ...(ctx.options.maxRate ? { maxRate: ctx.options.maxRate } : {}),
           ...(ctx.options.streams ? { streams: ctx.options.streams } : {}),
-          ...(ctx.options.onSyncProgress ? { onProgress: (p: SyncProgress) => ctx.options.onSyncProgress!(ctx.site.metadata.name, p) } : {}),
+          ...(ctx.options.onSyncProgress
+            ? { onProgress: (p: SyncProgress) => ctx.options.onSyncProgress!(ctx.site.metadata.name, p) }
+            : {}),
         });
       }),
     ];
@@ -94,7 +102,13 @@ export const syncPhase = definePhase<InstallContext, undefined, SyncLive>({
         r.sentBlobs === 0
           ? `all ${r.wanted} blobs already on the POP, 0 sent`
           : `sent ${r.sentBlobs} of ${r.wanted} blobs, ${formatBytes(r.sentBytes)}, ${formatRate(rate)}${r.resumedBlobs ? `, ${r.resumedBlobs} resumed` : ''}`,
-      metrics: { blobsWanted: r.wanted, blobsSent: r.sentBlobs, bytesSent: r.sentBytes, resentBytes: r.resentBytes, syncRoundTrips: r.roundTrips },
+      metrics: {
+        blobsWanted: r.wanted,
+        blobsSent: r.sentBlobs,
+        bytesSent: r.sentBytes,
+        resentBytes: r.resentBytes,
+        syncRoundTrips: r.roundTrips,
+      },
     };
   },
 });

@@ -50,7 +50,9 @@ function validatorFor(crd: CrdDocument, apiVersion: string): ValidateFunction {
   const v = crd.spec.versions.find((x) => x.name === version);
   const schema = v?.schema?.openAPIV3Schema;
   if (!schema || apiVersion.split('/')[0] !== crd.spec.group) {
-    throw new Error(`no schema for ${crd.spec.names.kind} ${apiVersion}; the CRD serves ${crd.spec.versions.map((x) => x.name).join(', ')}`);
+    throw new Error(
+      `no schema for ${crd.spec.names.kind} ${apiVersion}; the CRD serves ${crd.spec.versions.map((x) => x.name).join(', ')}`,
+    );
   }
   const fn = ajv.compile(schema);
   compiled.set(key, fn);
@@ -60,7 +62,10 @@ function validatorFor(crd: CrdDocument, apiVersion: string): ValidateFunction {
 function toViolations(errors: ErrorObject[] | null | undefined): CrdViolation[] {
   return (errors ?? []).map((e) => ({
     path: e.instancePath.replace(/\//g, '.'),
-    message: e.keyword === 'enum' ? `${e.message}: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}` : (e.message ?? e.keyword),
+    message:
+      e.keyword === 'enum'
+        ? `${e.message}: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+        : (e.message ?? e.keyword),
   }));
 }
 

@@ -31,7 +31,14 @@ export class HubKube {
     kc.loadFromString(text);
     if (context) {
       if (!kc.getContexts().some((c) => c.name === context)) {
-        throw new Error(`the hub kubeconfig has no context "${context}" (it has: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+        throw new Error(
+          `the hub kubeconfig has no context "${context}" (it has: ${
+            kc
+              .getContexts()
+              .map((c) => c.name)
+              .join(', ') || 'none'
+          })`,
+        );
       }
       kc.setCurrentContext(context);
     }
@@ -53,6 +60,11 @@ export class HubKube {
   }
 
   async getCluster(name: string): Promise<ClusterResource> {
-    return (await this.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name })) as ClusterResource;
+    return (await this.custom.getClusterCustomObject({
+      group: CLUSTER_GROUP,
+      version: CLUSTER_VERSION,
+      plural: 'clusters',
+      name,
+    })) as ClusterResource;
   }
 }

@@ -40,7 +40,11 @@ export class PopKube {
     kc.loadFromString(text);
     const local = `https://${tunnel.localHost.includes(':') ? `[${tunnel.localHost}]` : tunnel.localHost}:${tunnel.localPort}`;
     // The k3s serving certificate always carries 127.0.0.1; the tunnel's local end is on loopback too.
-    kc.clusters = kc.clusters.map((c) => ({ ...c, server: local, ...(tunnel.localHost !== '127.0.0.1' ? { tlsServerName: '127.0.0.1' } : {}) }));
+    kc.clusters = kc.clusters.map((c) => ({
+      ...c,
+      server: local,
+      ...(tunnel.localHost !== '127.0.0.1' ? { tlsServerName: '127.0.0.1' } : {}),
+    }));
     return new PopKube(kc, caData, tunnel);
   }
 

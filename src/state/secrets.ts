@@ -56,7 +56,8 @@ function keyFileOf(root: string, env: NodeJS.ProcessEnv): { file: string; from: 
 
 function parseKey(bytes: Buffer, file: string): Buffer {
   const key = bytes.length === 32 ? bytes : Buffer.from(bytes.toString('utf8').trim(), 'base64');
-  if (key.length !== 32) throw new StateKeyError(`${file}: not a 32-byte key (raw or base64)`, `restore the state key file, or point ${KEY_ENV} at it`);
+  if (key.length !== 32)
+    throw new StateKeyError(`${file}: not a 32-byte key (raw or base64)`, `restore the state key file, or point ${KEY_ENV} at it`);
   return key;
 }
 
@@ -97,9 +98,13 @@ function loadKey(root: string, env: NodeJS.ProcessEnv, create: boolean): StateKe
   const sealed = sealedSecretFiles(root);
   if (sealed.length) throw missingKey(root, where, sealed);
   if (env[KEY_ENV]) {
-    throw new StateKeyError(`${KEY_ENV}=${where.file} does not exist`, `point ${KEY_ENV} at the state key file, or unset it to use ${keyPath(root)}`);
+    throw new StateKeyError(
+      `${KEY_ENV}=${where.file} does not exist`,
+      `point ${KEY_ENV} at the state key file, or unset it to use ${keyPath(root)}`,
+    );
   }
-  if (!create) throw new StateKeyError(`the state key ${where.file} does not exist`, `put the key back, or set ${KEY_ENV} to the file holding it`);
+  if (!create)
+    throw new StateKeyError(`the state key ${where.file} does not exist`, `put the key back, or set ${KEY_ENV} to the file holding it`);
   const key = createStateKeyFile(where.file);
   return { key, id: stateKeyId(key), ...where };
 }
@@ -130,7 +135,10 @@ export class SiteSecrets {
     const k = loadKey(this.root, this.env, false);
     const fix = `set ${KEY_ENV} to the key file whose id is ${sealed.keyId ?? 'the one it was sealed with'}`;
     if (sealed.keyId && sealed.keyId !== k.id) {
-      throw new StateKeyError(`the secrets of site ${this.site} (${file}) are sealed with key ${sealed.keyId}, but the state key at ${k.file} (${k.from}) is ${k.id}`, fix);
+      throw new StateKeyError(
+        `the secrets of site ${this.site} (${file}) are sealed with key ${sealed.keyId}, but the state key at ${k.file} (${k.from}) is ${k.id}`,
+        fix,
+      );
     }
     const d = createDecipheriv('aes-256-gcm', k.key, Buffer.from(sealed.iv, 'base64'));
     d.setAuthTag(Buffer.from(sealed.tag, 'base64'));
@@ -139,7 +147,10 @@ export class SiteSecrets {
     try {
       plain = Buffer.concat([d.update(Buffer.from(sealed.data, 'base64')), d.final()]);
     } catch {
-      throw new StateKeyError(`the secrets of site ${this.site} (${file}) do not open with the state key ${k.id} at ${k.file} (${k.from}): another key, or the file was altered or moved from another site`, fix);
+      throw new StateKeyError(
+        `the secrets of site ${this.site} (${file}) do not open with the state key ${k.id} at ${k.file} (${k.from}): another key, or the file was altered or moved from another site`,
+        fix,
+      );
     }
     return JSON.parse(plain.toString('utf8')) as Record<string, string>;
   }
@@ -159,7 +170,14 @@ export class SiteSecrets {
     const c = createCipheriv('aes-256-gcm', k.key, iv);
     c.setAAD(Buffer.from(this.site));
     const data = Buffer.concat([c.update(JSON.stringify(all), 'utf8'), c.final()]);
-    const sealed: SealedFile = { version: 2, alg: 'aes-256-gcm', keyId: k.id, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') };
+    const sealed: SealedFile = {
+      version: 2,
+      alg: 'aes-256-gcm',
+      keyId: k.id,
+      iv: iv.toString('base64'),
+      tag: c.getAuthTag().toString('base64'),
+      data: data.toString('base64'),
+    };
     writeAtomic(secretsPath(this.root, this.site), JSON.stringify(sealed) + '\n', 0o600);
   }
 }

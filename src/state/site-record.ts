@@ -32,7 +32,14 @@ export interface SiteRecord {
   arch?: string;
   bundle?: { name: string; digest: string; signer?: string };
   versions: { k3s?: string; fsm?: string; pipy?: string; chart?: string };
-  modes: { interception?: string; interceptionReason?: string; datastore: string; profile: string; ingress: boolean; multicluster: boolean };
+  modes: {
+    interception?: string;
+    interceptionReason?: string;
+    datastore: string;
+    profile: string;
+    ingress: boolean;
+    multicluster: boolean;
+  };
   registration: { state: RegistrationState; reason?: string; cluster?: string; hub?: string; at?: string };
   /** Secrets the controller escrowed (names only; values are in secrets.enc). */
   escrowed: string[];

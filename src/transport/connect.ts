@@ -33,7 +33,8 @@ export async function connectHost(site: Site, opts: ConnectHostOptions = {}): Pr
   const baseDir = opts.baseDir ?? process.cwd();
   const env = opts.env ?? process.env;
   const sudo = ssh.sudo ?? true;
-  const sudoOpt: boolean | { password: string } = typeof sudo === 'object' ? { password: resolveSecret(sudo.password, baseDir, env) } : sudo;
+  const sudoOpt: boolean | { password: string } =
+    typeof sudo === 'object' ? { password: resolveSecret(sudo.password, baseDir, env) } : sudo;
   if (opts.local) return new LocalHost({ name: site.metadata.name, sudo: sudoOpt });
   const { local: _l, baseDir: _b, ...rest } = opts;
   return SshHost.connect(

@@ -38,9 +38,7 @@ export interface HostKeyCheck {
   acceptNew: boolean;
 }
 
-export type HostKeyVerdict =
-  | { ok: true; fingerprint: string; newPin: boolean }
-  | { ok: false; error: HostKeyError };
+export type HostKeyVerdict = { ok: true; fingerprint: string; newPin: boolean } | { ok: false; error: HostKeyError };
 
 export class HostKeyError extends Error {
   constructor(

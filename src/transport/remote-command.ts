@@ -65,7 +65,10 @@ export class SudoError extends Error {
  */
 export function sudoFailure(host: string, user: string, mode: SudoMode, code: number, stderr: string): SudoError | undefined {
   if (mode.kind === 'none' || code === 0) return undefined;
-  const line = stderr.split('\n').find((l) => /^sudo:|: sudo: .*not found|Sorry, try again|may not run sudo/.test(l.trim()))?.trim();
+  const line = stderr
+    .split('\n')
+    .find((l) => /^sudo:|: sudo: .*not found|Sorry, try again|may not run sudo/.test(l.trim()))
+    ?.trim();
   if (!line) return undefined;
   const rule = `${user} ALL=(ALL) NOPASSWD: ALL`;
   const sudoers = `add "${rule}" to /etc/sudoers.d/fsm-edge on ${host} (visudo -f /etc/sudoers.d/fsm-edge)`;
@@ -73,7 +76,12 @@ export function sudoFailure(host: string, user: string, mode: SudoMode, code: nu
     return new SudoError(host, user, `sudo is not installed on ${host}: install it (apt-get install sudo) or log in as root`, line);
   }
   if (/incorrect password|Sorry, try again/.test(line)) {
-    return new SudoError(host, user, `sudo on ${host} rejected the password for user ${user}: fix the secret in spec.ssh.sudo.password`, line);
+    return new SudoError(
+      host,
+      user,
+      `sudo on ${host} rejected the password for user ${user}: fix the secret in spec.ssh.sudo.password`,
+      line,
+    );
   }
   if (/not in the sudoers|not allowed to (run|execute)|may not run sudo/.test(line)) {
     return new SudoError(host, user, `user ${user} may not run sudo on ${host}: ${sudoers}`, line);
@@ -99,11 +107,12 @@ export class CommandTimeoutError extends Error {
     readonly command: string,
     readonly timeoutMs: number,
   ) {
-    super(`${host}: \`${command.length > 120 ? command.slice(0, 117) + '...' : command}\` did not finish within ${timeoutMs} ms and was stopped`);
+    super(
+      `${host}: \`${command.length > 120 ? command.slice(0, 117) + '...' : command}\` did not finish within ${timeoutMs} ms and was stopped`,
+    );
     this.name = 'CommandTimeoutError';
   }
 }
-
 
 /** Exit code of `readFileCommand` when the file does not exist. */
 export const FILE_MISSING_EXIT = PopExit.fileMissing;

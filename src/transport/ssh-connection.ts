@@ -54,7 +54,10 @@ export interface SshConnectOptions {
 /** The connection dropped (or could not be made) for a reason a retry may fix. */
 export class ConnectionLostError extends Error {
   readonly retryable = true;
-  constructor(message: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
     super(message);
     this.name = 'ConnectionLostError';
   }
@@ -63,7 +66,10 @@ export class ConnectionLostError extends Error {
 /** A connection failure a retry will not fix: authentication, key files, host keys. */
 export class ConnectError extends Error {
   readonly retryable = false;
-  constructor(message: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
     super(message);
     this.name = 'ConnectError';
   }
@@ -157,7 +163,12 @@ function expandHome(p: string): string {
 }
 
 /** Loads a key file, asking for or checking its passphrase; the passphrase is never logged. */
-async function loadKey(ep: SshEndpoint, label: string, opts: SshConnectOptions, cache: Map<string, string>): Promise<{ key: Buffer; passphrase?: string }> {
+async function loadKey(
+  ep: SshEndpoint,
+  label: string,
+  opts: SshConnectOptions,
+  cache: Map<string, string>,
+): Promise<{ key: Buffer; passphrase?: string }> {
   const file = expandHome(ep.identityFile!);
   let key: Buffer;
   try {
@@ -184,19 +195,39 @@ async function loadKey(ep: SshEndpoint, label: string, opts: SshConnectOptions, 
   return passphrase === undefined ? { key } : { key, passphrase };
 }
 
-const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN', 'ENOTCONN']);
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTCONN',
+]);
 
 function classify(label: string, e: Error & { code?: string; level?: string }): Error {
   if (e instanceof HostKeyError || e instanceof ConnectError || e instanceof ConnectionLostError) return e;
   if (e.level === 'client-authentication') {
-    return new ConnectError(`${label}: authentication failed (no key was accepted): add the public key to ~/.ssh/authorized_keys of the user on that host, or check spec.ssh.identityFile / agent`, e);
+    return new ConnectError(
+      `${label}: authentication failed (no key was accepted): add the public key to ~/.ssh/authorized_keys of the user on that host, or check spec.ssh.identityFile / agent`,
+      e,
+    );
   }
-  if (e.level === 'client-timeout' || /timed out|timeout/i.test(e.message) || (e.code && RETRYABLE_CODES.has(e.code)) || e.level === 'client-socket') {
+  if (
+    e.level === 'client-timeout' ||
+    /timed out|timeout/i.test(e.message) ||
+    (e.code && RETRYABLE_CODES.has(e.code)) ||
+    e.level === 'client-socket'
+  ) {
     return new ConnectionLostError(`${label}: ${e.message}`, e);
   }
   // "Connection lost before handshake" is the network (e.g. a forwarder that cannot reach the POP): retryable
   if (/no matching|negotiat|unsupported algorithm/i.test(e.message)) {
-    return new ConnectError(`${label}: SSH handshake failed: ${e.message} (old or minimal sshd? check its KexAlgorithms/HostKeyAlgorithms)`, e);
+    return new ConnectError(
+      `${label}: SSH handshake failed: ${e.message} (old or minimal sshd? check its KexAlgorithms/HostKeyAlgorithms)`,
+      e,
+    );
   }
   return new ConnectionLostError(`${label}: ${e.message}`, e);
 }
@@ -228,7 +259,10 @@ function connectHop(
     }
     if (ep.agent) {
       const sockPath = (opts.env ?? process.env).SSH_AUTH_SOCK;
-      if (!sockPath) throw new ConnectError(`${label}: agent: true but SSH_AUTH_SOCK is not set: start ssh-agent and ssh-add the key, or use identityFile`);
+      if (!sockPath)
+        throw new ConnectError(
+          `${label}: agent: true but SSH_AUTH_SOCK is not set: start ssh-agent and ssh-add the key, or use identityFile`,
+        );
       auth.agent = sockPath;
     }
     if (!ep.identityFile && !ep.agent) throw new ConnectError(`${label}: no credentials: set identityFile or agent: true`);
@@ -292,7 +326,12 @@ function connectHop(
  * Opens the chain jump1 → … → POP. Rejects with HostKeyError (mismatch / unpinned — nothing was run),
  * ConnectError (won't get better by retrying) or ConnectionLostError (network; retry).
  */
-export async function openLink(target: SshTarget, opts: SshConnectOptions, keyCache: Map<string, string>, newPins: NewPin[]): Promise<SshLink> {
+export async function openLink(
+  target: SshTarget,
+  opts: SshConnectOptions,
+  keyCache: Map<string, string>,
+  newPins: NewPin[],
+): Promise<SshLink> {
   const hops: Array<{ ep: SshEndpoint; hop: HopRef; label: string }> = [
     ...(target.jumpHosts ?? []).map((ep, index) => ({
       ep,

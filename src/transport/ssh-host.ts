@@ -227,7 +227,9 @@ export class SshHost implements Host {
           reject(e);
         } else resolve(r!);
       };
-      const offLost = link.onLost((e) => finish(new ConnectionLostError(`${this.name}: connection lost while running \`${short(display)}\`: ${e.message}`, e)));
+      const offLost = link.onLost((e) =>
+        finish(new ConnectionLostError(`${this.name}: connection lost while running \`${short(display)}\`: ${e.message}`, e)),
+      );
       if (opts.timeoutMs !== undefined) {
         // the POP-side `timeout` normally ends it; this catches a stuck channel
         timer = setTimeout(() => {
@@ -259,12 +261,18 @@ export class SshHost implements Host {
             if (c !== null && c !== undefined) code = c;
             else signal = sig ?? 'unknown';
           });
-          ch.on('error', (x: Error) => finish(new ConnectionLostError(`${this.name}: channel error in \`${short(display)}\`: ${x.message}`, x)));
+          ch.on('error', (x: Error) =>
+            finish(new ConnectionLostError(`${this.name}: channel error in \`${short(display)}\`: ${x.message}`, x)),
+          );
           ch.on('close', () => {
             if (code === undefined && signal === undefined) {
               finish(new ConnectionLostError(`${this.name}: \`${short(display)}\` ended without an exit status (connection dropped?)`));
             } else {
-              finish(undefined, { code: code ?? 128 + 9, stdout: Buffer.concat(out), stderr: signal ? `${err}\nkilled by signal ${signal}` : err });
+              finish(undefined, {
+                code: code ?? 128 + 9,
+                stdout: Buffer.concat(out),
+                stderr: signal ? `${err}\nkilled by signal ${signal}` : err,
+              });
             }
           });
           if (opts.stdin !== undefined) {
@@ -347,7 +355,11 @@ export class SshHost implements Host {
         code = c ?? 137;
       });
       ch.on('error', (x: Error) => finish(new ConnectionLostError(`${name}: blob stream error: ${x.message}`, x)));
-      ch.on('close', () => (code === undefined ? finish(new ConnectionLostError(`${name}: blob stream ended without an exit status (connection dropped?)`)) : finish()));
+      ch.on('close', () =>
+        code === undefined
+          ? finish(new ConnectionLostError(`${name}: blob stream ended without an exit status (connection dropped?)`))
+          : finish(),
+      );
     });
     result.catch(() => {});
     return {
@@ -390,7 +402,11 @@ export class SshHost implements Host {
     const cmd = readFileCommand(path);
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await this.execRaw(cmd, { binary: true, ...(opts.sudo ? { sudo: true } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
+        const r = await this.execRaw(cmd, {
+          binary: true,
+          ...(opts.sudo ? { sudo: true } : {}),
+          ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        });
         if (r.code === FILE_MISSING_EXIT) return undefined;
         if (r.code !== 0) throw new HostCommandError(this.name, `read ${path}`, r.code, r.stderr);
         return r.stdout;

@@ -85,7 +85,14 @@ describe('assemble.sh confinement', () => {
     expect(r.stderr).toContain('plan line 3: refused:');
     expect(r.stderr).toContain("'..'");
     expect(fs.existsSync(path.join(t, 'etc'))).toBe(false);
-    expect(tree()).toEqual([...before, `${path.join(t, 'plan.txt')} 100644 ${createHash('sha256').update(fs.readFileSync(path.join(t, 'plan.txt'))).digest('hex')}`].sort());
+    expect(tree()).toEqual(
+      [
+        ...before,
+        `${path.join(t, 'plan.txt')} 100644 ${createHash('sha256')
+          .update(fs.readFileSync(path.join(t, 'plan.txt')))
+          .digest('hex')}`,
+      ].sort(),
+    );
   });
 
   it('refuses destinations outside its directories, odd names and unsafe records', () => {

@@ -68,7 +68,8 @@ describe('bundle build (lab registry + file server)', () => {
       const d = fs.readFileSync(p);
       expected.set(sha(d), d.length);
     };
-    for (const f of ['k3s', 'k3s-arm64', 'sha256sum-amd64.txt', 'sha256sum-arm64.txt', 'k3s-images.txt', 'install.sh']) fileDigest(path.join(rel, f));
+    for (const f of ['k3s', 'k3s-arm64', 'sha256sum-amd64.txt', 'sha256sum-arm64.txt', 'k3s-images.txt', 'install.sh'])
+      fileDigest(path.join(rel, f));
     fileDigest(path.join(src.files.root, 'charts', 'fsm-1.5.1.tgz'));
     fileDigest('bundle/pop/assemble.sh');
 
@@ -122,17 +123,23 @@ describe('bundle build (lab registry + file server)', () => {
       arches: { amd64: ['core'], arm64: ['core'] },
       features: { core: [ref] },
     });
-    await expect(buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'noarm'), signingKey: keys.privateKey })).rejects.toThrow(
-      /image docker\.io\/flomesh\/fsm-injector:1\.5\.1 has no linux\/arm64 manifest \(it has: linux\/amd64\)/,
-    );
+    await expect(
+      buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'noarm'), signingKey: keys.privateKey }),
+    ).rejects.toThrow(/image docker\.io\/flomesh\/fsm-injector:1\.5\.1 has no linux\/arm64 manifest \(it has: linux\/amd64\)/);
     expect(fs.existsSync(path.join(src.tmp, 'bundles', 'noarm'))).toBe(false);
   });
 
   it('fails when a release file does not match the release sha256sum file', async () => {
     const v = 'v1.37.0+k3s1';
     publishRelease(src.files, { arches: [...ARCHES], k3sImages: K3S_IMAGES, version: v, corruptBinary: 'arm64' });
-    const file = writeRecipe(src, path.join(src.tmp, 'badsum', 'recipe.yaml'), { arches: { amd64: [], arm64: [] }, features: MESH, version: v });
-    await expect(buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'badsum'), signingKey: keys.privateKey })).rejects.toThrow(
+    const file = writeRecipe(src, path.join(src.tmp, 'badsum', 'recipe.yaml'), {
+      arches: { amd64: [], arm64: [] },
+      features: MESH,
+      version: v,
+    });
+    await expect(
+      buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'badsum'), signingKey: keys.privateKey }),
+    ).rejects.toThrow(
       /k3s-arm64 from http:\/\/127\.0\.0\.1:\d+\/k3s\/v1\.37\.0%2Bk3s1\/k3s-arm64 \(checked against sha256sum-arm64\.txt\): sha256: expected sha256:[a-f0-9]{64}, got sha256:[a-f0-9]{64}/,
     );
   });
@@ -148,11 +155,27 @@ describe('bundle build (lab registry + file server)', () => {
     const { repo, tag } = repoPathOf(armImages[0]!);
     const v7 = imageOf('arm', [layerOf({ 'standin.txt': 'arm v7' })], 'v7');
     await pushImage(src.registry.url, repo, tag, [imageOf('amd64', [layerOf({ 'standin.txt': 'amd64' })]), v7]);
-    const file = writeRecipe(src, path.join(src.tmp, 'arm', 'recipe.yaml'), { name: 'arm', arches: { arm: [] }, features: MESH, version: v });
-    const r = await buildBundle({ recipePath: file, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'arm'), signingKey: keys.privateKey });
+    const file = writeRecipe(src, path.join(src.tmp, 'arm', 'recipe.yaml'), {
+      name: 'arm',
+      arches: { arm: [] },
+      features: MESH,
+      version: v,
+    });
+    const r = await buildBundle({
+      recipePath: file,
+      cacheDir: cache(),
+      outDir: path.join(src.tmp, 'bundles', 'arm'),
+      signingKey: keys.privateKey,
+    });
     expect(Object.keys(r.doc.arches)).toEqual(['arm']);
     expect(r.doc.arches.arm!.features).toEqual([]);
-    expect(r.doc.arches.arm!.files.map((f) => f.name).sort()).toEqual(['assemble.sh', 'install.sh', 'k3s-armhf', 'k3s-images.txt', 'sha256sum-arm.txt']);
+    expect(r.doc.arches.arm!.files.map((f) => f.name).sort()).toEqual([
+      'assemble.sh',
+      'install.sh',
+      'k3s-armhf',
+      'k3s-images.txt',
+      'sha256sum-arm.txt',
+    ]);
     expect(r.doc.arches.arm!.images.map((i) => [i.ref, i.manifest.digest, i.platform])).toEqual([
       [armImages[0], v7.manifest.digest, { os: 'linux', architecture: 'arm', variant: 'v7' }],
     ]);
@@ -236,7 +259,12 @@ describe('bundle build (lab registry + file server)', () => {
     const lock = YAML.parse(lockA);
     delete lock.images[changed];
     fs.writeFileSync(path.join(src.tmp, 'b', 'recipe.lock.yaml'), YAML.stringify(lock));
-    const b = await buildBundle({ recipePath: bRecipe, cacheDir: cache(), outDir: path.join(src.tmp, 'bundles', 'b'), signingKey: keys.privateKey });
+    const b = await buildBundle({
+      recipePath: bRecipe,
+      cacheDir: cache(),
+      outDir: path.join(src.tmp, 'bundles', 'b'),
+      signingKey: keys.privateKey,
+    });
     // Only the changed image's own layer, config and manifest were fetched (per arch); manifests are not counted as blobs.
     expect(b.stats.downloadedBlobs).toBe(2 * 2);
 
@@ -244,7 +272,14 @@ describe('bundle build (lab registry + file server)', () => {
     expect(d.arches.map((a) => a.arch)).toEqual(['amd64', 'arm64']);
     for (const [i, a] of d.arches.entries()) {
       const img = after[i]!;
-      expect(a.images).toEqual([{ ref: changed, change: 'changed', newLayers: [{ digest: img.layers[2]!.digest, size: img.layers[2]!.size }], sendBytes: img.manifest.size + img.config.size + img.layers[2]!.size }]);
+      expect(a.images).toEqual([
+        {
+          ref: changed,
+          change: 'changed',
+          newLayers: [{ digest: img.layers[2]!.digest, size: img.layers[2]!.size }],
+          sendBytes: img.manifest.size + img.config.size + img.layers[2]!.size,
+        },
+      ]);
       expect(a.send).toEqual({ blobs: 3, bytes: img.manifest.size + img.config.size + img.layers[2]!.size });
       expect(a.drop.blobs).toBe(3);
       expect(a.files).toEqual([]);

@@ -41,7 +41,19 @@ describe('fsm-edge bundle (CLI)', () => {
     expect(JSON.parse(k.stdout)).toMatchObject({ ok: true, privateKeyFile: key(), publicKeyFile: `${key()}.pub` });
     expect(k.stdout).not.toContain('PRIVATE KEY');
 
-    const b = await cli('bundle', 'build', '--recipe', path.join(src.tmp, 'r', 'recipe.yaml'), '--out', bundle(), '--cache', path.join(src.tmp, 'cache'), '--signing-key', 'env:LAB_KEY', '--json');
+    const b = await cli(
+      'bundle',
+      'build',
+      '--recipe',
+      path.join(src.tmp, 'r', 'recipe.yaml'),
+      '--out',
+      bundle(),
+      '--cache',
+      path.join(src.tmp, 'cache'),
+      '--signing-key',
+      'env:LAB_KEY',
+      '--json',
+    );
     expect(b.code, b.stderr).toBe(0);
     const doc = JSON.parse(b.stdout);
     expect(doc).toMatchObject({ ok: true, dir: bundle(), name: 'lab', lockWritten: true });
@@ -75,7 +87,10 @@ describe('fsm-edge bundle (CLI)', () => {
     expect(raw.code).toBe(2);
     expect(raw.stderr).toMatch(/env:NAME or file:PATH/);
     const bad = path.join(src.tmp, 'r', 'bad.yaml');
-    fs.writeFileSync(bad, fs.readFileSync(recipe, 'utf8').replace('amd64:\n      features:\n        - core', 'arm:\n      features:\n        - core'));
+    fs.writeFileSync(
+      bad,
+      fs.readFileSync(recipe, 'utf8').replace('amd64:\n      features:\n        - core', 'arm:\n      features:\n        - core'),
+    );
     const r = await cli('bundle', 'build', '--recipe', bad, '--signing-key', 'env:LAB_KEY');
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/spec\.arches\.arm\.features: arm can carry k3s only/);

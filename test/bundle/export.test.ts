@@ -27,8 +27,17 @@ describe('bundle import', () => {
     fs.symlinkSync('../../index.json', path.join(b.dir, 'blobs', 'sha256', hex));
     fs.writeFileSync(path.join(b.dir, 'extra.sh'), 'echo hi\n');
     const out = path.join(tmp, 'evil.tar');
-    await tar.c({ cwd: b.dir, file: out, portable: true }, ['oci-layout', 'index.json', 'bundle.json', 'bundle.json.sig', 'blobs', 'extra.sh']);
-    await expect(importBundle(out, path.join(tmp, 'evil-imported'))).rejects.toThrow(/holds entries a bundle never has: .*(SymbolicLink|extra\.sh)/);
+    await tar.c({ cwd: b.dir, file: out, portable: true }, [
+      'oci-layout',
+      'index.json',
+      'bundle.json',
+      'bundle.json.sig',
+      'blobs',
+      'extra.sh',
+    ]);
+    await expect(importBundle(out, path.join(tmp, 'evil-imported'))).rejects.toThrow(
+      /holds entries a bundle never has: .*(SymbolicLink|extra\.sh)/,
+    );
     expect(fs.existsSync(path.join(tmp, 'evil-imported'))).toBe(false);
     expect(fs.readdirSync(tmp).filter((n) => n.includes('importing'))).toEqual([]);
   });

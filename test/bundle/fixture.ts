@@ -58,7 +58,9 @@ export function publishRelease(files: FileServerHandle, opts: ReleaseOptions): v
   for (const arch of opts.arches) {
     const bin = binaryName(arch);
     const src = opts.binaries?.[arch];
-    const data = src ? fs.readFileSync(src) : Buffer.concat([Buffer.from(`#!/bin/sh\necho k3s ${version} ${arch}\n`), randomBytes(64 * 1024)]);
+    const data = src
+      ? fs.readFileSync(src)
+      : Buffer.concat([Buffer.from(`#!/bin/sh\necho k3s ${version} ${arch}\n`), randomBytes(64 * 1024)]);
     fs.writeFileSync(path.join(rel, bin), data);
     const listed = opts.corruptBinary === arch ? sha256(Buffer.concat([data, Buffer.from('x')])) : sha256(data);
     fs.writeFileSync(
@@ -67,7 +69,10 @@ export function publishRelease(files: FileServerHandle, opts: ReleaseOptions): v
     );
   }
   fs.writeFileSync(path.join(rel, 'k3s-images.txt'), opts.k3sImages.join('\n') + '\n');
-  fs.writeFileSync(path.join(rel, 'install.sh'), opts.installScript ? fs.readFileSync(opts.installScript) : `#!/bin/sh\necho install ${version}\n`);
+  fs.writeFileSync(
+    path.join(rel, 'install.sh'),
+    opts.installScript ? fs.readFileSync(opts.installScript) : `#!/bin/sh\necho install ${version}\n`,
+  );
   fs.mkdirSync(path.join(files.root, 'charts'), { recursive: true });
   fs.writeFileSync(path.join(files.root, 'charts', 'fsm-1.5.1.tgz'), opts.chart ? fs.readFileSync(opts.chart) : randomBytes(8 * 1024));
 }

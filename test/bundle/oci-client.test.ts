@@ -16,7 +16,10 @@ describe('parseImageRef', () => {
     expect(parseImageRef('busybox:1.37')).toEqual({ registry: 'docker.io', repository: 'library/busybox', tag: '1.37', digest: undefined });
     expect(parseImageRef('flomesh/pipy:1.5.12')).toMatchObject({ registry: 'docker.io', repository: 'flomesh/pipy', tag: '1.5.12' });
     expect(parseImageRef('127.0.0.1:5000/x/y:1')).toMatchObject({ registry: '127.0.0.1:5000', repository: 'x/y', tag: '1' });
-    expect(parseImageRef(`ghcr.io/a/b@sha256:${'c'.repeat(64)}`)).toMatchObject({ registry: 'ghcr.io', digest: `sha256:${'c'.repeat(64)}` });
+    expect(parseImageRef(`ghcr.io/a/b@sha256:${'c'.repeat(64)}`)).toMatchObject({
+      registry: 'ghcr.io',
+      digest: `sha256:${'c'.repeat(64)}`,
+    });
     expect(() => parseImageRef('flomesh/pipy')).toThrow(/no tag or digest/);
   });
 });
@@ -37,15 +40,32 @@ const index = Buffer.from(
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha('att'), size: 3, platform: { os: 'unknown', architecture: 'unknown' } },
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: sha(manifest),
+        size: manifest.length,
+        platform: { os: 'linux', architecture: 'amd64' },
+      },
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: sha('att'),
+        size: 3,
+        platform: { os: 'unknown', architecture: 'unknown' },
+      },
     ],
   }),
 );
 let registry: http.Server;
 let auth: http.Server;
 let empty: http.Server;
-const seen = { tokenRequests: [] as string[], unauthorized: 0, served: [] as string[], ranges: [] as string[], busy: 0, cdnAuth: [] as string[] };
+const seen = {
+  tokenRequests: [] as string[],
+  unauthorized: 0,
+  served: [] as string[],
+  ranges: [] as string[],
+  busy: 0,
+  cdnAuth: [] as string[],
+};
 let cdn: http.Server;
 
 /**
@@ -57,7 +77,10 @@ function streamHuge(res: http.ServerResponse, total: number, declare: boolean): 
   const chunk = Buffer.alloc(64 * 1024, 0x20);
   return new Promise((resolve) => {
     res.once('close', () => resolve(written));
-    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', ...(declare ? { 'content-length': String(total) } : {}) });
+    res.writeHead(200, {
+      'content-type': 'application/vnd.oci.image.manifest.v1+json',
+      ...(declare ? { 'content-length': String(total) } : {}),
+    });
     const pump = () => {
       while (written < total && !res.destroyed) {
         written += chunk.length;
@@ -105,7 +128,10 @@ beforeAll(async () => {
         return;
       }
       const from = Number(/bytes=(\d+)-/.exec(range)![1]);
-      res.writeHead(206, { 'content-range': `bytes ${from}-${layer.length - 1}/${layer.length}`, 'content-length': String(layer.length - from) });
+      res.writeHead(206, {
+        'content-range': `bytes ${from}-${layer.length - 1}/${layer.length}`,
+        'content-length': String(layer.length - from),
+      });
       res.end(layer.subarray(from));
       return;
     }
@@ -132,9 +158,11 @@ beforeAll(async () => {
       res.setHeader('docker-content-digest', sha(b));
       res.end(b);
     };
-    if (repo === 'flomesh/pipy' && m![2] === 'manifests' && (ref === '1.5.12' || ref === sha(index))) return send(index, 'application/vnd.oci.image.index.v1+json');
+    if (repo === 'flomesh/pipy' && m![2] === 'manifests' && (ref === '1.5.12' || ref === sha(index)))
+      return send(index, 'application/vnd.oci.image.index.v1+json');
     if (m![2] === 'manifests' && ref === sha(manifest)) return send(manifest, 'application/vnd.oci.image.manifest.v1+json');
-    if (m![2] === 'blobs' && ref === sha(layer)) return send(repo === 'flomesh/bad' ? Buffer.from('tampered') : layer, 'application/octet-stream');
+    if (m![2] === 'blobs' && ref === sha(layer))
+      return send(repo === 'flomesh/bad' ? Buffer.from('tampered') : layer, 'application/octet-stream');
     if (m![2] === 'blobs' && ref === sha(config)) return send(config, 'application/octet-stream');
     res.statusCode = 404;
     res.end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
@@ -159,8 +187,7 @@ afterAll(() => {
 });
 
 describe('OciClient', () => {
-  const client = () =>
-    new OciClient({ mirrors: { 'docker.io': { endpoints: [url(empty), url(registry)], upstream: false } } });
+  const client = () => new OciClient({ mirrors: { 'docker.io': { endpoints: [url(empty), url(registry)], upstream: false } } });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'oci-client-'));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -183,7 +210,10 @@ describe('OciClient', () => {
     const c = client();
     const name = parseImageRef('flomesh/pipy:1.5.12');
     const before = seen.served.filter((u) => u.endsWith('/manifests/1.5.12')).length;
-    await Promise.all([c.resolvePlatform(name, '1.5.12', 'amd64', async () => config), c.resolvePlatform(name, '1.5.12', 'amd64', async () => config)]);
+    await Promise.all([
+      c.resolvePlatform(name, '1.5.12', 'amd64', async () => config),
+      c.resolvePlatform(name, '1.5.12', 'amd64', async () => config),
+    ]);
     expect(seen.served.filter((u) => u.endsWith('/manifests/1.5.12')).length - before).toBe(1);
   });
 
@@ -198,7 +228,9 @@ describe('OciClient', () => {
         mirrors: { 'docker.io': { endpoints: [url(basic)], upstream: false } },
         credentials: (host) => (host === 'docker.io' ? { username: 'hub-user', password: 'hub-secret' } : undefined),
       });
-      await expect(c.getManifest(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12')).rejects.toThrow(/wants a username and password \(Basic auth\) and none is configured/);
+      await expect(c.getManifest(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12')).rejects.toThrow(
+        /wants a username and password \(Basic auth\) and none is configured/,
+      );
       expect(seen.tokenRequests).toContain('basic-mirror none');
       expect(seen.tokenRequests.join(' ')).not.toContain(Buffer.from('hub-user:hub-secret').toString('base64'));
     } finally {
@@ -283,7 +315,9 @@ describe('OciClient', () => {
       .resolvePlatform(parseImageRef('flomesh/pipy:1.5.12'), '1.5.12', 'arm64', async () => config)
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MissingPlatformError);
-    expect((err as Error).message).toMatch(/^image docker\.io\/flomesh\/pipy:1\.5\.12 has no linux\/arm64 manifest \(it has: linux\/amd64\)/);
+    expect((err as Error).message).toMatch(
+      /^image docker\.io\/flomesh\/pipy:1\.5\.12 has no linux\/arm64 manifest \(it has: linux\/amd64\)/,
+    );
   });
 
   it('refuses a blob whose bytes do not match its digest and leaves no file', async () => {

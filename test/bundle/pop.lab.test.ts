@@ -61,9 +61,17 @@ beforeAll(async () => {
       ARCHES.map((a) => imageOf(a, [base, layerOf({ 'standin.txt': `${ref} ${a}\n` })])),
     );
   }
-  const recipe = writeRecipe(src, path.join(src.tmp, 'r', 'recipe.yaml'), { arches: { amd64: ['core', 'podLevel'], arm64: ['core', 'podLevel'] }, features: MESH });
+  const recipe = writeRecipe(src, path.join(src.tmp, 'r', 'recipe.yaml'), {
+    arches: { amd64: ['core', 'podLevel'], arm64: ['core', 'podLevel'] },
+    features: MESH,
+  });
   const keys = testKeys();
-  const r = await buildBundle({ recipePath: recipe, cacheDir: path.join(src.tmp, 'cache'), outDir: path.join(src.tmp, 'bundle'), signingKey: keys.privateKey });
+  const r = await buildBundle({
+    recipePath: recipe,
+    cacheDir: path.join(src.tmp, 'cache'),
+    outDir: path.join(src.tmp, 'bundle'),
+    signingKey: keys.privateKey,
+  });
   doc = r.doc;
   bundleDir = r.dir;
 
@@ -88,7 +96,9 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  containerd = spawn('containerd', ['--config', path.join(c, 'config.toml')], { stdio: ['ignore', fs.openSync(path.join(c, 'log'), 'w'), fs.openSync(path.join(c, 'log'), 'a')] });
+  containerd = spawn('containerd', ['--config', path.join(c, 'config.toml')], {
+    stdio: ['ignore', fs.openSync(path.join(c, 'log'), 'w'), fs.openSync(path.join(c, 'log'), 'a')],
+  });
   await waitFor('private containerd', () => fs.existsSync(sock) && sh(`ctr -a ${sock} version`).code === 0, 15000);
 });
 
@@ -162,25 +172,48 @@ describe('POP-side assembly from the content-addressed store', () => {
   }
 
   // Minimal hosts: only BusyBox's sh, coreutils and tar on PATH (Debian package `busybox`).
-  it.skipIf(!fs.existsSync('/usr/bin/busybox'))('runs with nothing but BusyBox (sh, tar, sha256sum, …) and ctr still imports the result', () => {
-    const bin = path.join(src.tmp, 'busybox-bin');
-    fs.mkdirSync(bin, { recursive: true });
-    for (const applet of ['sh', 'tar', 'sha256sum', 'cut', 'wc', 'tr', 'cp', 'mv', 'rm', 'ln', 'mkdir', 'chmod', 'dirname', 'basename', 'grep', 'cat', 'printf', 'echo', '['])
-      fs.symlinkSync('/usr/bin/busybox', path.join(bin, applet));
-    const a = popAssemblePlan(doc, 'amd64', { images: 'k3s' });
-    const planPath = path.join(src.tmp, 'plan-busybox.txt');
-    fs.writeFileSync(planPath, a.plan);
-    const root = path.join(src.tmp, 'root-busybox');
-    const cmd = popAssembleCommand(a, { storeDir: path.join(src.tmp, 'store-amd64'), planPath, root });
-    const r = execFileSync(path.join(bin, 'sh'), ['-c', cmd], { encoding: 'utf8', env: { PATH: bin } });
-    expect(parseAssembleOutput(r).changed.length).toBe(3 + 1);
-    const archive = path.join(root, a.outputs.find((o) => o.kind === 'image')!.path);
-    const before = ctr('images', 'ls', '-q');
-    ctr('images', 'rm', K3S_IMAGES[0]!);
-    expect(ctr('images', 'ls', '-q')).not.toContain(K3S_IMAGES[0]);
-    ctr('images', 'import', archive);
-    expect(ctr('images', 'ls', '-q')).toBe(before);
-  });
+  it.skipIf(!fs.existsSync('/usr/bin/busybox'))(
+    'runs with nothing but BusyBox (sh, tar, sha256sum, …) and ctr still imports the result',
+    () => {
+      const bin = path.join(src.tmp, 'busybox-bin');
+      fs.mkdirSync(bin, { recursive: true });
+      for (const applet of [
+        'sh',
+        'tar',
+        'sha256sum',
+        'cut',
+        'wc',
+        'tr',
+        'cp',
+        'mv',
+        'rm',
+        'ln',
+        'mkdir',
+        'chmod',
+        'dirname',
+        'basename',
+        'grep',
+        'cat',
+        'printf',
+        'echo',
+        '[',
+      ])
+        fs.symlinkSync('/usr/bin/busybox', path.join(bin, applet));
+      const a = popAssemblePlan(doc, 'amd64', { images: 'k3s' });
+      const planPath = path.join(src.tmp, 'plan-busybox.txt');
+      fs.writeFileSync(planPath, a.plan);
+      const root = path.join(src.tmp, 'root-busybox');
+      const cmd = popAssembleCommand(a, { storeDir: path.join(src.tmp, 'store-amd64'), planPath, root });
+      const r = execFileSync(path.join(bin, 'sh'), ['-c', cmd], { encoding: 'utf8', env: { PATH: bin } });
+      expect(parseAssembleOutput(r).changed.length).toBe(3 + 1);
+      const archive = path.join(root, a.outputs.find((o) => o.kind === 'image')!.path);
+      const before = ctr('images', 'ls', '-q');
+      ctr('images', 'rm', K3S_IMAGES[0]!);
+      expect(ctr('images', 'ls', '-q')).not.toContain(K3S_IMAGES[0]);
+      ctr('images', 'import', archive);
+      expect(ctr('images', 'ls', '-q')).toBe(before);
+    },
+  );
 
   it('refuses a corrupt store blob, naming it, and leaves no partial archive', () => {
     const store = path.join(src.tmp, 'store-amd64');

@@ -47,7 +47,9 @@ describe('bundle/recipe.yaml', () => {
   it('refuses mesh features for 32-bit arm, saying why', () => {
     const doc = shipped();
     doc.spec.arches.arm = { features: ['core'] };
-    expect(problems(doc).join('\n')).toMatch(/^\d+:\d+ spec\.arches\.arm\.features: arm can carry k3s only: Pipy .* has no 32-bit ARM build/m);
+    expect(problems(doc).join('\n')).toMatch(
+      /^\d+:\d+ spec\.arches\.arm\.features: arm can carry k3s only: Pipy .* has no 32-bit ARM build/m,
+    );
   });
 
   it('refuses floating latest tags and unknown features', () => {

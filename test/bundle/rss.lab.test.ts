@@ -10,7 +10,11 @@ const MiB = 1024 * 1024;
 let src: LabSource;
 
 function buildInChild(name: string, ref: string): { maxRssKiB: number; bytes: number; downloaded: number } {
-  const recipe = writeRecipe(src, path.join(src.tmp, name, 'recipe.yaml'), { name, arches: { amd64: ['core'] }, features: { core: [ref] } });
+  const recipe = writeRecipe(src, path.join(src.tmp, name, 'recipe.yaml'), {
+    name,
+    arches: { amd64: ['core'] },
+    features: { core: [ref] },
+  });
   const out = execFileSync(
     process.execPath,
     ['--import', 'tsx', 'test/bundle/rss-child.ts', recipe, path.join(src.tmp, name, 'cache'), path.join(src.tmp, name, 'bundle')],
@@ -37,7 +41,9 @@ it('peak RSS of a build with a 256 MiB layer stays within 64 MiB of a build with
   expect(big.downloaded).toBeGreaterThan(256 * MiB);
   expect(big.bytes).toBeGreaterThan(256 * MiB);
   const delta = (big.maxRssKiB - small.maxRssKiB) / 1024;
-  console.log(`peak RSS: tiny-layer build ${(small.maxRssKiB / 1024).toFixed(0)} MiB, 256 MiB-layer build ${(big.maxRssKiB / 1024).toFixed(0)} MiB (+${delta.toFixed(0)} MiB)`);
+  console.log(
+    `peak RSS: tiny-layer build ${(small.maxRssKiB / 1024).toFixed(0)} MiB, 256 MiB-layer build ${(big.maxRssKiB / 1024).toFixed(0)} MiB (+${delta.toFixed(0)} MiB)`,
+  );
   expect(delta).toBeLessThan(64);
   // A layer held in memory would put the peak above 125 + 256 MiB.
   expect(big.maxRssKiB / 1024).toBeLessThan(200);

@@ -123,7 +123,11 @@ export function bundleDocStub(opts: DocStubOptions): BundleDoc {
   const bytes = opts.bytes ?? 222_298_112;
   const count = Math.max(3, opts.blobs ?? 41);
   const d = (i: number) => sha(`stub-${i}`);
-  const layers = Array.from({ length: count - 2 }, (_, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: d(i + 2), size: i ? 1 : bytes - (count - 1) }));
+  const layers = Array.from({ length: count - 2 }, (_, i) => ({
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    digest: d(i + 2),
+    size: i ? 1 : bytes - (count - 1),
+  }));
   const image: BundleImage = {
     ref: 'docker.io/flomesh/fsm-controller:1.5.1',
     group: 'mesh',

@@ -67,7 +67,11 @@ describe('readVerifiedBundle', () => {
     expect({ blobs: v.blobs, payloadBytes: v.payloadBytes }).toEqual({ blobs: 0, payloadBytes: 0 });
     // bundle.json replaced by garbage afterwards: the blob check uses the carried document, not the file.
     fs.writeFileSync(path.join(b.dir, 'bundle.json'), '{}');
-    expect(await verifyBundleContent(b.dir, v.doc, { arches: ['amd64'] })).toEqual({ blobs: b.doc.totals.blobs, payloadBytes: b.doc.totals.bytes, arches: ['amd64'] });
+    expect(await verifyBundleContent(b.dir, v.doc, { arches: ['amd64'] })).toEqual({
+      blobs: b.doc.totals.blobs,
+      payloadBytes: b.doc.totals.bytes,
+      arches: ['amd64'],
+    });
     const layer = b.doc.arches.amd64!.images[0]!.layers[0]!.digest.slice(7);
     fs.writeFileSync(path.join(b.dir, 'blobs', 'sha256', layer), 'LAYER BYTES');
     await expect(verifyBundleContent(b.dir, v.doc, { arches: ['amd64'] })).rejects.toThrow(`blobs/sha256/${layer}: content hashes to`);

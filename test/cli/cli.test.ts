@@ -37,8 +37,19 @@ describe('command tree', async () => {
   it('has every command the issues name', () => {
     expect(paths).toEqual(
       expect.arrayContaining([
-        'bundle', 'bundle build', 'bundle verify', 'bundle inspect', 'bundle diff', 'bundle keygen',
-        'install', 'init', 'register', 'status', 'config', 'config validate', 'config schema',
+        'bundle',
+        'bundle build',
+        'bundle verify',
+        'bundle inspect',
+        'bundle diff',
+        'bundle keygen',
+        'install',
+        'init',
+        'register',
+        'status',
+        'config',
+        'config validate',
+        'config schema',
       ]),
     );
   });
@@ -110,7 +121,13 @@ describe('exit codes', () => {
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toEqual({
       ok: false,
-      error: { code: 'usage.missingArgument', kind: 'usage', message: "missing required argument 'file'", exitCode: 2, hint: 'see `fsm-edge config validate --help`' },
+      error: {
+        code: 'usage.missingArgument',
+        kind: 'usage',
+        message: "missing required argument 'file'",
+        exitCode: 2,
+        hint: 'see `fsm-edge config validate --help`',
+      },
     });
   });
 
@@ -130,7 +147,10 @@ describe('exit codes', () => {
   });
 
   it('an operation that throws exits 1 without a stack trace; FSM_EDGE_DEBUG=1 shows it', async () => {
-    for (const [env, stack] of [[{}, false], [{ FSM_EDGE_DEBUG: '1' }, true]] as const) {
+    for (const [env, stack] of [
+      [{}, false],
+      [{ FSM_EDGE_DEBUG: '1' }, true],
+    ] as const) {
       const io = captureIO({ ...env });
       const program = await buildProgram(io);
       program.command('boom').action(() => {

@@ -75,7 +75,11 @@ export interface WatchOptions extends Omit<RunOptions, 'input' | 'timeoutMs'> {
 }
 
 export function spawnCli(args: string[], opts: WatchOptions = {}): WatchedRun {
-  const child = spawn(TSX, [CLI_ENTRY, ...args], { cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(TSX, [CLI_ENTRY, ...args], {
+    cwd: opts.cwd ?? REPO,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   let exited = false;

@@ -22,7 +22,11 @@ describe('checkFingerprint', () => {
   it('accepts what ssh-keygen -lf prints for ed25519, ecdsa and rsa keys', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-fp-'));
     try {
-      for (const [type, bits] of [['ed25519', []], ['ecdsa', ['-b', '256']], ['rsa', ['-b', '2048']]] as const) {
+      for (const [type, bits] of [
+        ['ed25519', []],
+        ['ecdsa', ['-b', '256']],
+        ['rsa', ['-b', '2048']],
+      ] as const) {
         const key = join(dir, type);
         execFileSync('ssh-keygen', ['-q', '-t', type, ...bits, '-N', '', '-f', key]);
         const fp = execFileSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
@@ -37,7 +41,7 @@ describe('checkFingerprint', () => {
   it.each([
     ['SHA256:abc', 'has 3 base64 characters, not 43'],
     ['sha256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdA', 'upper case'],
-    ['SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdB', "last character cannot end a SHA-256 digest"],
+    ['SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdB', 'last character cannot end a SHA-256 digest'],
     ['SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihb-A', 'not base64'],
     ['16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48', 'MD5 fingerprint'],
     ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI', 'not an OpenSSH fingerprint'],
@@ -47,9 +51,12 @@ describe('checkFingerprint', () => {
 });
 
 describe('checkHost', () => {
-  it.each(['10.99.0.11', 'fd00:99::1', '::1', 'pop-1.example.net', 'localhost', 'pop.example.net.', 'a', 'pop_1.corp'])('accepts %s', (h) => {
-    expect(checkHost(h)).toBeUndefined();
-  });
+  it.each(['10.99.0.11', 'fd00:99::1', '::1', 'pop-1.example.net', 'localhost', 'pop.example.net.', 'a', 'pop_1.corp'])(
+    'accepts %s',
+    (h) => {
+      expect(checkHost(h)).toBeUndefined();
+    },
+  );
   it.each([
     ['10.99.0.256', 'not a valid IPv4'],
     ['[fd00::1]', 'without brackets'],

@@ -24,13 +24,19 @@ describe('layers', () => {
   it('no module outside src/cli imports from src/cli', () => {
     const upward = tsFiles(SRC)
       .filter((f) => !relative(SRC, f).startsWith('cli/'))
-      .flatMap((f) => importsOf(f).filter((m) => m.startsWith('cli/')).map((m) => `${relative(SRC, f)} → ${m}`));
+      .flatMap((f) =>
+        importsOf(f)
+          .filter((m) => m.startsWith('cli/'))
+          .map((m) => `${relative(SRC, f)} → ${m}`),
+      );
     expect(upward).toEqual([]);
   });
 
   it('src/config imports only src/config', () => {
     const outside = tsFiles(join(SRC, 'config')).flatMap((f) =>
-      importsOf(f).filter((m) => !m.startsWith('config/')).map((m) => `${relative(SRC, f)} → ${m}`),
+      importsOf(f)
+        .filter((m) => !m.startsWith('config/'))
+        .map((m) => `${relative(SRC, f)} → ${m}`),
     );
     expect(outside).toEqual([]);
   });

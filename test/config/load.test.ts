@@ -56,12 +56,22 @@ describe('loadSite / loadHub / loadConfigFile', () => {
   });
 
   it('fills every default for a minimal site', () => {
-    const p = write('min.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: m }\nspec: { ssh: { host: h, agent: true } }\n');
+    const p = write(
+      'min.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: m }\nspec: { ssh: { host: h, agent: true } }\n',
+    );
     const site = loadSite(p);
     expect(site.spec).toEqual({
       arch: 'auto',
       ssh: { host: 'h', port: 22, user: 'root', agent: true, hostKeys: [], jumpHosts: [], sudo: true },
-      k3s: { tlsSans: [], nodeLabels: {}, disable: ['traefik'], datastore: 'sqlite', clusterCidr: '10.42.0.0/16', serviceCidr: '10.43.0.0/16' },
+      k3s: {
+        tlsSans: [],
+        nodeLabels: {},
+        disable: ['traefik'],
+        datastore: 'sqlite',
+        clusterCidr: '10.42.0.0/16',
+        serviceCidr: '10.43.0.0/16',
+      },
       mesh: { interception: 'auto', ingress: true, multicluster: true, profile: 'edge-small' },
     });
   });
@@ -76,11 +86,17 @@ describe('loadSite / loadHub / loadConfigFile', () => {
     expect(site.spec.ssh.identityFile).toBe(join(REPO, '.lab/ssh/id_ed25519'));
     expect(site.spec.ssh.sudo).toBe(false);
     expect(site.spec.hub).toEqual({ ref: 'hub-lab', region: 'default', zone: 'lab', group: 'default' });
-    expect(loadHub(join(EX, 'standalone.yaml')).spec).toEqual({ kubeconfig: { env: 'FSM_EDGE_HUB_KUBECONFIG' }, fsmNamespace: 'fsm-system' });
+    expect(loadHub(join(EX, 'standalone.yaml')).spec).toEqual({
+      kubeconfig: { env: 'FSM_EDGE_HUB_KUBECONFIG' },
+      fsmNamespace: 'fsm-system',
+    });
   });
 
   it('follows YAML anchors and merge keys', () => {
-    const p = write('merge.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Fleet\nmetadata: { name: m }\nspec:\n  sites:\n    - metadata: { name: a }\n      spec: { ssh: &ssh { host: 10.99.0.1, user: pop, agent: true } }\n    - metadata: { name: b }\n      spec:\n        ssh:\n          <<: *ssh\n          host: 10.99.0.2\n');
+    const p = write(
+      'merge.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Fleet\nmetadata: { name: m }\nspec:\n  sites:\n    - metadata: { name: a }\n      spec: { ssh: &ssh { host: 10.99.0.1, user: pop, agent: true } }\n    - metadata: { name: b }\n      spec:\n        ssh:\n          <<: *ssh\n          host: 10.99.0.2\n',
+    );
     const { sites } = loadFleet(p);
     expect(sites.map((s) => [s.spec.ssh.host, s.spec.ssh.user, s.spec.ssh.agent])).toEqual([
       ['10.99.0.1', 'pop', true],
@@ -94,18 +110,30 @@ describe('loadSite / loadHub / loadConfigFile', () => {
   });
 
   it('refuses a file with two Sites, or none', () => {
-    const two = write('two.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec: { ssh: { host: a, agent: true } }\n---\napiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: b }\nspec: { ssh: { host: b, agent: true } }\n');
+    const two = write(
+      'two.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec: { ssh: { host: a, agent: true } }\n---\napiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: b }\nspec: { ssh: { host: b, agent: true } }\n',
+    );
     const e = configError(() => loadSite(two));
     expect(e.kind).toBe('config');
     expect(exitCodeFor(e.kind)).toBe(2);
-    expect(e.diagnostics).toEqual([{ file: two, line: 6, column: 1, path: '', message: 'expected one Site document, found 2; list several sites in a Fleet' }]);
+    expect(e.diagnostics).toEqual([
+      { file: two, line: 6, column: 1, path: '', message: 'expected one Site document, found 2; list several sites in a Fleet' },
+    ]);
     expect(configError(() => loadSite(join(EX, 'hub.yaml'))).diagnostics[0]!.message).toBe('expected a Site document, found Hub');
   });
 
   it('throws every problem of an invalid file at once', () => {
-    const p = write('bad.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec:\n  arch: x86\n  ssh: { host: "a b", agent: true, port: -1 }\n');
+    const p = write(
+      'bad.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec:\n  arch: x86\n  ssh: { host: "a b", agent: true, port: -1 }\n',
+    );
     const e = configError(() => loadSite(p));
-    expect(e.diagnostics.map((d) => `${d.line}:${d.column} ${d.path}`)).toEqual(['5:9 spec.arch', '6:16 spec.ssh.host', '6:42 spec.ssh.port']);
+    expect(e.diagnostics.map((d) => `${d.line}:${d.column} ${d.path}`)).toEqual([
+      '5:9 spec.arch',
+      '6:16 spec.ssh.host',
+      '6:42 spec.ssh.port',
+    ]);
     expect(e.message).toBe(`invalid configuration ${p}: 3 problems in ${p}`);
   });
 });
@@ -137,9 +165,23 @@ describe('loadFleet', () => {
 
   it('fieldLocation points at where a value is written, in the site file or in the fleet defaults', () => {
     const munich = byName['pop-munich-1']!;
-    expect(fieldLocation(munich, ['spec', 'ssh', 'host'])).toMatchObject({ file: join(EX, 'sites/pop-munich-1.yaml'), line: 8, column: 16, path: 'spec.ssh.host' });
-    expect(fieldLocation(munich, ['spec', 'ssh', 'user'])).toMatchObject({ file: join(EX, 'fleet.yaml'), line: 11, column: 13, path: 'spec.defaults.ssh.user' });
-    expect(fieldLocation(byName['pop-paris-1']!, ['spec', 'hub', 'zone'])).toMatchObject({ file: join(EX, 'fleet.yaml'), line: 22, path: 'spec.sites[0].spec.hub.zone' });
+    expect(fieldLocation(munich, ['spec', 'ssh', 'host'])).toMatchObject({
+      file: join(EX, 'sites/pop-munich-1.yaml'),
+      line: 8,
+      column: 16,
+      path: 'spec.ssh.host',
+    });
+    expect(fieldLocation(munich, ['spec', 'ssh', 'user'])).toMatchObject({
+      file: join(EX, 'fleet.yaml'),
+      line: 11,
+      column: 13,
+      path: 'spec.defaults.ssh.user',
+    });
+    expect(fieldLocation(byName['pop-paris-1']!, ['spec', 'hub', 'zone'])).toMatchObject({
+      file: join(EX, 'fleet.yaml'),
+      line: 22,
+      path: 'spec.sites[0].spec.hub.zone',
+    });
     expect(fieldLocation({}, ['spec'])).toBeUndefined();
   });
 
@@ -152,8 +194,14 @@ describe('loadFleet', () => {
   });
 
   it('resolves file globs and relative key paths from the fleet file’s directory', () => {
-    write('f/fleet.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Fleet\nmetadata: { name: f }\nspec:\n  defaults: { ssh: { identityFile: keys/id } }\n  sites: [{ file: "pops/*.yaml" }]\n');
-    write('f/pops/a.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec: { ssh: { host: 10.99.0.5, passphrase: { file: ../pass } } }\n');
+    write(
+      'f/fleet.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Fleet\nmetadata: { name: f }\nspec:\n  defaults: { ssh: { identityFile: keys/id } }\n  sites: [{ file: "pops/*.yaml" }]\n',
+    );
+    write(
+      'f/pops/a.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec: { ssh: { host: 10.99.0.5, passphrase: { file: ../pass } } }\n',
+    );
     const loaded = loadFleet(join(tmp, 'f/fleet.yaml'));
     expect(loaded.sites[0]!.spec.ssh.identityFile).toBe(join(tmp, 'f/keys/id'));
     expect(loaded.sites[0]!.spec.ssh.passphrase).toEqual({ file: join(tmp, 'f/pass') });
@@ -169,10 +217,20 @@ describe('loadSites', () => {
   });
 
   it('refuses the same site name in two files', () => {
-    const copy = write('copy.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: pop-berlin-1 }\nspec: { ssh: { host: 10.99.0.77, agent: true } }\n');
+    const copy = write(
+      'copy.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: pop-berlin-1 }\nspec: { ssh: { host: 10.99.0.77, agent: true } }\n',
+    );
     const e = configError(() => loadSites([join(EX, 'site.yaml'), copy]));
     expect(e.diagnostics).toEqual([
-      { file: copy, line: 3, column: 19, path: 'metadata.name', document: 0, message: `duplicate site name \`pop-berlin-1\`; first defined at ${join(EX, 'site.yaml')}:6:9` },
+      {
+        file: copy,
+        line: 3,
+        column: 19,
+        path: 'metadata.name',
+        document: 0,
+        message: `duplicate site name \`pop-berlin-1\`; first defined at ${join(EX, 'site.yaml')}:6:9`,
+      },
     ]);
   });
 });
@@ -203,8 +261,14 @@ describe('secrets', () => {
   });
 
   it('an inline secret is refused without repeating it', async () => {
-    const p = write('inline.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec:\n  ssh: { host: a, identityFile: k, passphrase: hunter2-topsecret }\n');
-    for (const args of [['config', 'validate', p], ['config', 'validate', '--json', p]]) {
+    const p = write(
+      'inline.yaml',
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: a }\nspec:\n  ssh: { host: a, identityFile: k, passphrase: hunter2-topsecret }\n',
+    );
+    for (const args of [
+      ['config', 'validate', p],
+      ['config', 'validate', '--json', p],
+    ]) {
       const r = await runMain(args);
       expect(r.code).toBe(2);
       expect(r.stdout + r.stderr).toContain('secrets are never written inline');

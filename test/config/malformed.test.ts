@@ -74,7 +74,13 @@ const cases: Case[] = [
   },
   {
     name: 'invalid UTF-8 on line 3',
-    files: { 'site.yaml': Buffer.concat([Buffer.from('apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: '), Buffer.from([0xc3, 0x28]), Buffer.from(' }\n')]) },
+    files: {
+      'site.yaml': Buffer.concat([
+        Buffer.from('apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: '),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from(' }\n'),
+      ]),
+    },
     expect: [{ at: 'site.yaml:3:19', path: '', text: 'binary byte 0xc3 at offset 66' }],
   },
   {
@@ -97,7 +103,17 @@ const cases: Case[] = [
   {
     name: 'YAML alias bomb',
     files: {
-      'site.yaml': HEAD + 'x:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n' + ['b', 'c', 'd', 'e', 'f', 'g'].map((k, i) => `  ${k}: &${k} [${Array(10).fill('*' + 'abcdefg'[i]).join(', ')}]\n`).join(''),
+      'site.yaml':
+        HEAD +
+        'x:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n' +
+        ['b', 'c', 'd', 'e', 'f', 'g']
+          .map(
+            (k, i) =>
+              `  ${k}: &${k} [${Array(10)
+                .fill('*' + 'abcdefg'[i])
+                .join(', ')}]\n`,
+          )
+          .join(''),
     },
     expect: [{ at: 'site.yaml:1:1', path: '', text: 'YAML: Excessive alias count indicates a resource exhaustion attack' }],
   },
@@ -131,7 +147,13 @@ const cases: Case[] = [
   {
     name: 'unknown kind with a typo',
     files: { 'site.yaml': site().replace('kind: Site', 'kind: Sites') },
-    expect: [{ at: 'site.yaml:2:7', path: 'kind', text: 'unknown kind string `Sites`: expected one of Site, Fleet, Hub, Recipe (did you mean `Site`?)' }],
+    expect: [
+      {
+        at: 'site.yaml:2:7',
+        path: 'kind',
+        text: 'unknown kind string `Sites`: expected one of Site, Fleet, Hub, Recipe (did you mean `Site`?)',
+      },
+    ],
     bin: true,
   },
   // --- required fields and types ---------------------------------------------------------------------------
@@ -153,7 +175,7 @@ const cases: Case[] = [
   },
   {
     name: 'port written as a quoted string',
-    files: { 'site.yaml': site('') .replace('    agent: true\n', '    agent: true\n    port: "22"\n') },
+    files: { 'site.yaml': site('').replace('    agent: true\n', '    agent: true\n    port: "22"\n') },
     expect: [{ at: 'site.yaml:9:11', path: 'spec.ssh.port', text: 'expected a number, got string `22` (remove the quotes)' }],
   },
   {
@@ -181,7 +203,13 @@ const cases: Case[] = [
   {
     name: 'enum typo: arch',
     files: { 'site.yaml': site('  arch: amd46\n') },
-    expect: [{ at: 'site.yaml:9:9', path: 'spec.arch', text: 'expected one of `auto`, `amd64`, `arm64`, `arm`, got string `amd46` (did you mean `amd64`?)' }],
+    expect: [
+      {
+        at: 'site.yaml:9:9',
+        path: 'spec.arch',
+        text: 'expected one of `auto`, `amd64`, `arm64`, `arm`, got string `amd46` (did you mean `amd64`?)',
+      },
+    ],
   },
   {
     name: 'enum typo: interception',
@@ -197,7 +225,13 @@ const cases: Case[] = [
   {
     name: 'metadata.name not a Kubernetes name',
     files: { 'site.yaml': site().replace('pop-a', 'Pop_Berlin') },
-    expect: [{ at: 'site.yaml:3:19', path: 'metadata.name', text: 'is not a valid name: lower-case letters, digits and \'-\', starting and ending with a letter or digit (did you mean `pop-berlin`?)' }],
+    expect: [
+      {
+        at: 'site.yaml:3:19',
+        path: 'metadata.name',
+        text: "is not a valid name: lower-case letters, digits and '-', starting and ending with a letter or digit (did you mean `pop-berlin`?)",
+      },
+    ],
   },
   {
     name: 'bad IPv4 address',
@@ -222,7 +256,12 @@ const cases: Case[] = [
   },
   {
     name: 'port zero on a jump host',
-    files: { 'site.yaml': site('') .replace('    agent: true\n', '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, port: 0, agent: true }\n') },
+    files: {
+      'site.yaml': site('').replace(
+        '    agent: true\n',
+        '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, port: 0, agent: true }\n',
+      ),
+    },
     expect: [{ at: 'site.yaml:10:39', path: 'spec.ssh.jumpHosts[0].port', text: 'expected a number ≥ 1, got number `0`' }],
   },
   {
@@ -252,23 +291,50 @@ const cases: Case[] = [
   },
   {
     name: 'MD5 host key fingerprint',
-    files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    hostKeys: ["MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48"]\n') },
-    expect: [{ at: 'site.yaml:9:16', path: 'spec.ssh.hostKeys[0]', text: 'is an MD5 fingerprint; expected `SHA256:` followed by 43 base64 characters' }],
+    files: {
+      'site.yaml': site().replace(
+        '    agent: true\n',
+        '    agent: true\n    hostKeys: ["MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48"]\n',
+      ),
+    },
+    expect: [
+      {
+        at: 'site.yaml:9:16',
+        path: 'spec.ssh.hostKeys[0]',
+        text: 'is an MD5 fingerprint; expected `SHA256:` followed by 43 base64 characters',
+      },
+    ],
   },
   {
     name: 'fingerprint with base64 padding',
-    files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    hostKeys: ["SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdA="]\n') },
+    files: {
+      'site.yaml': site().replace(
+        '    agent: true\n',
+        '    agent: true\n    hostKeys: ["SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdA="]\n',
+      ),
+    },
     expect: [{ at: 'site.yaml:9:16', path: 'spec.ssh.hostKeys[0]', text: 'remove the trailing `=` padding' }],
   },
   {
     name: 'truncated fingerprint',
-    files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    hostKeys:\n      - SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbd\n') },
+    files: {
+      'site.yaml': site().replace(
+        '    agent: true\n',
+        '    agent: true\n    hostKeys:\n      - SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbd\n',
+      ),
+    },
     expect: [{ at: 'site.yaml:10:9', path: 'spec.ssh.hostKeys[0]', text: 'has 42 base64 characters, not 43' }],
   },
   {
     name: 'node label in a namespace the kubelet refuses',
     files: { 'site.yaml': site('  k3s:\n    nodeLabels:\n      node-role.kubernetes.io/edge: "true"\n') },
-    expect: [{ at: 'site.yaml:11:7', path: 'spec.k3s.nodeLabels["node-role.kubernetes.io/edge"]', text: 'in a namespace the kubelet refuses to set on itself' }],
+    expect: [
+      {
+        at: 'site.yaml:11:7',
+        path: 'spec.k3s.nodeLabels["node-role.kubernetes.io/edge"]',
+        text: 'in a namespace the kubelet refuses to set on itself',
+      },
+    ],
   },
   {
     name: 'label with invalid characters',
@@ -299,7 +365,10 @@ const cases: Case[] = [
   },
   {
     name: 'hub kubeconfig written inline',
-    files: { 'hub.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec:\n  kubeconfig: "apiVersion: v1\\nkind: Config"\n' },
+    files: {
+      'hub.yaml':
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec:\n  kubeconfig: "apiVersion: v1\\nkind: Config"\n',
+    },
     expect: [{ at: 'hub.yaml:5:15', path: 'spec.kubeconfig', text: 'secrets are never written inline' }],
   },
   {
@@ -325,35 +394,58 @@ const cases: Case[] = [
   },
   {
     name: 'circular jump host: the POP is its own jump host',
-    files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, agent: true }\n      - { host: 10.99.0.11, agent: true }\n') },
+    files: {
+      'site.yaml': site().replace(
+        '    agent: true\n',
+        '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, agent: true }\n      - { host: 10.99.0.11, agent: true }\n',
+      ),
+    },
     expect: [{ at: 'site.yaml:6:11', path: 'spec.ssh.host', text: 'circular jump hosts: jumpHosts[1] is the POP itself (10.99.0.11:22)' }],
     bin: true,
   },
   {
     name: 'circular jump host: a jump host visited twice',
-    files: { 'site.yaml': site().replace('    agent: true\n', '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, agent: true }\n      - { host: gw2.example.net, agent: true }\n      - { host: GW.example.net, agent: true }\n') },
+    files: {
+      'site.yaml': site().replace(
+        '    agent: true\n',
+        '    agent: true\n    jumpHosts:\n      - { host: gw.example.net, agent: true }\n      - { host: gw2.example.net, agent: true }\n      - { host: GW.example.net, agent: true }\n',
+      ),
+    },
     expect: [{ at: 'site.yaml:12:17', path: 'spec.ssh.jumpHosts[2].host', text: 'jumpHosts[2] (gw.example.net:22) repeats jumpHosts[0]' }],
   },
   {
     name: 'hub reference that names no Hub among the files',
     files: {
       'site.yaml': site('  hub: { ref: hub-ue }\n'),
-      'hub.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { env: HUB_KUBECONFIG } }\n',
+      'hub.yaml':
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { env: HUB_KUBECONFIG } }\n',
     },
     args: ['site.yaml', 'hub.yaml'],
-    expect: [{ at: 'site.yaml:9:15', path: 'spec.hub.ref', text: 'no Hub named `hub-ue` among the files given (Hubs: hub-eu) (did you mean `hub-eu`?)' }],
+    expect: [
+      {
+        at: 'site.yaml:9:15',
+        path: 'spec.hub.ref',
+        text: 'no Hub named `hub-ue` among the files given (Hubs: hub-eu) (did you mean `hub-eu`?)',
+      },
+    ],
   },
   // --- several documents -----------------------------------------------------------------------------------
   {
     name: 'error in the second document of a file',
-    files: { 'both.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n---\n' + site().replace('10.99.0.11', 'bad..host') },
+    files: {
+      'both.yaml':
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n---\n' +
+        site().replace('10.99.0.11', 'bad..host'),
+    },
     expect: [{ at: 'both.yaml:11:11', path: 'spec.ssh.host', text: '`bad..host` is not a valid host name' }],
   },
   // --- fleets ----------------------------------------------------------------------------------------------
   {
     name: 'fleet: duplicate site names',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults: { ssh: { user: pop, agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.2 } }\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults: { ssh: { user: pop, agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.2 } }\n',
     },
     expect: [{ at: 'fleet.yaml:9:25', path: 'spec.sites[1].metadata.name', text: 'duplicate site name `pop-a`; first defined at ' }],
     bin: true,
@@ -361,7 +453,9 @@ const cases: Case[] = [
   {
     name: 'fleet: duplicate names across a glob-matched file',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults: { ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - file: sites/*.yaml\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults: { ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - file: sites/*.yaml\n',
       'sites/a.yaml': 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Site\nmetadata: { name: pop-a }\nspec: { ssh: { host: 10.99.0.9 } }\n',
     },
     expect: [{ at: 'sites/a.yaml:3:19', path: 'metadata.name', text: 'duplicate site name `pop-a`' }],
@@ -383,23 +477,35 @@ const cases: Case[] = [
   {
     name: 'fleet: unknown key in defaults',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults:\n    ssh: { usr: pop, agent: true }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults:\n    ssh: { usr: pop, agent: true }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n',
     },
     expect: [{ at: 'fleet.yaml:6:12', path: 'spec.defaults.ssh.usr', text: 'unknown key `usr` (did you mean `user`?)' }],
   },
   {
     name: 'fleet: an inline site misses what the defaults do not give',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults: { ssh: { user: pop } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1, agent: true } }\n    - metadata: { name: pop-b }\n      spec:\n        arch: arm64\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults: { ssh: { user: pop } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1, agent: true } }\n    - metadata: { name: pop-b }\n      spec:\n        arch: arm64\n',
     },
     expect: [{ at: 'fleet.yaml:10:7', path: 'spec.sites[1].spec.ssh.host', text: 'required field missing (expected a string)' }],
   },
   {
     name: 'fleet: a bad default is reported once, at the default',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults: { mesh: { profile: tiny }, ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-b }\n      spec: { ssh: { host: 10.99.0.2 } }\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults: { mesh: { profile: tiny }, ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-b }\n      spec: { ssh: { host: 10.99.0.2 } }\n',
     },
-    expect: [{ at: 'fleet.yaml:5:32', path: 'spec.defaults.mesh.profile', text: 'expected one of `edge-small`, `edge-medium`, `upstream`, got string `tiny`' }],
+    expect: [
+      {
+        at: 'fleet.yaml:5:32',
+        path: 'spec.defaults.mesh.profile',
+        text: 'expected one of `edge-small`, `edge-medium`, `upstream`, got string `tiny`',
+      },
+    ],
   },
   {
     name: 'fleet: no sites',
@@ -409,9 +515,17 @@ const cases: Case[] = [
   {
     name: 'fleet: two sites with the same SSH endpoint',
     files: {
-      'fleet.yaml': FLEET_HEAD + '  defaults: { ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-b }\n      spec: { ssh: { host: 10.99.0.1, port: 22 } }\n',
+      'fleet.yaml':
+        FLEET_HEAD +
+        '  defaults: { ssh: { agent: true } }\n  sites:\n    - metadata: { name: pop-a }\n      spec: { ssh: { host: 10.99.0.1 } }\n    - metadata: { name: pop-b }\n      spec: { ssh: { host: 10.99.0.1, port: 22 } }\n',
     },
-    expect: [{ at: 'fleet.yaml:10:28', path: 'spec.sites[1].spec.ssh.host', text: 'site `pop-b` has the same SSH endpoint (10.99.0.1:22) as site `pop-a`' }],
+    expect: [
+      {
+        at: 'fleet.yaml:10:28',
+        path: 'spec.sites[1].spec.ssh.host',
+        text: 'site `pop-b` has the same SSH endpoint (10.99.0.1:22) as site `pop-a`',
+      },
+    ],
   },
   {
     name: 'Recipe: unknown key in a nested source (typo of installScript)',
@@ -421,7 +535,9 @@ const cases: Case[] = [
         '  k3s:\n    version: v1.37.1+k3s1\n    installScrpt: { url: "https://example.invalid/install.sh" }\n' +
         '  fsm: { version: v1.5.1, pipyVersion: 1.5.12, chart: { url: "https://example.invalid/fsm.tgz" }, features: {} }\n',
     },
-    expect: [{ at: 'recipe.yaml:8:5', path: 'spec.k3s.installScrpt', text: /unknown key `installScrpt` \(did you mean `installScript`\?\)/ }],
+    expect: [
+      { at: 'recipe.yaml:8:5', path: 'spec.k3s.installScrpt', text: /unknown key `installScrpt` \(did you mean `installScript`\?\)/ },
+    ],
   },
 ];
 
@@ -468,11 +584,16 @@ describe('config validate rejects malformed input with a location', () => {
 
     const json = await runMain(['config', 'validate', '--json', ...args]);
     expect(json.code).toBe(2);
-    const doc = JSON.parse(json.stdout) as { ok: boolean; diagnostics: Array<{ file: string; line: number; column: number; path: string; message: string }> };
+    const doc = JSON.parse(json.stdout) as {
+      ok: boolean;
+      diagnostics: Array<{ file: string; line: number; column: number; path: string; message: string }>;
+    };
     expect(doc.ok).toBe(false);
     for (const e of c.expect) {
       const [file, line, column] = e.at.split(':');
-      const found = doc.diagnostics.find((d) => d.file === join(dir, file!) && d.line === Number(line) && d.column === Number(column) && d.path === e.path);
+      const found = doc.diagnostics.find(
+        (d) => d.file === join(dir, file!) && d.line === Number(line) && d.column === Number(column) && d.path === e.path,
+      );
       expect(found, `${e.at} ${e.path} in ${json.stdout}`).toBeDefined();
     }
   });

@@ -45,14 +45,18 @@ describe('secret files', () => {
 
   it('refuses a directory and a device', () => {
     mkdirSync(join(tmp, 'dir'));
-    expect(refusal(() => resolveSecret({ file: 'dir' }, tmp)).message).toBe(`the secret file ${join(tmp, 'dir')} is a directory, not a regular file`);
+    expect(refusal(() => resolveSecret({ file: 'dir' }, tmp)).message).toBe(
+      `the secret file ${join(tmp, 'dir')} is a directory, not a regular file`,
+    );
     expect(refusal(() => resolveSecret({ file: '/dev/zero' })).message).toBe('the secret file /dev/zero is a device, not a regular file');
   });
 
   it(`refuses a file over ${SECRET_FILE_MAX_BYTES} bytes, and reads one of exactly that size`, () => {
     const big = write('big', Buffer.alloc(SECRET_FILE_MAX_BYTES + 1, 'a'));
     const e = refusal(() => resolveSecret({ file: big }));
-    expect(e.message).toBe(`the secret file ${big} is ${SECRET_FILE_MAX_BYTES + 1} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`);
+    expect(e.message).toBe(
+      `the secret file ${big} is ${SECRET_FILE_MAX_BYTES + 1} bytes, more than the ${SECRET_FILE_MAX_BYTES} a secret may have`,
+    );
     expect(e.code).toBe('secret');
     expect(readSecretFile(write('max', Buffer.alloc(SECRET_FILE_MAX_BYTES, 'b')))).toHaveLength(SECRET_FILE_MAX_BYTES);
   });
@@ -82,12 +86,32 @@ ${extra}`;
 describe('secretsUsedBy', () => {
   it('lists every secret a site makes the controller read, and which host receives each', () => {
     const site = loadSite(write('site/site.yaml', SITE('{ password: { file: ~/.ssh/id_ed25519 } }', '  hub: { ref: hub-eu }\n')));
-    const hub = loadHub(write('site/hub.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n'));
+    const hub = loadHub(
+      write(
+        'site/hub.yaml',
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: hub.kubeconfig } }\n',
+      ),
+    );
     const dir = join(tmp, 'site');
     expect(secretsUsedBy(site, hub)).toEqual([
-      { field: 'spec.ssh.jumpHosts[0].identityFile', ref: { file: join(homedir(), '.ssh/id_gw') }, source: `file ${join(homedir(), '.ssh/id_gw')}`, sentTo: CONTROLLER_ONLY },
-      { field: 'spec.ssh.jumpHosts[0].passphrase', ref: { file: join(dir, 'gw.pass') }, source: `file ${join(dir, 'gw.pass')}`, sentTo: CONTROLLER_ONLY },
-      { field: 'spec.ssh.identityFile', ref: { file: join(dir, 'keys/id_pop') }, source: `file ${join(dir, 'keys/id_pop')}`, sentTo: CONTROLLER_ONLY },
+      {
+        field: 'spec.ssh.jumpHosts[0].identityFile',
+        ref: { file: join(homedir(), '.ssh/id_gw') },
+        source: `file ${join(homedir(), '.ssh/id_gw')}`,
+        sentTo: CONTROLLER_ONLY,
+      },
+      {
+        field: 'spec.ssh.jumpHosts[0].passphrase',
+        ref: { file: join(dir, 'gw.pass') },
+        source: `file ${join(dir, 'gw.pass')}`,
+        sentTo: CONTROLLER_ONLY,
+      },
+      {
+        field: 'spec.ssh.identityFile',
+        ref: { file: join(dir, 'keys/id_pop') },
+        source: `file ${join(dir, 'keys/id_pop')}`,
+        sentTo: CONTROLLER_ONLY,
+      },
       { field: 'spec.ssh.passphrase', ref: { env: 'POP_KEY_PASSPHRASE' }, source: 'env POP_KEY_PASSPHRASE', sentTo: CONTROLLER_ONLY },
       // The attack of issue 11 #7: a site file names the controller's own SSH key as its sudo password. It
       // validates (the site's author chooses), but the plan shows the key going to the POP.
@@ -112,7 +136,12 @@ describe('secretsUsedBy', () => {
 
   it('lists nothing sent anywhere for passwordless sudo, and no kubeconfig for a standalone site', () => {
     const site = loadSite(write('plain/site.yaml', SITE('true')));
-    const hub = loadHub(write('plain/hub.yaml', 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { env: HUB } }\n'));
+    const hub = loadHub(
+      write(
+        'plain/hub.yaml',
+        'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { env: HUB } }\n',
+      ),
+    );
     const uses = secretsUsedBy(site, hub);
     expect(uses.every((u) => u.sentTo === CONTROLLER_ONLY)).toBe(true);
     expect(uses.map((u) => u.field)).not.toContain('Hub hub-eu spec.kubeconfig');

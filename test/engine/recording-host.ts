@@ -3,7 +3,19 @@
 // (`sh -s`: each change "runs" — its script is recorded; a test may make one fail or give it stdout).
 // Files written with writeFile or a batch's writeFileScript land in `files`, so a later probe sees them.
 
-import { type BlobWant, type ExecOptions, type ExecResult, type Host, type HostStats, type LockOwner, type PopLock, PopLockedError, type SyncOptions, type SyncReport, type Tunnel } from '../../src/transport/host.js';
+import {
+  type BlobWant,
+  type ExecOptions,
+  type ExecResult,
+  type Host,
+  type HostStats,
+  type LockOwner,
+  type PopLock,
+  PopLockedError,
+  type SyncOptions,
+  type SyncReport,
+  type Tunnel,
+} from '../../src/transport/host.js';
 
 export interface RecordedCall {
   kind: 'exec' | 'read' | 'write' | 'sync' | 'lock';
@@ -34,7 +46,13 @@ export class RecordingHost implements Host {
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     this.roundTrips++;
     const stdin = opts.stdin === undefined ? undefined : Buffer.from(opts.stdin).toString('utf8');
-    this.calls.push({ kind: 'exec', command, ...(stdin !== undefined ? { stdin } : {}), ...(opts.sudo ? { sudo: true } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) });
+    this.calls.push({
+      kind: 'exec',
+      command,
+      ...(stdin !== undefined ? { stdin } : {}),
+      ...(opts.sudo ? { sudo: true } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    });
     const probe = /m='(@@fsm-edge-probe-[0-9a-f]+)'/.exec(command);
     if (probe) return { code: 0, stdout: this.probeOutput(probe[1]!, command), stderr: '' };
     if (command === 'sh -s' && stdin !== undefined) return this.runBatch(stdin);
@@ -77,7 +95,16 @@ export class RecordingHost implements Host {
     this.calls.push({ kind: 'sync' });
     this.synced.push(wants);
     const bytes = wants.reduce((n, w) => n + w.size, 0);
-    return { wanted: wants.length, alreadyPresent: 0, sentBlobs: wants.length, sentBytes: bytes, resentBytes: 0, resumedBlobs: 0, roundTrips: 1, seconds: 1 };
+    return {
+      wanted: wants.length,
+      alreadyPresent: 0,
+      sentBlobs: wants.length,
+      sentBytes: bytes,
+      resentBytes: 0,
+      resumedBlobs: 0,
+      roundTrips: 1,
+      seconds: 1,
+    };
   }
 
   async tunnel(): Promise<Tunnel> {

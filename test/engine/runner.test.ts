@@ -188,7 +188,11 @@ describe('phase runner', () => {
       id: 'k3s',
       title: 'three changes',
       check: () => undefined,
-      plan: () => [shellChange('write config', 'echo config'), shellChange('write registries', 'echo registries'), shellChange('restart k3s', 'systemctl restart k3s')],
+      plan: () => [
+        shellChange('write config', 'echo config'),
+        shellChange('write registries', 'echo registries'),
+        shellChange('restart k3s', 'systemctl restart k3s'),
+      ],
     });
     const ok = await runPhases([three], { version: '1', state: new Set<string>(), applied: [] }, host, opts());
     expect(ok.phases[0]!.changes).toEqual(['write config', 'write registries', 'restart k3s']);

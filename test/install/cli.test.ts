@@ -50,7 +50,11 @@ describe('install/register/status usage', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.sites[0].secrets).toEqual([
       { field: 'spec.ssh.identityFile', source: 'file /nonexistent/key', sentTo: expect.stringMatching(/controller only/) },
-      { field: 'spec.ssh.sudo.password', source: `file ${path.join(os.homedir(), '.ssh/id_ed25519')}`, sentTo: expect.stringContaining('pop@10.99.0.250:22') },
+      {
+        field: 'spec.ssh.sudo.password',
+        source: `file ${path.join(os.homedir(), '.ssh/id_ed25519')}`,
+        sentTo: expect.stringContaining('pop@10.99.0.250:22'),
+      },
     ]);
     const human = await runMain(['install', f, '--bundle', '/nonexistent', '--trust-key', '/nonexistent.pub', '--dry-run']);
     expect(human.stderr).toMatch(/secrets this install reads:\n\s+- spec.ssh.identityFile: file \/nonexistent\/key/);

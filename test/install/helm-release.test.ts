@@ -24,7 +24,15 @@ import { helmController } from '../lab/standins/k3s/helm.js';
 import { hostConfigs } from '../lab/standins/k3s/registries.js';
 import { workloadController } from '../lab/standins/k3s/workloads.js';
 import { setDebug } from '../lab/standins/k3s/log.js';
-import { decodeReleaseDescription, helmErrorFromLog, inspectFsmRelease, readRelease, recoverFailedRelease, waitForHelmJob, type HelmLogReader } from '../../src/install/helm-release.js';
+import {
+  decodeReleaseDescription,
+  helmErrorFromLog,
+  inspectFsmRelease,
+  readRelease,
+  recoverFailedRelease,
+  waitForHelmJob,
+  type HelmLogReader,
+} from '../../src/install/helm-release.js';
 import { podsBlockedOnImages, type PopKubeClients } from '../../src/install/pod-health.js';
 import { renderRegistries } from '../../src/install/render/k3s-config.js';
 import type { Host } from '../../src/transport/host.js';
@@ -60,10 +68,18 @@ function setImages(refs: string[]) {
 const readLog: HelmLogReader = async (pod, { previous }) => {
   const podDir = fs.readdirSync(path.join(dir, 'pods')).find((d) => d.startsWith(`kube-system_${pod}_`));
   if (!podDir) throw new Error(`no logs for ${pod}`);
-  const files = fs.readdirSync(path.join(dir, 'pods', podDir, 'helm')).map((f) => Number.parseInt(f, 10)).sort((a, b) => b - a);
+  const files = fs
+    .readdirSync(path.join(dir, 'pods', podDir, 'helm'))
+    .map((f) => Number.parseInt(f, 10))
+    .sort((a, b) => b - a);
   const n = files[previous ? 1 : 0];
   if (n === undefined) throw new Error('previous terminated container not found');
-  return fs.readFileSync(path.join(dir, 'pods', podDir, 'helm', `${n}.log`), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(3).join(' ')).join('\n');
+  return fs
+    .readFileSync(path.join(dir, 'pods', podDir, 'helm', `${n}.log`), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ').slice(3).join(' '))
+    .join('\n');
 };
 
 /** The POP as the product reaches it: `rm` runs locally, `k3s kubectl logs` reads the kubelet's files. */
@@ -88,7 +104,16 @@ function helmChart(name: string, ns: string, valuesContent: string, extra: Recor
     apiVersion: 'helm.cattle.io/v1',
     kind: 'HelmChart',
     metadata: { name, namespace: 'kube-system' },
-    spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: ns, createNamespace: true, failurePolicy: 'abort', backOffLimit: 2, timeout: '600s', valuesContent, ...extra },
+    spec: {
+      chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+      targetNamespace: ns,
+      createNamespace: true,
+      failurePolicy: 'abort',
+      backOffLimit: 2,
+      timeout: '600s',
+      valuesContent,
+      ...extra,
+    },
   });
 }
 
@@ -116,20 +141,29 @@ beforeAll(async () => {
   srv = await createApiServer({
     port: 0,
     tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert },
-    crdFiles: [path.join(REFERENCE_DIR, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmcharts.yaml'), path.join(REFERENCE_DIR, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmchartconfigs.yaml'), path.join(dir, 'addon-crd.yaml')],
+    crdFiles: [
+      path.join(REFERENCE_DIR, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmcharts.yaml'),
+      path.join(REFERENCE_DIR, 'k3s/helm-controller-v0.17.7/helm.cattle.io_helmchartconfigs.yaml'),
+      path.join(dir, 'addon-crd.yaml'),
+    ],
     controllers: [
       deployController(dir, NODE, new Set()),
       workloadController(agent),
       helmController({ dataDir: dir, agent, jobImage: KLIPPER, podLogDir: path.join(dir, 'pods'), restartDelayMs: () => 1500 }),
     ],
   });
-  for (const ns of ['kube-system', 'default']) if (!srv.store.get('v1', 'Namespace', ns)) srv.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  for (const ns of ['kube-system', 'default'])
+    if (!srv.store.get('v1', 'Namespace', ns)) srv.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   srv.store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: NODE, labels: { 'kubernetes.io/os': 'linux' } } });
   const node = srv.store.get('v1', 'Node', NODE)!;
   srv.store.updateStatus({ ...node, status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] } });
   const kc = new k8s.KubeConfig();
   kc.loadFromString(adminKubeconfig(pki, srv.url));
-  kube = { core: kc.makeApiClient(k8s.CoreV1Api), batch: kc.makeApiClient(k8s.BatchV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) } as PopKubeClients;
+  kube = {
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    batch: kc.makeApiClient(k8s.BatchV1Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+  } as PopKubeClients;
 }, 120_000);
 
 afterAll(async () => {
@@ -138,7 +172,14 @@ afterAll(async () => {
 });
 
 describe('the mesh phase wait (waitForMesh) against the stricter stand-in', () => {
-  const uninstall = () => recoverFailedRelease(kube, host, { manifestPath: manifest('fsm-edge-fsm'), targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog });
+  const uninstall = () =>
+    recoverFailedRelease(kube, host, {
+      manifestPath: manifest('fsm-edge-fsm'),
+      targetNamespace: 'fsm-system',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+      readLog,
+    });
 
   it("fails with helm's own error (read from the helm pod's log), not klipper's termination line or a timeout", async () => {
     setImages([KLIPPER, ...IMAGES.map((i) => i.ref)]);
@@ -166,14 +207,27 @@ describe('helm-controller Jobs as k3s runs them', () => {
     setImages([KLIPPER, ...IMAGES.map((i) => i.ref)]);
     fs.writeFileSync(manifest('fsm-bad'), helmChart('fsm-bad', 'fsm-bad', 'fsm:\n  image:\n    pullPolicy: Sometimes\n'));
     const t0 = Date.now();
-    const err = await waitForHelmJob(kube, { jobName: 'helm-install-fsm-bad', targetNamespace: 'fsm-bad', release: 'fsm-bad', timeoutMs: 120_000, intervalMs: 300, readLog }).catch((e: Error) => e);
+    const err = await waitForHelmJob(kube, {
+      jobName: 'helm-install-fsm-bad',
+      targetNamespace: 'fsm-bad',
+      release: 'fsm-bad',
+      timeoutMs: 120_000,
+      intervalMs: 300,
+      readLog,
+    }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     const msg = (err as Error).message;
     expect(msg).toContain("values don't meet the specifications of the schema(s)");
     expect(msg).toContain('fsm.image.pullPolicy');
     expect(msg).not.toMatch(/timed out/);
     // the stand-in puts only klipper's status line in the termination message, as the real one does
-    const hc = (await kube.custom.getNamespacedCustomObject({ group: 'helm.cattle.io', version: 'v1', plural: 'helmcharts', namespace: 'kube-system', name: 'fsm-bad' })) as { status?: { conditions?: Array<{ type: string; status: string; message?: string }> } };
+    const hc = (await kube.custom.getNamespacedCustomObject({
+      group: 'helm.cattle.io',
+      version: 'v1',
+      plural: 'helmcharts',
+      namespace: 'kube-system',
+      name: 'fsm-bad',
+    })) as { status?: { conditions?: Array<{ type: string; status: string; message?: string }> } };
     const failed = hc.status?.conditions?.find((c) => c.type === 'Failed');
     if (failed?.status === 'True') expect(failed.message).toBe('Job has reached configured number of retries without succeeding');
     expect(Date.now() - t0).toBeLessThan(60_000);
@@ -182,7 +236,14 @@ describe('helm-controller Jobs as k3s runs them', () => {
   it('names an image that is not on the POP within seconds: the helm Job completes, the pods wait', async () => {
     setImages([KLIPPER, ...IMAGES.map((i) => i.ref).filter((r) => r !== CONTROLLER)]);
     fs.writeFileSync(manifest('fsm-noimg'), helmChart('fsm-noimg', 'fsm-noimg', YAML.stringify(VALUES)));
-    await waitForHelmJob(kube, { jobName: 'helm-install-fsm-noimg', targetNamespace: 'fsm-noimg', release: 'fsm-noimg', timeoutMs: 60_000, intervalMs: 300, readLog });
+    await waitForHelmJob(kube, {
+      jobName: 'helm-install-fsm-noimg',
+      targetNamespace: 'fsm-noimg',
+      release: 'fsm-noimg',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+      readLog,
+    });
     expect((await readRelease(kube, 'fsm-noimg', 'fsm-noimg')).state).toBe('deployed');
     const waits = await until('image wait', async () => {
       const w = await podsBlockedOnImages(kube, 'fsm-noimg');
@@ -199,7 +260,13 @@ describe('helm-controller Jobs as k3s runs them', () => {
     const text = helmChart('fsm', 'fsm-system', YAML.stringify(VALUES), { timeout: '2s' });
     fs.writeFileSync(manifest('fsm-edge-fsm'), text);
     // the pre-install hook's pod waits for its image: named at once, while helm still waits for the hook
-    const err = await waitForHelmJob(kube, { jobName: 'helm-install-fsm', targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog }).catch((e: Error) => e);
+    const err = await waitForHelmJob(kube, {
+      jobName: 'helm-install-fsm',
+      targetNamespace: 'fsm-system',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+      readLog,
+    }).catch((e: Error) => e);
     expect((err as Error).message).toContain(PREINSTALL.replace(/^docker\.io\//, ''));
     expect((err as Error).message).toMatch(/ImagePullBackOff/);
     // helm gives up on the hook after its timeout: the release is failed
@@ -210,17 +277,31 @@ describe('helm-controller Jobs as k3s runs them', () => {
     expect(failed.reason).toContain('failed pre-install');
     // the cause is fixed (the image arrives), yet every later run only waits for an operator
     setImages([KLIPPER, ...IMAGES.map((i) => i.ref)]);
-    const sticky = await waitForHelmJob(kube, { jobName: 'helm-install-fsm', targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog }).catch((e: Error) => e);
+    const sticky = await waitForHelmJob(kube, {
+      jobName: 'helm-install-fsm',
+      targetNamespace: 'fsm-system',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+      readLog,
+    }).catch((e: Error) => e);
     expect((sticky as Error).message).toContain('failed pre-install');
     await until('operator intervention', async () => {
       const pods = srv.store.list('v1', 'Pod', { namespace: 'kube-system', labelSelector: 'job-name=helm-install-fsm' });
       const msg = JSON.stringify(pods.map((p) => p.status));
       const job = srv.store.get('batch/v1', 'Job', 'helm-install-fsm', 'kube-system');
-      return /waiting for operator intervention/.test(msg) || JSON.stringify(job?.status ?? {}).includes('BackoffLimitExceeded') ? true : undefined;
+      return /waiting for operator intervention/.test(msg) || JSON.stringify(job?.status ?? {}).includes('BackoffLimitExceeded')
+        ? true
+        : undefined;
     });
     expect((await inspectFsmRelease(kube, 'fsm-system')).state).toBe('failed');
 
-    const done = await recoverFailedRelease(kube, host, { manifestPath: manifest('fsm-edge-fsm'), targetNamespace: 'fsm-system', timeoutMs: 60_000, intervalMs: 300, readLog });
+    const done = await recoverFailedRelease(kube, host, {
+      manifestPath: manifest('fsm-edge-fsm'),
+      targetNamespace: 'fsm-system',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+      readLog,
+    });
     expect(done.join('\n')).toContain('deleted HelmChart kube-system/fsm');
     expect(done.join('\n')).toMatch(/uninstalled release fsm \(revision 1, failed: Release "fsm" failed: failed pre-install/);
     expect((await readRelease(kube, 'fsm-system', 'fsm')).state).toBe('absent');
@@ -235,17 +316,26 @@ describe('helm-controller Jobs as k3s runs them', () => {
 describe('reading what helm left', () => {
   const enc = (b: Buffer) => Buffer.from(b.toString('base64')).toString('base64');
   it('decodes info.description of a release record, and refuses a decompression bomb or garbage', () => {
-    expect(decodeReleaseDescription(enc(gzipSync(JSON.stringify({ info: { status: 'failed', description: 'Release "fsm" failed: x' } }))))).toBe('Release "fsm" failed: x');
+    expect(
+      decodeReleaseDescription(enc(gzipSync(JSON.stringify({ info: { status: 'failed', description: 'Release "fsm" failed: x' } })))),
+    ).toBe('Release "fsm" failed: x');
     // 64 MiB of valid JSON from a few KiB: bounded decompression refuses it instead of parsing it
-    const bomb = gzipSync(Buffer.concat([Buffer.from('{"info":{"description":"bomb"},"pad":"'), Buffer.alloc(64 << 20, 0x20), Buffer.from('"}')]));
+    const bomb = gzipSync(
+      Buffer.concat([Buffer.from('{"info":{"description":"bomb"},"pad":"'), Buffer.alloc(64 << 20, 0x20), Buffer.from('"}')]),
+    );
     expect(bomb.length).toBeLessThan(200_000);
     expect(decodeReleaseDescription(enc(bomb))).toBeUndefined();
     expect(decodeReleaseDescription('not base64 at all %%%')).toBeUndefined();
     expect(decodeReleaseDescription(undefined)).toBeUndefined();
   });
   it("takes helm's error from a klipper-helm log without the xtrace lines", () => {
-    const log = "+ CHART=https://10.43.0.1:443/static/charts/fsm-1.5.1.tgz\n+ echo 'Installing helm chart'\n+ helm install fsm x\nError: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of\n";
-    expect(helmErrorFromLog(log)).toBe("Error: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of");
-    expect(helmErrorFromLog("+ echo x\nRelease status is 'failed' and failure policy is 'abort'; waiting for operator intervention\n")).toContain('waiting for operator intervention');
+    const log =
+      "+ CHART=https://10.43.0.1:443/static/charts/fsm-1.5.1.tgz\n+ echo 'Installing helm chart'\n+ helm install fsm x\nError: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of\n";
+    expect(helmErrorFromLog(log)).toBe(
+      "Error: INSTALLATION FAILED: values don't meet the specifications\nfsm:\n- fsm.image.pullPolicy: must be one of",
+    );
+    expect(
+      helmErrorFromLog("+ echo x\nRelease status is 'failed' and failure policy is 'abort'; waiting for operator intervention\n"),
+    ).toContain('waiting for operator intervention');
   });
 });

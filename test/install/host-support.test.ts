@@ -5,7 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HOST_SUPPORT_PROBE, hostSupportProblems, K3S_PROBE, parseHostSupport, sudoPathHidesLocalBin } from '../../src/install/host-support.js';
+import {
+  HOST_SUPPORT_PROBE,
+  hostSupportProblems,
+  K3S_PROBE,
+  parseHostSupport,
+  sudoPathHidesLocalBin,
+} from '../../src/install/host-support.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-support-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -33,8 +33,14 @@ describe('install on an arm64 lab POP', () => {
     // Issue 10's bounds, counted by the transport: a fresh install in at most 15 round trips (the blob
     // transfer's own streams excluded), a re-run in at most 3.
     const syncTrips = rep.phases.find((p: { id: string }) => p.id === 'sync').metrics.syncRoundTrips ?? 0;
-    expect(rep.roundTrips - syncTrips, JSON.stringify(rep.phases.map((p: { id: string; status: string }) => [p.id, p.status]))).toBeLessThanOrEqual(15);
-    const mc = await popExec(h.pops[0]!, "k3s kubectl -n fsm-system get meshconfig fsm-mesh-config -o jsonpath='{.spec.clusterSet.isManaged}'");
+    expect(
+      rep.roundTrips - syncTrips,
+      JSON.stringify(rep.phases.map((p: { id: string; status: string }) => [p.id, p.status])),
+    ).toBeLessThanOrEqual(15);
+    const mc = await popExec(
+      h.pops[0]!,
+      "k3s kubectl -n fsm-system get meshconfig fsm-mesh-config -o jsonpath='{.spec.clusterSet.isManaged}'",
+    );
     expect(typeof mc === 'string' ? mc : (mc as { stdout: string }).stdout).toBe('true');
 
     const again = await cli(args);

@@ -3,7 +3,6 @@
 // an immediate re-run that changes nothing, a link cut during sync, a full disk during sync, and no secret in any
 // output or record.
 
-
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,11 +26,21 @@ interface CliRun {
   stderr: string;
 }
 
-function cli(args: string[], opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void>; onStderr?: (all: string) => void } = {}): Promise<CliRun> {
+function cli(
+  args: string[],
+  opts: { killWhen?: RegExp; when?: RegExp; then?: () => Promise<void>; onStderr?: (all: string) => void } = {},
+): Promise<CliRun> {
   return new Promise((resolve) => {
     const hooks: Promise<void>[] = [];
     const run = spawnCli(args, {
-      env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
+      env: {
+        ...process.env,
+        FSM_EDGE_STATE_DIR: h.stateDir,
+        NO_COLOR: '1',
+        FSM_EDGE_REGISTER_TIMEOUT: '60',
+        FSM_EDGE_MESH_TIMEOUT: '180',
+        FSM_EDGE_K3S_TIMEOUT: '180',
+      },
       onStderr: (stderr, r) => {
         opts.onStderr?.(stderr);
         if (opts.killWhen && opts.killWhen.test(stderr)) {
@@ -59,10 +68,22 @@ async function pop(cmd: string): Promise<string> {
 
 /** Nothing fsm-edge writes exists on the POP. */
 async function popUntouched(): Promise<void> {
-  expect(await pop('for p in /var/lib/fsm-edge /etc/rancher/k3s /usr/local/bin/k3s /etc/systemd/system/k3s.service; do [ -e $p ] && echo $p; done; true')).toBe('');
+  expect(
+    await pop(
+      'for p in /var/lib/fsm-edge /etc/rancher/k3s /usr/local/bin/k3s /etc/systemd/system/k3s.service; do [ -e $p ] && echo $p; done; true',
+    ),
+  ).toBe('');
 }
 
-const installArgs = (file: string, extra: string[] = []) => ['install', file, '--bundle', h.bundle.dir, '--trust-key', h.bundle.publicKeyFile, ...extra];
+const installArgs = (file: string, extra: string[] = []) => [
+  'install',
+  file,
+  '--bundle',
+  h.bundle.dir,
+  '--trust-key',
+  h.bundle.publicKeyFile,
+  ...extra,
+];
 
 let site: string;
 
@@ -184,12 +205,19 @@ describe('install on an amd64 lab POP', () => {
     const r = await cli(installArgs(site, ['--json']));
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.stdout).sites[0];
-    expect(rep.phases.map((p: { status: string }) => p.status), r.stderr).toEqual(Array(rep.phases.length).fill('unchanged'));
+    expect(
+      rep.phases.map((p: { status: string }) => p.status),
+      r.stderr,
+    ).toEqual(Array(rep.phases.length).fill('unchanged'));
     expect(rep.phases.find((p: { id: string }) => p.id === 'sync').summary).toMatch(/0 sent/);
     expect(await pop('systemctl show k3s -p InvocationID --value')).toBe(before);
     const kc = new KubeConfig();
     kc.loadFromFile(h.hub!.kubeconfigPath);
-    const list = (await kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters' })) as { items: Array<{ metadata: { name: string } }> };
+    const list = (await kc
+      .makeApiClient(CustomObjectsApi)
+      .listClusterCustomObject({ group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters' })) as {
+      items: Array<{ metadata: { name: string } }>;
+    };
     expect(list.items.map((i) => i.metadata.name)).toEqual([`site-${h.pops[0]!.name}`]);
   });
 
@@ -233,7 +261,9 @@ describe('install on an amd64 lab POP', () => {
 
   it('POP disk full during sync: a clear error, nothing marked done, then a plain re-run converges', async () => {
     const journalBefore = await pop('cat /var/lib/fsm-edge/journal.json');
-    await pop('rm -rf /var/lib/fsm-edge/store && mkdir -p /var/lib/fsm-edge/store && mount -t tmpfs -o size=256k fsm-edge-test-full /var/lib/fsm-edge/store');
+    await pop(
+      'rm -rf /var/lib/fsm-edge/store && mkdir -p /var/lib/fsm-edge/store && mount -t tmpfs -o size=256k fsm-edge-test-full /var/lib/fsm-edge/store',
+    );
     const full = await cli(installArgs(site));
     await pop('umount /var/lib/fsm-edge/store');
     expect(full.code).toBe(1);
@@ -249,15 +279,24 @@ describe('install on an amd64 lab POP', () => {
   it('never shows the k3s token or a hub credential in any output, report, record or journal', async () => {
     const token = (await pop('cat /etc/rancher/k3s/cluster-token')).trim();
     expect(token.length).toBeGreaterThanOrEqual(32);
-    const saToken = Buffer.from((await pop("k3s kubectl -n fsm-system get secret fsm-edge-hub -o jsonpath='{.data.token}'")).trim(), 'base64').toString();
+    const saToken = Buffer.from(
+      (await pop("k3s kubectl -n fsm-system get secret fsm-edge-hub -o jsonpath='{.data.token}'")).trim(),
+      'base64',
+    ).toString();
     expect(saToken.length).toBeGreaterThan(20);
     const hubKc = parse(fs.readFileSync(h.hub!.kubeconfigPath, 'utf8'));
     const hubKey = Buffer.from(hubKc.users[0].user['client-key-data'], 'base64').toString();
-    const keyBody = hubKey.split('\n').filter((l: string) => l && !l.startsWith('-----')).join('');
+    const keyBody = hubKey
+      .split('\n')
+      .filter((l: string) => l && !l.startsWith('-----'))
+      .join('');
     const secrets = { token, saToken, hubKeyLine: keyBody.slice(0, 40) };
 
     const haystacks: Array<[string, string]> = transcript.map((t, i) => [`cli output #${i}`, t]);
-    const walk = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const walk = (dir: string): string[] =>
+      fs
+        .readdirSync(dir, { withFileTypes: true })
+        .flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
     for (const f of walk(h.stateDir)) haystacks.push([f, fs.readFileSync(f, 'latin1')]);
     haystacks.push(['POP journal', await pop('cat /var/lib/fsm-edge/journal.json')]);
     haystacks.push(['POP k3s config', await pop('cat /etc/rancher/k3s/config.yaml /etc/rancher/k3s/registries.yaml')]);
@@ -270,7 +309,9 @@ describe('install on an amd64 lab POP', () => {
       }
     }
     // The token is escrowed, encrypted, on the controller.
-    const rec = JSON.parse(fs.readFileSync(path.join(h.stateDir, 'sites', path.basename(site, '.yaml').replace(/^/, 'site-'), 'record.json'), 'utf8'));
+    const rec = JSON.parse(
+      fs.readFileSync(path.join(h.stateDir, 'sites', path.basename(site, '.yaml').replace(/^/, 'site-'), 'record.json'), 'utf8'),
+    );
     expect(rec.escrowed).toContain('k3s-token');
   });
 });

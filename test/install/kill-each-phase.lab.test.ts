@@ -23,7 +23,14 @@ type CliRun = Awaited<WatchedRun['done']>;
 
 function cli(args: string[]): WatchedRun {
   return spawnCli(args, {
-    env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_REGISTER_TIMEOUT: '60', FSM_EDGE_MESH_TIMEOUT: '180', FSM_EDGE_K3S_TIMEOUT: '180' },
+    env: {
+      ...process.env,
+      FSM_EDGE_STATE_DIR: h.stateDir,
+      NO_COLOR: '1',
+      FSM_EDGE_REGISTER_TIMEOUT: '60',
+      FSM_EDGE_MESH_TIMEOUT: '180',
+      FSM_EDGE_K3S_TIMEOUT: '180',
+    },
   });
 }
 
@@ -50,8 +57,13 @@ async function journal(): Promise<Journal> {
 
 /** Every complete blob in the POP's store hashes to its name: no partial was ever renamed into it. */
 async function storeIntact(): Promise<number> {
-  const out = await pop('cd /var/lib/fsm-edge/store/sha256 2>/dev/null && for f in *; do [ -f "$f" ] && echo "$f $(sha256sum < "$f" | cut -d" " -f1)"; done; true');
-  const rows = out.split('\n').filter(Boolean).map((l) => l.split(' '));
+  const out = await pop(
+    'cd /var/lib/fsm-edge/store/sha256 2>/dev/null && for f in *; do [ -f "$f" ] && echo "$f $(sha256sum < "$f" | cut -d" " -f1)"; done; true',
+  );
+  const rows = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' '));
   for (const [name, hash] of rows) expect(hash, `store blob ${name}`).toBe(name);
   return rows.length;
 }
@@ -85,7 +97,11 @@ const JOURNALED = ['k3s', 'mesh', 'interception', 'register'];
 async function afterKill(id: string): Promise<Journal> {
   const j = await journal();
   const before = JOURNALED.slice(0, Math.max(0, JOURNALED.indexOf(id)));
-  expect(Object.keys(j.phases).filter((p) => JOURNALED.includes(p)).sort()).toEqual([...before].sort());
+  expect(
+    Object.keys(j.phases)
+      .filter((p) => JOURNALED.includes(p))
+      .sort(),
+  ).toEqual([...before].sort());
   expect(j.phases).not.toHaveProperty(id);
   // A killed run never records an outcome: none of the journaled runs says done.
   expect(j.runs.filter((r) => r.outcome === 'done')).toEqual([]);
@@ -127,7 +143,10 @@ describe('controller SIGKILLed during each install phase, then a plain re-run co
   });
 
   it('mesh: killed after the HelmChart is written, while the helm-install Job runs', async () => {
-    await killDuring('mesh', async () => (await pop('[ -f /var/lib/rancher/k3s/server/manifests/fsm-edge-fsm.yaml ] && echo yes; true')) === 'yes\n');
+    await killDuring(
+      'mesh',
+      async () => (await pop('[ -f /var/lib/rancher/k3s/server/manifests/fsm-edge-fsm.yaml ] && echo yes; true')) === 'yes\n',
+    );
     const j = await afterKill('mesh');
     expect(j.phases).toHaveProperty('k3s');
   });
@@ -168,7 +187,9 @@ describe('controller SIGKILLed during each install phase, then a plain re-run co
 
     const kc = new KubeConfig();
     kc.loadFromFile(h.hub!.kubeconfigPath);
-    const list = (await kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters' })) as {
+    const list = (await kc
+      .makeApiClient(CustomObjectsApi)
+      .listClusterCustomObject({ group: 'multicluster.flomesh.io', version: 'v1alpha1', plural: 'clusters' })) as {
       items: Array<{ metadata: { name: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>;
     };
     expect(list.items.map((i) => i.metadata.name)).toEqual([`site-${h.pops[0]!.name}`]);
@@ -178,7 +199,10 @@ describe('controller SIGKILLed during each install phase, then a plain re-run co
     const again = await cli(installArgs(['--json'])).done;
     expect(again.code, again.stderr).toBe(0);
     const rep2 = JSON.parse(again.stdout).sites[0];
-    expect(rep2.phases.map((p: { status: string }) => p.status), again.stderr).toEqual(Array(rep2.phases.length).fill('unchanged'));
+    expect(
+      rep2.phases.map((p: { status: string }) => p.status),
+      again.stderr,
+    ).toEqual(Array(rep2.phases.length).fill('unchanged'));
     expect(rep2.phases.find((p: { id: string }) => p.id === 'sync').summary).toMatch(/0 sent/);
     expect(await pop('systemctl show k3s -p InvocationID --value')).toBe(k3sBefore);
   });

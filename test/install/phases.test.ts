@@ -22,7 +22,7 @@ import { K3S_PROBE, type K3sFiles, k3sPhase } from '../../src/install/k3s.js';
 import { type MeshPlan, meshPhase } from '../../src/install/mesh.js';
 import { recordPhase, TOKEN_SECRET } from '../../src/install/record.js';
 import { syncPhase } from '../../src/install/sync.js';
-import { SiteSecrets } from '../../src/state/secrets.js';
+import type { SiteSecrets } from '../../src/state/secrets.js';
 import { RecordingHost } from '../engine/recording-host.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'fsm-edge-phases-'));
@@ -74,7 +74,12 @@ function context(extra: Partial<InstallContext> = {}): InstallContext {
   };
 }
 
-const env = (host: RecordingHost, probe: string, dryRun = false): PhaseEnv => ({ host, dryRun, signal: new AbortController().signal, probe });
+const env = (host: RecordingHost, probe: string, dryRun = false): PhaseEnv => ({
+  host,
+  dryRun,
+  signal: new AbortController().signal,
+  probe,
+});
 
 /** What a phase plans on this live state, and what applying it does on a recording host. */
 async function planAndApply<P, L>(phase: AnyPhase<InstallContext>, ctx: InstallContext, prep: P, probe: string) {
@@ -87,13 +92,33 @@ async function planAndApply<P, L>(phase: AnyPhase<InstallContext>, ctx: InstallC
   return { planned: planned.map((c) => c.description), applied, host, live };
 }
 
-const K3S_FILES: K3sFiles = { config: 'node-name: pop1\n', registries: 'mirrors: {}\n', plan: 'file k3s\n', scriptDigest: digest(2), assembleOutputs: 4 };
+const K3S_FILES: K3sFiles = {
+  config: 'node-name: pop1\n',
+  registries: 'mirrors: {}\n',
+  plan: 'file k3s\n',
+  scriptDigest: digest(2),
+  assembleOutputs: 4,
+};
 
 function k3sProbe(o: { config?: string; registries?: string; plan?: string; token?: boolean; unit?: boolean; active?: boolean }): string {
   const line = (p: string, c?: string) => `sha ${p} ${c === undefined ? '-' : sha(c)}`;
-  return [line(K3S_CONFIG_PATH, o.config), line(K3S_REGISTRIES_PATH, o.registries), line(POP_ASSEMBLE_PLAN, o.plan), `token=${o.token ? 1 : 0}`, `unit=${o.unit ? 1 : 0}`, `active=${o.active ? 'active' : 'inactive'}`].join('\n');
+  return [
+    line(K3S_CONFIG_PATH, o.config),
+    line(K3S_REGISTRIES_PATH, o.registries),
+    line(POP_ASSEMBLE_PLAN, o.plan),
+    `token=${o.token ? 1 : 0}`,
+    `unit=${o.unit ? 1 : 0}`,
+    `active=${o.active ? 'active' : 'inactive'}`,
+  ].join('\n');
 }
-const installedK3s = { config: K3S_FILES.config, registries: K3S_FILES.registries, plan: K3S_FILES.plan, token: true, unit: true, active: true };
+const installedK3s = {
+  config: K3S_FILES.config,
+  registries: K3S_FILES.registries,
+  plan: K3S_FILES.plan,
+  token: true,
+  unit: true,
+  active: true,
+};
 const healthyFacts = parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=active\nk3s_ready=ok\nk3s_ours=1`);
 
 describe('k3s phase', () => {
@@ -125,7 +150,12 @@ describe('k3s phase', () => {
   });
 
   it('rewrites only a changed config.yaml, then restarts', async () => {
-    const r = await planAndApply(k3sPhase, context({ facts: healthyFacts }), K3S_FILES, k3sProbe({ ...installedK3s, config: 'node-name: old\n' }));
+    const r = await planAndApply(
+      k3sPhase,
+      context({ facts: healthyFacts }),
+      K3S_FILES,
+      k3sProbe({ ...installedK3s, config: 'node-name: old\n' }),
+    );
     expect(r.planned).toEqual([`write ${K3S_CONFIG_PATH}`, 'restart k3s']);
   });
 
@@ -140,12 +170,18 @@ describe('k3s phase', () => {
 
   it('a failed start stops the batch, keeps what was applied and names the fix', async () => {
     const host = new RecordingHost();
-    host.failChange = { match: /systemctl restart k3s/, code: 124, stderr: 'k3s did not start within 300s\nlast k3s log lines:\nlevel=fatal msg="bad config"' };
+    host.failChange = {
+      match: /systemctl restart k3s/,
+      code: 124,
+      stderr: 'k3s did not start within 300s\nlast k3s log lines:\nlevel=fatal msg="bad config"',
+    };
     const ctx = context();
     const e = env(host, k3sProbe({}));
     const planned = k3sPhase.plan(ctx, K3S_FILES, await k3sPhase.check(ctx, K3S_FILES, e), e);
     const applied: string[] = [];
-    await expect(applyChanges(host, planned, e.signal, applied)).rejects.toThrow(/start k3s: failed \(exit 124\)[\s\S]*bad config[\s\S]*fix: look at `journalctl -u k3s`/);
+    await expect(applyChanges(host, planned, e.signal, applied)).rejects.toThrow(
+      /start k3s: failed \(exit 124\)[\s\S]*bad config[\s\S]*fix: look at `journalctl -u k3s`/,
+    );
     expect(applied).toHaveLength(6);
   });
 });
@@ -164,13 +200,18 @@ function meshPrep(manifest = 'apiVersion: helm.cattle.io/v1\nkind: HelmChart\n')
   };
   return p as unknown as MeshPlan & { validated: number };
 }
-const healthyMesh = (m: string) => `manifest ${sha(m)}\napi\ndeployment fsm-bootstrap 1/1\ndeployment fsm-controller 1/1\ndeployment fsm-injector 1/1\nhelmchart False`;
+const healthyMesh = (m: string) =>
+  `manifest ${sha(m)}\napi\ndeployment fsm-bootstrap 1/1\ndeployment fsm-controller 1/1\ndeployment fsm-injector 1/1\nhelmchart False`;
 
 /** The POP's API as far as reading a helm release goes: the release secret's status label, and no Job. */
 function releaseApi(status: 'deployed' | 'failed') {
   const notFound = new ApiException(404, 'Not Found', {}, {});
   return {
-    core: { listNamespacedSecret: async () => ({ items: [{ type: 'helm.sh/release.v1', metadata: { labels: { version: '1', status } }, data: {} }] }) },
+    core: {
+      listNamespacedSecret: async () => ({
+        items: [{ type: 'helm.sh/release.v1', metadata: { labels: { version: '1', status } }, data: {} }],
+      }),
+    },
     batch: { readNamespacedJob: async () => Promise.reject(notFound) },
     close: async () => {},
   } as unknown as InstallContext['popKube'];
@@ -238,7 +279,9 @@ describe('interception phase', () => {
   const prep = { mode: 'NodeLevel', daemonSet: 'fsm-xnetwork' };
   it('prepares bpffs on /opt/bpf (mount, fstab) in one shell change', async () => {
     const r = await planAndApply(interceptionPhase, context(), prep, 'loadable sch_ingress');
-    expect(r.planned).toEqual(['prepare the host for NodeLevel interception (/opt/bpf, bpffs on /opt/bpf, /opt/bpf in /etc/fstab, module sch_ingress)']);
+    expect(r.planned).toEqual([
+      'prepare the host for NodeLevel interception (/opt/bpf, bpffs on /opt/bpf, /opt/bpf in /etc/fstab, module sch_ingress)',
+    ]);
     expect(r.host.changes[0]).toMatch(/mount -t bpf bpf \/opt\/bpf/);
     expect(r.host.changes[0]).toMatch(/\/etc\/fstab/);
   });
@@ -277,7 +320,10 @@ describe('sync phase', () => {
   it('refuses before sending anything when the bundle fails verification for this arch', async () => {
     const { VerifyError } = await import('../../src/bundle/verify.js');
     const ctx = context();
-    ctx.bundle = { ...ctx.bundle!, verifyArch: async () => Promise.reject(new VerifyError('blobs/sha256/01', 'content hashes to sha256:ff — the file is corrupt', 'b')) };
+    ctx.bundle = {
+      ...ctx.bundle!,
+      verifyArch: async () => Promise.reject(new VerifyError('blobs/sha256/01', 'content hashes to sha256:ff — the file is corrupt', 'b')),
+    };
     const host = new RecordingHost();
     await expect(syncPhase.check(ctx, undefined, env(host, ''))).rejects.toThrow(/failed verification: blobs\/sha256\/01/);
     expect(host.calls).toEqual([]);
@@ -302,10 +348,28 @@ describe('record phase', () => {
 describe('dry run and apply agree', () => {
   const cases: Array<{ name: string; phase: AnyPhase<InstallContext>; ctx: () => InstallContext; probe: string; prep?: () => unknown }> = [
     { name: 'k3s fresh', phase: k3sPhase, ctx: context, probe: k3sProbe({}), prep: () => K3S_FILES },
-    { name: 'k3s config changed', phase: k3sPhase, ctx: () => context({ facts: healthyFacts }), probe: k3sProbe({ ...installedK3s, config: 'x\n' }), prep: () => K3S_FILES },
-    { name: 'k3s healthy', phase: k3sPhase, ctx: () => context({ facts: healthyFacts }), probe: k3sProbe(installedK3s), prep: () => K3S_FILES },
+    {
+      name: 'k3s config changed',
+      phase: k3sPhase,
+      ctx: () => context({ facts: healthyFacts }),
+      probe: k3sProbe({ ...installedK3s, config: 'x\n' }),
+      prep: () => K3S_FILES,
+    },
+    {
+      name: 'k3s healthy',
+      phase: k3sPhase,
+      ctx: () => context({ facts: healthyFacts }),
+      probe: k3sProbe(installedK3s),
+      prep: () => K3S_FILES,
+    },
     { name: 'mesh fresh', phase: meshPhase, ctx: context, probe: '', prep: () => meshPrep() },
-    { name: 'interception fresh', phase: interceptionPhase, ctx: context, probe: '', prep: () => ({ mode: 'NodeLevel', daemonSet: 'fsm-xnetwork' }) },
+    {
+      name: 'interception fresh',
+      phase: interceptionPhase,
+      ctx: context,
+      probe: '',
+      prep: () => ({ mode: 'NodeLevel', daemonSet: 'fsm-xnetwork' }),
+    },
     { name: 'sync partial', phase: syncPhase, ctx: context, probe: `${digest(1).slice(7)} 1000` },
   ];
   for (const c of cases) {

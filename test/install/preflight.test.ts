@@ -49,7 +49,21 @@ function refusal(fn: () => unknown): PhaseRefusal {
 describe('facts probe output', () => {
   it('parses every field', () => {
     const f = parseFacts(probeOutput);
-    expect(f).toMatchObject({ machine: 'x86_64', arch: 'amd64', kernel: '6.1.0-18-amd64', hostname: 'pop1', init: 'systemd', cpus: 2, memMiB: 3936, diskFreeMiB: 20480, defaultRoute: 'eth0', cgroupV2: true, btf: true, bpffs: ['/sys/fs/bpf'], bpfSyscall: true });
+    expect(f).toMatchObject({
+      machine: 'x86_64',
+      arch: 'amd64',
+      kernel: '6.1.0-18-amd64',
+      hostname: 'pop1',
+      init: 'systemd',
+      cpus: 2,
+      memMiB: 3936,
+      diskFreeMiB: 20480,
+      defaultRoute: 'eth0',
+      cgroupV2: true,
+      btf: true,
+      bpffs: ['/sys/fs/bpf'],
+      bpfSyscall: true,
+    });
     expect(f.k3s).toBeUndefined();
   });
   it('reads an existing k3s and its health', () => {
@@ -82,16 +96,36 @@ describe('preflight decisions', () => {
 
   it.each([
     ['an arch the bundle lacks', { bundleArches: ['arm64'] }, /no amd64 content/, /bundle build --arch amd64/],
-    ['the mesh on 32-bit ARM', { facts: facts({ machine: 'armv7l', arch: 'arm' }), bundleArches: ['amd64', 'arm64', 'arm'] }, /32-bit ARM/, /64-bit OS/],
+    [
+      'the mesh on 32-bit ARM',
+      { facts: facts({ machine: 'armv7l', arch: 'arm' }), bundleArches: ['amd64', 'arm64', 'arm'] },
+      /32-bit ARM/,
+      /64-bit OS/,
+    ],
     ['a Site arch that does not match', { siteArch: 'arm64' as const }, /says arch arm64/, /spec\.arch/],
     ['too little RAM', { facts: facts({ memMiB: 1000 }) }, /1000 MiB RAM/, /2 GiB/],
     ['one CPU', { facts: facts({ cpus: 1 }) }, /1 CPU/, /2 or more/],
     ['a full disk', { facts: facts({ diskFreeMiB: 900 }) }, /900 MiB free/, /free space/],
     ['no default route', { facts: facts({ defaultRoute: undefined }) }, /no default route/, /dummy0/],
-    ['a foreign k3s', { facts: facts({ k3s: { version: 'v1.29.0+k3s1', active: true, ready: true, ourConfig: false } }) }, /v1\.29\.0\+k3s1 is already installed/, /uninstall/],
+    [
+      'a foreign k3s',
+      { facts: facts({ k3s: { version: 'v1.29.0+k3s1', active: true, ready: true, ourConfig: false } }) },
+      /v1\.29\.0\+k3s1 is already installed/,
+      /uninstall/,
+    ],
     ['a host without systemd', { facts: facts({ init: 'other' }) }, /no systemd runs on this POP/, /systemd distribution/],
-    ['an openrc host, which the k3s phase would fail on', { facts: facts({ init: 'openrc' }) }, /runs openrc/, /openrc \(Alpine\) is not supported/],
-    ['an sshd that refuses the API tunnel', { facts: facts({ sshd: { allowTcpForwarding: 'no' } }) }, /AllowTcpForwarding no/, /sshd_config/],
+    [
+      'an openrc host, which the k3s phase would fail on',
+      { facts: facts({ init: 'openrc' }) },
+      /runs openrc/,
+      /openrc \(Alpine\) is not supported/,
+    ],
+    [
+      'an sshd that refuses the API tunnel',
+      { facts: facts({ sshd: { allowTcpForwarding: 'no' } }) },
+      /AllowTcpForwarding no/,
+      /sshd_config/,
+    ],
   ])('refuses %s with the reason and the fix', (_name, over, reason, fix) => {
     const e = refusal(() => preflightDecide(input(over as Partial<PreflightInput>)));
     expect(e.reason).toMatch(reason);
@@ -111,7 +145,13 @@ describe('preflight decisions', () => {
 
 describe('downgrade refusal', () => {
   const doc = (serial: number) => ({ name: `b${serial}`, build: { serial, createdAt: '2026-11-01T00:00:00Z' } }) as unknown as BundleDoc;
-  const installed = { name: 'b200', digest: 'sha256:x', serial: 200, createdAt: '2026-11-20T00:00:00Z', installedAt: '2026-11-21T00:00:00Z' };
+  const installed = {
+    name: 'b200',
+    digest: 'sha256:x',
+    serial: 200,
+    createdAt: '2026-11-20T00:00:00Z',
+    installedAt: '2026-11-21T00:00:00Z',
+  };
   it('refuses a signed bundle older than the one the POP last installed, naming both', () => {
     const r = downgradeRefusal(installed, doc(100), false);
     expect(r).toBeInstanceOf(PhaseRefusal);

@@ -32,7 +32,19 @@ const chart = (v: string) => ({
 });
 
 function bundleImages(ver: string): string[] {
-  const fsm = ['fsm-controller', 'fsm-bootstrap', 'fsm-injector', 'fsm-preinstall', 'fsm-curl', 'fsm-ingress', 'fsm-xnetmgmt', 'fsm-sidecar-init', 'fsm-healthcheck', 'fsm-crds', 'fsm-interceptor'];
+  const fsm = [
+    'fsm-controller',
+    'fsm-bootstrap',
+    'fsm-injector',
+    'fsm-preinstall',
+    'fsm-curl',
+    'fsm-ingress',
+    'fsm-xnetmgmt',
+    'fsm-sidecar-init',
+    'fsm-healthcheck',
+    'fsm-crds',
+    'fsm-interceptor',
+  ];
   return [
     ...fsm.map((n) => `docker.io/flomesh/${n}:${ver}`),
     'docker.io/flomesh/pipy:1.5.12',
@@ -115,7 +127,13 @@ describe('interception mapping', () => {
     expect(e.trafficInterceptionMode).toBe('NodeLevel');
     expect(e.daemonSet).toBe('fsm-xnetwork');
     expect(e.fsmValues).toMatchObject({
-      fsmXnetwork: { xnet: { nodePaths: { k3s: { enable: true, cniBin: '/var/lib/rancher/k3s/data/cni', cniNetd: '/var/lib/rancher/k3s/agent/etc/cni/net.d' } } } },
+      fsmXnetwork: {
+        xnet: {
+          nodePaths: {
+            k3s: { enable: true, cniBin: '/var/lib/rancher/k3s/data/cni', cniNetd: '/var/lib/rancher/k3s/agent/etc/cni/net.d' },
+          },
+        },
+      },
     });
     expect(interceptionValues('v1.5.0', 'iptables').trafficInterceptionMode).toBe('PodLevel');
   });
@@ -127,11 +145,24 @@ describe('interception mapping', () => {
 
 describe('FSM values', () => {
   it('splits image references the way the chart wants them', () => {
-    expect(splitImageRef('docker.io/flomesh/fsm-controller:1.5.1')).toMatchObject({ registry: 'flomesh', name: 'fsm-controller', tag: '1.5.1' });
-    expect(splitImageRef('10.99.0.1:5000/flomesh/pipy:1.5.12')).toMatchObject({ registry: '10.99.0.1:5000/flomesh', name: 'pipy', tag: '1.5.12' });
+    expect(splitImageRef('docker.io/flomesh/fsm-controller:1.5.1')).toMatchObject({
+      registry: 'flomesh',
+      name: 'fsm-controller',
+      tag: '1.5.1',
+    });
+    expect(splitImageRef('10.99.0.1:5000/flomesh/pipy:1.5.12')).toMatchObject({
+      registry: '10.99.0.1:5000/flomesh',
+      name: 'pipy',
+      tag: '1.5.12',
+    });
   });
 
-  for (const [ver, mode] of [['1.5.1', 'ebpf'], ['1.5.1', 'iptables'], ['1.4.21', 'ebpf'], ['1.4.21', 'iptables']] as const) {
+  for (const [ver, mode] of [
+    ['1.5.1', 'ebpf'],
+    ['1.5.1', 'iptables'],
+    ['1.4.21', 'ebpf'],
+    ['1.4.21', 'iptables'],
+  ] as const) {
     it(`validate against the real v${ver} schema (${mode})`, () => {
       const plan = planFsmValues({ ...base, fsmVersion: ver, bundleImages: bundleImages(ver), interception: mode });
       const c = chart(ver);
@@ -155,7 +186,9 @@ describe('FSM values', () => {
       milli(merged.fsm.fsmBootstrap.resource.requests.cpu);
     expect(requested).toBeLessThanOrEqual(300);
     // Chart defaults would be 1800m.
-    const d = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, profile: 'upstream' }).values) as { fsm: Record<string, any> };
+    const d = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, profile: 'upstream' }).values) as {
+      fsm: Record<string, any>;
+    };
     expect(d.fsm.fsmController.resource.requests.cpu).toBe('0.5');
   });
 
@@ -206,7 +239,9 @@ describe('HelmChart', () => {
     expect(parse(renderHelmChartManifest(hc))).toEqual(hc);
   });
   it('is refused by the CRD schema when a field is wrong', () => {
-    expect(() => buildFsmHelmChart({ chartVersion: '1.5.1', targetNamespace: 'fsm-system', values: {}, timeout: 600 as unknown as string })).toThrow(CrdValidationError);
+    expect(() =>
+      buildFsmHelmChart({ chartVersion: '1.5.1', targetNamespace: 'fsm-system', values: {}, timeout: 600 as unknown as string }),
+    ).toThrow(CrdValidationError);
   });
 });
 
@@ -215,7 +250,11 @@ describe('registration objects', () => {
   /** "group/resource:verb[@name]" for every right a rule list grants, sorted. */
   const rights = (rules: Rule[]) =>
     rules
-      .flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`))))
+      .flatMap((r) =>
+        r.apiGroups.flatMap((g) =>
+          r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`)),
+        ),
+      )
       .sort();
 
   it('gives the hub exactly the rights FSM v1.5.1 calls: a Role in the FSM namespace, a ClusterRole, their bindings, a token', () => {
@@ -256,16 +295,37 @@ describe('registration objects', () => {
   });
 
   it('limits the MeshConfig rights to the MeshConfig the Cluster names', () => {
-    const role = popAccessObjects('edge-mesh', 'edge-mesh-config').find((o) => o.kind === 'Role') as unknown as { rules: Rule[]; metadata: { namespace: string } };
+    const role = popAccessObjects('edge-mesh', 'edge-mesh-config').find((o) => o.kind === 'Role') as unknown as {
+      rules: Rule[];
+      metadata: { namespace: string };
+    };
     expect(role.metadata.namespace).toBe('edge-mesh');
     expect(role.rules.find((r) => r.resources.includes('meshconfigs'))?.resourceNames).toEqual(['edge-mesh-config']);
   });
 
   it('lists every right as an access check naming what FSM uses it for', () => {
     const checks = hubAccessChecks('fsm-system');
-    expect(checks).toContainEqual(expect.objectContaining({ verb: 'list', group: 'config.flomesh.io', resource: 'meshrootcertificates', namespace: 'fsm-system', usedBy: expect.stringContaining('hangs for ever') }));
-    expect(checks).toContainEqual(expect.objectContaining({ verb: 'watch', group: 'config.flomesh.io', resource: 'meshconfigs', namespace: 'fsm-system', name: 'fsm-mesh-config' }));
-    expect(checks).toContainEqual(expect.objectContaining({ verb: 'update', group: 'multicluster.flomesh.io', resource: 'serviceexports', subresource: 'status' }));
+    expect(checks).toContainEqual(
+      expect.objectContaining({
+        verb: 'list',
+        group: 'config.flomesh.io',
+        resource: 'meshrootcertificates',
+        namespace: 'fsm-system',
+        usedBy: expect.stringContaining('hangs for ever'),
+      }),
+    );
+    expect(checks).toContainEqual(
+      expect.objectContaining({
+        verb: 'watch',
+        group: 'config.flomesh.io',
+        resource: 'meshconfigs',
+        namespace: 'fsm-system',
+        name: 'fsm-mesh-config',
+      }),
+    );
+    expect(checks).toContainEqual(
+      expect.objectContaining({ verb: 'update', group: 'multicluster.flomesh.io', resource: 'serviceexports', subresource: 'status' }),
+    );
     expect(checks.filter((c) => c.resource === 'namespaces')).toEqual([expect.objectContaining({ verb: 'create', group: '' })]);
     expect(checks.find((c) => c.resource === 'namespaces')).not.toHaveProperty('namespace');
     expect(checks).toHaveLength(20);
@@ -283,18 +343,55 @@ describe('registration objects', () => {
   it('renders the fsm-ingress Service port the Cluster advertises (and the chart schema takes it)', () => {
     const site = { hub: { gateway: { port: 8081 } } };
     const c = chart('1.5.1');
-    const merged = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues({ ...base, ingressHttpPort: gatewayPortFor(site) }).values) as { fsm: Record<string, any> };
+    const merged = validateFsmValues(
+      'fsm-1.5.1',
+      c.schema,
+      c.defaults,
+      planFsmValues({ ...base, ingressHttpPort: gatewayPortFor(site) }).values,
+    ) as { fsm: Record<string, any> };
     expect(merged.fsm.fsmIngress.http).toMatchObject({ enabled: true, port: 8081, containerPort: 8000 });
     const byDefault = validateFsmValues('fsm-1.5.1', c.schema, c.defaults, planFsmValues(base).values) as { fsm: Record<string, any> };
     expect(byDefault.fsm.fsmIngress.http.port).toBe(gatewayPortFor({ hub: {} }));
   });
 
   it('builds a Cluster that the real CRD accepts, and a redacted copy for logs', () => {
-    const kubeconfig = renderHubKubeconfig({ clusterName: 'pop1', server: 'https://10.99.0.11:6443', caData: 'Q0E=', token: 'sekrit-token' });
+    const kubeconfig = renderHubKubeconfig({
+      clusterName: 'pop1',
+      server: 'https://10.99.0.11:6443',
+      caData: 'Q0E=',
+      token: 'sekrit-token',
+    });
     expect(parse(kubeconfig).clusters[0].cluster.server).toBe('https://10.99.0.11:6443');
-    const c = buildClusterObject({ name: 'pop1', region: 'eu', zone: 'berlin', group: 'retail', gatewayHost: '10.99.0.11', gatewayPort: 80, fsmNamespace: 'fsm-system', kubeconfig });
-    expect(c.spec).toMatchObject({ region: 'eu', zone: 'berlin', group: 'retail', gatewayHost: '10.99.0.11', gatewayPort: 80, fsmNamespace: 'fsm-system' });
+    const c = buildClusterObject({
+      name: 'pop1',
+      region: 'eu',
+      zone: 'berlin',
+      group: 'retail',
+      gatewayHost: '10.99.0.11',
+      gatewayPort: 80,
+      fsmNamespace: 'fsm-system',
+      kubeconfig,
+    });
+    expect(c.spec).toMatchObject({
+      region: 'eu',
+      zone: 'berlin',
+      group: 'retail',
+      gatewayHost: '10.99.0.11',
+      gatewayPort: 80,
+      fsmNamespace: 'fsm-system',
+    });
     expect(JSON.stringify(redactCluster(c))).not.toContain('sekrit-token');
-    expect(() => buildClusterObject({ name: 'pop1', region: 'eu', zone: 'z', group: 'g', gatewayHost: 'h', gatewayPort: 70000, fsmNamespace: 'fsm-system', kubeconfig })).toThrow(/gatewayPort/);
+    expect(() =>
+      buildClusterObject({
+        name: 'pop1',
+        region: 'eu',
+        zone: 'z',
+        group: 'g',
+        gatewayHost: 'h',
+        gatewayPort: 70000,
+        fsmNamespace: 'fsm-system',
+        kubeconfig,
+      }),
+    ).toThrow(/gatewayPort/);
   });
 });

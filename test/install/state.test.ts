@@ -57,7 +57,10 @@ describe('the escrow key is never silently replaced', () => {
     const original = fs.readFileSync(keyPath(root));
     fs.rmSync(keyPath(root)); // lost (a restore of the records without the key, a cleanup, another machine)
     const id = stateKeyId(Buffer.from(original.toString('utf8').trim(), 'base64'));
-    for (const act of [() => new SiteSecrets(root, 'pop2', {}).put('k3s-token', 'tok-2'), () => new SiteSecrets(root, 'pop1', {}).get('k3s-token')]) {
+    for (const act of [
+      () => new SiteSecrets(root, 'pop2', {}).put('k3s-token', 'tok-2'),
+      () => new SiteSecrets(root, 'pop1', {}).get('k3s-token'),
+    ]) {
       expect(act).toThrow(expect.objectContaining({ kind: 'config', code: 'state-key' }));
       try {
         act();
@@ -85,7 +88,9 @@ describe('the escrow key is never silently replaced', () => {
     const otherKey = path.join(tmp(), 'k');
     fs.writeFileSync(otherKey, Buffer.alloc(32, 7));
     const read = () => new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: otherKey }).get('k3s-token');
-    expect(read).toThrow(`sealed with key ${stateKeyId(key)}, but the state key at ${otherKey} (named by FSM_EDGE_STATE_KEY_FILE) is ${stateKeyId(Buffer.alloc(32, 7))}`);
+    expect(read).toThrow(
+      `sealed with key ${stateKeyId(key)}, but the state key at ${otherKey} (named by FSM_EDGE_STATE_KEY_FILE) is ${stateKeyId(Buffer.alloc(32, 7))}`,
+    );
     expect(() => new SiteSecrets(root, 'pop1', { FSM_EDGE_STATE_KEY_FILE: otherKey }).put('more', 'x')).toThrow(/sealed with key/);
   });
 

@@ -49,7 +49,21 @@ function client(kubeconfigPath: string): k8s.KubernetesObjectApi {
 }
 
 function clusterDoc(name: string, kubeconfig: string, extra: Record<string, unknown> = {}): k8s.KubernetesObject {
-  return { apiVersion: MC, kind: 'Cluster', metadata: { name }, spec: { fsmNamespace: 'fsm-system', gatewayHost: '10.99.0.11', gatewayPort: 8081, region: 'eu', zone: 'berlin', group: 'retail', kubeconfig, ...extra } } as k8s.KubernetesObject;
+  return {
+    apiVersion: MC,
+    kind: 'Cluster',
+    metadata: { name },
+    spec: {
+      fsmNamespace: 'fsm-system',
+      gatewayHost: '10.99.0.11',
+      gatewayPort: 8081,
+      region: 'eu',
+      zone: 'berlin',
+      group: 'retail',
+      kubeconfig,
+      ...extra,
+    },
+  } as k8s.KubernetesObject;
 }
 
 async function apply(obj: k8s.KubernetesObject): Promise<k8s.KubernetesObject> {
@@ -67,7 +81,9 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 
     if (v !== undefined) return v;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const tail = existsSync(join(hub.stateDir, 'server.log')) ? readFileSync(join(hub.stateDir, 'server.log'), 'utf8').split('\n').slice(-25).join('\n') : '';
+  const tail = existsSync(join(hub.stateDir, 'server.log'))
+    ? readFileSync(join(hub.stateDir, 'server.log'), 'utf8').split('\n').slice(-25).join('\n')
+    : '';
   throw new Error(`never happened: ${what}; last lines of the hub's log:\n${tail}`);
 }
 
@@ -77,7 +93,11 @@ const managed = (name: string, pred: (c: Condition) => boolean) =>
 
 /** The hub's log line matching `re` (FSM reports a failed join only in its log). */
 const hubLog = (re: RegExp) =>
-  until(`hub log line ${re}`, async () => readFileSync(join(hub.stateDir, 'server.log'), 'utf8').split('\n').find((l) => re.test(l)));
+  until(`hub log line ${re}`, async () =>
+    readFileSync(join(hub.stateDir, 'server.log'), 'utf8')
+      .split('\n')
+      .find((l) => re.test(l)),
+  );
 
 function tokenKubeconfig(server: string, caPem: string, token: string): string {
   return [
@@ -100,7 +120,18 @@ function tokenKubeconfig(server: string, caPem: string, token: string): string {
   ].join('\n');
 }
 
-const deployment = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'fsm-controller', namespace: 'fsm-system', labels: { app: 'fsm-controller' } }, spec: { selector: { matchLabels: { app: 'fsm-controller' } }, template: { metadata: { labels: { app: 'fsm-controller' } }, spec: { containers: [{ name: 'fsm-controller', image: 'flomesh/fsm-controller:1.5.1' }] } } } };
+const deployment = {
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name: 'fsm-controller', namespace: 'fsm-system', labels: { app: 'fsm-controller' } },
+  spec: {
+    selector: { matchLabels: { app: 'fsm-controller' } },
+    template: {
+      metadata: { labels: { app: 'fsm-controller' } },
+      spec: { containers: [{ name: 'fsm-controller', image: 'flomesh/fsm-controller:1.5.1' }] },
+    },
+  },
+};
 
 /** A POP's API with FSM "installed" and the hub's access as `register` creates it; returns its kubeconfig for the hub. */
 async function startPop(name: string, port: number): Promise<{ server: ServerProcess; kubeconfigForHub: string }> {
@@ -117,14 +148,23 @@ async function startPop(name: string, port: number): Promise<{ server: ServerPro
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fsm-system' } },
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'no-fsm' } },
       deployment,
-      { apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' }, spec: { clusterSet: { isManaged: false, uid: `${name}-own-uid` } } },
+      {
+        apiVersion: MESHCONFIG,
+        kind: 'MeshConfig',
+        metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+        spec: { clusterSet: { isManaged: false, uid: `${name}-own-uid` } },
+      },
     ],
   });
   const objs = client(server.kubeconfigPath);
   for (const o of popAccessObjects('fsm-system')) await objs.create(o as unknown as k8s.KubernetesObject);
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(server.kubeconfigPath);
-  const tr = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({ name: HUB_ACCESS_NAME, namespace: 'fsm-system', body: { spec: { audiences: [], expirationSeconds: 86400 } } });
+  const tr = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+    name: HUB_ACCESS_NAME,
+    namespace: 'fsm-system',
+    body: { spec: { audiences: [], expirationSeconds: 86400 } },
+  });
   // the server as the hub sees it: the POP API inside the hub's namespace
   return { server, kubeconfigForHub: tokenKubeconfig(server.innerUrl, server.pki.caCert, tr.status?.token as string) };
 }
@@ -167,26 +207,57 @@ describe('lab hub: FSM multicluster join', () => {
     expect(readFileSync('/proc/self/net/fib_trie', 'utf8')).not.toContain('10.99.0.1');
   });
 
-  it('refuses a Cluster that violates the real CRD schema with 422 and causes, and what FSM\'s webhook refuses', async () => {
-    const bad = await apiFailure(hubObjects.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'broken' }, spec: { gatewayHost: '10.99.0.12', gatewayPort: 99999, kubeconfig: 'x' } } as k8s.KubernetesObject));
+  it("refuses a Cluster that violates the real CRD schema with 422 and causes, and what FSM's webhook refuses", async () => {
+    const bad = await apiFailure(
+      hubObjects.create({
+        apiVersion: MC,
+        kind: 'Cluster',
+        metadata: { name: 'broken' },
+        spec: { gatewayHost: '10.99.0.12', gatewayPort: 99999, kubeconfig: 'x' },
+      } as k8s.KubernetesObject),
+    );
     expect(bad.code).toBe(422);
     expect(bad.body.details?.causes).toEqual([
       { reason: 'FieldValueRequired', message: 'Required value', field: 'spec.fsmNamespace' },
-      { reason: 'FieldValueInvalid', message: 'Invalid value: 99999: spec.gatewayPort in body should be less than or equal to 65535', field: 'spec.gatewayPort' },
+      {
+        reason: 'FieldValueInvalid',
+        message: 'Invalid value: 99999: spec.gatewayPort in body should be less than or equal to 65535',
+        field: 'spec.gatewayPort',
+      },
     ]);
     const loop = await apiFailure(hubObjects.create(clusterDoc('loopback-gw', popKubeconfigForHub, { gatewayHost: '127.0.0.1' })));
     expect(loop.code).toBe(400);
     expect(loop.body.message).toContain('is resolved to Loopback IP or Unspecified');
   });
 
-  it('connects with the hub ServiceAccount\'s token and reaches Managed=True for the generation it saw', async () => {
+  it("connects with the hub ServiceAccount's token and reaches Managed=True for the generation it saw", async () => {
     const created = await hubObjects.create(clusterDoc('pop1', popKubeconfigForHub));
     expect((created as { spec: { fsmMeshConfigName: string } }).spec.fsmMeshConfigName).toBe('fsm-mesh-config');
     const cond = await managed('pop1', (c) => c.status === 'True');
-    expect(cond).toMatchObject({ reason: 'Success', message: 'Cluster eu/berlin/retail/pop1 joined ClusterSet successfully.', observedGeneration: created.metadata?.generation });
-    const hubMc = (await hubObjects.read({ apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' } })) as { spec: { clusterSet: { uid: string } } };
-    const popMc = (await popObjects.read({ apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' } })) as k8s.KubernetesObject & { spec: { clusterSet: Record<string, unknown> } };
-    expect(popMc.spec.clusterSet).toMatchObject({ isManaged: true, controlPlaneUID: hubMc.spec.clusterSet.uid, region: 'eu', zone: 'berlin', group: 'retail', name: 'pop1', uid: 'pop-a-own-uid' });
+    expect(cond).toMatchObject({
+      reason: 'Success',
+      message: 'Cluster eu/berlin/retail/pop1 joined ClusterSet successfully.',
+      observedGeneration: created.metadata?.generation,
+    });
+    const hubMc = (await hubObjects.read({
+      apiVersion: MESHCONFIG,
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+    })) as { spec: { clusterSet: { uid: string } } };
+    const popMc = (await popObjects.read({
+      apiVersion: MESHCONFIG,
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+    })) as k8s.KubernetesObject & { spec: { clusterSet: Record<string, unknown> } };
+    expect(popMc.spec.clusterSet).toMatchObject({
+      isManaged: true,
+      controlPlaneUID: hubMc.spec.clusterSet.uid,
+      region: 'eu',
+      zone: 'berlin',
+      group: 'retail',
+      name: 'pop1',
+      uid: 'pop-a-own-uid',
+    });
     // FSM updates (PUT) the MeshConfig it read from its informer; the POP records the hub controller's user agent
     expect(popMc.metadata?.managedFields?.map((m) => m.manager)).toContain('fsm-controller');
     // the installer's server-side apply takes (shared) ownership once; re-applying then changes nothing
@@ -196,7 +267,7 @@ describe('lab hub: FSM multicluster join', () => {
     expect(again.metadata?.resourceVersion).toBe(first.metadata?.resourceVersion);
   });
 
-  it('a ServiceExport on one POP becomes a ServiceImport on the other, pointing at the exporter\'s gateway', async () => {
+  it("a ServiceExport on one POP becomes a ServiceImport on the other, pointing at the exporter's gateway", async () => {
     const b = await startPop('pop-b', POPB_PORT);
     popB = b.server;
     popBKubeconfigForHub = b.kubeconfigForHub;
@@ -207,11 +278,25 @@ describe('lab hub: FSM multicluster join', () => {
     // accepted while no connector of pop-b is processing is never imported there (as on a real hub)
     await hubLog(/\[eu\/hamburg\/retail\/popb\] connector running; is managed, processing events/);
     await popObjects.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
-    await popObjects.create({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], selector: { app: 'web' } } } as k8s.KubernetesObject);
-    await popObjects.create({ apiVersion: MC, kind: 'ServiceExport', metadata: { name: 'web', namespace: 'shop' }, spec: { serviceAccountName: '*', rules: [{ portNumber: 8080, path: '/pop1/web', pathType: 'Prefix' }] } } as k8s.KubernetesObject);
+    await popObjects.create({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: { ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], selector: { app: 'web' } },
+    } as k8s.KubernetesObject);
+    await popObjects.create({
+      apiVersion: MC,
+      kind: 'ServiceExport',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: { serviceAccountName: '*', rules: [{ portNumber: 8080, path: '/pop1/web', pathType: 'Prefix' }] },
+    } as k8s.KubernetesObject);
     const imp = await until('ServiceImport shop/web on pop-b', async () => {
       try {
-        return (await popBObjects.read({ apiVersion: MC, kind: 'ServiceImport', metadata: { name: 'web', namespace: 'shop' } })) as k8s.KubernetesObject & { spec: Record<string, unknown> };
+        return (await popBObjects.read({
+          apiVersion: MC,
+          kind: 'ServiceImport',
+          metadata: { name: 'web', namespace: 'shop' },
+        })) as k8s.KubernetesObject & { spec: Record<string, unknown> };
       } catch {
         return undefined;
       }
@@ -219,12 +304,23 @@ describe('lab hub: FSM multicluster join', () => {
     expect(imp.spec).toMatchObject({
       type: 'ClusterSetIP',
       serviceAccountName: '*',
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP', endpoints: [{ clusterKey: 'eu/berlin/retail/pop1', target: { host: '10.99.0.11', ip: '10.99.0.11', port: 8081, path: '/pop1/web' } }] }],
+      ports: [
+        {
+          name: 'http',
+          port: 8080,
+          protocol: 'TCP',
+          endpoints: [
+            { clusterKey: 'eu/berlin/retail/pop1', target: { host: '10.99.0.11', ip: '10.99.0.11', port: 8081, path: '/pop1/web' } },
+          ],
+        },
+      ],
     });
     // the namespace was created by the hub on pop-b (FSM always creates it first)
     expect((await popBObjects.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } })).metadata?.name).toBe('shop');
     // not imported back into the exporting POP
-    await expect(popObjects.read({ apiVersion: MC, kind: 'ServiceImport', metadata: { name: 'web', namespace: 'shop' } })).rejects.toThrow();
+    await expect(
+      popObjects.read({ apiVersion: MC, kind: 'ServiceImport', metadata: { name: 'web', namespace: 'shop' } }),
+    ).rejects.toThrow();
     await popObjects.delete({ apiVersion: MC, kind: 'ServiceExport', metadata: { name: 'web', namespace: 'shop' } });
     await until('ServiceImport shop/web gone from pop-b', async () => {
       try {
@@ -257,17 +353,27 @@ describe('lab hub: FSM multicluster join', () => {
       return kc.makeApiClient(k8s.RbacAuthorizationV1Api);
     })();
     const role = await popRbac.readNamespacedRole({ name: HUB_ACCESS_NAME, namespace: 'fsm-system' });
-    await popRbac.replaceNamespacedRole({ name: HUB_ACCESS_NAME, namespace: 'fsm-system', body: { ...role, rules: (role.rules ?? []).filter((r) => !r.resources?.includes('meshrootcertificates')) } });
+    await popRbac.replaceNamespacedRole({
+      name: HUB_ACCESS_NAME,
+      namespace: 'fsm-system',
+      body: { ...role, rules: (role.rules ?? []).filter((r) => !r.resources?.includes('meshrootcertificates')) },
+    });
     await apply(clusterDoc('pop6', popKubeconfigForHub, { zone: 'spandau' }));
     const line = await hubLog(/\[eu\/spandau\/retail\/pop6\] reflector: "Failed to watch"/);
-    expect(line).toContain(`failed to list *v1alpha3.MeshRootCertificate: meshrootcertificates.config.flomesh.io is forbidden: User "${SA}" cannot list resource "meshrootcertificates" in API group "config.flomesh.io" in the namespace "fsm-system"`);
+    expect(line).toContain(
+      `failed to list *v1alpha3.MeshRootCertificate: meshrootcertificates.config.flomesh.io is forbidden: User "${SA}" cannot list resource "meshrootcertificates" in API group "config.flomesh.io" in the namespace "fsm-system"`,
+    );
     expect(await conditions('pop6')).toEqual([]);
     // a good Cluster now waits behind it (one worker, the lock held): it gets no condition either
     await apply(clusterDoc('pop7', popKubeconfigForHub, { zone: 'pankow' }));
     await hubLog(/\[eu\/spandau\/retail\/pop6\] reflector: "Failed to watch".*MeshRootCertificate/);
     expect(await conditions('pop7')).toEqual([]);
     // granting the right lets the reflector list on its next retry: both joins complete
-    await popRbac.replaceNamespacedRole({ name: HUB_ACCESS_NAME, namespace: 'fsm-system', body: { ...role, metadata: { name: role.metadata?.name, namespace: 'fsm-system' } } });
+    await popRbac.replaceNamespacedRole({
+      name: HUB_ACCESS_NAME,
+      namespace: 'fsm-system',
+      body: { ...role, metadata: { name: role.metadata?.name, namespace: 'fsm-system' } },
+    });
     await managed('pop6', (c) => c.status === 'True');
     await managed('pop7', (c) => c.status === 'True');
     for (const n of ['pop6', 'pop7']) await deleteCluster(n);
@@ -285,7 +391,11 @@ describe('lab hub: FSM multicluster join', () => {
     const cond = await managed('pop1', (c) => c.observedGeneration === next.metadata?.generation);
     expect(cond.status).toBe('True');
     expect(next.metadata?.generation).toBeGreaterThan(before.observedGeneration as number);
-    const popMc = (await popObjects.read({ apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' } })) as unknown as { spec: { clusterSet: { isManaged: boolean } } };
+    const popMc = (await popObjects.read({
+      apiVersion: MESHCONFIG,
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+    })) as unknown as { spec: { clusterSet: { isManaged: boolean } } };
     expect(popMc.spec.clusterSet.isManaged).toBe(true);
   });
 
@@ -304,7 +414,11 @@ describe('lab hub: FSM multicluster join', () => {
     // the restarted controller really joins again: a changed zone reaches the POP's MeshConfig
     await apply(clusterDoc('pop1', popKubeconfigForHub, { zone: 'potsdam' }));
     expect((await managed('pop1', (x) => x.message.includes('eu/potsdam/retail/pop1'))).status).toBe('True');
-    const popMc = (await popObjects.read({ apiVersion: MESHCONFIG, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' } })) as unknown as { spec: { clusterSet: { zone: string } } };
+    const popMc = (await popObjects.read({
+      apiVersion: MESHCONFIG,
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+    })) as unknown as { spec: { clusterSet: { zone: string } } };
     // the member was already managed by this hub: FSM only "rejoins" and leaves the MeshConfig as it was
     expect(popMc.spec.clusterSet.zone).toBe('berlin');
   });
@@ -337,15 +451,30 @@ describe.skipIf(!tree)('lab API server bundle on Node 18', () => {
     const root = join(dir, 'node18-root');
     mkdirSync(root);
     const node = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', CHROOT_NODE, 'sh', tree as string, root, dir];
-    const srv = await startServerProcess({ name: 'node18', host: '127.0.0.1', port: 16445, stateDir: join(dir, 'node18'), crdFiles: FSM_CRD_FILES, fresh: true, node });
+    const srv = await startServerProcess({
+      name: 'node18',
+      host: '127.0.0.1',
+      port: 16445,
+      stateDir: join(dir, 'node18'),
+      crdFiles: FSM_CRD_FILES,
+      fresh: true,
+      node,
+    });
     try {
       const kc = new k8s.KubeConfig();
       kc.loadFromFile(srv.kubeconfigPath);
       expect((await kc.makeApiClient(k8s.VersionApi).getCode()).gitVersion).toMatch(/k3s/);
       const objs = k8s.KubernetesObjectApi.makeApiClient(kc);
-      const bad = await apiFailure(objs.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'x' }, spec: {} } as k8s.KubernetesObject));
+      const bad = await apiFailure(
+        objs.create({ apiVersion: MC, kind: 'Cluster', metadata: { name: 'x' }, spec: {} } as k8s.KubernetesObject),
+      );
       expect(bad.code).toBe(422);
-      const ok = await objs.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, stringData: { a: 'b' } } as k8s.KubernetesObject);
+      const ok = await objs.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 's', namespace: 'default' },
+        stringData: { a: 'b' },
+      } as k8s.KubernetesObject);
       expect((ok as { data: Record<string, string> }).data).toEqual({ a: 'Yg==' });
       const pid = daemonPid(serverDaemonNames(srv.stateDir).server) as number;
       expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe('/usr/bin/node');

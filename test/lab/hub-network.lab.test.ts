@@ -68,12 +68,14 @@ describe('the hub network has one owner', () => {
     for (let round = 0; round < 3; round++) {
       await labDown();
       const script = "import('./test/lab/network.ts').then((m) => m.ensureHubNetwork()).then((c) => console.log(c))";
-      const children = Array.from({ length: 3 }, () =>
-        new Promise<{ code: number; out: string }>((resolve) =>
-          execFile(process.execPath, ['--import', 'tsx', '-e', script], { cwd: REPO }, (err, out, errOut) =>
-            resolve({ code: err ? 1 : 0, out: `${out}${errOut}` }),
+      const children = Array.from(
+        { length: 3 },
+        () =>
+          new Promise<{ code: number; out: string }>((resolve) =>
+            execFile(process.execPath, ['--import', 'tsx', '-e', script], { cwd: REPO }, (err, out, errOut) =>
+              resolve({ code: err ? 1 : 0, out: `${out}${errOut}` }),
+            ),
           ),
-        ),
       );
       const { ensureHubNetwork } = await import('./network.js');
       const [results, local] = await Promise.all([Promise.all(children), Promise.all([ensureHubNetwork(), ensureHubNetwork()])]);

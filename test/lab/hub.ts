@@ -18,10 +18,17 @@ import { daemonPid, startDaemon, stopDaemon } from './proc.js';
 
 import { REFERENCE_DIR } from './reference.js';
 export { REFERENCE_DIR };
-export const FSM_CRD_FILES = ['config.flomesh.io_meshconfigs.yaml', 'config.flomesh.io_meshrootcertificates.yaml', 'multicluster.flomesh.io_clusters.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
-  join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
+export const FSM_CRD_FILES = [
+  'config.flomesh.io_meshconfigs.yaml',
+  'config.flomesh.io_meshrootcertificates.yaml',
+  'multicluster.flomesh.io_clusters.yaml',
+  'multicluster.flomesh.io_serviceexports.yaml',
+  'multicluster.flomesh.io_serviceimports.yaml',
+  'multicluster.flomesh.io_globaltrafficpolicies.yaml',
+].map((f) => join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f));
+export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) =>
+  join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f),
 );
-export const HELM_CRD_FILES = ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'].map((f) => join(REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7', f));
 
 export { HUB_ADDRESS, HUB_NETNS };
 
@@ -115,10 +122,23 @@ async function killPidFile(file: string): Promise<void> {
 function ready(url: string, pki: LabPki): Promise<boolean> {
   return new Promise((resolvePromise) => {
     const u = new URL('/readyz', url);
-    const req = request({ hostname: u.hostname, port: u.port, path: u.pathname, method: 'GET', ca: pki.caCert, cert: pki.adminCert, key: pki.adminKey, timeout: 2000, agent: false }, (res) => {
-      res.resume();
-      resolvePromise(res.statusCode === 200);
-    });
+    const req = request(
+      {
+        hostname: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'GET',
+        ca: pki.caCert,
+        cert: pki.adminCert,
+        key: pki.adminKey,
+        timeout: 2000,
+        agent: false,
+      },
+      (res) => {
+        res.resume();
+        resolvePromise(res.statusCode === 200);
+      },
+    );
     req.on('error', () => resolvePromise(false));
     req.on('timeout', () => req.destroy());
     req.end();
@@ -200,7 +220,8 @@ async function startLocked(o: ServerProcessOptions): Promise<ServerProcess> {
   };
 
   // already running (idempotent start)
-  if (daemonPid(names.server) !== undefined && (!o.netns || daemonPid(names.forwarder) !== undefined) && (await ready(url, pki))) return handle;
+  if (daemonPid(names.server) !== undefined && (!o.netns || daemonPid(names.forwarder) !== undefined) && (await ready(url, pki)))
+    return handle;
   await handle.stop({ purge: o.fresh === true });
 
   const bundle = join(dir, 'apiserver.mjs');
@@ -275,7 +296,10 @@ export async function startHub(opts: HubOptions = {}): Promise<Hub> {
 }
 
 /** Stop the hub started with `stateDir` (kill by recorded pid); removes its namespace only if the hub created it. */
-export async function stopHub(stateDir: string = join(LAB_STATE, 'hub'), opts: { purge?: boolean; keepNetns?: boolean } = {}): Promise<void> {
+export async function stopHub(
+  stateDir: string = join(LAB_STATE, 'hub'),
+  opts: { purge?: boolean; keepNetns?: boolean } = {},
+): Promise<void> {
   const names = serverDaemonNames(stateDir);
   await stopDaemon(names.forwarder);
   await stopDaemon(names.server);

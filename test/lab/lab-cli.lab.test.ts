@@ -20,7 +20,8 @@ function lab(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 const labNetns = () => (fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((n) => /^lab-(hub|pop\d+)$/.test(n)) : []);
-const labCgroups = () => ['systemd', 'unified'].flatMap((h) => fs.readdirSync(`/sys/fs/cgroup/${h}`).filter((d) => d.startsWith('lab-pop')));
+const labCgroups = () =>
+  ['systemd', 'unified'].flatMap((h) => fs.readdirSync(`/sys/fs/cgroup/${h}`).filter((d) => d.startsWith('lab-pop')));
 
 describe('scripts/lab.ts', () => {
   it('up → status → down (also after a crash) → down again', async () => {

@@ -49,10 +49,7 @@ export interface Lab {
 
 /** Brings up the requested POPs (in parallel) and services. On any failure everything started here is removed. */
 export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
-  const archs: LabArch[] = [
-    ...Array<LabArch>(opts.amd64 ?? 0).fill('amd64'),
-    ...Array<LabArch>(opts.arm64 ?? 0).fill('arm64'),
-  ];
+  const archs: LabArch[] = [...Array<LabArch>(opts.amd64 ?? 0).fill('amd64'), ...Array<LabArch>(opts.arm64 ?? 0).fill('arm64')];
   await Promise.all([ensureHubNetwork(), ...[...new Set(archs)].map((a) => ensureRootfsTree(a))]);
   const started: PopInfo[] = [];
   const handles: Lab['handles'] = {};
@@ -118,7 +115,10 @@ export async function labDown(): Promise<void> {
     ...labNetnses().map((n) => Number(n.slice('lab-pop'.length))),
     ...['systemd', 'unified'].flatMap((h) => {
       try {
-        return fs.readdirSync(`/sys/fs/cgroup/${h}`).filter((d) => /^lab-pop\d+$/.test(d)).map((d) => Number(d.slice(7)));
+        return fs
+          .readdirSync(`/sys/fs/cgroup/${h}`)
+          .filter((d) => /^lab-pop\d+$/.test(d))
+          .map((d) => Number(d.slice(7)));
       } catch {
         return [];
       }
@@ -136,10 +136,11 @@ export async function labDown(): Promise<void> {
   if (arm64Registered()) removeArm64Binfmt();
   const stuck = mountsUnder(LAB_STATE);
   if (stuck.length) errors.push(`left ${LAB_STATE} in place: still mounted in the host namespace: ${stuck.join(', ')}`);
-  else for (const entry of fs.existsSync(LAB_STATE) ? fs.readdirSync(LAB_STATE) : []) {
-    if (entry === 'keys' || entry.endsWith('.lock')) continue;
-    fs.rmSync(path.join(LAB_STATE, entry), { recursive: true, force: true });
-  }
+  else
+    for (const entry of fs.existsSync(LAB_STATE) ? fs.readdirSync(LAB_STATE) : []) {
+      if (entry === 'keys' || entry.endsWith('.lock')) continue;
+      fs.rmSync(path.join(LAB_STATE, entry), { recursive: true, force: true });
+    }
   if (errors.length) throw new Error(`lab down finished with errors:\n${errors.join('\n')}`);
 }
 

@@ -20,7 +20,15 @@ function validate(shape: LinkShape): void {
 }
 
 // burst must hold at least one MTU-sized frame; a few ms of traffic at the rate keeps TBF smooth but not bursty
-const tbfArgs = (kbit: number) => ['tbf', 'rate', `${kbit}kbit`, 'burst', `${Math.max(4096, Math.ceil((kbit * 1000) / 8 / 50))}`, 'latency', '400ms'];
+const tbfArgs = (kbit: number) => [
+  'tbf',
+  'rate',
+  `${kbit}kbit`,
+  'burst',
+  `${Math.max(4096, Math.ceil((kbit * 1000) / 8 / 50))}`,
+  'latency',
+  '400ms',
+];
 
 async function setLoss(netns: string, chain: string, match: string[], loss: number): Promise<void> {
   const ipt = (args: string[], allowFail = false) => run('ip', ['netns', 'exec', netns, 'iptables', '-w', ...args], { allowFail });
@@ -47,8 +55,13 @@ export async function shapeLink(pop: PopInfo, shape: LinkShape): Promise<void> {
     return;
   }
   if (shape.delayMs)
-    throw new Error(`lab: ${rec.name} has a veth link, which cannot delay on this kernel (no sch_netem); start it with popUp({ wire: true })`);
-  for (const [netns, dev] of [[HUB_NETNS, hubPort(n)], [rec.netns, 'eth0']] as const) {
+    throw new Error(
+      `lab: ${rec.name} has a veth link, which cannot delay on this kernel (no sch_netem); start it with popUp({ wire: true })`,
+    );
+  for (const [netns, dev] of [
+    [HUB_NETNS, hubPort(n)],
+    [rec.netns, 'eth0'],
+  ] as const) {
     if (shape.rateKbit) await run('tc', ['-n', netns, 'qdisc', 'replace', 'dev', dev, 'root', ...tbfArgs(shape.rateKbit)]);
     else await run('tc', ['-n', netns, 'qdisc', 'del', 'dev', dev, 'root'], { allowFail: true });
   }

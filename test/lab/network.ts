@@ -94,16 +94,24 @@ export async function startForwarder(name: string, rules: ForwardRule[]): Promis
   const log = path.join(dir, `${name}.log`);
   fs.rmSync(ready, { force: true });
   const args = rules.flatMap((r) => [
-    r.listen.netns ?? '-', r.listen.host, String(r.listen.port),
-    r.connect.netns ?? '-', r.connect.host, String(r.connect.port),
+    r.listen.netns ?? '-',
+    r.listen.host,
+    String(r.listen.port),
+    r.connect.netns ?? '-',
+    r.connect.host,
+    String(r.connect.port),
   ]);
   await startDaemon(`fwd-${name}`, ['/usr/bin/python3', path.join(LAB_SRC, 'netns-forward.py'), ready, ...args], { logFile: log });
-  await waitFor(`forwarder ${name} (${log})`, () => {
-    if (fs.existsSync(ready)) return true;
-    if (daemonPid(`fwd-${name}`) === undefined)
-      throw new Error(fs.readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | '));
-    return false;
-  }, 10000, 10);
+  await waitFor(
+    `forwarder ${name} (${log})`,
+    () => {
+      if (fs.existsSync(ready)) return true;
+      if (daemonPid(`fwd-${name}`) === undefined) throw new Error(fs.readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | '));
+      return false;
+    },
+    10000,
+    10,
+  );
 }
 
 export const stopForwarder = (name: string) => stopDaemon(`fwd-${name}`);
@@ -111,9 +119,7 @@ export const stopForwarder = (name: string) => stopDaemon(`fwd-${name}`);
 /** Makes a service listening on the host's 127.0.0.1:port reachable from POPs at 10.99.0.1:port. */
 export async function exposeOnHub(name: string, port: number): Promise<string> {
   await ensureHubNetwork();
-  await startForwarder(name, [
-    { listen: { netns: HUB_NETNS, host: HUB_ADDRESS, port }, connect: { host: '127.0.0.1', port } },
-  ]);
+  await startForwarder(name, [{ listen: { netns: HUB_NETNS, host: HUB_ADDRESS, port }, connect: { host: '127.0.0.1', port } }]);
   return `${HUB_ADDRESS}:${port}`;
 }
 

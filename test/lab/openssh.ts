@@ -22,13 +22,20 @@ export async function pinnedKnownHosts(pop: PopInfo, dir = fs.mkdtempSync(path.j
 
 export function sshArgv(pop: PopInfo, knownHosts: string, opts: { user?: string } = {}): string[] {
   return [
-    '-i', pop.identityFile,
-    '-p', String(pop.sshPort),
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'LogLevel=ERROR',
-    '-o', 'ConnectTimeout=20',
+    '-i',
+    pop.identityFile,
+    '-p',
+    String(pop.sshPort),
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=20',
     `${opts.user ?? pop.user}@${pop.sshHost}`,
   ];
 }

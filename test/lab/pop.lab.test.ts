@@ -48,7 +48,11 @@ describe('lab POPs (plain sshd, amd64 + arm64)', () => {
   });
 
   it('installer-like writes stay in the POP that made them', async () => {
-    const r = await ssh(amd, kh.get(amd.name)!, 'echo k3s-amd > /tmp/k3s && sudo -n install -D -m755 /tmp/k3s /usr/local/bin/k3s && sudo -n mkdir -p /etc/rancher/k3s /var/lib/rancher/k3s');
+    const r = await ssh(
+      amd,
+      kh.get(amd.name)!,
+      'echo k3s-amd > /tmp/k3s && sudo -n install -D -m755 /tmp/k3s /usr/local/bin/k3s && sudo -n mkdir -p /etc/rancher/k3s /var/lib/rancher/k3s',
+    );
     expect(r.code).toBe(0);
     expect((await popExec(amd, 'cat /usr/local/bin/k3s; test -d /var/lib/rancher/k3s && echo dir')).stdout).toBe('k3s-amd\ndir\n');
     expect((await popExec(arm, 'test -e /usr/local/bin/k3s || test -e /var/lib/rancher/k3s; echo $?')).stdout).toBe('1\n');

@@ -92,9 +92,13 @@ async function plugIn(n: number, dir: string, wire: boolean): Promise<void> {
   if (wire) {
     const ready = path.join(dir, 'wire.ready');
     fs.writeFileSync(path.join(dir, 'wire.json'), '{}');
-    await startDaemon(`wire-pop${n}`, ['/usr/bin/python3', path.join(LAB_SRC, 'wire.py'), HUB_NETNS, vh, ns, 'eth0', path.join(dir, 'wire.json'), ready], {
-      logFile: path.join(dir, 'wire.log'),
-    });
+    await startDaemon(
+      `wire-pop${n}`,
+      ['/usr/bin/python3', path.join(LAB_SRC, 'wire.py'), HUB_NETNS, vh, ns, 'eth0', path.join(dir, 'wire.json'), ready],
+      {
+        logFile: path.join(dir, 'wire.log'),
+      },
+    );
     await waitFor(`wire.py for pop${n} (${dir}/wire.log)`, () => fs.existsSync(ready), 10000, 10);
     await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', popMac(n)]);
   } else {
@@ -145,7 +149,8 @@ export async function popUp(opts: PopOptions = {}): Promise<PopInfo> {
   const n = claimIndex();
   const dir = popDir(n);
   try {
-    for (const d of ['upper', 'work', 'root', 'ssh', 'persist/rancher', 'persist/containerd']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+    for (const d of ['upper', 'work', 'root', 'ssh', 'persist/rancher', 'persist/containerd'])
+      fs.mkdirSync(path.join(dir, d), { recursive: true });
     fs.writeFileSync(path.join(dir, 'netns'), '');
     fs.writeFileSync(path.join(dir, 'machine-id'), `${crypto.randomBytes(16).toString('hex')}\n`);
     fs.copyFileSync(`${identityFile}.pub`, path.join(dir, 'authorized_keys'));
@@ -160,19 +165,44 @@ export async function popUp(opts: PopOptions = {}): Promise<PopInfo> {
     const launch = path.join(LAB_SRC, 'pop-launch.sh');
     const argv = systemd
       ? ['unshare', '--mount', '--propagation', 'private', '--fork', '--kill-child', launch, 'systemd', String(n), tree, dir]
-      : ['ip', 'netns', 'exec', popNetns(n), 'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--uts', '--kill-child',
-         launch, 'plain', String(n), tree, dir];
+      : [
+          'ip',
+          'netns',
+          'exec',
+          popNetns(n),
+          'unshare',
+          '--mount',
+          '--propagation',
+          'private',
+          '--pid',
+          '--fork',
+          '--uts',
+          '--kill-child',
+          launch,
+          'plain',
+          String(n),
+          tree,
+          dir,
+        ];
     const console = path.join(dir, 'console.log');
     await startDaemon(`pop${n}`, argv, { logFile: console });
     const sshHost = popLoopback(n);
-    await startForwarder(`pop${n}`, [22, 6443].map((port) => ({
-      listen: { host: sshHost, port },
-      connect: { netns: HUB_NETNS, host: popAddress(n), port },
-    })));
-    await waitFor(`sshd of pop${n} (${arch}${systemd ? ', systemd' : ''}) at ${sshHost}:22; console:\n${console}`, async () => {
-      if (daemonPid(`pop${n}`) === undefined) throw new Error(`the POP exited:\n${logTail(console)}`);
-      return sshBanner(sshHost);
-    }, opts.bootTimeoutMs ?? (arch === 'arm64' ? 120_000 : 60_000), 50);
+    await startForwarder(
+      `pop${n}`,
+      [22, 6443].map((port) => ({
+        listen: { host: sshHost, port },
+        connect: { netns: HUB_NETNS, host: popAddress(n), port },
+      })),
+    );
+    await waitFor(
+      `sshd of pop${n} (${arch}${systemd ? ', systemd' : ''}) at ${sshHost}:22; console:\n${console}`,
+      async () => {
+        if (daemonPid(`pop${n}`) === undefined) throw new Error(`the POP exited:\n${logTail(console)}`);
+        return sshBanner(sshHost);
+      },
+      opts.bootTimeoutMs ?? (arch === 'arm64' ? 120_000 : 60_000),
+      50,
+    );
     const info: PopRecord = {
       name: `pop${n}`,
       index: n,
@@ -260,9 +290,26 @@ export async function popExec(
   const pid = popInitPid(indexOf(pop));
   return run(
     'nsenter',
-    ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--',
-     '/usr/bin/env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'LANG=C.UTF-8',
-     '/bin/sh', '-c', cmd],
+    [
+      '-t',
+      String(pid),
+      '-m',
+      '-u',
+      '-i',
+      '-n',
+      '-p',
+      '-r',
+      '-w',
+      '--',
+      '/usr/bin/env',
+      '-i',
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'HOME=/root',
+      'LANG=C.UTF-8',
+      '/bin/sh',
+      '-c',
+      cmd,
+    ],
     { ...opts, timeoutMs: opts.timeoutMs ?? 120_000 },
   );
 }
@@ -303,16 +350,26 @@ export function mountsUnder(dir: string): string[] {
  */
 export async function removeNetns(ns: string): Promise<void> {
   if (!netnsExists(ns)) return;
-  await waitFor(`processes in netns ${ns} to exit`, async () => {
-    const { stdout } = await run('ip', ['netns', 'pids', ns], { allowFail: true });
-    const pids = stdout.split('\n').filter(Boolean).map(Number).filter(pidAlive);
-    for (const p of pids) signalPid(p, 'SIGKILL');
-    return pids.length === 0;
-  }, 10000, 25);
-  await waitFor(`netns ${ns} to be deleted`, async () => {
-    await run('ip', ['netns', 'del', ns], { allowFail: true });
-    return !netnsExists(ns);
-  }, 10000, 50);
+  await waitFor(
+    `processes in netns ${ns} to exit`,
+    async () => {
+      const { stdout } = await run('ip', ['netns', 'pids', ns], { allowFail: true });
+      const pids = stdout.split('\n').filter(Boolean).map(Number).filter(pidAlive);
+      for (const p of pids) signalPid(p, 'SIGKILL');
+      return pids.length === 0;
+    },
+    10000,
+    25,
+  );
+  await waitFor(
+    `netns ${ns} to be deleted`,
+    async () => {
+      await run('ip', ['netns', 'del', ns], { allowFail: true });
+      return !netnsExists(ns);
+    },
+    10000,
+    50,
+  );
 }
 
 /**
@@ -335,23 +392,38 @@ export async function popDown(pop: PopInfo | string): Promise<void> {
   await stopDaemon(`pop${n}`, { signal: 'SIGKILL' });
   await stopDaemon(`wire-pop${n}`);
   for (const d of cgroupDirs(n)) {
-    await waitFor(`cgroup ${d} to empty`, () => {
-      try {
-        rmdirTree(d);
-        return true;
-      } catch {
-        killCgroupTree(d);
-        return false;
-      }
-    }, 5000, 50).catch(() => {});
+    await waitFor(
+      `cgroup ${d} to empty`,
+      () => {
+        try {
+          rmdirTree(d);
+          return true;
+        } catch {
+          killCgroupTree(d);
+          return false;
+        }
+      },
+      5000,
+      50,
+    ).catch(() => {});
   }
   await removeNetns(ns);
   if (netnsExists(HUB_NETNS)) {
     await run('ip', ['-n', HUB_NETNS, 'link', 'del', hubPort(n)], { allowFail: true });
     await run('ip', ['-n', HUB_NETNS, 'neigh', 'flush', 'to', popAddress(n)], { allowFail: true });
     // the hub side of shapeLink's loss rule (the POP side died with its netns)
-    await run('ip', ['netns', 'exec', HUB_NETNS, 'sh', '-c',
-      `iptables -w -D INPUT -s ${popAddress(n)} -j ${lossChain(n)}; iptables -w -F ${lossChain(n)}; iptables -w -X ${lossChain(n)}`], { allowFail: true });
+    await run(
+      'ip',
+      [
+        'netns',
+        'exec',
+        HUB_NETNS,
+        'sh',
+        '-c',
+        `iptables -w -D INPUT -s ${popAddress(n)} -j ${lossChain(n)}; iptables -w -F ${lossChain(n)}; iptables -w -X ${lossChain(n)}`,
+      ],
+      { allowFail: true },
+    );
   }
   const dir = popDir(n);
   const stuck = mountsUnder(dir);

@@ -34,7 +34,7 @@ export function run(
       args,
       { maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 0, env: opts.env, cwd: opts.cwd, encoding: 'utf8' },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         const result = { code, stdout, stderr: err && !stderr ? String(err.message) : stderr };
         if (code !== 0 && !opts.allowFail) reject(new LabCommandError([cmd, ...args], result));
         else resolve(result);
@@ -183,12 +183,7 @@ export async function freePort(): Promise<number> {
 /** Direct children of a process (from /proc; empty when it is gone). */
 export function childrenOf(pid: number): number[] {
   try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }

@@ -2,5 +2,4 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REFERENCE_DIR =
-  process.env.FSM_EDGE_REFERENCE_DIR ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'reference');
+export const REFERENCE_DIR = process.env.FSM_EDGE_REFERENCE_DIR ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'reference');

@@ -36,7 +36,9 @@ describe('lab registry and file server', () => {
 
   it('accepts a pushed image and serves manifest and blobs back byte for byte', async () => {
     const layer = crypto.randomBytes(64 << 10);
-    const config = Buffer.from(JSON.stringify({ architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }),
+    );
     const [layerDigest, configDigest] = [await pushBlob(reg.url, 'lab/hello', layer), await pushBlob(reg.url, 'lab/hello', config)];
     const manifest = Buffer.from(
       JSON.stringify({
@@ -62,7 +64,10 @@ describe('lab registry and file server', () => {
     expect((await fetch(`${reg.url}/v2/lab/hello/manifests/v2`)).status).toBe(404);
 
     // a POP pulls the same manifest through the hub address
-    const r = await popExec(pop, `curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://${reg.labHost}/v2/lab/hello/manifests/v1 | sha256sum`);
+    const r = await popExec(
+      pop,
+      `curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://${reg.labHost}/v2/lab/hello/manifests/v1 | sha256sum`,
+    );
     expect(`sha256:${r.stdout.split(' ')[0]}`).toBe(sha256(manifest));
     expect(fs.readdirSync(reg.dataDir).length).toBeGreaterThan(0);
   });

@@ -47,7 +47,10 @@ export async function ensureRootfsCache(arch: LabArch, log: (line: string) => vo
     await run('flock', [
       path.join(LAB_CACHE, `${arch}.lock`),
       path.join(LAB_SRC, 'rootfs-build.sh'),
-      arch, p.debootstrap, p.rootfs, LAB_CACHE,
+      arch,
+      p.debootstrap,
+      p.rootfs,
+      LAB_CACHE,
     ]);
   } finally {
     if (arch === 'arm64' && !hadBinfmt) removeArm64Binfmt();
@@ -66,7 +69,8 @@ export async function ensureRootfsTree(arch: LabArch, log: (line: string) => voi
   await ensureRootfsCache(arch, log);
   await run('flock', [
     path.join(LAB_CACHE, `${arch}.lock`),
-    'bash', '-ec',
+    'bash',
+    '-ec',
     `[ -f "$2/.lab-complete" ] && exit 0
      rm -rf "$2.part" "$2"; mkdir -p "$2.part"
      tar -C "$2.part" --numeric-owner --xattrs --xattrs-include='*' --zstd -xf "$1"
@@ -76,7 +80,11 @@ export async function ensureRootfsTree(arch: LabArch, log: (line: string) => voi
        [ "$t" = "$2" ] && continue
        grep -qsF "$t" /proc/[0-9]*/mountinfo || rm -rf "$t"
      done`,
-    'sh', rootfs, tree, LAB_CACHE, arch,
+    'sh',
+    rootfs,
+    tree,
+    LAB_CACHE,
+    arch,
   ]);
   return tree;
 }

@@ -20,7 +20,10 @@ const put = async (file: string, dest: string, mode = '644') => {
 beforeAll(async () => {
   await buildK3sStandIn('arm64', path.join(work, 'k3s-arm64'));
   await buildK3sStandIn('amd64', path.join(work, 'k3s'));
-  writeOciArchive(path.join(work, 'k3s-airgap-images-arm64.tar'), [K3S_SYSTEM_IMAGES.pause, K3S_SYSTEM_IMAGES.coredns].map((ref) => ({ ref, archs: ['arm64'] })));
+  writeOciArchive(
+    path.join(work, 'k3s-airgap-images-arm64.tar'),
+    [K3S_SYSTEM_IMAGES.pause, K3S_SYSTEM_IMAGES.coredns].map((ref) => ({ ref, archs: ['arm64'] })),
+  );
   writeOciArchive(path.join(work, 'amd64-only.tar'), [{ ref: 'flomesh/fsm-controller:1.5.1', archs: ['amd64'] }]);
   pop = await popUp({ systemd: true, arch: 'arm64' });
   await put(path.join(work, 'k3s-arm64'), '/usr/local/bin/k3s', '755');
@@ -44,11 +47,15 @@ describe('k3s stand-in on arm64', () => {
   });
 
   it('installs with INSTALL_K3S_SKIP_DOWNLOAD, imports the arm64 archive, rejects the amd64-only one, node is arm64', async () => {
-    const r = await sh("mkdir -p /etc/rancher/k3s && printf 'disable: [traefik]\\n' > /etc/rancher/k3s/config.yaml && INSTALL_K3S_SKIP_DOWNLOAD=true /root/install.sh");
+    const r = await sh(
+      "mkdir -p /etc/rancher/k3s && printf 'disable: [traefik]\\n' > /etc/rancher/k3s/config.yaml && INSTALL_K3S_SKIP_DOWNLOAD=true /root/install.sh",
+    );
     expect(r.code, r.stderr).toBe(0);
     const log = (await sh('journalctl -u k3s --no-pager -o cat')).stdout;
     expect(log).toContain('Imported docker.io/rancher/mirrored-pause:3.10.2');
-    expect(log).toMatch(/Error encountered while importing \/var\/lib\/rancher\/k3s\/agent\/images\/amd64-only\.tar: image might be filtered out/);
+    expect(log).toMatch(
+      /Error encountered while importing \/var\/lib\/rancher\/k3s\/agent\/images\/amd64-only\.tar: image might be filtered out/,
+    );
     const images = (await sh('k3s crictl images')).stdout;
     expect(images).toContain('docker.io/rancher/mirrored-pause');
     expect(images).not.toContain('fsm-controller');

@@ -22,7 +22,10 @@ const sh = async (cmd: string, input?: Buffer | string) => {
   return popExec(pop, cmd, { allowFail: true, input, timeoutMs: 240_000 });
 };
 const put = async (file: string, dest: string, mode = '644') => {
-  const r = await sh(`mkdir -p "$(dirname ${dest})" && cat > ${dest}.part && chmod ${mode} ${dest}.part && mv ${dest}.part ${dest}`, fs.readFileSync(file));
+  const r = await sh(
+    `mkdir -p "$(dirname ${dest})" && cat > ${dest}.part && chmod ${mode} ${dest}.part && mv ${dest}.part ${dest}`,
+    fs.readFileSync(file),
+  );
   expect(r.code, r.stderr).toBe(0);
 };
 const journal = async () => (await sh('journalctl -u k3s --no-pager -o cat')).stdout;
@@ -48,8 +51,13 @@ beforeAll(async () => {
   await buildK3sStandIn('amd64', path.join(work, 'k3s'));
   await buildK3sStandIn('arm64', path.join(work, 'k3s-arm64'));
   buildFsmChart(work);
-  const fsmImages = fsmImagesForValues(FSM_VALUES).filter((i) => i.install).map((i) => i.ref);
-  writeOciArchive(path.join(work, 'good.tar'), [...Object.values(K3S_SYSTEM_IMAGES), ...fsmImages].map((ref) => ({ ref, archs: ['amd64'] })));
+  const fsmImages = fsmImagesForValues(FSM_VALUES)
+    .filter((i) => i.install)
+    .map((i) => i.ref);
+  writeOciArchive(
+    path.join(work, 'good.tar'),
+    [...Object.values(K3S_SYSTEM_IMAGES), ...fsmImages].map((ref) => ({ ref, archs: ['amd64'] })),
+  );
   writeOciArchive(path.join(work, 'wrong-arch.tar'), [{ ref: 'flomesh/only-for-arm64:1.0', archs: ['arm64'] }]);
   pop = await popUp({ systemd: true, arch: 'amd64' });
   await put(path.join(work, 'k3s'), '/usr/local/bin/k3s', '755');
@@ -65,7 +73,9 @@ describe('k3s stand-in binary', () => {
   it('prints a real-looking version and refuses to run on a foreign architecture', () => {
     const v = spawnSync(path.join(work, 'k3s'), ['--version'], { encoding: 'utf8' });
     expect(v.status).toBe(0);
-    expect(v.stdout).toMatch(new RegExp(`^k3s version ${K3S_STANDIN_VERSION.replace('+', '\\+')} \\([0-9a-f]{8}\\)\\ngo version go1\\.\\d+`));
+    expect(v.stdout).toMatch(
+      new RegExp(`^k3s version ${K3S_STANDIN_VERSION.replace('+', '\\+')} \\([0-9a-f]{8}\\)\\ngo version go1\\.\\d+`),
+    );
     const foreign = spawnSync(path.join(work, 'k3s-arm64'), ['--version'], { encoding: 'utf8' });
     expect(foreign.status).toBe(126);
     expect(foreign.stderr).toContain('Exec format error');
@@ -94,7 +104,11 @@ describe('install.sh stand-in', () => {
     const env = await sh('stat -c %a /etc/systemd/system/k3s.service.env && cat /etc/systemd/system/k3s.service.env');
     expect(env.stdout).toContain('600\n');
     expect(env.stdout).toContain("K3S_TOKEN_FILE='/etc/rancher/k3s/cluster-token'");
-    expect((await sh('test -x /usr/local/bin/k3s-killall.sh && test -x /usr/local/bin/k3s-uninstall.sh && readlink /usr/local/bin/kubectl')).stdout.trim()).toBe('k3s');
+    expect(
+      (
+        await sh('test -x /usr/local/bin/k3s-killall.sh && test -x /usr/local/bin/k3s-uninstall.sh && readlink /usr/local/bin/kubectl')
+      ).stdout.trim(),
+    ).toBe('k3s');
     expect((await sh('systemctl is-enabled k3s')).stdout.trim()).toBe('enabled');
     expect((await sh('systemctl is-active k3s')).stdout.trim()).toBe('inactive');
   });
@@ -109,7 +123,7 @@ describe('k3s stand-in under systemd', () => {
     await sh('systemctl stop k3s; systemctl reset-failed k3s');
   });
 
-  it('starts (READY only when up), skips an unknown config key with k3s\'s warning, imports a correct archive and rejects a wrong-arch one in the journal', async () => {
+  it("starts (READY only when up), skips an unknown config key with k3s's warning, imports a correct archive and rejects a wrong-arch one in the journal", async () => {
     await sh('openssl rand -hex 16 > /etc/rancher/k3s/cluster-token && chmod 600 /etc/rancher/k3s/cluster-token');
     const config = {
       'write-kubeconfig-mode': '0640',
@@ -128,10 +142,14 @@ describe('k3s stand-in under systemd', () => {
     expect(start.code, start.stderr).toBe(0);
     // Type=notify: `systemctl start` returned, so READY was sent, after the stand-in said it is up
     // journald ingests the service's output asynchronously: wait until the lines have landed
-    const log = await eventually('journal lines', async () => {
-      const j = await journal();
-      return j.includes('k3s is up and running') && j.includes('wrong-arch.tar:') ? j : undefined;
-    }, 30_000);
+    const log = await eventually(
+      'journal lines',
+      async () => {
+        const j = await journal();
+        return j.includes('k3s is up and running') && j.includes('wrong-arch.tar:') ? j : undefined;
+      },
+      30_000,
+    );
     expect(log).toContain('Unknown flag --not-a-k3s-flag found in config.yaml, skipping');
     expect(log).toContain('Imported docker.io/rancher/mirrored-pause:3.10.2');
     expect(log).toMatch(/Error encountered while importing \/var\/lib\/rancher\/k3s\/agent\/images\/wrong-arch\.tar: .+/);
@@ -146,13 +164,18 @@ describe('k3s stand-in under systemd', () => {
     const password = (await sh('cat /etc/rancher/k3s/cluster-token')).stdout.trim();
     expect(token).toMatch(new RegExp(`^K10[0-9a-f]{64}::server:${password}$`));
     // containerd's certs.d as k3s renders it from registries.yaml: only the refusing loopback mirror, no fallback
-    const hosts = await sh('cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml /var/lib/rancher/k3s/agent/etc/containerd/certs.d/_default/hosts.toml');
+    const hosts = await sh(
+      'cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml /var/lib/rancher/k3s/agent/etc/containerd/certs.d/_default/hosts.toml',
+    );
     expect(hosts.code, hosts.stderr).toBe(0);
     expect(hosts.stdout).toContain('[host."http://127.0.0.1:1/v2"]');
     expect(hosts.stdout).not.toMatch(/^server =/m);
     expect((await kubectl('get --raw /readyz')).stdout.trim()).toBe('ok');
     await eventually('node Ready', async () => /\bReady\b/.test((await kubectl('get nodes')).stdout) || undefined);
-    await eventually('coredns available', async () => (await kubectl('-n kube-system rollout status deploy/coredns --timeout=5s')).code === 0 || undefined);
+    await eventually(
+      'coredns available',
+      async () => (await kubectl('-n kube-system rollout status deploy/coredns --timeout=5s')).code === 0 || undefined,
+    );
   });
 
   it('serves the Kubernetes API over TLS on 6443 to the client certificate in k3s.yaml, and no one else', async () => {
@@ -165,7 +188,13 @@ describe('k3s stand-in under systemd', () => {
     const get = (withCert: boolean) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
         const req = https.request(
-          { host: pop!.sshHost, port: 6443, path: '/api/v1/nodes', ca: b(kc.clusters[0]!.cluster['certificate-authority-data']), ...(withCert ? { cert: b(kc.users[0]!.user['client-certificate-data']), key: b(kc.users[0]!.user['client-key-data']) } : {}) },
+          {
+            host: pop!.sshHost,
+            port: 6443,
+            path: '/api/v1/nodes',
+            ca: b(kc.clusters[0]!.cluster['certificate-authority-data']),
+            ...(withCert ? { cert: b(kc.users[0]!.user['client-certificate-data']), key: b(kc.users[0]!.user['client-key-data']) } : {}),
+          },
           (res) => {
             let body = '';
             res.on('data', (c) => (body += c));
@@ -175,10 +204,14 @@ describe('k3s stand-in under systemd', () => {
         req.on('error', reject);
         req.end();
       });
-    const ok = await eventually('node listed', async () => {
-      const r = await get(true);
-      return r.status === 200 && (JSON.parse(r.body) as { items: unknown[] }).items.length > 0 ? r : undefined;
-    }, 60_000);
+    const ok = await eventually(
+      'node listed',
+      async () => {
+        const r = await get(true);
+        return r.status === 200 && (JSON.parse(r.body) as { items: unknown[] }).items.length > 0 ? r : undefined;
+      },
+      60_000,
+    );
     const nodes = JSON.parse(ok.body) as { items: Array<{ metadata: { name: string; labels: Record<string, string> } }> };
     expect(nodes.items[0]!.metadata.name).toBe(pop!.name);
     expect(nodes.items[0]!.metadata.labels['kubernetes.io/arch']).toBe('amd64');
@@ -186,7 +219,7 @@ describe('k3s stand-in under systemd', () => {
     expect([401, 403]).toContain((await get(false)).status);
   });
 
-  it('fails a HelmChart whose chart file is missing: helm\'s error in the crash-looping pod\'s log, klipper\'s line as termination message, then Job and HelmChart Failed', async () => {
+  it("fails a HelmChart whose chart file is missing: helm's error in the crash-looping pod's log, klipper's line as termination message, then Job and HelmChart Failed", async () => {
     const hc = {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
@@ -195,19 +228,42 @@ describe('k3s stand-in under systemd', () => {
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/nochart.yaml', YAML.stringify(hc));
     // between tries (restartPolicy OnFailure, kubelet back-off 10 s) the pod is in CrashLoopBackOff
-    const last = await eventually('CrashLoopBackOff', async () => {
-      const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-nochart -o json')).stdout;
-      const cs = (JSON.parse(j || '{"items":[]}') as { items: Array<{ status?: { containerStatuses?: Array<{ state: { waiting?: { reason: string } }; lastState?: { terminated?: { exitCode: number; message: string } } }> } }> }).items[0]?.status?.containerStatuses?.[0];
-      return cs?.state.waiting?.reason === 'CrashLoopBackOff' ? cs.lastState?.terminated : undefined;
-    }, 60_000);
+    const last = await eventually(
+      'CrashLoopBackOff',
+      async () => {
+        const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-nochart -o json')).stdout;
+        const cs = (
+          JSON.parse(j || '{"items":[]}') as {
+            items: Array<{
+              status?: {
+                containerStatuses?: Array<{
+                  state: { waiting?: { reason: string } };
+                  lastState?: { terminated?: { exitCode: number; message: string } };
+                }>;
+              };
+            }>;
+          }
+        ).items[0]?.status?.containerStatuses?.[0];
+        return cs?.state.waiting?.reason === 'CrashLoopBackOff' ? cs.lastState?.terminated : undefined;
+      },
+      60_000,
+    );
     expect(last?.exitCode).toBe(1);
     expect(last?.message).toBe('Installing helm chart\n');
-    expect((await kubectl('-n kube-system logs job/helm-install-nochart')).stdout).toContain('Error: INSTALLATION FAILED: failed to fetch https://10.43.0.1:443/static/charts/nochart-1.0.0.tgz : 404 Not Found');
-    await eventually('job failed', async () => (await kubectl('-n kube-system wait --for=condition=Failed job/helm-install-nochart --timeout=5s')).code === 0 || undefined);
+    expect((await kubectl('-n kube-system logs job/helm-install-nochart')).stdout).toContain(
+      'Error: INSTALLATION FAILED: failed to fetch https://10.43.0.1:443/static/charts/nochart-1.0.0.tgz : 404 Not Found',
+    );
+    await eventually(
+      'job failed',
+      async () =>
+        (await kubectl('-n kube-system wait --for=condition=Failed job/helm-install-nochart --timeout=5s')).code === 0 || undefined,
+    );
     // the Job controller deleted the pod, and its log with it
     expect((await kubectl('-n kube-system logs job/helm-install-nochart')).code).not.toBe(0);
     const failed = await eventually('HelmChart Failed', async () => {
-      const status = JSON.parse((await kubectl('-n kube-system get helmchart nochart -o json')).stdout) as { status?: { conditions?: Array<{ type: string; status: string; reason?: string; message: string }> } };
+      const status = JSON.parse((await kubectl('-n kube-system get helmchart nochart -o json')).stdout) as {
+        status?: { conditions?: Array<{ type: string; status: string; reason?: string; message: string }> };
+      };
       return status.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
     });
     expect(failed.reason).toBe('Job failed');
@@ -220,35 +276,66 @@ describe('k3s stand-in under systemd', () => {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
       metadata: { name: 'fsm', namespace: 'kube-system' },
-      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-system', createNamespace: true, failurePolicy: 'abort', valuesContent: YAML.stringify(FSM_VALUES) },
+      spec: {
+        chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+        targetNamespace: 'fsm-system',
+        createNamespace: true,
+        failurePolicy: 'abort',
+        valuesContent: YAML.stringify(FSM_VALUES),
+      },
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/fsm.yaml', YAML.stringify(hc));
-    await eventually('helm-install-fsm complete', async () => (await kubectl('-n kube-system wait --for=condition=Complete job/helm-install-fsm --timeout=5s')).code === 0 || undefined);
+    await eventually(
+      'helm-install-fsm complete',
+      async () => (await kubectl('-n kube-system wait --for=condition=Complete job/helm-install-fsm --timeout=5s')).code === 0 || undefined,
+    );
     for (const d of ['fsm-controller', 'fsm-bootstrap', 'fsm-injector', 'fsm-ingress']) {
       await eventually(d, async () => (await kubectl(`-n fsm-system rollout status deploy/${d} --timeout=5s`)).code === 0 || undefined);
     }
-    await eventually('MeshConfig', async () => (await kubectl('-n fsm-system get meshconfig fsm-mesh-config -o jsonpath={.spec.traffic.interceptionMode}')).stdout === 'NodeLevel' || undefined);
+    await eventually(
+      'MeshConfig',
+      async () =>
+        (await kubectl('-n fsm-system get meshconfig fsm-mesh-config -o jsonpath={.spec.traffic.interceptionMode}')).stdout ===
+          'NodeLevel' || undefined,
+    );
     const pod = await eventually('xnetwork pod reason', async () => {
-      const s = (await kubectl('-n fsm-system get pods -l app=fsm-xnetwork -o jsonpath={.items[0].status.containerStatuses[0].state.waiting.message}')).stdout;
+      const s = (
+        await kubectl(
+          '-n fsm-system get pods -l app=fsm-xnetwork -o jsonpath={.items[0].status.containerStatuses[0].state.waiting.message}',
+        )
+      ).stdout;
       return s || undefined;
     });
     expect(pod).toContain('bpf filesystem is not mounted at /opt/bpf');
     expect((await sh('mkdir -p /opt/bpf && mount -t bpf bpf /opt/bpf')).code).toBe(0);
-    await eventually('xnetwork ready', async () => (await kubectl('-n fsm-system rollout status ds/fsm-xnetwork --timeout=5s')).code === 0 || undefined);
+    await eventually(
+      'xnetwork ready',
+      async () => (await kubectl('-n fsm-system rollout status ds/fsm-xnetwork --timeout=5s')).code === 0 || undefined,
+    );
   });
 
-  it('a HelmChart whose values break the chart schema fails with helm\'s schema error (in the pod\'s log)', async () => {
+  it("a HelmChart whose values break the chart schema fails with helm's schema error (in the pod's log)", async () => {
     const hc = {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
       metadata: { name: 'fsm-bad', namespace: 'kube-system' },
-      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-bad', createNamespace: true, backOffLimit: 2, valuesContent: 'fsm:\n  image:\n    pullPolicy: Sometimes\n' },
+      spec: {
+        chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+        targetNamespace: 'fsm-bad',
+        createNamespace: true,
+        backOffLimit: 2,
+        valuesContent: 'fsm:\n  image:\n    pullPolicy: Sometimes\n',
+      },
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/fsm-bad.yaml', YAML.stringify(hc));
-    const out = await eventually('helm error in the log', async () => {
-      const r = await kubectl('-n kube-system logs job/helm-install-fsm-bad');
-      return r.stdout.includes("values don't meet the specifications of the schema(s)") ? r.stdout : undefined;
-    }, 60_000);
+    const out = await eventually(
+      'helm error in the log',
+      async () => {
+        const r = await kubectl('-n kube-system logs job/helm-install-fsm-bad');
+        return r.stdout.includes("values don't meet the specifications of the schema(s)") ? r.stdout : undefined;
+      },
+      60_000,
+    );
     expect(out).toContain('fsm.image.pullPolicy');
   });
 
@@ -258,32 +345,74 @@ describe('k3s stand-in under systemd', () => {
       apiVersion: 'helm.cattle.io/v1',
       kind: 'HelmChart',
       metadata: { name: 'fsm-sticky', namespace: 'kube-system' },
-      spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-sticky', createNamespace: true, failurePolicy: 'abort', backOffLimit: 3, timeout: '3s', valuesContent: YAML.stringify({ ...FSM_VALUES, fsm: { ...FSM_VALUES.fsm, image: { name: { fsmPreinstall: 'fsm-preinstall-not-imported' } } } }) },
+      spec: {
+        chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+        targetNamespace: 'fsm-sticky',
+        createNamespace: true,
+        failurePolicy: 'abort',
+        backOffLimit: 3,
+        timeout: '3s',
+        valuesContent: YAML.stringify({
+          ...FSM_VALUES,
+          fsm: { ...FSM_VALUES.fsm, image: { name: { fsmPreinstall: 'fsm-preinstall-not-imported' } } },
+        }),
+      },
     };
     await sh('cat > /var/lib/rancher/k3s/server/manifests/fsm-sticky.yaml', YAML.stringify(hc));
-    const hook = await eventually('hook pod waits for its image', async () => (await kubectl('-n fsm-sticky get pods -l job-name=fsm-preinstall -o jsonpath={.items[0].status.containerStatuses[0].state.waiting.message}')).stdout || undefined, 60_000);
+    const hook = await eventually(
+      'hook pod waits for its image',
+      async () =>
+        (
+          await kubectl(
+            '-n fsm-sticky get pods -l job-name=fsm-preinstall -o jsonpath={.items[0].status.containerStatuses[0].state.waiting.message}',
+          )
+        ).stdout || undefined,
+      60_000,
+    );
     expect(hook).toContain('dial tcp 127.0.0.1:1: connect: connection refused');
-    await eventually('release failed', async () => (await kubectl('-n fsm-sticky get secret -l owner=helm,name=fsm-sticky,status=failed -o name')).stdout.trim() || undefined, 60_000);
-    await eventually('waiting for operator intervention', async () => {
-      const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-fsm-sticky -o json')).stdout;
-      return /Release status is 'failed' and failure policy is 'abort'; waiting for operator intervention/.test(j) || undefined;
-    }, 120_000);
+    await eventually(
+      'release failed',
+      async () =>
+        (await kubectl('-n fsm-sticky get secret -l owner=helm,name=fsm-sticky,status=failed -o name')).stdout.trim() || undefined,
+      60_000,
+    );
+    await eventually(
+      'waiting for operator intervention',
+      async () => {
+        const j = (await kubectl('-n kube-system get pods -l job-name=helm-install-fsm-sticky -o json')).stdout;
+        return /Release status is 'failed' and failure policy is 'abort'; waiting for operator intervention/.test(j) || undefined;
+      },
+      120_000,
+    );
     await kubectl('-n kube-system delete helmchart fsm-sticky');
-    await eventually('HelmChart uninstalled and gone', async () => (await kubectl('-n kube-system get helmchart fsm-sticky')).code !== 0 || undefined, 120_000);
+    await eventually(
+      'HelmChart uninstalled and gone',
+      async () => (await kubectl('-n kube-system get helmchart fsm-sticky')).code !== 0 || undefined,
+      120_000,
+    );
     expect((await kubectl('-n fsm-sticky get secret -l owner=helm -o name')).stdout.trim()).toBe('');
-    expect((await kubectl('-n kube-system get events -o json')).stdout).toContain('Uninstalled HelmChart using Job kube-system/helm-delete-fsm-sticky');
+    expect((await kubectl('-n kube-system get events -o json')).stdout).toContain(
+      'Uninstalled HelmChart using Job kube-system/helm-delete-fsm-sticky',
+    );
   });
 
   it('etcd-snapshot save + cluster-reset restore bring back the state of the snapshot (embedded etcd only)', async () => {
     expect((await sh('k3s etcd-snapshot save')).stderr).toContain('etcd database not found in /var/lib/rancher/k3s/server/db');
-    await sh("printf 'cluster-init: true\\n' > /etc/rancher/k3s/config.yaml.d-etcd && mkdir -p /etc/rancher/k3s/config.yaml.d && mv /etc/rancher/k3s/config.yaml.d-etcd /etc/rancher/k3s/config.yaml.d/50-etcd.yaml");
+    await sh(
+      "printf 'cluster-init: true\\n' > /etc/rancher/k3s/config.yaml.d-etcd && mkdir -p /etc/rancher/k3s/config.yaml.d && mv /etc/rancher/k3s/config.yaml.d-etcd /etc/rancher/k3s/config.yaml.d/50-etcd.yaml",
+    );
     expect((await sh('systemctl restart k3s')).code).toBe(0);
     expect((await sh('ls /var/lib/rancher/k3s/server/db')).stdout).toContain('state.standin.json.migrated');
-    expect((await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-snapshot}\nEOF')).code).toBe(0);
+    expect(
+      (await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-snapshot}\nEOF'))
+        .code,
+    ).toBe(0);
     const save = await sh('sleep 1; k3s etcd-snapshot save');
     expect(save.stderr).toMatch(/Snapshot on-demand-pop\d+-\d+ saved\./);
     const snap = (await sh('k3s etcd-snapshot ls')).stdout.split('\n')[1]!.split(/\s+/)[0]!;
-    expect((await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-snapshot}\nEOF')).code).toBe(0);
+    expect(
+      (await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-snapshot}\nEOF')).code,
+    ).toBe(0);
     expect((await sh(`k3s server --cluster-reset --cluster-reset-restore-path=${snap}`)).code).not.toBe(0); // k3s still running
     await sh('systemctl stop k3s');
     const reset = await sh(`k3s server --cluster-reset --cluster-reset-restore-path=${snap}`);
@@ -297,13 +426,19 @@ describe('k3s stand-in under systemd', () => {
 
   it('`systemctl kill k3s` really stops it and containerd; the restart imports the archives again', async () => {
     const before = (await journal()).split('Importing images from /var/lib/rancher/k3s/agent/images/good.tar').length;
-    const pids = (await sh('systemctl show -p MainPID --value k3s; pgrep -f "^containerd -c /var/lib/rancher/k3s"')).stdout.trim().split('\n');
+    const pids = (await sh('systemctl show -p MainPID --value k3s; pgrep -f "^containerd -c /var/lib/rancher/k3s"')).stdout
+      .trim()
+      .split('\n');
     expect(pids.length).toBe(2);
     await sh('systemctl kill --signal=SIGKILL k3s');
     await eventually('old processes gone', async () => (await sh(`kill -0 ${pids.join(' ')} 2>/dev/null`)).code !== 0 || undefined, 20_000);
-    await eventually('restarted and re-imported', async () => {
-      const n = (await journal()).split('Importing images from /var/lib/rancher/k3s/agent/images/good.tar').length;
-      return n > before && (await sh('systemctl is-active k3s')).stdout.trim() === 'active' ? true : undefined;
-    }, 60_000);
+    await eventually(
+      'restarted and re-imported',
+      async () => {
+        const n = (await journal()).split('Importing images from /var/lib/rancher/k3s/agent/images/good.tar').length;
+        return n > before && (await sh('systemctl is-active k3s')).stdout.trim() === 'active' ? true : undefined;
+      },
+      60_000,
+    );
   });
 });

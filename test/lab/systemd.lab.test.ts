@@ -74,19 +74,32 @@ describe('systemd POP (amd64)', () => {
       'systemd-run --unit=lab-containerd --property=Type=notify containerd >/dev/null && ctr version >/dev/null && echo up',
     );
     expect(start.stdout).toBe('up\n');
-    const imp = await popExec(pop, 'ctr -n k8s.io images import --platform linux/amd64 - && ctr -n k8s.io images mount docker.io/lab/hello:amd64 /mnt >/dev/null && cat /mnt/hello.txt && umount /mnt', {
-      input: fs.readFileSync(tar),
-    });
+    const imp = await popExec(
+      pop,
+      'ctr -n k8s.io images import --platform linux/amd64 - && ctr -n k8s.io images mount docker.io/lab/hello:amd64 /mnt >/dev/null && cat /mnt/hello.txt && umount /mnt',
+      {
+        input: fs.readFileSync(tar),
+      },
+    );
     expect(imp.stdout).toContain('hello amd64\n');
-    const wrong = await popExec(pop, 'ctr -n k8s.io images import --platform linux/arm64 -', { input: fs.readFileSync(tar), allowFail: true });
+    const wrong = await popExec(pop, 'ctr -n k8s.io images import --platform linux/arm64 -', {
+      input: fs.readFileSync(tar),
+      allowFail: true,
+    });
     expect(wrong.code).not.toBe(0);
   });
 
   it('a server on the POP’s 0.0.0.0:6443 is reachable from lab-hub and through the host forwarder', async () => {
-    await popExec(pop, `systemd-run --unit=lab-6443 node -e "require('net').createServer((s) => s.end('pop-api ' + require('os').hostname())).listen(6443, '0.0.0.0')" >/dev/null`);
+    await popExec(
+      pop,
+      `systemd-run --unit=lab-6443 node -e "require('net').createServer((s) => s.end('pop-api ' + require('os').hostname())).listen(6443, '0.0.0.0')" >/dev/null`,
+    );
     const read = (argv: string[]) => run(argv[0]!, argv.slice(1), { allowFail: true }).then((r) => r.stdout);
-    await waitFor('6443 from lab-hub', async () =>
-      (await inNetns(HUB_NETNS, ['bash', '-c', `exec 3<>/dev/tcp/${pop.labAddress}/6443; cat <&3`], { allowFail: true })).stdout === `pop-api ${pop.name}`,
+    await waitFor(
+      '6443 from lab-hub',
+      async () =>
+        (await inNetns(HUB_NETNS, ['bash', '-c', `exec 3<>/dev/tcp/${pop.labAddress}/6443; cat <&3`], { allowFail: true })).stdout ===
+        `pop-api ${pop.name}`,
     );
     expect(await read(['bash', '-c', `exec 3<>/dev/tcp/${pop.sshHost}/6443; cat <&3`])).toBe(`pop-api ${pop.name}`);
   });

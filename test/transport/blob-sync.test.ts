@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
 import type { BlobWant, SyncProgress } from '../../src/transport/host.js';
 import { LocalHost } from '../../src/transport/local-host.js';
-import { BlobSyncError, BlobVerifyError, parseHave, parseStoredBlobs, storedBlobsScript, writerScript } from '../../src/transport/blob-sync.js';
+import {
+  BlobSyncError,
+  BlobVerifyError,
+  parseHave,
+  parseStoredBlobs,
+  storedBlobsScript,
+  writerScript,
+} from '../../src/transport/blob-sync.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fsm-edge-blobsync-'));
 function blob(name: string, data: Buffer): BlobWant & { hex: string; data: Buffer } {
@@ -92,7 +99,7 @@ describe('blob sync (LocalHost, real POP-side script)', () => {
     expect(stored(store, small.hex).equals(small.data)).toBe(true);
   });
 
-  it('never touches another run\'s writer: its partial is left alone while its lock is held', async () => {
+  it("never touches another run's writer: its partial is left alone while its lock is held", async () => {
     const store = freshStore('f');
     mkdirSync(join(store, 'partial'), { recursive: true });
     mkdirSync(join(store, 'lock'), { recursive: true });
@@ -175,9 +182,13 @@ describe('blob sync (LocalHost, real POP-side script)', () => {
 
   it('refuses bad input before touching the store', async () => {
     const store = freshStore('h');
-    await expect(host.syncBlobs([{ digest: 'md5:abc', size: 1, sourcePath: small.sourcePath }], { storeDir: store })).rejects.toThrow(/sha256:<64 hex>/);
+    await expect(host.syncBlobs([{ digest: 'md5:abc', size: 1, sourcePath: small.sourcePath }], { storeDir: store })).rejects.toThrow(
+      /sha256:<64 hex>/,
+    );
     await expect(host.syncBlobs([{ ...small, size: 99 }], { storeDir: store })).rejects.toThrow(BlobSyncError);
-    await expect(host.syncBlobs([{ ...small, sourcePath: join(root, 'missing') }], { storeDir: store })).rejects.toThrow(/cannot read its source/);
+    await expect(host.syncBlobs([{ ...small, sourcePath: join(root, 'missing') }], { storeDir: store })).rejects.toThrow(
+      /cannot read its source/,
+    );
     expect(existsSync(store)).toBe(false);
   });
 });

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, afterAll } from 'vitest';
 import { parse } from 'yaml';
-import { addPinsToYaml, checkHostKey, fingerprintSha256, keyType, normalizeFingerprint, recordHostKeyPins } from '../../src/transport/host-keys.js';
+import {
+  addPinsToYaml,
+  checkHostKey,
+  fingerprintSha256,
+  keyType,
+  normalizeFingerprint,
+  recordHostKeyPins,
+} from '../../src/transport/host-keys.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-hostkeys-'));
 function keyPair(type: 'ed25519' | 'ecdsa', name: string): { blob: Buffer; fp: string } {
@@ -84,18 +91,26 @@ spec:
     expect(out).toMatch(/hostKeys: \[ "SHA256:A{43}" \]/);
     expect(out).toMatch(/- host: bastion.example # first hop\n\s+user: ops\n\s+hostKeys: \[ "SHA256:B{43}" \]/);
     // idempotent: the same pin is not added twice
-    const again = addPinsToYaml(out, [{ hop: { kind: 'target' }, label: 't', fingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }]);
+    const again = addPinsToYaml(out, [
+      { hop: { kind: 'target' }, label: 't', fingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+    ]);
     expect(again).toBe(out);
   });
   it('picks the named Site in a multi-document file and leaves the others byte-identical', async () => {
     const other = `---\nkind: Site\nmetadata: {name: other}   # odd spacing kept\nspec:\n  ssh: {host: x, user: pop}\n`;
     const f = join(dir, 'fleet.yaml');
     writeFileSync(f, site + other);
-    await recordHostKeyPins(f, [{ hop: { kind: 'target' }, label: 't', fingerprint: 'SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC' }], 'pop-berlin-1');
+    await recordHostKeyPins(
+      f,
+      [{ hop: { kind: 'target' }, label: 't', fingerprint: 'SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC' }],
+      'pop-berlin-1',
+    );
     const text = readFileSync(f, 'utf8');
     expect(text.endsWith(other)).toBe(true);
     expect(text).toContain('SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC');
-    expect(() => addPinsToYaml(site, [{ hop: { kind: 'jump', index: 3 }, label: 'j', fingerprint: 'SHA256:x' }])).toThrow(/jumpHosts\[3\] does not exist/);
+    expect(() => addPinsToYaml(site, [{ hop: { kind: 'jump', index: 3 }, label: 'j', fingerprint: 'SHA256:x' }])).toThrow(
+      /jumpHosts\[3\] does not exist/,
+    );
     expect(() => addPinsToYaml(site, [], 'nope')).toThrow(/no Site document named nope/);
   });
   it('pins a site written inline in a Fleet (its own spec; a shared bastion from the defaults goes in the defaults)', () => {
@@ -120,7 +135,9 @@ spec:
       ],
       'pop-b',
     );
-    const doc = parse(out) as { spec: { defaults: { ssh: { jumpHosts: Array<{ hostKeys?: string[] }> } }; sites: Array<{ spec?: { ssh: { hostKeys?: string[] } } }> } };
+    const doc = parse(out) as {
+      spec: { defaults: { ssh: { jumpHosts: Array<{ hostKeys?: string[] }> } }; sites: Array<{ spec?: { ssh: { hostKeys?: string[] } } }> };
+    };
     expect(doc.spec.sites[1]!.spec!.ssh.hostKeys).toEqual(['SHA256:DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD']);
     expect(doc.spec.sites[0]!.spec!.ssh.hostKeys).toBeUndefined();
     expect(doc.spec.defaults.ssh.jumpHosts[0]!.hostKeys).toEqual(['SHA256:EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE']);

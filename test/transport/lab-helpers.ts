@@ -21,7 +21,11 @@ export function targetOf(pop: PopInfo, over: Partial<SshTarget> = {}): SshTarget
 export async function traceSessions(pop: PopInfo, user = 'pop'): Promise<void> {
   const home = user === 'root' ? '/root' : `/home/${user}`;
   const rc = `#!/bin/sh\necho "$(date +%s.%N) $(id -un)" >> /tmp/sessions\n`;
-  await popExec(pop, `cat > ${home}/.ssh/rc && chmod 755 ${home}/.ssh/rc && chown ${user} ${home}/.ssh/rc && touch /tmp/sessions && chmod 666 /tmp/sessions`, { input: rc });
+  await popExec(
+    pop,
+    `cat > ${home}/.ssh/rc && chmod 755 ${home}/.ssh/rc && chown ${user} ${home}/.ssh/rc && touch /tmp/sessions && chmod 666 /tmp/sessions`,
+    { input: rc },
+  );
 }
 
 export async function sessionCount(pop: PopInfo): Promise<number> {
@@ -43,7 +47,9 @@ export async function sampleArgv(pop: PopInfo, stop: Promise<unknown>): Promise<
   const seen = new Set<string>();
   let samples = 0;
   while (!done || samples < 2) {
-    const r = await popExec(pop, 'ps -eo args; for p in /proc/[0-9]*; do tr "\\0" " " < $p/environ 2>/dev/null; echo; done', { allowFail: true });
+    const r = await popExec(pop, 'ps -eo args; for p in /proc/[0-9]*; do tr "\\0" " " < $p/environ 2>/dev/null; echo; done', {
+      allowFail: true,
+    });
     for (const l of r.stdout.split('\n')) if (l.trim()) seen.add(l.trim());
     samples++;
   }

@@ -21,7 +21,7 @@ describe('LocalHost command bounds', () => {
     await expect(h.readFile(fifo)).rejects.toBeInstanceOf(CommandTimeoutError); // a read that never ends
   });
 
-  it('a per-call timeout overrides the default; a command\'s own exit 124 is not a timeout', async () => {
+  it("a per-call timeout overrides the default; a command's own exit 124 is not a timeout", async () => {
     const h = new LocalHost({ name: 'pop', sudo: false, defaultTimeoutMs: 1000 });
     expect(await h.run('sleep 1.5; echo done', { timeoutMs: 10_000 })).toBe('done\n');
     expect((await h.exec('exit 124')).code).toBe(124);

@@ -12,7 +12,13 @@ import { parseOwner } from '../../src/transport/pop-lock.js';
 const root = mkdtempSync(join(tmpdir(), 'fsm-edge-poplock-'));
 let n = 0;
 const lockPath = () => join(root, `lock-${++n}`, 'lock');
-const owner = (runId: string, controller = 'ctl-a'): LockOwner => ({ controller, runId, operation: 'install', startedAt: '2026-11-29T07:00:00.000Z', pid: 4242 });
+const owner = (runId: string, controller = 'ctl-a'): LockOwner => ({
+  controller,
+  runId,
+  operation: 'install',
+  startedAt: '2026-11-29T07:00:00.000Z',
+  pid: 4242,
+});
 const host = (lp: string) => new LocalHost({ name: 'pop', sudo: false, lockPath: lp });
 
 async function refusal(p: Promise<unknown>): Promise<PopLockedError> {
@@ -55,9 +61,13 @@ describe('POP lock (LocalHost, real holder script)', () => {
 
   it('dies with the controller: SIGKILL of the process holding it frees the lock', async () => {
     const lp = lockPath();
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'hold-lock.ts'), JSON.stringify({ local: { lockPath: lp } })], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'hold-lock.ts'), JSON.stringify({ local: { lockPath: lp } })],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
       child.on('exit', (c) => reject(new Error(`holder child exited ${c}`)));

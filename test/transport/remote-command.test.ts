@@ -24,14 +24,18 @@ describe('sudoFailure', () => {
     expect(e?.message).toContain('/etc/sudoers.d/');
   });
   it('explains a user who is not in sudoers at all', () => {
-    expect(sudoFailure('pop3', 'pop', nopw, 1, 'sudo: pop is not in the sudoers file.  This incident will be reported.')?.message).toMatch(/^user pop may not run sudo on pop3: add/);
+    expect(sudoFailure('pop3', 'pop', nopw, 1, 'sudo: pop is not in the sudoers file.  This incident will be reported.')?.message).toMatch(
+      /^user pop may not run sudo on pop3: add/,
+    );
     expect(sudoFailure('pop3', 'pop', nopw, 1, 'Sorry, user pop may not run sudo on pop3.')?.message).toMatch(/may not run sudo/);
   });
   it('explains a wrong password and a missing sudo', () => {
-    expect(sudoFailure('pop3', 'pop', { kind: 'password' }, 1, 'Sorry, try again.\nsudo: 1 incorrect password attempt')?.message).toMatch(/rejected the password/);
+    expect(sudoFailure('pop3', 'pop', { kind: 'password' }, 1, 'Sorry, try again.\nsudo: 1 incorrect password attempt')?.message).toMatch(
+      /rejected the password/,
+    );
     expect(sudoFailure('pop3', 'pop', nopw, 127, 'sh: 1: sudo: not found')?.message).toMatch(/sudo is not installed on pop3/);
   });
-  it('leaves the command\'s own failures alone', () => {
+  it("leaves the command's own failures alone", () => {
     expect(sudoFailure('pop3', 'pop', nopw, 2, 'ls: cannot access x')).toBeUndefined();
     expect(sudoFailure('pop3', 'pop', { kind: 'none' }, 1, 'sudo: a password is required')).toBeUndefined();
   });

@@ -50,7 +50,9 @@ describe.each([
       const data = Buffer.from([0, 1, 2, 255, 10, 13]);
       await h.writeFile('/etc/fsm-edge/probe.bin', data, { sudo: true, mode: 0o600 });
       expect((await h.readFile('/etc/fsm-edge/probe.bin', { sudo: true }))?.equals(data)).toBe(true);
-      expect((await popExec(pop(), 'stat -c "%a %U" /etc/fsm-edge/probe.bin; ls -a /etc/fsm-edge')).stdout).toBe('600 root\n.\n..\nprobe.bin\n');
+      expect((await popExec(pop(), 'stat -c "%a %U" /etc/fsm-edge/probe.bin; ls -a /etc/fsm-edge')).stdout).toBe(
+        '600 root\n.\n..\nprobe.bin\n',
+      );
       expect(await h.readFile('/etc/fsm-edge/none')).toBeUndefined();
       expect(await h.run('id -u', { sudo: true })).toBe('0\n');
       expect(await h.run('pwd', { cwd: '/var/lib' })).toBe('/var/lib\n');
@@ -69,7 +71,12 @@ describe.each([
     expect(msg).toContain(OTHER_PIN);
     expect(msg).toMatch(/hardware swap/);
     expect(await sessionCount(pop())).toBe(before);
-    expect(sshdLog(pop()).split('\n').slice(logBefore - 1).join('\n')).not.toMatch(/Accepted publickey/);
+    expect(
+      sshdLog(pop())
+        .split('\n')
+        .slice(logBefore - 1)
+        .join('\n'),
+    ).not.toMatch(/Accepted publickey/);
     // the trace does record sessions: a correctly pinned login shows up
     const ok = await SshHost.connect(targetOf(pop()));
     await ok.run('true');
@@ -108,7 +115,9 @@ describe.each([
     const no = await SshHost.connect(targetOf(pop(), { user: 'nosudo' }));
     const e1 = await no.run('id -u', { sudo: true }).catch((e: unknown) => e);
     expect(e1).toBeInstanceOf(SudoError);
-    expect((e1 as Error).message).toMatch(new RegExp(`user nosudo may not run sudo on ${pop().name}.*nosudo ALL=\\(ALL\\) NOPASSWD: ALL.*/etc/sudoers.d/`));
+    expect((e1 as Error).message).toMatch(
+      new RegExp(`user nosudo may not run sudo on ${pop().name}.*nosudo ALL=\\(ALL\\) NOPASSWD: ALL.*/etc/sudoers.d/`),
+    );
     await no.close();
 
     const nopw = await SshHost.connect(targetOf(pop(), { user: 'pwsudo' }));
@@ -117,7 +126,10 @@ describe.each([
     await nopw.close();
 
     const logs: string[] = [];
-    const pw = await SshHost.connect(targetOf(pop(), { user: 'pwsudo' }), { sudo: { password: 'Pw-s3cret-4-sudo' }, onLog: (l) => logs.push(l) });
+    const pw = await SshHost.connect(targetOf(pop(), { user: 'pwsudo' }), {
+      sudo: { password: 'Pw-s3cret-4-sudo' },
+      onLog: (l) => logs.push(l),
+    });
     const cmd = pw.run('id -u; sleep 2', { sudo: true });
     const seen = await sampleArgv(pop(), cmd);
     expect(await cmd).toBe('0\n');
@@ -148,7 +160,9 @@ describe.each([
 
   it('tunnels a local port to 127.0.0.1:6443 on the POP', async () => {
     const h = await SshHost.connect(targetOf(pop()));
-    await h.run(`setsid nohup node -e "require('net').createServer(s=>s.end('api:'+require('os').hostname()+'\\\\n')).listen(6443,'127.0.0.1')" >/dev/null 2>&1 < /dev/null &`);
+    await h.run(
+      `setsid nohup node -e "require('net').createServer(s=>s.end('api:'+require('os').hostname()+'\\\\n')).listen(6443,'127.0.0.1')" >/dev/null 2>&1 < /dev/null &`,
+    );
     // commands run under POSIX sh (every command is wrapped in `timeout … sh -c`): /dev/tcp needs bash
     await h.run(`for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/6443' 2>/dev/null && exit 0; sleep 0.1; done; exit 1`);
     const t = await h.tunnel(6443);
@@ -188,7 +202,13 @@ describe('jump hosts', () => {
     };
     const h = await SshHost.connect(target);
     // the POP sees the connection coming from the second jump host
-    expect((await h.run('echo $SSH_CONNECTION; uname -m')).split(/\s+/).filter(Boolean)).toEqual([amd2.labAddress, expect.any(String), arm.labAddress, '22', 'aarch64']);
+    expect((await h.run('echo $SSH_CONNECTION; uname -m')).split(/\s+/).filter(Boolean)).toEqual([
+      amd2.labAddress,
+      expect.any(String),
+      arm.labAddress,
+      '22',
+      'aarch64',
+    ]);
     await h.close();
 
     const bad = { ...target, jumpHosts: [target.jumpHosts[0]!, { ...target.jumpHosts[1]!, hostKeys: [OTHER_PIN] }] };

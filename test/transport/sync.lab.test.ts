@@ -39,7 +39,12 @@ describe.each(['amd64', 'arm64'])('blob sync to an %s POP', (arch) => {
   const pop = () => pops[arch]!;
   // short keepalive and handshake timeouts so a cut really drops the connection and reconnects cycle quickly
   const connect = () =>
-    SshHost.connect(targetOf(pop()), { keepaliveIntervalMs: 1000, keepaliveCountMax: 2, readyTimeoutMs: 4000, reconnect: { giveUpAfterMs: 120_000, maxDelayMs: 2000 } });
+    SshHost.connect(targetOf(pop()), {
+      keepaliveIntervalMs: 1000,
+      keepaliveCountMax: 2,
+      readyTimeoutMs: 4000,
+      reconnect: { giveUpAfterMs: 120_000, maxDelayMs: 2000 },
+    });
 
   it('survives three link cuts during a 32 MiB sync, resends at most a chunk per cut, and verifies', async () => {
     await shapeLink(pop(), { rateKbit: 20_000 });
@@ -111,7 +116,9 @@ describe.each(['amd64', 'arm64'])('blob sync to an %s POP', (arch) => {
       const eight = blobFile(`eight-${arch}`, 8 * 1024 * 1024);
       const up = await h.syncBlobs([eight], { storeDir: '/mnt/tiny/store' }).catch((e: unknown) => e);
       expect(up).toBeInstanceOf(DiskFullError);
-      expect((up as Error).message).toMatch(/not enough disk.*8\.0 MiB still to store in \/mnt\/tiny\/store, [0-9.]+ MiB free.*nothing was sent/);
+      expect((up as Error).message).toMatch(
+        /not enough disk.*8\.0 MiB still to store in \/mnt\/tiny\/store, [0-9.]+ MiB free.*nothing was sent/,
+      );
 
       // space that vanishes mid-transfer (another process fills the disk): the writer's ENOSPC is reported
       const three = blobFile(`three-${arch}`, 3 * 1024 * 1024);

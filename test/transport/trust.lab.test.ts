@@ -19,10 +19,21 @@ const LOCK = '/var/lib/fsm-edge/lock';
 const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-trust-lab-'));
 let pop: PopInfo;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const owner = (runId: string, controller: string): LockOwner => ({ controller, runId, operation: 'install', startedAt: new Date().toISOString(), pid: process.pid });
+const owner = (runId: string, controller: string): LockOwner => ({
+  controller,
+  runId,
+  operation: 'install',
+  startedAt: new Date().toISOString(),
+  pid: process.pid,
+});
 // short keepalive so a cut is noticed quickly; reconnects keep trying through the cut
 const connect = () =>
-  SshHost.connect(targetOf(pop), { keepaliveIntervalMs: 1000, keepaliveCountMax: 2, readyTimeoutMs: 4000, reconnect: { giveUpAfterMs: 120_000, maxDelayMs: 2000 } });
+  SshHost.connect(targetOf(pop), {
+    keepaliveIntervalMs: 1000,
+    keepaliveCountMax: 2,
+    readyTimeoutMs: 4000,
+    reconnect: { giveUpAfterMs: 120_000, maxDelayMs: 2000 },
+  });
 
 /** The first connect after restoring a link can meet a forwarder that is not ready yet: a few tries. */
 async function connectWhenUp(): Promise<SshHost> {
@@ -40,7 +51,12 @@ function blobFile(name: string, size: number): BlobWant & { hex: string } {
   const data = randomBytes(size);
   const sourcePath = join(dir, name);
   writeFileSync(sourcePath, data);
-  return { digest: `sha256:${createHash('sha256').update(data).digest('hex')}`, size, sourcePath, hex: createHash('sha256').update(data).digest('hex') };
+  return {
+    digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+    size,
+    sourcePath,
+    hex: createHash('sha256').update(data).digest('hex'),
+  };
 }
 
 async function refused(p: Promise<unknown>): Promise<PopLockedError> {
@@ -83,9 +99,18 @@ describe('the POP-wide lock over SSH', () => {
   });
 
   it('is freed when the controller process holding it is killed (SIGKILL)', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'hold-lock.ts'), JSON.stringify({ ssh: { target: targetOf(pop) }, runId: 'child-run' })], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'fixtures', 'hold-lock.ts'),
+        JSON.stringify({ ssh: { target: targetOf(pop) }, runId: 'child-run' }),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
       child.on('exit', (c) => reject(new Error(`lock-holding child exited ${c}`)));
@@ -115,7 +140,9 @@ describe('the POP-wide lock over SSH', () => {
       expect(a.stats().connects).toBeGreaterThanOrEqual(2);
       const e = await refused(b.lock(owner('run-b', 'controller-b')));
       expect(e.holder).toMatchObject({ runId: 'run-a' });
-      expect((await popExec(pop, `cut -d' ' -f1 ${LOCK}.holder; kill -0 ${staleHolder} 2>/dev/null && echo alive || echo gone`)).stdout).toMatch(/^\d+\ngone\n$/);
+      expect(
+        (await popExec(pop, `cut -d' ' -f1 ${LOCK}.holder; kill -0 ${staleHolder} 2>/dev/null && echo alive || echo gone`)).stdout,
+      ).toMatch(/^\d+\ngone\n$/);
       await la.release();
     } finally {
       await a.close();

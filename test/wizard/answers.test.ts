@@ -55,7 +55,11 @@ describe('parseSshTarget', () => {
 
   it('fills the user from a default and round-trips through formatSshTarget', () => {
     expect(parseSshTarget('10.0.0.5:2222', { user: 'pop' })).toEqual({ ok: true, target: { user: 'pop', host: '10.0.0.5', port: 2222 } });
-    for (const t of [{ user: 'pop', host: '10.0.0.5', port: 22 }, { user: 'pop', host: 'fd00::1', port: 2222 }, { user: 'pop', host: 'fd00::1', port: 22 }]) {
+    for (const t of [
+      { user: 'pop', host: '10.0.0.5', port: 22 },
+      { user: 'pop', host: 'fd00::1', port: 2222 },
+      { user: 'pop', host: 'fd00::1', port: 22 },
+    ]) {
       expect(parseSshTarget(formatSshTarget(t))).toEqual({ ok: true, target: t });
     }
   });
@@ -106,7 +110,13 @@ describe('reachability', () => {
 
 const answers = (over: Partial<WizardAnswers> = {}): WizardAnswers => ({
   name: 'pop-berlin-1',
-  pop: { user: 'pop', host: '10.99.0.11', port: 22, login: { identityFile: 'keys/id_ed25519', passphrase: { env: 'POP_KEY_PASS' } }, hostKeys: ['SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdA'] },
+  pop: {
+    user: 'pop',
+    host: '10.99.0.11',
+    port: 22,
+    login: { identityFile: 'keys/id_ed25519', passphrase: { env: 'POP_KEY_PASS' } },
+    hostKeys: ['SHA256:arnx6499M4j0+dWG9m6Z/VQIDfLERvDlhmiwnAihbdA'],
+  },
   mesh: { interception: 'auto', profile: 'edge-small', ingress: true },
   ...over,
 });
@@ -117,8 +127,21 @@ describe('answers → site.yaml', () => {
     fs.mkdirSync(path.join(d, 'keys'), { recursive: true });
     const file = path.join(d, 'site.yaml');
     const a = answers({
-      jump: { user: 'ops', host: 'gw.example.net', port: 2222, login: { agent: true }, hostKeys: ['SHA256:AV9+a8Wur0g3JAieklLME7UJUaa2lBJSJ2XP9NeAMG4'] },
-      hub: { ref: 'hub-eu', region: 'eu', zone: 'berlin', group: 'retail', gateway: { host: '10.99.0.11', port: 80 }, apiEndpoint: 'https://10.99.0.11:6443' },
+      jump: {
+        user: 'ops',
+        host: 'gw.example.net',
+        port: 2222,
+        login: { agent: true },
+        hostKeys: ['SHA256:AV9+a8Wur0g3JAieklLME7UJUaa2lBJSJ2XP9NeAMG4'],
+      },
+      hub: {
+        ref: 'hub-eu',
+        region: 'eu',
+        zone: 'berlin',
+        group: 'retail',
+        gateway: { host: '10.99.0.11', port: 80 },
+        apiEndpoint: 'https://10.99.0.11:6443',
+      },
       newHub: { name: 'hub-eu', kubeconfigFile: path.join(d, 'kubeconfig'), context: 'hub-admin' },
     });
     const cwd = process.cwd();
@@ -145,7 +168,12 @@ describe('answers → site.yaml', () => {
   it('keeps what the wizard does not ask about from the file it started from', () => {
     const base = {
       metadata: { name: 'old', labels: { tier: 'store' } },
-      spec: { arch: 'arm64', ssh: { sudo: { password: { env: 'SUDO_PW' } } }, k3s: { disable: ['traefik', 'servicelb'] }, mesh: { multicluster: false, interception: 'ebpf' } },
+      spec: {
+        arch: 'arm64',
+        ssh: { sudo: { password: { env: 'SUDO_PW' } } },
+        k3s: { disable: ['traefik', 'servicelb'] },
+        mesh: { multicluster: false, interception: 'ebpf' },
+      },
     };
     const s = siteData(answers(), 'site.yaml', base) as { metadata: { labels: unknown }; spec: Record<string, any> };
     expect(s.metadata.labels).toEqual({ tier: 'store' });
@@ -157,7 +185,12 @@ describe('answers → site.yaml', () => {
   });
 
   it('reports answers the schema refuses instead of writing them', () => {
-    const bad = siteData(answers({ hub: { ref: 'h', region: 'eu', zone: 'z', group: 'g', gateway: { host: '127.0.0.1', port: 80 }, apiEndpoint: 'https://x:6443' } }), 'site.yaml');
+    const bad = siteData(
+      answers({
+        hub: { ref: 'h', region: 'eu', zone: 'z', group: 'g', gateway: { host: '127.0.0.1', port: 80 }, apiEndpoint: 'https://x:6443' },
+      }),
+      'site.yaml',
+    );
     expect(checkDocuments(bad).join('\n')).toMatch(/loopback/);
   });
 
@@ -199,8 +232,14 @@ describe('hubs', () => {
   it('lists Hub documents and kubeconfig contexts with their servers, never their credentials', () => {
     const d = path.join(dir, 'hubs');
     fs.mkdirSync(d);
-    fs.writeFileSync(path.join(d, 'hub.yaml'), 'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: k }, context: adm }\n');
-    fs.writeFileSync(path.join(d, 'kubeconfig'), 'clusters: [{name: c1, cluster: {server: "https://10.0.0.1:6443"}}]\ncontexts: [{name: "Admin@Hub EU", context: {cluster: c1, user: u}}, {name: other, context: {cluster: none}}]\nusers: [{name: u, user: {token: abc}}]\n');
+    fs.writeFileSync(
+      path.join(d, 'hub.yaml'),
+      'apiVersion: edge.flomesh.io/v1alpha1\nkind: Hub\nmetadata: { name: hub-eu }\nspec: { kubeconfig: { file: k }, context: adm }\n',
+    );
+    fs.writeFileSync(
+      path.join(d, 'kubeconfig'),
+      'clusters: [{name: c1, cluster: {server: "https://10.0.0.1:6443"}}]\ncontexts: [{name: "Admin@Hub EU", context: {cluster: c1, user: u}}, {name: other, context: {cluster: none}}]\nusers: [{name: u, user: {token: abc}}]\n',
+    );
     expect(hubDocuments([], [d])).toEqual([{ kind: 'file', file: path.join(d, 'hub.yaml'), name: 'hub-eu', context: 'adm' }]);
     const ctx = kubeconfigContexts([path.join(d, 'kubeconfig')]);
     expect(ctx).toEqual([
@@ -219,9 +258,22 @@ describe('--yes', () => {
     const ask = new DefaultsAsk((l) => said.push(l));
     expect(await ask.text({ message: 'Site name', default: 'pop-1', validate: () => undefined })).toBe('pop-1');
     await expect(ask.text({ message: 'SSH target', flag: '--ssh' })).rejects.toThrow(/no default for “SSH target”/);
-    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({ kind: 'usage', fix: 'give another value with --ssh' });
-    expect(await ask.choose({ message: 'Pick', choices: [{ value: 1, name: 'one', disabled: 'broken' }, { value: 2, name: 'two' }] })).toBe(2);
-    await expect(ask.choose({ message: 'Bundle', choices: [{ value: 1, name: 'one', disabled: 'unsigned' }], flag: '--bundle' })).rejects.toThrow(/one: unsigned/);
+    await expect(ask.text({ message: 'SSH target', default: 'x', validate: () => 'nope', flag: '--ssh' })).rejects.toMatchObject({
+      kind: 'usage',
+      fix: 'give another value with --ssh',
+    });
+    expect(
+      await ask.choose({
+        message: 'Pick',
+        choices: [
+          { value: 1, name: 'one', disabled: 'broken' },
+          { value: 2, name: 'two' },
+        ],
+      }),
+    ).toBe(2);
+    await expect(
+      ask.choose({ message: 'Bundle', choices: [{ value: 1, name: 'one', disabled: 'unsigned' }], flag: '--bundle' }),
+    ).rejects.toThrow(/one: unsigned/);
     expect(await ask.yesNo({ message: 'Go?', default: false })).toBe(false);
     expect(said).toEqual(['? Site name pop-1', '? Pick two', '? Go? no']);
   });
@@ -271,7 +323,13 @@ describe('writing the file', () => {
   });
 
   it('prints the install command as it would be typed', () => {
-    const argv = installArgv({ siteFile: 'my site.yaml', bundleDir: 'airgap/bundles/lab', trustKeys: ['k.pub'], hubFile: 'hub.yaml', dryRun: true });
+    const argv = installArgv({
+      siteFile: 'my site.yaml',
+      bundleDir: 'airgap/bundles/lab',
+      trustKeys: ['k.pub'],
+      hubFile: 'hub.yaml',
+      dryRun: true,
+    });
     expect(shellWords(argv)).toBe("install 'my site.yaml' --bundle airgap/bundles/lab --trust-key k.pub --hub hub.yaml --dry-run");
   });
 });

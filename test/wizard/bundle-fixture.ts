@@ -11,7 +11,10 @@ export interface FixtureBundle {
   publicKey: string;
 }
 
-export function signedBundleDoc(dir: string, opts: { name: string; arches: string[]; keyFile: string; bytes?: number; fsm?: string }): void {
+export function signedBundleDoc(
+  dir: string,
+  opts: { name: string; arches: string[]; keyFile: string; bytes?: number; fsm?: string },
+): void {
   fs.mkdirSync(dir, { recursive: true });
   const doc = bundleDocStub({ name: opts.name, arches: opts.arches as Array<'amd64' | 'arm64' | 'arm'>, bytes: opts.bytes, fsm: opts.fsm });
   const bytes = Buffer.from(JSON.stringify(doc, null, 2));

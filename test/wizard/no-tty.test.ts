@@ -6,7 +6,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli.js';
 
-
 function run(args: string[], cwd: string) {
   return runCli(args, { cwd, env: { ...process.env, NO_COLOR: '1' }, input: '' });
 }

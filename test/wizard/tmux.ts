@@ -14,7 +14,9 @@ export class TmuxSession {
     } catch {
       /* not running */
     }
-    const exports = Object.entries(env).map(([k, v]) => `${k}='${v.replace(/'/g, `'\\''`)}'`).join(' ');
+    const exports = Object.entries(env)
+      .map(([k, v]) => `${k}='${v.replace(/'/g, `'\\''`)}'`)
+      .join(' ');
     tmux('new-session', '-d', '-s', name, '-x', '150', '-y', '50', '-c', cwd, `env ${exports} ${command}; echo "EXIT=$?"; sleep 3600`);
     tmux('set-option', '-t', name, 'history-limit', '20000');
     return new TmuxSession(name);
@@ -31,7 +33,10 @@ export class TmuxSession {
       const s = this.screen();
       const tail = s.slice(after);
       if (typeof what === 'string' ? tail.includes(what) : what.test(tail)) return s;
-      if (Date.now() > deadline) throw new Error(`tmux ${this.name}: no ${String(what)} within ${timeoutMs} ms; screen:\n${s.split('\n').filter(Boolean).slice(-40).join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `tmux ${this.name}: no ${String(what)} within ${timeoutMs} ms; screen:\n${s.split('\n').filter(Boolean).slice(-40).join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 150));
     }
   }

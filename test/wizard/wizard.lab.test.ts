@@ -104,15 +104,32 @@ describe('fsm-edge init at a terminal', () => {
     const file = path.join(work, 'site.yaml');
     const written = fs.readFileSync(file, 'utf8');
     const site = loadSite(file);
-    expect(site.spec.ssh).toMatchObject({ host: pop.sshHost, port: 22, user: pop.user, identityFile: pop.identityFile, hostKeys: [pop.hostKeyFingerprint] });
+    expect(site.spec.ssh).toMatchObject({
+      host: pop.sshHost,
+      port: 22,
+      user: pop.user,
+      identityFile: pop.identityFile,
+      hostKeys: [pop.hostKeyFingerprint],
+    });
     expect(site.spec.mesh.interception).toBe('iptables');
-    expect(site.spec.hub).toMatchObject({ ref: 'lab-hub', region: 'eu', zone: 'berlin', group: 'retail', gateway: { host: pop.labAddress, port: 80 }, apiEndpoint: `https://${pop.labAddress}:6443` });
+    expect(site.spec.hub).toMatchObject({
+      ref: 'lab-hub',
+      region: 'eu',
+      zone: 'berlin',
+      group: 'retail',
+      gateway: { host: pop.labAddress, port: 80 },
+      apiEndpoint: `https://${pop.labAddress}:6443`,
+    });
     expect(written).toContain(`file: ${h.hub!.kubeconfigPath}`);
     const credentials = fs.readFileSync(h.hub!.kubeconfigPath, 'utf8').match(/(?:client-key-data|token): (\S+)/)?.[1];
     expect(credentials, 'the lab hub kubeconfig carries a key or token').toBeTruthy();
     expect(written).not.toContain(credentials!);
     expect(cli(['config', 'validate', 'site.yaml'], work)).toMatchObject({ code: 0 });
-    const again = cli(['install', 'site.yaml', '--bundle', path.join(BUNDLES, 'lab'), '--trust-key', 'signing.key.pub', '--json'], work, env());
+    const again = cli(
+      ['install', 'site.yaml', '--bundle', path.join(BUNDLES, 'lab'), '--trust-key', 'signing.key.pub', '--json'],
+      work,
+      env(),
+    );
     expect(again.code, again.stderr).toBe(0);
     expect(fs.readFileSync(file, 'utf8')).toBe(written);
     const status = cli(['status', 'site.yaml', '--json'], work, env());
@@ -128,7 +145,24 @@ describe('fsm-edge init at a terminal', () => {
     expect(s).toContain('Defaults come from site.yaml (site pop-berlin-1)');
     expect(s).toContain('(pop-berlin-1)');
     t.keys('Enter');
-    for (const q of ['Is the POP reached through a jump host', 'SSH target of the POP', 'Log in with', 'Private key file', 'Public key bundles', 'Bundle for this', 'Traffic interception', 'Resource profile', 'Deploy the FSM ingress', 'Federation hub', 'Region', 'Zone', 'Group', 'Gateway address', 'Gateway port', 'API endpoint']) {
+    for (const q of [
+      'Is the POP reached through a jump host',
+      'SSH target of the POP',
+      'Log in with',
+      'Private key file',
+      'Public key bundles',
+      'Bundle for this',
+      'Traffic interception',
+      'Resource profile',
+      'Deploy the FSM ingress',
+      'Federation hub',
+      'Region',
+      'Zone',
+      'Group',
+      'Gateway address',
+      'Gateway port',
+      'API endpoint',
+    ]) {
       await t.answer(q, undefined, 'Enter');
     }
     s = await t.waitFor('? Go?', 120_000);
@@ -174,12 +208,35 @@ describe('fsm-edge init at a terminal', () => {
       const dir = path.join(h.dir, 'jump');
       fs.mkdirSync(dir);
       // The POP by its lab address, which only the jump host can reach.
-      const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-behind', '--jump', `${jump.user}@${jump.sshHost}`, '--ssh', `${pop.user}@${pop.labAddress}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
+      const r = cli(
+        [
+          'init',
+          'pop.yaml',
+          '--yes',
+          '--no-install',
+          '--name',
+          'pop-behind',
+          '--jump',
+          `${jump.user}@${jump.sshHost}`,
+          '--ssh',
+          `${pop.user}@${pop.labAddress}`,
+          '--identity-file',
+          pop.identityFile,
+          '--trust-key',
+          h.bundle.publicKeyFile,
+          '--bundles',
+          BUNDLES,
+        ],
+        dir,
+        env(),
+      );
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toContain(`connecting to ${pop.user}@${pop.labAddress} through ${jump.user}@${jump.sshHost}`);
       const site = loadSite(path.join(dir, 'pop.yaml'));
       expect(site.spec.ssh.hostKeys).toEqual([pop.hostKeyFingerprint]);
-      expect(site.spec.ssh.jumpHosts).toEqual([expect.objectContaining({ host: jump.sshHost, user: jump.user, hostKeys: [jump.hostKeyFingerprint] })]);
+      expect(site.spec.ssh.jumpHosts).toEqual([
+        expect.objectContaining({ host: jump.sshHost, user: jump.user, hostKeys: [jump.hostKeyFingerprint] }),
+      ]);
     } finally {
       await popDown(jump);
     }
@@ -191,7 +248,26 @@ describe('fsm-edge init at a terminal', () => {
     try {
       const dir = path.join(h.dir, 'arm64');
       fs.mkdirSync(dir);
-      const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-arm', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
+      const r = cli(
+        [
+          'init',
+          'pop.yaml',
+          '--yes',
+          '--no-install',
+          '--name',
+          'pop-arm',
+          '--ssh',
+          `${pop.user}@${pop.sshHost}`,
+          '--identity-file',
+          pop.identityFile,
+          '--trust-key',
+          h.bundle.publicKeyFile,
+          '--bundles',
+          BUNDLES,
+        ],
+        dir,
+        env(),
+      );
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toMatch(/arch\s+arm64 \(aarch64\)/);
       expect(r.stdout).toMatch(/\? Bundle for this arm64 POP \(from .*\) lab — /);
@@ -207,12 +283,46 @@ describe('fsm-edge init at a terminal', () => {
     const dir = path.join(h.dir, 'yes');
     fs.mkdirSync(dir);
     // pop-berlin-1 was installed by the first case: its name is taken on this controller.
-    const taken = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-berlin-1', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile], dir, env());
+    const taken = cli(
+      [
+        'init',
+        'pop.yaml',
+        '--yes',
+        '--no-install',
+        '--name',
+        'pop-berlin-1',
+        '--ssh',
+        `${pop.user}@${pop.sshHost}`,
+        '--identity-file',
+        pop.identityFile,
+      ],
+      dir,
+      env(),
+    );
     expect(taken.code).toBe(2);
     expect(taken.stdout).toMatch(/a site named pop-berlin-1 is already installed from this machine: pop@127\.0\.0\.\d+:22/);
     expect(taken.stderr).toContain('error: the site name pop-berlin-1 is already used by an installed site');
     expect(fs.readdirSync(dir)).toEqual([]);
-    const r = cli(['init', 'pop.yaml', '--yes', '--no-install', '--name', 'pop-yes', '--ssh', `${pop.user}@${pop.sshHost}`, '--identity-file', pop.identityFile, '--trust-key', h.bundle.publicKeyFile, '--bundles', BUNDLES], dir, env());
+    const r = cli(
+      [
+        'init',
+        'pop.yaml',
+        '--yes',
+        '--no-install',
+        '--name',
+        'pop-yes',
+        '--ssh',
+        `${pop.user}@${pop.sshHost}`,
+        '--identity-file',
+        pop.identityFile,
+        '--trust-key',
+        h.bundle.publicKeyFile,
+        '--bundles',
+        BUNDLES,
+      ],
+      dir,
+      env(),
+    );
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('? Site name (becomes the Cluster name on the hub) pop-yes');
     expect(r.stdout).toContain('Install it with:');

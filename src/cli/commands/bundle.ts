@@ -26,7 +26,10 @@ import { CliError, EXIT_FAILED, UsageError, outputFor, type Output } from '../ou
 
 function parseArches(list: string | undefined): BundleArch[] | undefined {
   if (!list) return undefined;
-  const arches = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const arches = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const a of arches)
     if (!(BUNDLE_ARCHES as readonly string[]).includes(a)) throw new UsageError(`--arch ${a}: use ${BUNDLE_ARCHES.join(', ')}`);
   return arches as BundleArch[];
@@ -76,7 +79,11 @@ function progressReporter(out: Output): (e: BuildEvent) => void {
 }
 
 function trustedKeys(files: string[]) {
-  if (!files.length) throw new UsageError('name the public key the bundle must be signed with: --trust-key FILE', 'create one with `fsm-edge bundle keygen`');
+  if (!files.length)
+    throw new UsageError(
+      'name the public key the bundle must be signed with: --trust-key FILE',
+      'create one with `fsm-edge bundle keygen`',
+    );
   return files.map(loadPublicKey);
 }
 
@@ -102,7 +109,10 @@ Examples:
     .command('build')
     .description('build a signed airgap bundle from a recipe and its lock file')
     .option('--recipe <file>', 'Recipe document (kind: Recipe) naming k3s, the FSM chart and features', 'bundle/recipe.yaml')
-    .option('--lock <file>', 'lock file pinning every artefact by digest; written when missing (default: beside the recipe, recipe.lock.yaml)')
+    .option(
+      '--lock <file>',
+      'lock file pinning every artefact by digest; written when missing (default: beside the recipe, recipe.lock.yaml)',
+    )
     .option('--out <dir>', 'bundle directory (default: airgap/bundles/<recipe name>)')
     .option('--arch <list>', 'comma-separated architectures (default: every one the recipe names)')
     .option('--signing-key <ref>', 'ed25519 private key as env:NAME or file:PATH (never the key itself)')
@@ -113,9 +123,22 @@ Examples:
     .option('--json', JSON_OPTION_HELP)
     .action(async function (this: Command) {
       const out = outputFor(this);
-      const o = this.opts<{ recipe: string; lock?: string; out?: string; arch?: string; signingKey?: string; cache: string; mirror: string[]; frozen?: boolean; offline?: boolean }>();
+      const o = this.opts<{
+        recipe: string;
+        lock?: string;
+        out?: string;
+        arch?: string;
+        signingKey?: string;
+        cache: string;
+        mirror: string[];
+        frozen?: boolean;
+        offline?: boolean;
+      }>();
       if (!o.signingKey)
-        throw new UsageError('a bundle is always signed: pass --signing-key env:NAME or file:PATH', 'create a key pair with `fsm-edge bundle keygen`');
+        throw new UsageError(
+          'a bundle is always signed: pass --signing-key env:NAME or file:PATH',
+          'create a key pair with `fsm-edge bundle keygen`',
+        );
       const r = await buildBundle({
         recipePath: o.recipe,
         lockPath: o.lock,
@@ -129,12 +152,26 @@ Examples:
         onEvent: progressReporter(out),
       });
       out.result(
-        { ok: true, dir: r.dir, name: r.doc.name, build: r.doc.build, versions: r.doc.versions, totals: r.doc.totals, arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])), lock: r.lockPath, lockWritten: r.lockWritten, stats: r.stats },
+        {
+          ok: true,
+          dir: r.dir,
+          name: r.doc.name,
+          build: r.doc.build,
+          versions: r.doc.versions,
+          totals: r.doc.totals,
+          arches: Object.fromEntries(Object.entries(r.doc.arches).map(([a, c]) => [a, c!.totals])),
+          lock: r.lockPath,
+          lockWritten: r.lockWritten,
+          stats: r.stats,
+        },
         () => {
           out.ok(`bundle ${r.doc.name} → ${r.dir}: ${r.doc.totals.blobs} blobs, ${formatBytes(r.doc.totals.bytes)}`);
           out.line(`  built ${r.doc.build.createdAt}, serial ${r.doc.build.serial}`);
-          for (const [a, c] of Object.entries(r.doc.arches)) out.line(`  ${a}: ${formatBytes(c!.totals.bytes)} in ${c!.totals.blobs} blobs (${c!.images.length} images)`);
-          out.line(`  downloaded ${formatBytes(r.stats.downloadedBytes)} in ${r.stats.requests} request(s); lock ${r.lockPath} ${r.lockWritten ? 'updated' : 'unchanged'}`);
+          for (const [a, c] of Object.entries(r.doc.arches))
+            out.line(`  ${a}: ${formatBytes(c!.totals.bytes)} in ${c!.totals.blobs} blobs (${c!.images.length} images)`);
+          out.line(
+            `  downloaded ${formatBytes(r.stats.downloadedBytes)} in ${r.stats.requests} request(s); lock ${r.lockPath} ${r.lockWritten ? 'updated' : 'unchanged'}`,
+          );
         },
       );
     });
@@ -151,7 +188,9 @@ Examples:
       const o = this.opts<{ trustKey: string[]; arch?: string }>();
       const keys = trustedKeys(o.trustKey);
       const r = await verifyBundle(dir, { trustedKeys: keys, arches: parseArches(o.arch) });
-      out.result({ ok: true, ...r }, () => out.ok(`${dir}: signature by ${r.signer}; ${r.blobs} blobs, ${formatBytes(r.bytes)} verified (${r.arches.join(', ')})`));
+      out.result({ ok: true, ...r }, () =>
+        out.ok(`${dir}: signature by ${r.signer}; ${r.blobs} blobs, ${formatBytes(r.bytes)} verified (${r.arches.join(', ')})`),
+      );
     });
 
   bundle
@@ -175,15 +214,23 @@ Examples:
       const out = outputFor(this);
       const d = diffBundles(from, to);
       out.result(d, () => {
-        out.line(`${d.from.name} (k3s ${d.from.versions.k3s}, fsm ${d.from.versions.fsm}) → ${d.to.name} (k3s ${d.to.versions.k3s}, fsm ${d.to.versions.fsm})`);
+        out.line(
+          `${d.from.name} (k3s ${d.from.versions.k3s}, fsm ${d.from.versions.fsm}) → ${d.to.name} (k3s ${d.to.versions.k3s}, fsm ${d.to.versions.fsm})`,
+        );
         for (const a of d.arches) {
-          out.line(`${a.arch}: send ${formatBytes(a.send.bytes)} in ${a.send.blobs} blobs; reuse ${formatBytes(a.reuse.bytes)}; prunable afterwards ${formatBytes(a.drop.bytes)}`);
+          out.line(
+            `${a.arch}: send ${formatBytes(a.send.bytes)} in ${a.send.blobs} blobs; reuse ${formatBytes(a.reuse.bytes)}; prunable afterwards ${formatBytes(a.drop.bytes)}`,
+          );
           for (const i of a.images)
-            out.line(`  ${i.change.padEnd(8)} ${i.ref}${i.change === 'removed' ? '' : `  ${i.newLayers.length} new layer(s), ${formatBytes(i.sendBytes)}`}`);
+            out.line(
+              `  ${i.change.padEnd(8)} ${i.ref}${i.change === 'removed' ? '' : `  ${i.newLayers.length} new layer(s), ${formatBytes(i.sendBytes)}`}`,
+            );
           for (const f of a.files) out.line(`  ${f.change.padEnd(8)} ${f.name}${f.change === 'removed' ? '' : `  ${formatBytes(f.size)}`}`);
         }
-        if (d.onlyIn.to.length) out.line(`only in ${d.to.name}: ${d.onlyIn.to.join(', ')} (POPs of these arches have nothing to upgrade from)`);
-        if (d.onlyIn.from.length) out.line(`only in ${d.from.name}: ${d.onlyIn.from.join(', ')} (the new bundle cannot upgrade these POPs)`);
+        if (d.onlyIn.to.length)
+          out.line(`only in ${d.to.name}: ${d.onlyIn.to.join(', ')} (POPs of these arches have nothing to upgrade from)`);
+        if (d.onlyIn.from.length)
+          out.line(`only in ${d.from.name}: ${d.onlyIn.from.join(', ')} (the new bundle cannot upgrade these POPs)`);
       });
     });
 
@@ -243,7 +290,9 @@ Examples:
       const r = await importBundle(file, o.out);
       try {
         const v = await verifyBundle(r.dir, { trustedKeys: keys });
-        out.result({ ok: true, dir: r.dir, parts: r.parts, verified: v }, () => out.ok(`imported ${file} (${r.parts} part(s)) → ${r.dir}; signature by ${v.signer}, ${v.blobs} blobs verified`));
+        out.result({ ok: true, dir: r.dir, parts: r.parts, verified: v }, () =>
+          out.ok(`imported ${file} (${r.parts} part(s)) → ${r.dir}; signature by ${v.signer}, ${v.blobs} blobs verified`),
+        );
       } catch (e) {
         fs.rmSync(r.dir, { recursive: true, force: true });
         throw new CliError(`${(e as Error).message} — the imported copy was removed`, EXIT_FAILED, 'verify');

@@ -8,9 +8,7 @@ import { JSON_OPTION_HELP } from '../options.js';
 import { CliError, EXIT_USAGE, formatDiagnostic, outputFor } from '../output.js';
 
 export function register(program: Command): void {
-  const config = program
-    .command('config')
-    .description('validate Site, Fleet, Hub and Recipe files; print their JSON Schema');
+  const config = program.command('config').description('validate Site, Fleet, Hub and Recipe files; print their JSON Schema');
 
   config
     .command('validate')
@@ -40,7 +38,9 @@ Exit code 0 when every file is valid, 2 when any problem was found.`,
       const perFile = files.map((file) => ({
         file,
         valid: !failedInputs.includes(file),
-        documents: documents.filter((d) => d.source.file === file).map((d) => ({ kind: d.kind, name: d.value.metadata.name, line: d.source.line })),
+        documents: documents
+          .filter((d) => d.source.file === file)
+          .map((d) => ({ kind: d.kind, name: d.value.metadata.name, line: d.source.line })),
       }));
       out.result({ ok: valid, files: perFile, sites: sites.map((s) => s.metadata.name), diagnostics }, () => {
         for (const f of perFile) {
@@ -49,14 +49,17 @@ Exit code 0 when every file is valid, 2 when any problem was found.`,
             out.ok(`${f.file}: ${what}`);
           }
         }
-        if (sites.length && valid) out.line(`${sites.length} site${sites.length === 1 ? '' : 's'}: ${sites.map((s) => s.metadata.name).join(', ')}`);
+        if (sites.length && valid)
+          out.line(`${sites.length} site${sites.length === 1 ? '' : 's'}: ${sites.map((s) => s.metadata.name).join(', ')}`);
       });
       if (!valid) {
         if (!out.json) {
           const c = out.errColor;
           for (const d of diagnostics) out.io.stderr.write(`${c.bold(formatDiagnostic(d))}\n`);
           const bad = new Set(diagnostics.map((d) => d.file)).size;
-          out.io.stderr.write(`${c.red('error:')} ${diagnostics.length} problem${diagnostics.length === 1 ? '' : 's'} in ${bad} file${bad === 1 ? '' : 's'}\n`);
+          out.io.stderr.write(
+            `${c.red('error:')} ${diagnostics.length} problem${diagnostics.length === 1 ? '' : 's'} in ${bad} file${bad === 1 ? '' : 's'}\n`,
+          );
         }
         out.exitCode = EXIT_USAGE;
       }

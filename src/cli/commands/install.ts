@@ -61,7 +61,10 @@ Examples:
       const parallel = Number(opts.parallel);
       if (!Number.isInteger(parallel) || parallel < 1) throw new UsageError(`--parallel ${opts.parallel}: expected a whole number ≥ 1`);
       if (opts.trustKey.length === 0) {
-        throw new UsageError('no --trust-key given: the bundle signature must be checked against the signer’s public key', 'pass --trust-key signing.pub');
+        throw new UsageError(
+          'no --trust-key given: the bundle signature must be checked against the signer’s public key',
+          'pass --trust-key signing.pub',
+        );
       }
       const targets = selectTargets(files, opts);
       const multi = targets.length > 1;
@@ -93,7 +96,10 @@ Examples:
         }
       }
       const json = (r: (typeof results)[number]) =>
-        siteJson(r, options.dryRun ? { secrets: (secrets.get(r.site) ?? []).map(({ field, source, sentTo }) => ({ field, source, sentTo })) } : {});
+        siteJson(
+          r,
+          options.dryRun ? { secrets: (secrets.get(r.site) ?? []).map(({ field, source, sentTo }) => ({ field, source, sentTo })) } : {},
+        );
       out.result({ ok, dryRun: options.dryRun, sites: results.map(json) }, () => {
         for (const { report: rep, record } of results) {
           const reg = (record as SiteRecord | undefined)?.registration?.state;
@@ -104,7 +110,9 @@ Examples:
             : rep.ok
               ? `installed${reg && reg !== 'none' ? `, registration ${reg}` : ''}`
               : `failed${rep.failedPhase ? ` in ${rep.failedPhase}` : ''}`;
-          out.line(`${rep.ok ? out.color.green('✓') : out.color.red('✗')} ${rep.site}: ${what} (${seconds(rep.durationMs)}, ${rep.roundTrips} round trips)`);
+          out.line(
+            `${rep.ok ? out.color.green('✓') : out.color.red('✗')} ${rep.site}: ${what} (${seconds(rep.durationMs)}, ${rep.roundTrips} round trips)`,
+          );
         }
       });
       failIfNotOk(out, results, 'install');

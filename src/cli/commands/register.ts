@@ -33,7 +33,8 @@ export function register(program: Command): void {
       const out = outputFor(this);
       const targets = selectTargets(files, opts);
       const missing = targets.filter((s) => !s.site.spec.hub).map((s) => s.site.metadata.name);
-      if (missing.length) throw new UsageError(`site ${missing.join(', ')} names no hub (spec.hub)`, 'add spec.hub (ref, region, zone, group) to the Site');
+      if (missing.length)
+        throw new UsageError(`site ${missing.join(', ')} names no hub (spec.hub)`, 'add spec.hub (ref, region, zone, group) to the Site');
       const printer = runPrinter(out, targets.length > 1, 'registering');
       const results = await runSites(targets, registerOperation(installOptionsFrom(out.io.env, { dryRun: opts.dryRun === true })), {
         dryRun: opts.dryRun === true,
@@ -42,13 +43,20 @@ export function register(program: Command): void {
         env: out.io.env,
       }).finally(printer.stop);
       const registration = (ctx?: InstallContext) => ctx?.registration ?? { state: 'pending' as const };
-      out.result({ ok: results.every((r) => r.report.ok), sites: results.map((r) => siteJson(r, { registration: registration(r.ctx) })) }, () => {
-        for (const r of results) {
-          const reg = r.report.ok ? registration(r.ctx) : undefined;
-          const what = opts.dryRun ? 'plan printed above' : reg ? `registration ${reg.state}${'reason' in reg && reg.reason ? ` (${reg.reason})` : ''}` : `failed in ${r.report.failedPhase ?? 'register'}`;
-          out.line(`${r.report.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${what}`);
-        }
-      });
+      out.result(
+        { ok: results.every((r) => r.report.ok), sites: results.map((r) => siteJson(r, { registration: registration(r.ctx) })) },
+        () => {
+          for (const r of results) {
+            const reg = r.report.ok ? registration(r.ctx) : undefined;
+            const what = opts.dryRun
+              ? 'plan printed above'
+              : reg
+                ? `registration ${reg.state}${'reason' in reg && reg.reason ? ` (${reg.reason})` : ''}`
+                : `failed in ${r.report.failedPhase ?? 'register'}`;
+            out.line(`${r.report.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${what}`);
+          }
+        },
+      );
       failIfNotOk(out, results, 'register');
     });
 }

@@ -30,12 +30,20 @@ export interface SiteStatus {
   lastRollout?: { id: string; status: string; at: string };
 }
 
-async function hubState(hubs: HubClients, sel: SiteSelection, rec: SiteRecord | undefined): Promise<SiteStatus['registration'] | undefined> {
+async function hubState(
+  hubs: HubClients,
+  sel: SiteSelection,
+  rec: SiteRecord | undefined,
+): Promise<SiteStatus['registration'] | undefined> {
   if (!sel.hub || !sel.site.spec.hub || !rec) return undefined;
   const name = sel.site.metadata.name;
   try {
     const hub = hubs.get(sel.hub, sel.configDir);
-    const c = (await withTimeout(hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name }), 8000, 'hub')) as ClusterResource;
+    const c = (await withTimeout(
+      hub.custom.getClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: 'clusters', name }),
+      8000,
+      'hub',
+    )) as ClusterResource;
     const m = c.status?.conditions?.find((x) => x.type === 'Managed');
     if (m?.status === 'True') return { state: 'managed', cluster: name };
     if (m?.status === 'False') return { state: 'failed', reason: `${m.reason ?? ''} ${m.message ?? ''}`.trim(), cluster: name };
@@ -54,9 +62,23 @@ export function siteStatus(sel: SiteSelection, rec: SiteRecord | undefined, live
     versions: { k3s: rec?.versions.k3s ?? null, fsm: rec?.versions.fsm ?? null, pipy: rec?.versions.pipy ?? null },
     interception: rec?.modes.interception ?? null,
     bundle: rec?.bundle ? `${rec.bundle.name} ${rec.bundle.digest.slice(0, 19)}` : null,
-    registration: live ?? (rec ? { state: rec.registration.state, ...(rec.registration.reason ? { reason: rec.registration.reason } : {}), ...(rec.registration.cluster ? { cluster: rec.registration.cluster } : {}) } : { state: 'unknown', reason: 'never installed from this controller' }),
+    registration:
+      live ??
+      (rec
+        ? {
+            state: rec.registration.state,
+            ...(rec.registration.reason ? { reason: rec.registration.reason } : {}),
+            ...(rec.registration.cluster ? { cluster: rec.registration.cluster } : {}),
+          }
+        : { state: 'unknown', reason: 'never installed from this controller' }),
     lastRun: rec?.lastRun
-      ? { ok: rec.lastRun.ok, operation: rec.lastRun.operation, at: rec.lastRun.startedAt, ...(rec.lastRun.failedPhase ? { failedPhase: rec.lastRun.failedPhase } : {}), ...(rec.lastRun.error ? { error: rec.lastRun.error } : {}) }
+      ? {
+          ok: rec.lastRun.ok,
+          operation: rec.lastRun.operation,
+          at: rec.lastRun.startedAt,
+          ...(rec.lastRun.failedPhase ? { failedPhase: rec.lastRun.failedPhase } : {}),
+          ...(rec.lastRun.error ? { error: rec.lastRun.error } : {}),
+        }
       : null,
     host: `${sel.site.spec.ssh.user}@${sel.site.spec.ssh.host}:${sel.site.spec.ssh.port}`,
   };
@@ -79,7 +101,9 @@ export function renderStatusTable(rows: SiteStatus[]): string {
     r.interception ?? '-',
     r.registration.state + (r.registration.state !== 'managed' && r.registration.reason ? ` (${r.registration.reason})` : ''),
     ...(rollouts ? [r.lastRollout ? `${r.lastRollout.id} ${r.lastRollout.status}` : '-'] : []),
-    r.lastRun ? `${r.lastRun.operation} ${r.lastRun.ok ? 'ok' : `failed${r.lastRun.failedPhase ? ` in ${r.lastRun.failedPhase}` : ''}`} ${r.lastRun.at.replace('T', ' ').slice(0, 19)}` : '-',
+    r.lastRun
+      ? `${r.lastRun.operation} ${r.lastRun.ok ? 'ok' : `failed${r.lastRun.failedPhase ? ` in ${r.lastRun.failedPhase}` : ''}`} ${r.lastRun.at.replace('T', ' ').slice(0, 19)}`
+      : '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');

@@ -32,7 +32,8 @@ export function siteNameProblem(name: string, dir: string, ownFile: string): str
   const format = checkK8sName(name);
   if (format) return format;
   const other = siteNamesIn(dir).get(name);
-  if (other && resolve(other) !== resolve(ownFile)) return `the name \`${name}\` is already used by a site in ${basename(other)}; pick another one (it becomes the Cluster name on the hub)`;
+  if (other && resolve(other) !== resolve(ownFile))
+    return `the name \`${name}\` is already used by a site in ${basename(other)}; pick another one (it becomes the Cluster name on the hub)`;
   return undefined;
 }
 
@@ -52,10 +53,15 @@ export function sshBannerProblem(host: string, port: number, timeoutMs = 5000): 
       sock.destroy();
       done(problem);
     };
-    sock.setTimeout(timeoutMs, () => finish(`no answer from ${where} within ${timeoutMs / 1000} s: is the address right, the POP on, and port ${port} open?`));
+    sock.setTimeout(timeoutMs, () =>
+      finish(`no answer from ${where} within ${timeoutMs / 1000} s: is the address right, the POP on, and port ${port} open?`),
+    );
     sock.on('data', (d) => {
       buf += d.toString('latin1');
-      if (buf.length >= 4) finish(buf.startsWith('SSH-') ? undefined : `${where} answers, but not with SSH (got ${JSON.stringify(buf.slice(0, 20))}): wrong port?`);
+      if (buf.length >= 4)
+        finish(
+          buf.startsWith('SSH-') ? undefined : `${where} answers, but not with SSH (got ${JSON.stringify(buf.slice(0, 20))}): wrong port?`,
+        );
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       const why: Record<string, string> = {
@@ -68,7 +74,9 @@ export function sshBannerProblem(host: string, port: number, timeoutMs = 5000): 
       };
       finish(`cannot reach ${where}: ${why[e.code ?? ''] ?? e.message}`);
     });
-    sock.on('close', () => finish(buf.startsWith('SSH-') ? undefined : `${where} closed the connection before saying anything: not an SSH server?`));
+    sock.on('close', () =>
+      finish(buf.startsWith('SSH-') ? undefined : `${where} closed the connection before saying anything: not an SSH server?`),
+    );
   });
 }
 
@@ -83,9 +91,18 @@ export function checkKeyFile(file: string, baseDir: string = process.cwd()): Key
     data = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { ok: false, problem: code === 'ENOENT' ? `no such file: ${path}` : code === 'EACCES' ? `cannot read ${path}: permission denied` : `cannot read ${path}: ${code}` };
+    return {
+      ok: false,
+      problem:
+        code === 'ENOENT'
+          ? `no such file: ${path}`
+          : code === 'EACCES'
+            ? `cannot read ${path}: permission denied`
+            : `cannot read ${path}: ${code}`,
+    };
   }
-  if (/^ssh-|^ecdsa-/.test(data.toString('latin1', 0, 20))) return { ok: false, problem: `${path} is a public key; give the private key (usually the same name without .pub)` };
+  if (/^ssh-|^ecdsa-/.test(data.toString('latin1', 0, 20)))
+    return { ok: false, problem: `${path} is a public key; give the private key (usually the same name without .pub)` };
   const parsed = ssh2.utils.parseKey(data);
   if (parsed instanceof Error) {
     if (/passphrase|encrypted/i.test(parsed.message)) return { ok: true, encrypted: true, type: 'encrypted' };

@@ -40,22 +40,33 @@ export class PromptAsk implements Ask {
 
   async text(q: { message: string; default?: string; validate?: Validate }): Promise<string> {
     const validate = q.validate;
-    const answer = await input({
-      message: q.message,
-      ...(q.default !== undefined && q.default !== '' ? { default: q.default } : {}),
-      required: true,
-      ...(validate ? { validate: async (v: string) => (await validate(v.trim())) ?? true } : {}),
-    }, this.streams);
+    const answer = await input(
+      {
+        message: q.message,
+        ...(q.default !== undefined && q.default !== '' ? { default: q.default } : {}),
+        required: true,
+        ...(validate ? { validate: async (v: string) => (await validate(v.trim())) ?? true } : {}),
+      },
+      this.streams,
+    );
     return answer.trim();
   }
 
   async choose<T>(q: { message: string; choices: Choice<T>[]; default?: T }): Promise<T> {
-    return select<T>({
-      message: q.message,
-      choices: q.choices.map((c) => ({ value: c.value, name: c.name, ...(c.description ? { description: c.description } : {}), ...(c.disabled ? { disabled: `(${c.disabled})` } : {}) })),
-      ...(q.default !== undefined ? { default: q.default } : {}),
-      pageSize: 12,
-    }, this.streams);
+    return select<T>(
+      {
+        message: q.message,
+        choices: q.choices.map((c) => ({
+          value: c.value,
+          name: c.name,
+          ...(c.description ? { description: c.description } : {}),
+          ...(c.disabled ? { disabled: `(${c.disabled})` } : {}),
+        })),
+        ...(q.default !== undefined ? { default: q.default } : {}),
+        pageSize: 12,
+      },
+      this.streams,
+    );
   }
 
   async yesNo(q: YesNo): Promise<boolean> {
@@ -69,9 +80,17 @@ export class DefaultsAsk implements Ask {
   constructor(private readonly say: (line: string) => void) {}
 
   async text(q: { message: string; default?: string; validate?: Validate; flag?: string }): Promise<string> {
-    if (q.default === undefined || q.default === '') throw new UsageError(`--yes: no default for “${q.message}”`, q.flag ? `give it with ${q.flag}, or start from an existing site.yaml` : 'start from an existing site.yaml');
+    if (q.default === undefined || q.default === '')
+      throw new UsageError(
+        `--yes: no default for “${q.message}”`,
+        q.flag ? `give it with ${q.flag}, or start from an existing site.yaml` : 'start from an existing site.yaml',
+      );
     const problem = await q.validate?.(q.default);
-    if (problem) throw new UsageError(`--yes: the default for “${q.message}” (${q.default}) is not usable: ${problem}`, q.flag ? `give another value with ${q.flag}` : undefined);
+    if (problem)
+      throw new UsageError(
+        `--yes: the default for “${q.message}” (${q.default}) is not usable: ${problem}`,
+        q.flag ? `give another value with ${q.flag}` : undefined,
+      );
     this.say(`? ${q.message} ${q.default}`);
     return q.default;
   }
@@ -81,7 +100,10 @@ export class DefaultsAsk implements Ask {
     const pick = q.default !== undefined ? usable.find((c) => c.value === q.default) : usable[0];
     if (!pick) {
       const why = q.choices.map((c) => `${c.name}: ${c.disabled}`).join('; ');
-      throw new UsageError(`--yes: nothing usable for “${q.message}”${why ? ` (${why})` : ''}`, q.flag ? `give it with ${q.flag}` : undefined);
+      throw new UsageError(
+        `--yes: nothing usable for “${q.message}”${why ? ` (${why})` : ''}`,
+        q.flag ? `give it with ${q.flag}` : undefined,
+      );
     }
     this.say(`? ${q.message} ${pick.name}`);
     return pick.value;

@@ -41,7 +41,9 @@ export function trustKeyCandidates(dirs: readonly string[]): string[] {
   for (const d of dirs) {
     let names: string[];
     try {
-      names = readdirSync(d).filter((f) => f.endsWith('.pub')).sort();
+      names = readdirSync(d)
+        .filter((f) => f.endsWith('.pub'))
+        .sort();
     } catch {
       continue;
     }
@@ -61,7 +63,10 @@ export function trustKeyCandidates(dirs: readonly string[]): string[] {
 export function bundleChoices(bundlesDir: string, arch: string, trusted: readonly TrustedKey[]): BundleChoice[] {
   let dirs: string[];
   try {
-    dirs = readdirSync(bundlesDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(bundlesDir, d.name)).sort();
+    dirs = readdirSync(bundlesDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => join(bundlesDir, d.name))
+      .sort();
   } catch {
     return [];
   }
@@ -79,7 +84,13 @@ export function bundleChoices(bundlesDir: string, arch: string, trusted: readonl
       continue;
     }
     const content = doc.arches[arch as keyof BundleDoc['arches']];
-    const c: BundleChoice = { dir, name: doc.name, versions: doc.versions, bytes: content?.totals.bytes ?? 0, blobs: content?.totals.blobs ?? 0 };
+    const c: BundleChoice = {
+      dir,
+      name: doc.name,
+      versions: doc.versions,
+      bytes: content?.totals.bytes ?? 0,
+      blobs: content?.totals.blobs ?? 0,
+    };
     let sig: SignatureDoc | undefined;
     try {
       sig = JSON.parse(readFileSync(join(dir, SIGNATURE_FILE), 'utf8')) as SignatureDoc;

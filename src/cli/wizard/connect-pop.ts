@@ -26,7 +26,12 @@ export interface ConnectIO {
  * `build` turns the current answers into a Site (pins included); `hops` are the answers whose pins this
  * step may add to: the jump host (if any) and the POP.
  */
-export async function connectWithPinning(build: () => Site, hops: { pop: HopAnswers; jump?: HopAnswers }, io: ConnectIO, baseDir: string): Promise<ConnectOutcome> {
+export async function connectWithPinning(
+  build: () => Site,
+  hops: { pop: HopAnswers; jump?: HopAnswers },
+  io: ConnectIO,
+  baseDir: string,
+): Promise<ConnectOutcome> {
   for (let attempt = 0; attempt < 4; attempt++) {
     try {
       const host = await connectHost(build(), { baseDir, readyTimeoutMs: 15_000, reconnect: { giveUpAfterMs: 30_000 } });
@@ -48,7 +53,10 @@ export async function connectWithPinning(build: () => Site, hops: { pop: HopAnsw
       }
       io.say('');
       for (const line of e.message.split('\n')) io.say(`  ${line}`);
-      const replace = await io.ask.yesNo({ message: `Replace the pinned key of ${what} with ${e.presented}? (only after checking it at the machine's console)`, default: false });
+      const replace = await io.ask.yesNo({
+        message: `Replace the pinned key of ${what} with ${e.presented}? (only after checking it at the machine's console)`,
+        default: false,
+      });
       if (!replace) return { problem: `host key mismatch for ${what}; the pinned key was kept` };
       hop.hostKeys = [e.presented];
     }

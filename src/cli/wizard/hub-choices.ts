@@ -27,7 +27,9 @@ export function hubDocuments(files: readonly string[], dirs: readonly string[]):
   return nearbyDocuments(files, dirs).flatMap(({ file, data }) => {
     const d = data as { kind?: unknown; metadata?: { name?: unknown }; spec?: { context?: unknown } };
     if (d.kind !== 'Hub' || typeof d.metadata?.name !== 'string') return [];
-    return [{ kind: 'file' as const, file, name: d.metadata.name, ...(typeof d.spec?.context === 'string' ? { context: d.spec.context } : {}) }];
+    return [
+      { kind: 'file' as const, file, name: d.metadata.name, ...(typeof d.spec?.context === 'string' ? { context: d.spec.context } : {}) },
+    ];
   });
 }
 
@@ -41,7 +43,10 @@ export function kubeconfigFiles(env: NodeJS.ProcessEnv = process.env): string[] 
 export function kubeconfigContexts(files: readonly string[]): ContextChoice[] {
   const out: ContextChoice[] = [];
   for (const file of files) {
-    let cfg: { contexts?: Array<{ name?: string; context?: { cluster?: string } }>; clusters?: Array<{ name?: string; cluster?: { server?: string } }> };
+    let cfg: {
+      contexts?: Array<{ name?: string; context?: { cluster?: string } }>;
+      clusters?: Array<{ name?: string; cluster?: { server?: string } }>;
+    };
     try {
       cfg = (parse(readFileSync(file, 'utf8')) ?? {}) as typeof cfg;
     } catch {
@@ -58,6 +63,11 @@ export function kubeconfigContexts(files: readonly string[]): ContextChoice[] {
 
 /** A Hub name from a context name: lower-case, `-` for anything else, at most 63 characters. */
 export function hubNameFromContext(context: string): string {
-  const n = context.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
+  const n = context
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   return checkK8sName(n) ? 'hub' : n;
 }

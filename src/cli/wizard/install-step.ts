@@ -53,7 +53,10 @@ export interface WizardInstall {
 
 /** Opens the chosen bundle once for the wizard's dry run and install (signature and document verified). */
 export function openWizardBundle(dir: string, trustKeys: readonly string[]): Promise<SharedBundle> {
-  return SharedBundle.open(resolve(dir), trustKeys.map((k) => resolve(k)));
+  return SharedBundle.open(
+    resolve(dir),
+    trustKeys.map((k) => resolve(k)),
+  );
 }
 
 /** Runs the install (or its dry run) on the wizard's connection; prints like `fsm-edge install`; returns the exit code. */
@@ -61,8 +64,16 @@ export async function runWizardInstall(w: WizardInstall, out: Output): Promise<n
   const [t] = selectTargets([w.siteFile], w.hubFile ? { hub: w.hubFile } : {});
   const target: SiteTarget = { ...t!, file: w.finalFile, host: w.host };
   const printer = runPrinter(out, false, w.dryRun ? 'plan for' : 'installing');
-  const options = installOptionsFrom(out.io.env, { dryRun: w.dryRun, ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}) });
-  const [r] = await runSites([target], installOperation(options), { dryRun: w.dryRun, bundle: w.bundle, onEvent: printer.onEvent, env: out.io.env }).finally(printer.stop);
+  const options = installOptionsFrom(out.io.env, {
+    dryRun: w.dryRun,
+    ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}),
+  });
+  const [r] = await runSites([target], installOperation(options), {
+    dryRun: w.dryRun,
+    bundle: w.bundle,
+    onEvent: printer.onEvent,
+    env: out.io.env,
+  }).finally(printer.stop);
   return r!.report.ok ? EXIT_OK : EXIT_FAILED;
 }
 

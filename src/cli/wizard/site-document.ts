@@ -52,7 +52,8 @@ function endpoint(h: HopAnswers, siteFile: string): Record<string, unknown> {
   if ('agent' in h.login) e.agent = true;
   else {
     e.identityFile = pathForFile(h.login.identityFile, siteFile);
-    if (h.login.passphrase) e.passphrase = 'file' in h.login.passphrase ? { file: pathForFile(h.login.passphrase.file, siteFile) } : h.login.passphrase;
+    if (h.login.passphrase)
+      e.passphrase = 'file' in h.login.passphrase ? { file: pathForFile(h.login.passphrase.file, siteFile) } : h.login.passphrase;
   }
   e.hostKeys = [...h.hostKeys];
   return e;
@@ -126,7 +127,12 @@ function flowLists(doc: Document): void {
     if (isMap(node)) {
       for (const pair of node.items) {
         const v = pair.value as { items?: unknown[]; flow?: boolean } | null;
-        if (v && Array.isArray(v.items) && v.items.every((i) => (i as { value?: unknown })?.value !== undefined && typeof (i as { value?: unknown }).value !== 'object')) v.flow = true;
+        if (
+          v &&
+          Array.isArray(v.items) &&
+          v.items.every((i) => (i as { value?: unknown })?.value !== undefined && typeof (i as { value?: unknown }).value !== 'object')
+        )
+          v.flow = true;
         visit(pair.value);
       }
     } else if (node && Array.isArray((node as { items?: unknown[] }).items)) {

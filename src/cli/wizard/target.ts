@@ -22,8 +22,10 @@ export function parseSshTarget(text: string, defaults: { user?: string; port?: n
   const at = s.lastIndexOf('@');
   const user = at >= 0 ? s.slice(0, at) : defaults.user;
   const rest = at >= 0 ? s.slice(at + 1) : s;
-  if (user === undefined || user === '') return { ok: false, problem: `say who logs in: user@${rest || 'host'} (e.g. pop@${rest || '10.99.0.11'})` };
-  if (!USER_RE.test(user) || user.length > 64) return { ok: false, problem: `\`${user}\` is not a login name (letters, digits, _ . -; e.g. pop or root)` };
+  if (user === undefined || user === '')
+    return { ok: false, problem: `say who logs in: user@${rest || 'host'} (e.g. pop@${rest || '10.99.0.11'})` };
+  if (!USER_RE.test(user) || user.length > 64)
+    return { ok: false, problem: `\`${user}\` is not a login name (letters, digits, _ . -; e.g. pop or root)` };
 
   let host: string;
   let portText: string | undefined;

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { loadConfigFile, resolveSecret, parseSecretRefArg, type Site } from '../../config/index.js';
-import { MESH_PROFILES } from '../../config/site.js';
+import type { MESH_PROFILES } from '../../config/site.js';
 import { checkApiEndpoint, checkHost, checkK8sName, checkLabelValue } from '../../config/formats.js';
 import { formatBytes } from '../../bundle/inspect.js';
 import { describeFacts, probeFacts, type Facts } from '../../install/facts.js';
@@ -24,9 +24,27 @@ import type { Ask, Choice } from './ask.js';
 import { checkKeyFile, passphraseProblem, siteNameProblem, sshBannerProblem } from './answer-checks.js';
 import { bundleChoices, describeBundle, loadTrustedKeys, short, trustKeyCandidates, type BundleChoice } from './bundle-choices.js';
 import { connectWithPinning, popOwnAddress } from './connect-pop.js';
-import { hubDocuments, hubNameFromContext, kubeconfigContexts, kubeconfigFiles, type ContextChoice, type HubFileChoice } from './hub-choices.js';
+import {
+  hubDocuments,
+  hubNameFromContext,
+  kubeconfigContexts,
+  kubeconfigFiles,
+  type ContextChoice,
+  type HubFileChoice,
+} from './hub-choices.js';
 import { installArgv, openWizardBundle, printStatus, runWizardInstall, shellWords } from './install-step.js';
-import { checkDocuments, hubData, parseSite, renderSiteFile, siteData, type HopAnswers, type HubAnswers, type Login, type NewHub, type WizardAnswers } from './site-document.js';
+import {
+  checkDocuments,
+  hubData,
+  parseSite,
+  renderSiteFile,
+  siteData,
+  type HopAnswers,
+  type HubAnswers,
+  type Login,
+  type NewHub,
+  type WizardAnswers,
+} from './site-document.js';
 import { commitTemp, discardPending, writeTemp } from './site-file.js';
 import { formatSshTarget, parseSshTarget, type SshTarget } from './target.js';
 
@@ -68,7 +86,13 @@ function readExisting(file: string): Existing {
   // The same loader install uses: a broken file is reported as file:line:column, not half-used.
   const docs = loadConfigFile(file);
   const sites = docs.filter((d) => d.kind === 'Site');
-  if (sites.length !== 1) throw new CliError(`${file} holds ${sites.length} Site documents; the wizard edits a file with exactly one`, EXIT_USAGE, 'usage', 'name a new file: fsm-edge init new-site.yaml');
+  if (sites.length !== 1)
+    throw new CliError(
+      `${file} holds ${sites.length} Site documents; the wizard edits a file with exactly one`,
+      EXIT_USAGE,
+      'usage',
+      'name a new file: fsm-edge init new-site.yaml',
+    );
   const raws = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => ('toJS' in d ? (d.toJS() as Record<string, unknown>) : undefined));
   return {
     site: sites[0]!.value as Site,
@@ -77,11 +101,25 @@ function readExisting(file: string): Existing {
   };
 }
 
-function hopFromConfig(e: { host: string; port: number; user: string; identityFile?: string | undefined; agent?: boolean | undefined; passphrase?: unknown; hostKeys: string[] }, raw?: Record<string, unknown>): HopAnswers {
+function hopFromConfig(
+  e: {
+    host: string;
+    port: number;
+    user: string;
+    identityFile?: string | undefined;
+    agent?: boolean | undefined;
+    passphrase?: unknown;
+    hostKeys: string[];
+  },
+  raw?: Record<string, unknown>,
+): HopAnswers {
   // Paths as written in the file (relative to it), not as the loader absolutized them.
   const login: Login = e.agent
     ? { agent: true }
-    : { identityFile: (raw?.identityFile as string | undefined) ?? e.identityFile ?? '~/.ssh/id_ed25519', ...(raw?.passphrase ? { passphrase: raw.passphrase as { env: string } } : {}) };
+    : {
+        identityFile: (raw?.identityFile as string | undefined) ?? e.identityFile ?? '~/.ssh/id_ed25519',
+        ...(raw?.passphrase ? { passphrase: raw.passphrase as { env: string } } : {}),
+      };
   return { host: e.host, port: e.port, user: e.user, login, hostKeys: [...e.hostKeys] };
 }
 
@@ -119,14 +157,22 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
       // A site installed from this controller under that name, whose file is not the one being edited.
       const rec = name === ex?.metadata.name ? undefined : readSiteRecordSafe(name);
       if (!rec) break;
-      say(`${c.yellow('!')} a site named ${name} is already installed from this machine: ${rec.host.user}@${rec.host.address}:${rec.host.port}, last run ${rec.lastRun?.startedAt ?? rec.updatedAt}`);
+      say(
+        `${c.yellow('!')} a site named ${name} is already installed from this machine: ${rec.host.user}@${rec.host.address}:${rec.host.port}, last run ${rec.lastRun?.startedAt ?? rec.updatedAt}`,
+      );
       if (await ask.yesNo({ message: `Is this that same POP (you are re-creating its site file)?`, default: false })) break;
-      if (!ask.interactive) throw new UsageError(`the site name ${name} is already used by an installed site`, 'pick another name with --name, or edit that site’s own file: fsm-edge init FILE');
+      if (!ask.interactive)
+        throw new UsageError(
+          `the site name ${name} is already used by an installed site`,
+          'pick another name with --name, or edit that site’s own file: fsm-edge init FILE',
+        );
     }
 
     const rawSsh = ((existing.raw?.spec as Record<string, unknown> | undefined)?.ssh ?? {}) as Record<string, unknown>;
     let pop: HopAnswers | undefined = ex ? hopFromConfig(ex.spec.ssh, rawSsh) : undefined;
-    let jump: HopAnswers | undefined = ex?.spec.ssh.jumpHosts[0] ? hopFromConfig(ex.spec.ssh.jumpHosts[0], (rawSsh.jumpHosts as Record<string, unknown>[] | undefined)?.[0]) : undefined;
+    let jump: HopAnswers | undefined = ex?.spec.ssh.jumpHosts[0]
+      ? hopFromConfig(ex.spec.ssh.jumpHosts[0], (rawSsh.jumpHosts as Record<string, unknown>[] | undefined)?.[0])
+      : undefined;
     // A login flag beats the file: it is the default of the login questions.
     const flagLogin: Login | undefined = opts.agent ? { agent: true } : opts.identityFile ? { identityFile: opts.identityFile } : undefined;
     let facts: Facts | undefined;
@@ -135,16 +181,40 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
       wantJump = await ask.yesNo({ message: 'Is the POP reached through a jump host (bastion)?', default: wantJump });
       let jumpTarget: SshTarget | undefined;
       if (wantJump) {
-        jumpTarget = await askTarget(ask, 'Jump host (user@host[:port])', opts.jump ?? (jump ? formatSshTarget(jump) : undefined), true, '--jump');
+        jumpTarget = await askTarget(
+          ask,
+          'Jump host (user@host[:port])',
+          opts.jump ?? (jump ? formatSshTarget(jump) : undefined),
+          true,
+          '--jump',
+        );
       }
-      const popTarget = await askTarget(ask, 'SSH target of the POP (user@host[:port])', opts.ssh ?? (pop ? formatSshTarget(pop) : undefined), !wantJump, '--ssh');
+      const popTarget = await askTarget(
+        ask,
+        'SSH target of the POP (user@host[:port])',
+        opts.ssh ?? (pop ? formatSshTarget(pop) : undefined),
+        !wantJump,
+        '--ssh',
+      );
       const login = await askLogin(ask, flagLogin ?? pop?.login, fileDir, out);
       pop = { ...popTarget, login, hostKeys: samePlace(pop, popTarget) ? pop!.hostKeys : [] };
       jump = jumpTarget ? { ...jumpTarget, login, hostKeys: samePlace(jump, jumpTarget) ? jump!.hostKeys : [] } : undefined;
 
       say(c.dim(`  connecting to ${formatSshTarget(pop)}${jump ? ` through ${formatSshTarget(jump)}` : ''} …`));
       const hops = { pop, ...(jump ? { jump } : {}) };
-      const draft = () => parseSite(siteData({ name, pop: hops.pop, ...(hops.jump ? { jump: hops.jump } : {}), mesh: { interception: 'auto', profile: 'edge-small', ingress: true } }, file, existing.raw));
+      const draft = () =>
+        parseSite(
+          siteData(
+            {
+              name,
+              pop: hops.pop,
+              ...(hops.jump ? { jump: hops.jump } : {}),
+              mesh: { interception: 'auto', profile: 'edge-small', ingress: true },
+            },
+            file,
+            existing.raw,
+          ),
+        );
       const r = await connectWithPinning(draft, hops, { ask, say, bold: c.bold }, fileDir);
       if (r.host) {
         session.host = r.host;
@@ -167,19 +237,33 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     const arch = facts.arch;
     // Only asked when some bundle could fit: the key that signed it is offered first.
     const signers = arch ? bundleChoices(opts.bundlesDir, arch, []).flatMap((b) => (b.blobs > 0 && b.signer ? [b.signer] : [])) : [];
-    const trustKeys = opts.trustKeys.length || signers.length === 0 ? opts.trustKeys : await askTrustKey(ask, [fileDir, process.cwd(), resolve('airgap')], signers);
+    const trustKeys =
+      opts.trustKeys.length || signers.length === 0
+        ? opts.trustKeys
+        : await askTrustKey(ask, [fileDir, process.cwd(), resolve('airgap')], signers);
     const trusted = trustKeys.length ? loadTrustedKeys(trustKeys) : [];
     const choices = arch ? bundleChoices(opts.bundlesDir, arch, trusted) : [];
     let bundle: BundleChoice | undefined;
     if (!arch) say(`${c.yellow('!')} no bundle can fit a ${facts.machine} POP`);
-    else if (choices.length === 0) say(`${c.yellow('!')} no bundles in ${opts.bundlesDir}: build one with \`fsm-edge bundle build --arch ${arch}\`; the wizard will still write ${file}`);
+    else if (choices.length === 0)
+      say(
+        `${c.yellow('!')} no bundles in ${opts.bundlesDir}: build one with \`fsm-edge bundle build --arch ${arch}\`; the wizard will still write ${file}`,
+      );
     else {
       const usable = choices.filter((b) => !b.unusable);
       const preferred = opts.bundle ? choices.find((b) => resolve(b.dir) === resolve(opts.bundle!)) : usable[usable.length - 1];
       const picked = await ask.choose<string>({
         message: `Bundle for this ${arch} POP (from ${opts.bundlesDir})`,
         choices: [
-          ...choices.map((b): Choice<string> => ({ value: b.dir, name: describeBundle(b), ...(b.unusable ? { disabled: b.unusable } : { description: `signed by ${short(b.signer!)}; blobs already on the POP are not sent again` }) })),
+          ...choices.map(
+            (b): Choice<string> => ({
+              value: b.dir,
+              name: describeBundle(b),
+              ...(b.unusable
+                ? { disabled: b.unusable }
+                : { description: `signed by ${short(b.signer!)}; blobs already on the POP are not sent again` }),
+            }),
+          ),
           { value: '', name: 'none now: only write the site file' },
         ],
         ...(preferred && !preferred.unusable ? { default: preferred.dir } : { default: '' }),
@@ -191,13 +275,23 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     // --- the mesh ------------------------------------------------------------------------------------
     const fsmVersion = bundle?.versions?.fsm ?? '1.5.0';
     const fit = ebpfFitness(facts, fsmVersion);
-    const why = fit.fit ? `eBPF works here (kernel ${facts.kernel}, FSM ${fsmVersion})` : `eBPF is not possible here: ${fit.reasons.join('; ')}`;
+    const why = fit.fit
+      ? `eBPF works here (kernel ${facts.kernel}, FSM ${fsmVersion})`
+      : `eBPF is not possible here: ${fit.reasons.join('; ')}`;
     say(c.dim(`  ${why}`));
     const interception = await ask.choose<'auto' | 'ebpf' | 'iptables'>({
       message: 'Traffic interception',
       choices: [
-        { value: 'auto', name: `auto — ${fit.fit ? 'eBPF on this POP' : 'iptables on this POP'}, decided again at each install`, description: why },
-        { value: 'ebpf', name: 'ebpf', ...(fit.fit ? { description: 'faster, no iptables rules in pods' } : { disabled: fit.reasons.join('; ') }) },
+        {
+          value: 'auto',
+          name: `auto — ${fit.fit ? 'eBPF on this POP' : 'iptables on this POP'}, decided again at each install`,
+          description: why,
+        },
+        {
+          value: 'ebpf',
+          name: 'ebpf',
+          ...(fit.fit ? { description: 'faster, no iptables rules in pods' } : { disabled: fit.reasons.join('; ') }),
+        },
         { value: 'iptables', name: 'iptables', description: 'works on every kernel' },
       ],
       default: ex?.spec.mesh.interception && (ex.spec.mesh.interception !== 'ebpf' || fit.fit) ? ex.spec.mesh.interception : 'auto',
@@ -212,16 +306,27 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
       ],
       default: profileDefault,
     });
-    const ingress = await ask.yesNo({ message: 'Deploy the FSM ingress (needed to export services to other sites)?', default: ex?.spec.mesh.ingress ?? true });
+    const ingress = await ask.yesNo({
+      message: 'Deploy the FSM ingress (needed to export services to other sites)?',
+      default: ex?.spec.mesh.ingress ?? true,
+    });
 
     if (bundle && arch && bundle.versions) showPreflight(facts, bundle, interception, say, c);
 
     // --- the hub -------------------------------------------------------------------------------------
-    const ownAddress = isLoopback(pop.host) && session.host ? await popOwnAddress(session.host, facts.defaultRoute).catch(() => undefined) : undefined;
+    const ownAddress =
+      isLoopback(pop.host) && session.host ? await popOwnAddress(session.host, facts.defaultRoute).catch(() => undefined) : undefined;
     const { hub, newHub, hubFile } = await askHub(ask, { opts, existing, file, fileDir, popHost: pop.host, ownAddress, name, say, c });
 
     // --- the file and the plan -----------------------------------------------------------------------
-    const answers: WizardAnswers = { name, pop, ...(jump ? { jump } : {}), mesh: { interception, profile, ingress }, ...(hub ? { hub } : {}), ...(newHub ? { newHub } : {}) };
+    const answers: WizardAnswers = {
+      name,
+      pop,
+      ...(jump ? { jump } : {}),
+      mesh: { interception, profile, ingress },
+      ...(hub ? { hub } : {}),
+      ...(newHub ? { newHub } : {}),
+    };
     const site = siteData(answers, file, existing.raw);
     const hubDoc = newHub ? hubData(newHub, file) : undefined;
     const problems = checkDocuments(site, hubDoc);
@@ -238,21 +343,32 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     let shared: Awaited<ReturnType<typeof openWizardBundle>> | undefined;
     if (install && bundle) {
       say('');
-      say(c.bold('The plan') + c.dim(` — fsm-edge install --dry-run on a draft of ${file} (${relative(process.cwd(), tmp) || tmp}); nothing is changed`));
+      say(
+        c.bold('The plan') +
+          c.dim(` — fsm-edge install --dry-run on a draft of ${file} (${relative(process.cwd(), tmp) || tmp}); nothing is changed`),
+      );
       shared = await openWizardBundle(bundle.dir, trustKeys).catch((e: Error) => {
         say(`${c.red('✗')} the bundle cannot be used: ${e.message}`);
         return undefined;
       });
       const planCode =
         shared && session.host
-          ? await runWizardInstall({ siteFile: tmp, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: true }, out)
+          ? await runWizardInstall(
+              { siteFile: tmp, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: true },
+              out,
+            )
           : EXIT_FAILED;
-      if (planCode !== EXIT_OK) say(`${c.yellow('!')} the dry run did not succeed (exit ${planCode}); see above. You can still save the file and install later.`);
+      if (planCode !== EXIT_OK)
+        say(`${c.yellow('!')} the dry run did not succeed (exit ${planCode}); see above. You can still save the file and install later.`);
       say('');
       choice = await ask.choose<'install' | 'save' | 'discard'>({
         message: 'Go?',
         choices: [
-          { value: 'install', name: `install now (writes ${file} first)`, ...(planCode === EXIT_OK ? {} : { disabled: 'the dry run failed' }) },
+          {
+            value: 'install',
+            name: `install now (writes ${file} first)`,
+            ...(planCode === EXIT_OK ? {} : { disabled: 'the dry run failed' }),
+          },
           { value: 'save', name: `only write ${file}; install later` },
           { value: 'discard', name: 'discard: write nothing' },
         ],
@@ -269,7 +385,11 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     commitTemp(tmp, file);
     say(`${c.green('✓')} wrote ${file}${hubDoc ? ` (Site ${name} and Hub ${newHub!.name})` : ` (Site ${name})`}`);
     if (choice === 'save' || !install) {
-      say(install ? `Install it with:\n  fsm-edge ${shellWords(install)}` : `Install it, once a bundle is built, with:\n  fsm-edge install ${file} --bundle DIR --trust-key KEY`);
+      say(
+        install
+          ? `Install it with:\n  fsm-edge ${shellWords(install)}`
+          : `Install it, once a bundle is built, with:\n  fsm-edge install ${file} --bundle DIR --trust-key KEY`,
+      );
       return EXIT_OK;
     }
     say('');
@@ -277,12 +397,16 @@ export async function runWizard(opts: InitOptions, ask: Ask, out: Output): Promi
     process.off('SIGINT', onSigint); // from here on the install handles Ctrl-C; the site file is complete
     const code =
       shared && session.host
-        ? await runWizardInstall({ siteFile: file, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: false }, out)
+        ? await runWizardInstall(
+            { siteFile: file, finalFile: file, ...(hubFile ? { hubFile } : {}), bundle: shared, host: session.host, dryRun: false },
+            out,
+          )
         : EXIT_FAILED;
     say('');
     say(c.bold('Status'));
     printStatus(file, hubFile, out);
-    if (code !== EXIT_OK) say(`${c.yellow('!')} the install stopped (exit ${code}); fix what it says and run:\n  fsm-edge ${shellWords(install)}`);
+    if (code !== EXIT_OK)
+      say(`${c.yellow('!')} the install stopped (exit ${code}); fix what it says and run:\n  fsm-edge ${shellWords(install)}`);
     return code;
   } finally {
     process.off('SIGINT', onSigint);
@@ -357,7 +481,12 @@ async function askLogin(ask: Ask, def: Login | undefined, baseDir: string, out: 
   });
   if (!encrypted) return { identityFile };
   out.line(out.color.dim('  The key is encrypted. Its passphrase is never written: say where install reads it from.'));
-  const prev = def && 'identityFile' in def && def.passphrase ? ('env' in def.passphrase ? `env:${def.passphrase.env}` : `file:${def.passphrase.file}`) : undefined;
+  const prev =
+    def && 'identityFile' in def && def.passphrase
+      ? 'env' in def.passphrase
+        ? `env:${def.passphrase.env}`
+        : `file:${def.passphrase.file}`
+      : undefined;
   const refText = await ask.text({
     message: 'Passphrase from (env:NAME or file:PATH)',
     ...defaultOf(prev),
@@ -400,13 +529,21 @@ function showFacts(f: Facts, say: (l: string) => void, c: Output['color']): void
   say(`  OS        ${f.os.pretty || f.os.id}, kernel ${f.kernel}, init ${f.init}`);
   say(`  size      ${f.cpus} CPU, ${(f.memMiB / 1024).toFixed(1)} GiB RAM, ${(f.diskFreeMiB / 1024).toFixed(1)} GiB free under /var/lib`);
   say(`  network   ${f.defaultRoute ? `default route via ${f.defaultRoute}` : c.yellow('no default route')}`);
-  say(`  k3s       ${f.k3s ? `${f.k3s.version}${f.k3s.ready ? ' (ready)' : ' (not ready)'}${f.k3s.ourConfig ? ', installed by fsm-edge' : ', not installed by fsm-edge'}` : 'not installed'}`);
+  say(
+    `  k3s       ${f.k3s ? `${f.k3s.version}${f.k3s.ready ? ' (ready)' : ' (not ready)'}${f.k3s.ourConfig ? ', installed by fsm-edge' : ', not installed by fsm-edge'}` : 'not installed'}`,
+  );
   say(c.dim(`  (${describeFacts(f)})`));
   say('');
 }
 
 /** The install's own preflight decision, shown now so a refusal is no surprise at the end. */
-function showPreflight(f: Facts, b: BundleChoice, interception: 'auto' | 'ebpf' | 'iptables', say: (l: string) => void, c: Output['color']): void {
+function showPreflight(
+  f: Facts,
+  b: BundleChoice,
+  interception: 'auto' | 'ebpf' | 'iptables',
+  say: (l: string) => void,
+  c: Output['color'],
+): void {
   try {
     const doc = readBundleDoc(b.dir);
     const content = doc.arches[f.arch as BundleArch];
@@ -449,14 +586,36 @@ async function askHub(ask: Ask, h: HubContext): Promise<{ hub?: HubAnswers; newH
   const inFile = h.existing.hubDocInFile;
   const inFileName = (inFile?.metadata as { name?: string } | undefined)?.name;
   if (inFile && inFileName) choices.push({ value: { kind: 'same-file' }, name: `Hub ${inFileName} (already in ${h.file})` });
-  for (const d of docs) choices.push({ value: d, name: `Hub ${d.name} from ${relative(process.cwd(), d.file) || d.file}${d.context ? ` (context ${d.context})` : ''}` });
-  for (const k of contexts) choices.push({ value: k, name: `kubeconfig context ${k.context}${k.server ? ` → ${k.server}` : ''}`, description: `from ${k.kubeconfigFile}; a Hub document is written next to the Site` });
+  for (const d of docs)
+    choices.push({
+      value: d,
+      name: `Hub ${d.name} from ${relative(process.cwd(), d.file) || d.file}${d.context ? ` (context ${d.context})` : ''}`,
+    });
+  for (const k of contexts)
+    choices.push({
+      value: k,
+      name: `kubeconfig context ${k.context}${k.server ? ` → ${k.server}` : ''}`,
+      description: `from ${k.kubeconfigFile}; a Hub document is written next to the Site`,
+    });
   choices.push({ value: { kind: 'none' }, name: 'no hub: a standalone POP' });
   const def =
-    (h.opts.hub ? choices.find((x) => x.value.kind === 'file' && resolve((x.value as HubFileChoice).file) === resolve(h.opts.hub!)) : undefined) ??
-    (ex ? choices.find((x) => (x.value.kind === 'same-file' && inFileName === ex.ref) || (x.value.kind === 'file' && (x.value as HubFileChoice).name === ex.ref)) : undefined) ??
+    (h.opts.hub
+      ? choices.find((x) => x.value.kind === 'file' && resolve((x.value as HubFileChoice).file) === resolve(h.opts.hub!))
+      : undefined) ??
+    (ex
+      ? choices.find(
+          (x) =>
+            (x.value.kind === 'same-file' && inFileName === ex.ref) ||
+            (x.value.kind === 'file' && (x.value as HubFileChoice).name === ex.ref),
+        )
+      : undefined) ??
     (ex || h.opts.hub ? undefined : choices.find((x) => x.value.kind === 'none'));
-  const pick = await ask.choose<Pick>({ message: 'Federation hub to register with', choices, ...(def ? { default: def.value } : {}), flag: '--hub' });
+  const pick = await ask.choose<Pick>({
+    message: 'Federation hub to register with',
+    choices,
+    ...(def ? { default: def.value } : {}),
+    flag: '--hub',
+  });
   if (pick.kind === 'none') return {};
 
   let ref: string;
@@ -485,11 +644,13 @@ async function askHub(ask: Ask, h: HubContext): Promise<{ hub?: HubAnswers; newH
   const zone = await ask.text({ message: 'Zone', default: ex?.zone ?? labels.zone ?? 'default', validate: label });
   const group = await ask.text({ message: 'Group', default: ex?.group ?? 'default', validate: label });
   const gwDefault = ex?.gateway?.host ?? (isLoopback(h.popHost) ? h.ownAddress : h.popHost);
-  if (isLoopback(h.popHost) && h.ownAddress && !ex?.gateway) h.say(h.c.dim(`  The SSH address ${h.popHost} is a local forwarder; the POP's own address is ${h.ownAddress}.`));
+  if (isLoopback(h.popHost) && h.ownAddress && !ex?.gateway)
+    h.say(h.c.dim(`  The SSH address ${h.popHost} is a local forwarder; the POP's own address is ${h.ownAddress}.`));
   const gwHost = await ask.text({
     message: 'Gateway address other sites reach this POP at',
     ...defaultOf(gwDefault),
-    validate: (v) => checkHost(v) ?? (isLoopback(v) ? 'a loopback address; the hub and other sites must be able to reach the gateway' : undefined),
+    validate: (v) =>
+      checkHost(v) ?? (isLoopback(v) ? 'a loopback address; the hub and other sites must be able to reach the gateway' : undefined),
   });
   const gwPortText = await ask.text({
     message: 'Gateway port',

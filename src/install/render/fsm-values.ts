@@ -140,7 +140,9 @@ export function planFsmValues(input: FsmValuesInput): FsmValuesPlan {
   }
   const latest = [...found.values()].filter((s) => s.tag === '' || s.tag === 'latest').map((s) => s.ref);
   if (latest.length) {
-    throw new Error(`the bundle pins no version for ${latest.join(', ')} ("latest" or no tag); an airgapped POP needs fixed tags\n  fix: pin these images in the recipe and rebuild the bundle`);
+    throw new Error(
+      `the bundle pins no version for ${latest.join(', ')} ("latest" or no tag); an airgapped POP needs fixed tags\n  fix: pin these images in the recipe and rebuild the bundle`,
+    );
   }
   if (missing.length) throw new ImagesMissingError(missing);
   const warnings = later
@@ -211,10 +213,7 @@ export class ValuesSchemaError extends Error {
     readonly chart: string,
     readonly violations: ValuesViolation[],
   ) {
-    super(
-      `FSM values do not match ${chart}'s values.schema.json: ` +
-        violations.map((v) => `${v.path} ${v.message}`).join('; '),
-    );
+    super(`FSM values do not match ${chart}'s values.schema.json: ` + violations.map((v) => `${v.path} ${v.message}`).join('; '));
     this.name = 'ValuesSchemaError';
   }
 }

@@ -40,7 +40,14 @@ export function interceptionValues(fsmVersion: string, mode: InterceptionMode): 
             // Bare-metal k3s keeps CNI plugins in its data dir, not /bin (that is only true inside k3d).
             nodePaths: {
               k8s: { enable: false },
-              k3s: { enable: true, cniBin: K3S_CNI_BIN_DIR, cniNetd: K3S_CNI_NETD_DIR, sysFs: '/opt', sysProc: '/proc', sysRun: '/var/run' },
+              k3s: {
+                enable: true,
+                cniBin: K3S_CNI_BIN_DIR,
+                cniNetd: K3S_CNI_NETD_DIR,
+                sysFs: '/opt',
+                sysProc: '/proc',
+                sysRun: '/var/run',
+              },
             },
           },
         },

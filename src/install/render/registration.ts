@@ -73,7 +73,11 @@ export function hubClusterRoleRules(): PolicyRule[] {
     // list/watch: pkg/k8s/informers/informers.go:225
     // get: connector.go:185-187 (ServiceImportExists), 329-331 (after AlreadyExists), 410-412 (deleteServiceImport)
     // create: connector.go:323-325; update: connector.go:284-286, 452-454; delete: connector.go:460-462
-    { apiGroups: ['multicluster.flomesh.io'], resources: ['serviceimports'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+    {
+      apiGroups: ['multicluster.flomesh.io'],
+      resources: ['serviceimports'],
+      verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
+    },
     // list/watch: pkg/k8s/informers/informers.go:226 (cache sync only; no handler on the hub side)
     { apiGroups: ['multicluster.flomesh.io'], resources: ['globaltrafficpolicies'], verbs: ['list', 'watch'] },
   ];
@@ -83,10 +87,12 @@ export function hubClusterRoleRules(): PolicyRule[] {
 const USED_BY: Record<string, string> = {
   deployments: 'the join checks that the fsm-controller Deployment exists (pkg/mcs/remote/types.go:129)',
   meshconfigs: 'the hub watches this MeshConfig and writes its clusterSet (pkg/k8s/informers/informers.go:147-153, types.go:189)',
-  meshrootcertificates: 'the hub waits for its MeshRootCertificate informer to sync; without the right the join hangs for ever and blocks every other Cluster on that hub (informers.go:151-154)',
+  meshrootcertificates:
+    'the hub waits for its MeshRootCertificate informer to sync; without the right the join hangs for ever and blocks every other Cluster on that hub (informers.go:151-154)',
   services: 'ServiceExport handling reads the exported Service (types.go:307, connector.go:205)',
   namespaces: 'importing a service creates its namespace first (pkg/mcs/remote/connector.go:307)',
-  serviceexports: 'the hub watches ServiceExports in every namespace and waits for that informer to sync (informers.go:224, connector.go:479)',
+  serviceexports:
+    'the hub watches ServiceExports in every namespace and waits for that informer to sync (informers.go:224, connector.go:479)',
   'serviceexports/status': 'a rejected export gets a Conflict condition (connector.go:498)',
   serviceimports: 'the hub watches and writes ServiceImports (informers.go:225, connector.go:185-462)',
   globaltrafficpolicies: 'the hub waits for its GlobalTrafficPolicy informer to sync (informers.go:226)',

@@ -7,7 +7,18 @@ import { clone, deepEqual, isObj } from './patch.js';
 import type { KubeObject, ManagedFieldsEntry } from './types.js';
 
 type Path = string[];
-const UNTRACKED_META = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'managedFields', 'selfLink', 'generateName']);
+const UNTRACKED_META = new Set([
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'managedFields',
+  'selfLink',
+  'generateName',
+]);
 
 /** Leaf paths of an object (JSON-encoded path → value). */
 export function leaves(obj: unknown): Map<string, unknown> {
@@ -122,7 +133,13 @@ function writeOwners(obj: KubeObject, list: Owner[]): void {
   else delete obj.metadata.managedFields;
 }
 
-function ownerFor(list: Owner[], manager: string, operation: 'Apply' | 'Update', subresource: string | undefined, apiVersion: string): Owner {
+function ownerFor(
+  list: Owner[],
+  manager: string,
+  operation: 'Apply' | 'Update',
+  subresource: string | undefined,
+  apiVersion: string,
+): Owner {
   let o = list.find((x) => x.manager === manager && x.operation === operation && x.subresource === subresource);
   if (!o) {
     o = { manager, operation, ...(subresource ? { subresource } : {}), apiVersion, time: '', fields: new Set() };
@@ -161,7 +178,14 @@ function dotted(enc: string): string {
  * Server-side apply `config` onto `live` (undefined = create). Returns the merged object with
  * managedFields updated. Throws 409 with FieldManagerConflict causes on conflicts unless `force`.
  */
-export function serverSideApply(live: KubeObject | undefined, config: KubeObject, manager: string, force: boolean, qualifiedName: string, subresource?: string): KubeObject {
+export function serverSideApply(
+  live: KubeObject | undefined,
+  config: KubeObject,
+  manager: string,
+  force: boolean,
+  qualifiedName: string,
+  subresource?: string,
+): KubeObject {
   const list = live ? owners(live) : [];
   const liveLeaves = live ? leaves(live) : new Map<string, unknown>();
   const applied = leaves(config);
@@ -175,16 +199,33 @@ export function serverSideApply(live: KubeObject | undefined, config: KubeObject
     }
   }
   if (conflicts.length && !force) {
-    const causes = conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with "${c.manager}"`, field: dotted(c.path) }));
+    const causes = conflicts.map((c) => ({
+      reason: 'FieldManagerConflict',
+      message: `conflict with "${c.manager}"`,
+      field: dotted(c.path),
+    }));
     const what = conflicts.map((c) => `conflict with "${c.manager}": ${dotted(c.path)}`).join('\n- ');
-    throw new ApiError(409, 'Conflict', `Apply failed with ${conflicts.length} conflict${conflicts.length > 1 ? 's' : ''}: ${conflicts.length > 1 ? '\n- ' : ''}${what}`, {
-      name: config.metadata.name ?? '',
-      kind: qualifiedName,
-      causes,
-    });
+    throw new ApiError(
+      409,
+      'Conflict',
+      `Apply failed with ${conflicts.length} conflict${conflicts.length > 1 ? 's' : ''}: ${conflicts.length > 1 ? '\n- ' : ''}${what}`,
+      {
+        name: config.metadata.name ?? '',
+        kind: qualifiedName,
+        causes,
+      },
+    );
   }
   const me = ownerFor(list, manager, 'Apply', subresource, config.apiVersion);
-  const result = (live ? clone(live) : { apiVersion: config.apiVersion, kind: config.kind, metadata: { name: config.metadata.name, ...(config.metadata.namespace ? { namespace: config.metadata.namespace } : {}) } }) as KubeObject;
+  const result = (
+    live
+      ? clone(live)
+      : {
+          apiVersion: config.apiVersion,
+          kind: config.kind,
+          metadata: { name: config.metadata.name, ...(config.metadata.namespace ? { namespace: config.metadata.namespace } : {}) },
+        }
+  ) as KubeObject;
   // fields this manager applied before and no longer applies are removed, unless someone else owns them
   for (const p of me.fields) {
     if (applied.has(p)) continue;
@@ -193,7 +234,9 @@ export function serverSideApply(live: KubeObject | undefined, config: KubeObject
   }
   for (const [p, v] of applied) setPath(result as unknown as Record<string, unknown>, JSON.parse(p) as Path, v);
   // empty maps in the config (e.g. `spec: {}`) still have to exist in the result
-  for (const p of applied.keys()) if (getPath(result, JSON.parse(p) as Path) === undefined) setPath(result as unknown as Record<string, unknown>, JSON.parse(p) as Path, applied.get(p));
+  for (const p of applied.keys())
+    if (getPath(result, JSON.parse(p) as Path) === undefined)
+      setPath(result as unknown as Record<string, unknown>, JSON.parse(p) as Path, applied.get(p));
   for (const o of list) {
     if (o === me) continue;
     for (const c of conflicts) if (o.manager === c.manager) o.fields.delete(c.path);

@@ -133,7 +133,10 @@ function subjectMatches(s: Subject, user: UserInfo, bindingNs: string | undefine
 function ruleAllows(rule: PolicyRule, a: Attributes): boolean {
   const has = (list: string[] | undefined, v: string) => !!list && (list.includes('*') || list.includes(v));
   if (!has(rule.verbs, a.verb)) return false;
-  if (a.path !== undefined) return !!rule.nonResourceURLs?.some((u) => u === '*' || u === a.path || (u.endsWith('*') && (a.path as string).startsWith(u.slice(0, -1))));
+  if (a.path !== undefined)
+    return !!rule.nonResourceURLs?.some(
+      (u) => u === '*' || u === a.path || (u.endsWith('*') && (a.path as string).startsWith(u.slice(0, -1))),
+    );
   if (!has(rule.apiGroups, a.group ?? '')) return false;
   const res = a.subresource ? `${a.resource}/${a.subresource}` : (a.resource as string);
   const resOk = !!rule.resources?.some((r) => r === '*' || r === res || (!!a.subresource && r === `*/${a.subresource}`));
@@ -143,7 +146,13 @@ function ruleAllows(rule: PolicyRule, a: Attributes): boolean {
 }
 
 /** Paths every authenticated user may read (system:discovery, system:public-info-viewer, system:basic-user). */
-const PUBLIC_PATHS = [/^\/api(\/v1)?\/?$/, /^\/apis(\/[^/]+(\/[^/]+)?)?\/?$/, /^\/version\/?$/, /^\/(healthz|livez|readyz)(\/.*)?$/, /^\/openapi\//];
+const PUBLIC_PATHS = [
+  /^\/api(\/v1)?\/?$/,
+  /^\/apis(\/[^/]+(\/[^/]+)?)?\/?$/,
+  /^\/version\/?$/,
+  /^\/(healthz|livez|readyz)(\/.*)?$/,
+  /^\/openapi\//,
+];
 
 export interface Decision {
   allowed: boolean;
@@ -163,10 +172,16 @@ export function authorize(store: ObjectStore, user: UserInfo, a: Attributes): bo
 export function decide(store: ObjectStore, user: UserInfo, a: Attributes): Decision {
   if (user.groups.includes('system:masters')) return { allowed: true, reason: '' };
   if (a.path !== undefined && PUBLIC_PATHS.some((re) => re.test(a.path as string))) return { allowed: true, reason: '' };
-  if (a.group === 'authorization.k8s.io' && (a.resource === 'selfsubjectaccessreviews' || a.resource === 'selfsubjectrulesreviews')) return { allowed: true, reason: '' };
+  if (a.group === 'authorization.k8s.io' && (a.resource === 'selfsubjectaccessreviews' || a.resource === 'selfsubjectrulesreviews'))
+    return { allowed: true, reason: '' };
   const errors: string[] = [];
   const rulesOf = (kind: string, name: string, ns?: string): PolicyRule[] => {
-    const role = kind === 'ClusterRole' ? store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name) : kind === 'Role' && ns ? store.get('rbac.authorization.k8s.io/v1', 'Role', name, ns) : undefined;
+    const role =
+      kind === 'ClusterRole'
+        ? store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name)
+        : kind === 'Role' && ns
+          ? store.get('rbac.authorization.k8s.io/v1', 'Role', name, ns)
+          : undefined;
     if (!role) {
       errors.push(`${kind.toLowerCase()}.rbac.authorization.k8s.io "${name}" not found`);
       return [];
@@ -197,7 +212,9 @@ export function forbiddenMessage(user: UserInfo, a: Attributes, reason = ''): st
   const why = reason ? `: ${reason}` : '';
   if (a.path !== undefined) return `forbidden: User "${user.username}" cannot ${a.verb} path "${a.path}"${why}`;
   const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
-  const what = a.name ? `${a.resource}${a.group ? '.' + a.group : ''} "${a.name}" is forbidden` : `${a.resource}${a.group ? '.' + a.group : ''} is forbidden`;
+  const what = a.name
+    ? `${a.resource}${a.group ? '.' + a.group : ''} "${a.name}" is forbidden`
+    : `${a.resource}${a.group ? '.' + a.group : ''} is forbidden`;
   const scope = a.namespace ? `in the namespace "${a.namespace}"` : 'at the cluster scope';
   return `${what}: User "${user.username}" cannot ${a.verb} resource "${res}" in API group "${a.group ?? ''}" ${scope}${why}`;
 }
@@ -210,7 +227,10 @@ export function forbiddenMessage(user: UserInfo, a: Attributes, reason = ''): st
 export function requestName(verb: string, pathName: string | undefined, fieldSelector: string | null): string | undefined {
   if (pathName !== undefined) return pathName;
   if ((verb !== 'list' && verb !== 'watch') || !fieldSelector) return undefined;
-  const terms = fieldSelector.split(',').map((t) => t.trim()).filter(Boolean);
+  const terms = fieldSelector
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   // RequiresExactMatch: a term metadata.name=X or metadata.name==X (other terms may be present too)
   for (const t of terms) {
     const m = /^metadata\.name(==?)(.*)$/.exec(t);

@@ -28,7 +28,9 @@ export async function buildApiServerBundle(opts: BuildOptions): Promise<{ outfil
     metafile: true,
     logLevel: 'silent',
     // CommonJS dependencies (ajv) call require() for node built-ins; give the ESM bundle a real require
-    banner: { js: "import { createRequire as __labCreateRequire } from 'node:module'; const require = __labCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __labCreateRequire } from 'node:module'; const require = __labCreateRequire(import.meta.url);",
+    },
   });
   const out = Object.entries(res.metafile?.outputs ?? {})[0];
   return { outfile: opts.outfile, bytes: out ? out[1].bytes : 0 };

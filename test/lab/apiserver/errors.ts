@@ -22,7 +22,16 @@ export class ApiError extends Error {
   constructor(code: number, reason: string, message: string, details?: StatusObject['details']) {
     super(message);
     this.name = 'ApiError';
-    this.status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
+    this.status = {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      code,
+      ...(details ? { details } : {}),
+    };
   }
   get code(): number {
     return this.status.code;
@@ -42,8 +51,17 @@ export function alreadyExists(plural: string, group: string, name: string): ApiE
   return new ApiError(409, 'AlreadyExists', `${qualified(plural, group)} "${name}" already exists`, { name, group, kind: plural });
 }
 
-export function conflict(plural: string, group: string, name: string, why = 'the object has been modified; please apply your changes to the latest version and try again'): ApiError {
-  return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(plural, group)} "${name}": ${why}`, { name, group, kind: plural });
+export function conflict(
+  plural: string,
+  group: string,
+  name: string,
+  why = 'the object has been modified; please apply your changes to the latest version and try again',
+): ApiError {
+  return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(plural, group)} "${name}": ${why}`, {
+    name,
+    group,
+    kind: plural,
+  });
 }
 
 export function invalid(kind: string, group: string, name: string, causes: StatusCause[]): ApiError {
@@ -70,7 +88,12 @@ export function methodNotAllowed(): ApiError {
 }
 
 export function unsupportedMediaType(contentType: string, accepted: string[]): ApiError {
-  return new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}`, {
-    causes: [{ reason: 'UnexpectedServerResponse', message: `unsupported media type "${contentType}"` }],
-  });
+  return new ApiError(
+    415,
+    'UnsupportedMediaType',
+    `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}`,
+    {
+      causes: [{ reason: 'UnexpectedServerResponse', message: `unsupported media type "${contentType}"` }],
+    },
+  );
 }

@@ -37,7 +37,9 @@ describe('stand-in informer', () => {
   it('follows one object through a metadata.name field selector, as the MeshConfig informer does', async () => {
     srv.store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'one', namespace: 'default' }, data: { v: '1' } });
     const client = KubeClient.fromKubeconfig(adminKubeconfig(pki, srv.url), undefined, 300);
-    const inf = new Informer(client, '/api/v1/namespaces/default/configmaps', '*v1.ConfigMap', () => {}, { fieldSelector: 'metadata.name=one' });
+    const inf = new Informer(client, '/api/v1/namespaces/default/configmaps', '*v1.ConfigMap', () => {}, {
+      fieldSelector: 'metadata.name=one',
+    });
     void inf.run();
     try {
       await until('sync', () => inf.synced);
@@ -64,7 +66,11 @@ describe('stand-in informer', () => {
       srv.store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b', namespace: 'default' } });
       srv.store.delete('v1', 'ConfigMap', 'a', 'default');
       await until('watch events', () => seen.length === 3);
-      expect(seen.map((e) => [e.type, e.object.metadata.name])).toEqual([['ADDED', 'a'], ['ADDED', 'b'], ['DELETED', 'a']]);
+      expect(seen.map((e) => [e.type, e.object.metadata.name])).toEqual([
+        ['ADDED', 'a'],
+        ['ADDED', 'b'],
+        ['DELETED', 'a'],
+      ]);
       expect(inf.lastError).toBeUndefined();
     } finally {
       inf.stop();

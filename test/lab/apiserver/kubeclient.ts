@@ -48,7 +48,8 @@ export function loadKubeconfig(text: string, context?: string): KubeconfigTarget
   if (!cl) throw new KubeconfigError(`kubeconfig context "${ctxName}" names cluster "${ctx.cluster}", which is not defined`);
   const us = users.find((u) => u.name === ctx.user)?.user ?? {};
   const server = cl.server as string | undefined;
-  if (!server || !/^https?:\/\//.test(server)) throw new KubeconfigError(`kubeconfig cluster "${ctx.cluster}" has no valid server URL (got ${JSON.stringify(server)})`);
+  if (!server || !/^https?:\/\//.test(server))
+    throw new KubeconfigError(`kubeconfig cluster "${ctx.cluster}" has no valid server URL (got ${JSON.stringify(server)})`);
   const t: KubeconfigTarget = { server: server.replace(/\/+$/, '') };
   if (cl['certificate-authority-data']) t.ca = b64(cl['certificate-authority-data']);
   else if (cl['certificate-authority']) t.ca = readFileSync(String(cl['certificate-authority']), 'utf8');
@@ -135,7 +136,11 @@ export class KubeClient {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`timed out after ${this.timeoutMs} ms connecting to ${this.target.server}`), { code: 'ETIMEDOUT' })));
+      req.on('timeout', () =>
+        req.destroy(
+          Object.assign(new Error(`timed out after ${this.timeoutMs} ms connecting to ${this.target.server}`), { code: 'ETIMEDOUT' }),
+        ),
+      );
       req.on('error', reject);
       if (payload !== undefined) req.write(payload);
       req.end();
@@ -158,7 +163,11 @@ export class KubeClient {
           hostname: u.hostname.replace(/^\[|\]$/g, ''),
           port: u.port || 443,
           path: u.pathname + u.search,
-          headers: { Accept: 'application/json', 'User-Agent': 'fsm-controller/v1.5.1 (lab stand-in)', ...(this.target.token ? { Authorization: `Bearer ${this.target.token}` } : {}) },
+          headers: {
+            Accept: 'application/json',
+            'User-Agent': 'fsm-controller/v1.5.1 (lab stand-in)',
+            ...(this.target.token ? { Authorization: `Bearer ${this.target.token}` } : {}),
+          },
           ...(this.target.ca ? { ca: this.target.ca } : {}),
           ...(this.target.cert ? { cert: this.target.cert } : {}),
           ...(this.target.key ? { key: this.target.key } : {}),
@@ -197,7 +206,11 @@ export class KubeClient {
         },
       );
       stopReq = () => req.destroy();
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`timed out after ${this.timeoutMs} ms connecting to ${this.target.server}`), { code: 'ETIMEDOUT' })));
+      req.on('timeout', () =>
+        req.destroy(
+          Object.assign(new Error(`timed out after ${this.timeoutMs} ms connecting to ${this.target.server}`), { code: 'ETIMEDOUT' }),
+        ),
+      );
       req.on('error', (e) => (stopped ? resolve() : reject(e)));
       req.end();
     });
@@ -227,6 +240,7 @@ export class KubeClient {
   }
 
   async patch<T = Record<string, unknown>>(path: string, body: unknown, type: 'merge' | 'json' = 'merge'): Promise<T> {
-    return (await this.request('PATCH', path, body, type === 'merge' ? 'application/merge-patch+json' : 'application/json-patch+json')).body as T;
+    return (await this.request('PATCH', path, body, type === 'merge' ? 'application/merge-patch+json' : 'application/json-patch+json'))
+      .body as T;
   }
 }

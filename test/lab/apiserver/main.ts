@@ -40,7 +40,11 @@ async function main(): Promise<void> {
     ...(cfg.port !== undefined ? { port: cfg.port } : {}),
     ...(cfg.unixSocket ? { unixSocket: cfg.unixSocket } : {}),
     ...(cfg.advertiseUrl ? { advertiseUrl: cfg.advertiseUrl } : {}),
-    tls: { cert: readFileSync(cfg.tls.certFile, 'utf8'), key: readFileSync(cfg.tls.keyFile, 'utf8'), ca: readFileSync(cfg.tls.caFile, 'utf8') },
+    tls: {
+      cert: readFileSync(cfg.tls.certFile, 'utf8'),
+      key: readFileSync(cfg.tls.keyFile, 'utf8'),
+      ca: readFileSync(cfg.tls.caFile, 'utf8'),
+    },
     crdFiles: cfg.crdFiles ?? [],
     ...(cfg.dataFile ? { dataFile: cfg.dataFile } : {}),
     auth: { rbac: cfg.rbac !== false },
@@ -50,7 +54,9 @@ async function main(): Promise<void> {
   for (const o of cfg.seed ?? []) {
     if (server.store.get(o.apiVersion, o.kind, o.metadata.name as string, o.metadata.namespace)) continue;
     // custom resources are completed with their CRD's required fields (see Store.skeleton)
-    const full = server.store.resourceFor(o.apiVersion, o.kind)?.custom ? (server.store.skeleton(o.apiVersion, o.kind, o) as KubeObject) : o;
+    const full = server.store.resourceFor(o.apiVersion, o.kind)?.custom
+      ? (server.store.skeleton(o.apiVersion, o.kind, o) as KubeObject)
+      : o;
     server.store.create(full, { fieldManager: 'lab-seed' });
   }
   if (cfg.pidFile) writeFileSync(cfg.pidFile, `${process.pid}\n`);

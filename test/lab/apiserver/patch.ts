@@ -32,7 +32,10 @@ function patchError(msg: string): ApiError {
 function pointer(path: string): string[] {
   if (path === '') return [];
   if (!path.startsWith('/')) throw patchError(`invalid JSON pointer "${path}"`);
-  return path.slice(1).split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  return path
+    .slice(1)
+    .split('/')
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 function parentOf(doc: Json, parts: string[], path: string): { parent: Obj | Json[]; key: string } {
@@ -41,7 +44,8 @@ function parentOf(doc: Json, parts: string[], path: string): { parent: Obj | Jso
     if (Array.isArray(cur)) cur = cur[Number(p)];
     else if (isObj(cur)) cur = cur[p];
     else cur = undefined;
-    if (cur === undefined) throw patchError(`the server rejected our request due to an error in our request: doc is missing path: "${path}": missing value`);
+    if (cur === undefined)
+      throw patchError(`the server rejected our request due to an error in our request: doc is missing path: "${path}": missing value`);
   }
   if (!Array.isArray(cur) && !isObj(cur)) throw patchError(`doc is missing path: "${path}"`);
   return { parent: cur, key: parts[parts.length - 1] ?? '' };
@@ -58,10 +62,12 @@ function getAt(doc: Json, path: string): Json {
 }
 
 export function applyJsonPatch(doc: Json, ops: Json): Json {
-  if (!Array.isArray(ops)) throw new ApiError(400, 'BadRequest', 'json: cannot unmarshal object into Go value of type []jsonpatch.operation');
+  if (!Array.isArray(ops))
+    throw new ApiError(400, 'BadRequest', 'json: cannot unmarshal object into Go value of type []jsonpatch.operation');
   let root = clone(doc);
   for (const raw of ops) {
-    if (!isObj(raw) || typeof raw.op !== 'string' || typeof raw.path !== 'string') throw new ApiError(400, 'BadRequest', 'invalid JSON patch operation');
+    if (!isObj(raw) || typeof raw.op !== 'string' || typeof raw.path !== 'string')
+      throw new ApiError(400, 'BadRequest', 'invalid JSON patch operation');
     const { op, path } = raw as { op: string; path: string };
     const parts = pointer(path);
     const add = (value: Json, p: string[], pth: string) => {
@@ -96,7 +102,8 @@ export function applyJsonPatch(doc: Json, ops: Json): Json {
         remove(parts, path);
         break;
       case 'replace':
-        if (getAt(root, path) === undefined) throw patchError(`replace operation does not apply: doc is missing key: ${path}: missing value`);
+        if (getAt(root, path) === undefined)
+          throw patchError(`replace operation does not apply: doc is missing key: ${path}: missing value`);
         if (parts.length === 0) root = clone(raw.value);
         else {
           const { parent, key } = parentOf(root, parts, path);

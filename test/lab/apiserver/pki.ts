@@ -27,22 +27,78 @@ export function createPki(dir: string, sans: string[], opts: { reuse?: boolean }
   const files = ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'admin.crt', 'admin.key'];
   const load = (): LabPki => {
     const r = (f: string) => readFileSync(join(dir, f), 'utf8');
-    return { dir, caCert: r('ca.crt'), caKey: r('ca.key'), serverCert: r('server.crt'), serverKey: r('server.key'), adminCert: r('admin.crt'), adminKey: r('admin.key') };
+    return {
+      dir,
+      caCert: r('ca.crt'),
+      caKey: r('ca.key'),
+      serverCert: r('server.crt'),
+      serverKey: r('server.key'),
+      adminCert: r('admin.crt'),
+      adminKey: r('admin.key'),
+    };
   };
   const sanFile = join(dir, 'sans');
   const sanLine = [...new Set(sans)].map((s) => (/^[\d.]+$/.test(s) || s.includes(':') ? `IP:${s}` : `DNS:${s}`)).join(',');
-  if (opts.reuse !== false && files.every((f) => existsSync(join(dir, f))) && existsSync(sanFile) && readFileSync(sanFile, 'utf8') === sanLine) return load();
+  if (
+    opts.reuse !== false &&
+    files.every((f) => existsSync(join(dir, f))) &&
+    existsSync(sanFile) &&
+    readFileSync(sanFile, 'utf8') === sanLine
+  )
+    return load();
   const key = (name: string) => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', name], dir);
   key('ca.key');
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', `/CN=lab-apiserver-ca@${Math.floor(Date.now() / 1000)}`, '-days', '3650', '-out', 'ca.crt'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      `/CN=lab-apiserver-ca@${Math.floor(Date.now() / 1000)}`,
+      '-days',
+      '3650',
+      '-out',
+      'ca.crt',
+    ],
+    dir,
+  );
   const leaf = (name: string, subj: string, ext: string) => {
     key(`${name}.key`);
     openssl(['req', '-new', '-key', `${name}.key`, '-subj', subj, '-out', `${name}.csr`], dir);
     writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '3650', '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-days',
+        '3650',
+        '-extfile',
+        `${name}.ext`,
+        '-out',
+        `${name}.crt`,
+      ],
+      dir,
+    );
   };
-  leaf('server', '/CN=kube-apiserver', `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${sanLine}\n`);
-  leaf('admin', '/O=system:masters/CN=system:admin', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
+  leaf(
+    'server',
+    '/CN=kube-apiserver',
+    `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${sanLine}\n`,
+  );
+  leaf(
+    'admin',
+    '/O=system:masters/CN=system:admin',
+    'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n',
+  );
   writeFileSync(sanFile, sanLine);
   return load();
 }

@@ -14,9 +14,13 @@ import { createPki, type LabPki } from './pki.js';
 import { createApiServer } from './server.js';
 import type { ApiServer, KubeObject } from './types.js';
 
-const CRDS = ['config.flomesh.io_meshconfigs.yaml', 'config.flomesh.io_meshrootcertificates.yaml', 'multicluster.flomesh.io_serviceexports.yaml', 'multicluster.flomesh.io_serviceimports.yaml', 'multicluster.flomesh.io_globaltrafficpolicies.yaml'].map((f) =>
-  join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f),
-);
+const CRDS = [
+  'config.flomesh.io_meshconfigs.yaml',
+  'config.flomesh.io_meshrootcertificates.yaml',
+  'multicluster.flomesh.io_serviceexports.yaml',
+  'multicluster.flomesh.io_serviceimports.yaml',
+  'multicluster.flomesh.io_globaltrafficpolicies.yaml',
+].map((f) => join(REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds', f));
 const NS = 'fsm-system';
 const SA_USER = `system:serviceaccount:${NS}:${HUB_ACCESS_NAME}`;
 
@@ -26,7 +30,12 @@ let srv: ApiServer;
 let hub: KubeClient;
 
 /** Status code and body of a request as the hub's ServiceAccount. */
-async function asHub(method: string, path: string, body?: unknown, contentType?: string): Promise<{ code: number; body: Record<string, unknown> }> {
+async function asHub(
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType?: string,
+): Promise<{ code: number; body: Record<string, unknown> }> {
   try {
     const r = await hub.request(method, path, body, contentType);
     return { code: r.status, body: r.body as Record<string, unknown> };
@@ -45,11 +54,50 @@ beforeAll(async () => {
   const s = srv.store;
   s.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   for (const o of popAccessObjects(NS)) s.create(o as unknown as KubeObject);
-  s.create({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'fsm-controller', namespace: NS }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } } } });
-  s.create({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'fsm-injector', namespace: NS }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } } } });
-  s.create(s.skeleton('config.flomesh.io/v1alpha3', 'MeshConfig', { apiVersion: 'config.flomesh.io/v1alpha3', kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: NS }, spec: { clusterSet: { isManaged: false, uid: 'pop-uid', region: 'default', zone: 'default', group: 'default', name: 'pop', controlPlaneUID: '', properties: [] } } }) as KubeObject);
+  s.create({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'fsm-controller', namespace: NS },
+    spec: {
+      selector: { matchLabels: { a: 'b' } },
+      template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } },
+    },
+  });
+  s.create({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'fsm-injector', namespace: NS },
+    spec: {
+      selector: { matchLabels: { a: 'b' } },
+      template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } },
+    },
+  });
+  s.create(
+    s.skeleton('config.flomesh.io/v1alpha3', 'MeshConfig', {
+      apiVersion: 'config.flomesh.io/v1alpha3',
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: NS },
+      spec: {
+        clusterSet: {
+          isManaged: false,
+          uid: 'pop-uid',
+          region: 'default',
+          zone: 'default',
+          group: 'default',
+          name: 'pop',
+          controlPlaneUID: '',
+          properties: [],
+        },
+      },
+    }) as KubeObject,
+  );
   s.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
-  s.create({ apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'ServiceExport', metadata: { name: 'web', namespace: 'shop' }, spec: { rules: [{ portNumber: 80, path: '/web', pathType: 'Prefix' }] } });
+  s.create({
+    apiVersion: 'multicluster.flomesh.io/v1alpha1',
+    kind: 'ServiceExport',
+    metadata: { name: 'web', namespace: 'shop' },
+    spec: { rules: [{ portNumber: 80, path: '/web', pathType: 'Prefix' }] },
+  });
   hub = new KubeClient({ server: srv.url, ca: pki.caCert, token: srv.issueToken(NS, HUB_ACCESS_NAME) });
 });
 
@@ -59,7 +107,7 @@ afterAll(async () => {
 });
 
 describe('RBAC for ServiceAccount tokens', () => {
-  it('answers a missing right with kube-apiserver\'s 403 Status', async () => {
+  it("answers a missing right with kube-apiserver's 403 Status", async () => {
     srv.store.delete('rbac.authorization.k8s.io/v1', 'Role', HUB_ACCESS_NAME, NS);
     try {
       const r = await asHub('GET', `/apis/config.flomesh.io/v1alpha3/namespaces/${NS}/meshrootcertificates`);
@@ -78,9 +126,13 @@ describe('RBAC for ServiceAccount tokens', () => {
       srv.store.create(popAccessObjects(NS).find((o) => o.kind === 'Role') as unknown as KubeObject);
     }
     const named = await asHub('GET', `/apis/apps/v1/namespaces/${NS}/deployments/fsm-injector`);
-    expect(named.body.message).toBe(`deployments.apps "fsm-injector" is forbidden: User "${SA_USER}" cannot get resource "deployments" in API group "apps" in the namespace "${NS}"`);
+    expect(named.body.message).toBe(
+      `deployments.apps "fsm-injector" is forbidden: User "${SA_USER}" cannot get resource "deployments" in API group "apps" in the namespace "${NS}"`,
+    );
     const cluster = await asHub('GET', '/api/v1/secrets');
-    expect(cluster.body.message).toBe(`secrets is forbidden: User "${SA_USER}" cannot list resource "secrets" in API group "" at the cluster scope`);
+    expect(cluster.body.message).toBe(
+      `secrets is forbidden: User "${SA_USER}" cannot list resource "secrets" in API group "" at the cluster scope`,
+    );
   });
 
   it('grants the hub what FSM v1.5.1 calls, and nothing next to it', async () => {
@@ -97,7 +149,27 @@ describe('RBAC for ServiceAccount tokens', () => {
       ['GET', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web'],
       ['GET', '/api/v1/namespaces/shop/services/web'],
       ['POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'imported' } }],
-      ['POST', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/imported/serviceimports', { apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'ServiceImport', metadata: { name: 'web' }, spec: { type: 'ClusterSetIP', ports: [{ port: 80, protocol: 'TCP', endpoints: [{ clusterKey: 'default/default/default/pop2', target: { host: '10.99.0.12', ip: '10.99.0.12', port: 80, path: '/web' } }] }] } }],
+      [
+        'POST',
+        '/apis/multicluster.flomesh.io/v1alpha1/namespaces/imported/serviceimports',
+        {
+          apiVersion: 'multicluster.flomesh.io/v1alpha1',
+          kind: 'ServiceImport',
+          metadata: { name: 'web' },
+          spec: {
+            type: 'ClusterSetIP',
+            ports: [
+              {
+                port: 80,
+                protocol: 'TCP',
+                endpoints: [
+                  { clusterKey: 'default/default/default/pop2', target: { host: '10.99.0.12', ip: '10.99.0.12', port: 80, path: '/web' } },
+                ],
+              },
+            ],
+          },
+        },
+      ],
       ['DELETE', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/imported/serviceimports/web'],
     ];
     for (const [m, p, b] of allowed) {
@@ -107,11 +179,26 @@ describe('RBAC for ServiceAccount tokens', () => {
     }
     const mc = (await asHub('GET', mcPath('?fieldSelector=metadata.name%3Dfsm-mesh-config'))).body as { items: KubeObject[] };
     const live = mc.items[0] as KubeObject;
-    const updated = await asHub('PUT', mcPath('/fsm-mesh-config'), { ...live, apiVersion: 'config.flomesh.io/v1alpha3', kind: 'MeshConfig', spec: { ...(live.spec as object), clusterSet: { ...((live.spec as { clusterSet?: object }).clusterSet ?? {}), isManaged: true, controlPlaneUID: 'hub-uid' } } });
+    const updated = await asHub('PUT', mcPath('/fsm-mesh-config'), {
+      ...live,
+      apiVersion: 'config.flomesh.io/v1alpha3',
+      kind: 'MeshConfig',
+      spec: {
+        ...(live.spec as object),
+        clusterSet: { ...((live.spec as { clusterSet?: object }).clusterSet ?? {}), isManaged: true, controlPlaneUID: 'hub-uid' },
+      },
+    });
     expect(updated.body.message).toBeUndefined();
     expect(updated.code).toBe(200);
     const exp = (await asHub('GET', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web')).body as KubeObject;
-    expect((await asHub('PUT', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web/status', { ...exp, status: { conditions: [] } })).code).toBe(200);
+    expect(
+      (
+        await asHub('PUT', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web/status', {
+          ...exp,
+          status: { conditions: [] },
+        })
+      ).code,
+    ).toBe(200);
 
     const denied: Array<[string, string, unknown?, string?]> = [
       ['GET', mcPath()], // the whole MeshConfig list: the name is not known to RBAC
@@ -124,26 +211,42 @@ describe('RBAC for ServiceAccount tokens', () => {
       ['POST', '/api/v1/namespaces/shop/events', { apiVersion: 'v1', kind: 'Event', metadata: { name: 'e' } }],
       ['PUT', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web', exp],
       ['DELETE', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web'],
-      ['PATCH', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web/status', { status: {} }, 'application/merge-patch+json'],
-      ['POST', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/globaltrafficpolicies', { apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'GlobalTrafficPolicy', metadata: { name: 'web' }, spec: {} }],
+      [
+        'PATCH',
+        '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web/status',
+        { status: {} },
+        'application/merge-patch+json',
+      ],
+      [
+        'POST',
+        '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/globaltrafficpolicies',
+        { apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'GlobalTrafficPolicy', metadata: { name: 'web' }, spec: {} },
+      ],
       ['GET', `/api/v1/namespaces/${NS}/secrets`],
     ];
     for (const [m, p, b, ct] of denied) expect([m, p, (await asHub(m, p, b, ct)).code]).toEqual([m, p, 403]);
   });
 
-  it('answers the hub\'s access checks (SelfSubjectAccessReview with its token): all allowed, and a dropped rule shows as its checks', async () => {
+  it("answers the hub's access checks (SelfSubjectAccessReview with its token): all allowed, and a dropped rule shows as its checks", async () => {
     const denied = async () => {
       const out: string[] = [];
       for (const c of hubAccessChecks(NS)) {
         const { usedBy: _u, ...resourceAttributes } = c;
-        const r = await asHub('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes } });
+        const r = await asHub('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SelfSubjectAccessReview',
+          spec: { resourceAttributes },
+        });
         if (!(r.body.status as { allowed: boolean }).allowed) out.push(`${c.verb} ${c.resource}`);
       }
       return out;
     };
     expect(await denied()).toEqual([]);
     const role = srv.store.get('rbac.authorization.k8s.io/v1', 'Role', HUB_ACCESS_NAME, NS)!;
-    srv.store.update({ ...role, rules: (role.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('meshrootcertificates')) });
+    srv.store.update({
+      ...role,
+      rules: (role.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('meshrootcertificates')),
+    });
     try {
       expect(await denied()).toEqual(['list meshrootcertificates', 'watch meshrootcertificates']);
     } finally {
@@ -155,7 +258,13 @@ describe('RBAC for ServiceAccount tokens', () => {
     const s = srv.store;
     const grant = (name: string, rules: unknown[]) => {
       s.create({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name }, rules });
-      s.create({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace: 'shop' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name }, subjects: [{ kind: 'ServiceAccount', name: HUB_ACCESS_NAME, namespace: NS }] });
+      s.create({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name, namespace: 'shop' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+        subjects: [{ kind: 'ServiceAccount', name: HUB_ACCESS_NAME, namespace: NS }],
+      });
     };
     const statusPath = '/apis/multicluster.flomesh.io/v1alpha1/namespaces/shop/serviceexports/web/status';
     grant('exports-slash-star', [{ apiGroups: ['multicluster.flomesh.io'], resources: ['serviceexports/*'], verbs: ['patch'] }]);
@@ -163,7 +272,16 @@ describe('RBAC for ServiceAccount tokens', () => {
     grant('star-slash-status', [{ apiGroups: ['multicluster.flomesh.io'], resources: ['*/status'], verbs: ['patch'] }]);
     expect((await asHub('PATCH', statusPath, { status: {} }, 'application/merge-patch+json')).code).toBe(200);
     // bound in namespace shop only: the same ClusterRole grants nothing elsewhere
-    expect((await asHub('PATCH', '/apis/multicluster.flomesh.io/v1alpha1/namespaces/imported/serviceexports/x/status', { status: {} }, 'application/merge-patch+json')).code).toBe(403);
+    expect(
+      (
+        await asHub(
+          'PATCH',
+          '/apis/multicluster.flomesh.io/v1alpha1/namespaces/imported/serviceexports/x/status',
+          { status: {} },
+          'application/merge-patch+json',
+        )
+      ).code,
+    ).toBe(403);
     grant('read-own-namespace', [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get'] }]);
     expect((await asHub('GET', '/api/v1/namespaces/shop')).code).toBe(200);
     expect((await asHub('GET', '/api/v1/namespaces/imported')).code).toBe(403);
@@ -183,10 +301,42 @@ describe('RBAC for ServiceAccount tokens', () => {
       throw new Error(`${o.kind} ${o.metadata.name} was accepted`);
     };
     const rb = 'rbac.authorization.k8s.io/v1';
-    refuse({ apiVersion: rb, kind: 'Role', metadata: { name: 'r1', namespace: 'shop' }, rules: [{ nonResourceURLs: ['/version'], verbs: ['get'] }] }, 'rules[0].nonResourceURLs');
-    refuse({ apiVersion: rb, kind: 'ClusterRole', metadata: { name: 'r2' }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: [] }] }, 'rules[0].verbs');
-    refuse({ apiVersion: rb, kind: 'ClusterRole', metadata: { name: 'r3' }, rules: [{ resources: ['pods'], verbs: ['get'] }] }, 'rules[0].apiGroups');
-    refuse({ apiVersion: rb, kind: 'ClusterRoleBinding', metadata: { name: 'b1' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'x' }, subjects: [] }, 'roleRef.kind');
-    refuse({ apiVersion: rb, kind: 'ClusterRoleBinding', metadata: { name: 'b2' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'x' }, subjects: [{ kind: 'ServiceAccount', name: 'sa' }] }, 'subjects[0].namespace');
+    refuse(
+      {
+        apiVersion: rb,
+        kind: 'Role',
+        metadata: { name: 'r1', namespace: 'shop' },
+        rules: [{ nonResourceURLs: ['/version'], verbs: ['get'] }],
+      },
+      'rules[0].nonResourceURLs',
+    );
+    refuse(
+      { apiVersion: rb, kind: 'ClusterRole', metadata: { name: 'r2' }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: [] }] },
+      'rules[0].verbs',
+    );
+    refuse(
+      { apiVersion: rb, kind: 'ClusterRole', metadata: { name: 'r3' }, rules: [{ resources: ['pods'], verbs: ['get'] }] },
+      'rules[0].apiGroups',
+    );
+    refuse(
+      {
+        apiVersion: rb,
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'b1' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'x' },
+        subjects: [],
+      },
+      'roleRef.kind',
+    );
+    refuse(
+      {
+        apiVersion: rb,
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'b2' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'x' },
+        subjects: [{ kind: 'ServiceAccount', name: 'sa' }],
+      },
+      'subjects[0].namespace',
+    );
   });
 });

@@ -3,12 +3,35 @@ import type { KubeObject, ResourceType } from './types.js';
 
 const RW = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
-function rt(group: string, version: string, kind: string, plural: string, namespaced: boolean, extra: Partial<ResourceType> = {}): ResourceType {
-  return { group, version, kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase(), namespaced, subresources: [], verbs: RW, custom: false, ...extra };
+function rt(
+  group: string,
+  version: string,
+  kind: string,
+  plural: string,
+  namespaced: boolean,
+  extra: Partial<ResourceType> = {},
+): ResourceType {
+  return {
+    group,
+    version,
+    kind,
+    listKind: `${kind}List`,
+    plural,
+    singular: kind.toLowerCase(),
+    namespaced,
+    subresources: [],
+    verbs: RW,
+    custom: false,
+    ...extra,
+  };
 }
 
 export const BUILTIN_RESOURCES: ResourceType[] = [
-  rt('', 'v1', 'Namespace', 'namespaces', false, { shortNames: ['ns'], subresources: ['status'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] }),
+  rt('', 'v1', 'Namespace', 'namespaces', false, {
+    shortNames: ['ns'],
+    subresources: ['status'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+  }),
   rt('', 'v1', 'Secret', 'secrets', true),
   rt('', 'v1', 'ConfigMap', 'configmaps', true, { shortNames: ['cm'] }),
   rt('', 'v1', 'ServiceAccount', 'serviceaccounts', true, { shortNames: ['sa'], subresources: ['token'] }),
@@ -28,7 +51,10 @@ export const BUILTIN_RESOURCES: ResourceType[] = [
   rt('rbac.authorization.k8s.io', 'v1', 'ClusterRole', 'clusterroles', false),
   rt('rbac.authorization.k8s.io', 'v1', 'RoleBinding', 'rolebindings', true),
   rt('rbac.authorization.k8s.io', 'v1', 'ClusterRoleBinding', 'clusterrolebindings', false),
-  rt('apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', 'customresourcedefinitions', false, { shortNames: ['crd', 'crds'], subresources: ['status'] }),
+  rt('apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', 'customresourcedefinitions', false, {
+    shortNames: ['crd', 'crds'],
+    subresources: ['status'],
+  }),
   rt('coordination.k8s.io', 'v1', 'Lease', 'leases', true),
   rt('networking.k8s.io', 'v1', 'Ingress', 'ingresses', true, { shortNames: ['ing'], subresources: ['status'] }),
   rt('networking.k8s.io', 'v1', 'IngressClass', 'ingressclasses', false),
@@ -65,7 +91,10 @@ export function resourcesFromCrd(crd: KubeObject): ResourceType[] {
       namespaced: spec.scope === 'Namespaced',
       ...(spec.names.shortNames ? { shortNames: spec.names.shortNames } : {}),
       ...(spec.names.categories ? { categories: spec.names.categories } : {}),
-      subresources: [...(v.subresources?.status !== undefined ? ['status'] : []), ...(v.subresources?.scale !== undefined ? ['scale'] : [])],
+      subresources: [
+        ...(v.subresources?.status !== undefined ? ['status'] : []),
+        ...(v.subresources?.scale !== undefined ? ['scale'] : []),
+      ],
       verbs: RW,
       custom: true,
     }));

@@ -38,7 +38,6 @@ export function toJsonSchema(s: unknown): unknown {
     if (k === 'properties' || k === 'patternProperties' || k === 'definitions') {
       out[k] = Object.fromEntries(Object.entries(v as Schema).map(([pk, pv]) => [pk, toJsonSchema(pv)]));
     } else if (k === 'format' && typeof v === 'string' && !(v in KNOWN_FORMATS)) {
-      continue; // kube-apiserver ignores formats it does not know
     } else {
       out[k] = typeof v === 'object' ? toJsonSchema(v) : v;
     }
@@ -87,7 +86,7 @@ function fieldOf(instancePath: string): string {
 }
 
 function show(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
+  return typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
 }
 
 function valueAt(root: unknown, instancePath: string): unknown {
@@ -109,7 +108,9 @@ export function causesFrom(errors: ErrorObject[], root: unknown): StatusCause[] 
     let cause: StatusCause;
     switch (e.keyword) {
       case 'required': {
-        field = field ? `${field}.${(e.params as { missingProperty: string }).missingProperty}` : (e.params as { missingProperty: string }).missingProperty;
+        field = field
+          ? `${field}.${(e.params as { missingProperty: string }).missingProperty}`
+          : (e.params as { missingProperty: string }).missingProperty;
         cause = { reason: 'FieldValueRequired', message: 'Required value', field };
         break;
       }
@@ -120,26 +121,54 @@ export function causesFrom(errors: ErrorObject[], root: unknown): StatusCause[] 
       }
       case 'type': {
         const want = (e.params as { type: string | string[] }).type;
-        const got = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value === 'number' ? (Number.isInteger(value) ? 'integer' : 'number') : typeof value;
-        cause = { reason: 'FieldValueTypeInvalid', message: `Invalid value: "${got}": ${field} in body must be of type ${Array.isArray(want) ? want.join(',') : want}: ${show(got)}`, field };
+        const got =
+          value === null
+            ? 'null'
+            : Array.isArray(value)
+              ? 'array'
+              : typeof value === 'number'
+                ? Number.isInteger(value)
+                  ? 'integer'
+                  : 'number'
+                : typeof value;
+        cause = {
+          reason: 'FieldValueTypeInvalid',
+          message: `Invalid value: "${got}": ${field} in body must be of type ${Array.isArray(want) ? want.join(',') : want}: ${show(got)}`,
+          field,
+        };
         break;
       }
       case 'anyOf':
       case 'oneOf':
         // int-or-string: the per-branch `type` errors are more confusing than this
-        cause = { reason: 'FieldValueInvalid', message: `Invalid value: ${show(value)}: ${field} in body must be of type integer or string`, field };
+        cause = {
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${show(value)}: ${field} in body must be of type integer or string`,
+          field,
+        };
         break;
       case 'maximum':
       case 'minimum':
       case 'exclusiveMaximum':
       case 'exclusiveMinimum': {
         const lim = (e.params as { limit: number }).limit;
-        const rel = e.keyword === 'maximum' ? 'less than or equal to' : e.keyword === 'minimum' ? 'greater than or equal to' : e.keyword === 'exclusiveMaximum' ? 'less than' : 'greater than';
+        const rel =
+          e.keyword === 'maximum'
+            ? 'less than or equal to'
+            : e.keyword === 'minimum'
+              ? 'greater than or equal to'
+              : e.keyword === 'exclusiveMaximum'
+                ? 'less than'
+                : 'greater than';
         cause = { reason: 'FieldValueInvalid', message: `Invalid value: ${show(value)}: ${field} in body should be ${rel} ${lim}`, field };
         break;
       }
       case 'pattern':
-        cause = { reason: 'FieldValueInvalid', message: `Invalid value: ${show(value)}: ${field} in body should match '${(e.params as { pattern: string }).pattern}'`, field };
+        cause = {
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${show(value)}: ${field} in body should match '${(e.params as { pattern: string }).pattern}'`,
+          field,
+        };
         break;
       case 'maxLength':
       case 'minLength':
@@ -148,12 +177,17 @@ export function causesFrom(errors: ErrorObject[], root: unknown): StatusCause[] 
         const lim = (e.params as { limit: number }).limit;
         const what = e.keyword.endsWith('Length') ? 'chars long' : 'items';
         const rel = e.keyword.startsWith('max') ? 'at most' : 'at least';
-        const reason = e.keyword === 'maxItems' ? 'FieldValueTooMany' : e.keyword === 'maxLength' ? 'FieldValueTooLong' : 'FieldValueInvalid';
+        const reason =
+          e.keyword === 'maxItems' ? 'FieldValueTooMany' : e.keyword === 'maxLength' ? 'FieldValueTooLong' : 'FieldValueInvalid';
         cause = { reason, message: `Invalid value: ${show(value)}: ${field} in body should be ${rel} ${lim} ${what}`, field };
         break;
       }
       case 'format':
-        cause = { reason: 'FieldValueInvalid', message: `Invalid value: ${show(value)}: ${field} in body must be of type ${(e.params as { format: string }).format}: ${show(value)}`, field };
+        cause = {
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${show(value)}: ${field} in body must be of type ${(e.params as { format: string }).format}: ${show(value)}`,
+          field,
+        };
         break;
       default:
         cause = { reason: 'FieldValueInvalid', message: `Invalid value: ${show(value)}: ${e.message ?? e.keyword}`, field };

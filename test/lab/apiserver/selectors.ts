@@ -23,7 +23,15 @@ function splitTop(s: string): string[] {
 export function parseLabelSelector(sel: string): Req[] {
   return splitTop(sel).map((term) => {
     let m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
-    if (m) return { key: m[1] as string, op: m[2] as 'in' | 'notin', values: (m[3] as string).split(',').map((v) => v.trim()).filter(Boolean) };
+    if (m)
+      return {
+        key: m[1] as string,
+        op: m[2] as 'in' | 'notin',
+        values: (m[3] as string)
+          .split(',')
+          .map((v) => v.trim())
+          .filter(Boolean),
+      };
     m = /^([^\s!=]+)\s*(==|=|!=)\s*([^\s]*)$/.exec(term);
     if (m) return { key: m[1] as string, op: m[2] === '!=' ? 'ne' : 'eq', values: [m[3] as string] };
     m = /^!\s*([^\s!=]+)$/.exec(term);
@@ -63,7 +71,8 @@ export function labelMatcher(sel: string | undefined): (o: KubeObject) => boolea
 export function fieldMatcher(sel: string | undefined): (o: KubeObject) => boolean {
   if (!sel) return () => true;
   const reqs = parseLabelSelector(sel);
-  for (const r of reqs) if (r.op !== 'eq' && r.op !== 'ne') throw badRequest(`invalid field selector: "${sel}": only =, == and != are supported`);
+  for (const r of reqs)
+    if (r.op !== 'eq' && r.op !== 'ne') throw badRequest(`invalid field selector: "${sel}": only =, == and != are supported`);
   return (o) =>
     matches(reqs, (path) => {
       let cur: unknown = o;

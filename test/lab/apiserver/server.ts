@@ -13,7 +13,18 @@ import { applyMergePatch, isObj } from './patch.js';
 import { apiVersionOf } from './resources.js';
 import { labelMatcher, fieldMatcher } from './selectors.js';
 import { CONTROLLER_USER, ObjectStore, type StoreSnapshot } from './store.js';
-import type { ApiServer, ApiServerOptions, Controller, ControllerContext, KubeObject, PatchType, ResourceType, UserInfo, VersionInfo, WriteOptions } from './types.js';
+import type {
+  ApiServer,
+  ApiServerOptions,
+  Controller,
+  ControllerContext,
+  KubeObject,
+  PatchType,
+  ResourceType,
+  UserInfo,
+  VersionInfo,
+  WriteOptions,
+} from './types.js';
 
 const DEFAULT_VERSION: VersionInfo = {
   major: '1',
@@ -63,7 +74,14 @@ function parseResourcePath(path: string, store: ObjectStore): Route | undefined 
   }
   const [plural, name, subresource, ...extra] = rest;
   if (!plural || extra.length) return undefined;
-  return { group, version, plural, ...(namespace !== undefined ? { namespace } : {}), ...(name !== undefined ? { name } : {}), ...(subresource !== undefined ? { subresource } : {}) };
+  return {
+    group,
+    version,
+    plural,
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(name !== undefined ? { name } : {}),
+    ...(subresource !== undefined ? { subresource } : {}),
+  };
 }
 
 function patchTypeOf(contentType: string): PatchType | undefined {
@@ -131,7 +149,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       const crd = doc.toJS() as KubeObject | null;
       if (!crd || crd.kind !== 'CustomResourceDefinition') continue;
       const live = store.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', crd.metadata.name as string);
-      if (live) store.update({ ...crd, metadata: { ...crd.metadata, resourceVersion: live.metadata.resourceVersion } }, { fieldManager: 'lab-crd-loader' });
+      if (live)
+        store.update(
+          { ...crd, metadata: { ...crd.metadata, resourceVersion: live.metadata.resourceVersion } },
+          { fieldManager: 'lab-crd-loader' },
+        );
       else store.create(crd, { fieldManager: 'lab-crd-loader' });
     }
   }
@@ -146,7 +168,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
   const issueToken = (namespace: string, serviceAccount: string, expirationSeconds = 3600): string => {
     const sa = store.get('v1', 'ServiceAccount', serviceAccount, namespace);
-    if (!sa) throw new ApiError(404, 'NotFound', `serviceaccounts "${serviceAccount}" not found`, { name: serviceAccount, kind: 'serviceaccounts' });
+    if (!sa)
+      throw new ApiError(404, 'NotFound', `serviceaccounts "${serviceAccount}" not found`, {
+        name: serviceAccount,
+        kind: 'serviceaccounts',
+      });
     return tokens.issue(sa, { expirationSeconds }).token;
   };
 
@@ -171,11 +197,44 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     if (!rs.length) return undefined;
     const resources: unknown[] = [];
     for (const r of rs) {
-      resources.push({ name: r.plural, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: r.verbs, ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}) });
+      resources.push({
+        name: r.plural,
+        singularName: r.singular,
+        namespaced: r.namespaced,
+        kind: r.kind,
+        verbs: r.verbs,
+        ...(r.shortNames ? { shortNames: r.shortNames } : {}),
+        ...(r.categories ? { categories: r.categories } : {}),
+      });
       for (const sub of r.subresources) {
-        if (sub === 'status') resources.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
-        if (sub === 'scale') resources.push({ name: `${r.plural}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
-        if (sub === 'token') resources.push({ name: `${r.plural}/token`, singularName: '', namespaced: r.namespaced, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] });
+        if (sub === 'status')
+          resources.push({
+            name: `${r.plural}/status`,
+            singularName: '',
+            namespaced: r.namespaced,
+            kind: r.kind,
+            verbs: ['get', 'patch', 'update'],
+          });
+        if (sub === 'scale')
+          resources.push({
+            name: `${r.plural}/scale`,
+            singularName: '',
+            namespaced: r.namespaced,
+            group: 'autoscaling',
+            version: 'v1',
+            kind: 'Scale',
+            verbs: ['get', 'patch', 'update'],
+          });
+        if (sub === 'token')
+          resources.push({
+            name: `${r.plural}/token`,
+            singularName: '',
+            namespaced: r.namespaced,
+            group: 'authentication.k8s.io',
+            version: 'v1',
+            kind: 'TokenRequest',
+            verbs: ['create'],
+          });
       }
     }
     return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
@@ -184,7 +243,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   // ---------------------------------------------------------------- request handling
   const send = (res: ServerResponse, code: number, body: unknown, warnings: string[] = []) => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
-    const headers: Record<string, string | string[]> = { 'Content-Type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'Cache-Control': 'no-cache, private' };
+    const headers: Record<string, string | string[]> = {
+      'Content-Type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+      'Cache-Control': 'no-cache, private',
+    };
     if (warnings.length) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
     res.writeHead(code, headers);
     res.end(text);
@@ -212,7 +274,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       if (!rbac) return;
       const d = decide(store, user as UserInfo, a);
       if (d.allowed) return;
-      throw forbidden(forbiddenMessage(user as UserInfo, a, d.reason), a.path === undefined ? { ...(a.name ? { name: a.name } : {}), group: a.group ?? '', kind: a.resource ?? '' } : undefined);
+      throw forbidden(
+        forbiddenMessage(user as UserInfo, a, d.reason),
+        a.path === undefined ? { ...(a.name ? { name: a.name } : {}), group: a.group ?? '', kind: a.resource ?? '' } : undefined,
+      );
     };
 
     // non-resource endpoints
@@ -229,7 +294,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     }
     if (path === '/api' || path === '/api/') {
       check({ verb: 'get', path });
-      return send(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: advertised.replace(/^https:\/\//, '') }] });
+      return send(res, 200, {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: advertised.replace(/^https:\/\//, '') }],
+      });
     }
     if (path === '/apis' || path === '/apis/') {
       check({ verb: 'get', path });
@@ -257,7 +326,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     if (!route) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const r = store.resourceByPlural(route.group, route.version, route.plural);
     if (!r) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
-    if (route.subresource && !r.subresources.includes(route.subresource)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+    if (route.subresource && !r.subresources.includes(route.subresource))
+      throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const av = apiVersionOf(r);
     const ns = r.namespaced ? route.namespace : undefined;
 
@@ -272,7 +342,14 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     const rbacName = requestName(verb, route.name, q.get('fieldSelector'));
     // requestinfo.go: for /api/v1/namespaces/<n> the request's namespace is <n> (a Role there may grant it)
     const rbacNs = ns ?? (r.group === '' && r.plural === 'namespaces' ? route.name : undefined);
-    check({ verb, group: r.group, resource: r.plural, ...(route.subresource ? { subresource: route.subresource } : {}), ...(rbacNs ? { namespace: rbacNs } : {}), ...(rbacName ? { name: rbacName } : {}) });
+    check({
+      verb,
+      group: r.group,
+      resource: r.plural,
+      ...(route.subresource ? { subresource: route.subresource } : {}),
+      ...(rbacNs ? { namespace: rbacNs } : {}),
+      ...(rbacName ? { name: rbacName } : {}),
+    });
 
     const warnings: string[] = [];
     const fv = q.get('fieldValidation');
@@ -288,12 +365,29 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
     // special resources
     if (r.kind === 'SelfSubjectAccessReview' && method === 'POST') {
-      const body = parseJsonBody(await readBody(req)) as { spec?: { resourceAttributes?: Record<string, string>; nonResourceAttributes?: { path: string; verb: string } } };
+      const body = parseJsonBody(await readBody(req)) as {
+        spec?: { resourceAttributes?: Record<string, string>; nonResourceAttributes?: { path: string; verb: string } };
+      };
       const ra = body?.spec?.resourceAttributes;
       const nra = body?.spec?.nonResourceAttributes;
-      const a: Attributes = nra ? { verb: nra.verb, path: nra.path } : { verb: ra?.verb ?? 'get', group: ra?.group ?? '', resource: ra?.resource ?? '', ...(ra?.subresource ? { subresource: ra.subresource } : {}), ...(ra?.namespace ? { namespace: ra.namespace } : {}), ...(ra?.name ? { name: ra.name } : {}) };
+      const a: Attributes = nra
+        ? { verb: nra.verb, path: nra.path }
+        : {
+            verb: ra?.verb ?? 'get',
+            group: ra?.group ?? '',
+            resource: ra?.resource ?? '',
+            ...(ra?.subresource ? { subresource: ra.subresource } : {}),
+            ...(ra?.namespace ? { namespace: ra.namespace } : {}),
+            ...(ra?.name ? { name: ra.name } : {}),
+          };
       const allowed = !rbac || authorize(store, user, a);
-      return send(res, 201, { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', metadata: { creationTimestamp: null }, spec: body?.spec ?? {}, status: { allowed, ...(allowed ? {} : { reason: '' }) } });
+      return send(res, 201, {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SelfSubjectAccessReview',
+        metadata: { creationTimestamp: null },
+        spec: body?.spec ?? {},
+        status: { allowed, ...(allowed ? {} : { reason: '' }) },
+      });
     }
     if (route.subresource === 'token') {
       if (method !== 'POST') throw methodNotAllowed();
@@ -305,7 +399,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         apiVersion: 'authentication.k8s.io/v1',
         kind: 'TokenRequest',
         metadata: { name: route.name, namespace: ns, creationTimestamp: null },
-        spec: { audiences: body.spec?.audiences ?? ['https://kubernetes.default.svc.cluster.local'], expirationSeconds: exp, boundObjectRef: null },
+        spec: {
+          audiences: body.spec?.audiences ?? ['https://kubernetes.default.svc.cluster.local'],
+          expirationSeconds: exp,
+          boundObjectRef: null,
+        },
         status: { token: t.token, expirationTimestamp: new Date((t.exp as number) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') },
       });
     }
@@ -315,7 +413,13 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       const scaleOf = (o: KubeObject) => ({
         kind: 'Scale',
         apiVersion: 'autoscaling/v1',
-        metadata: { name: o.metadata.name, namespace: o.metadata.namespace, uid: o.metadata.uid, resourceVersion: o.metadata.resourceVersion, creationTimestamp: o.metadata.creationTimestamp },
+        metadata: {
+          name: o.metadata.name,
+          namespace: o.metadata.namespace,
+          uid: o.metadata.uid,
+          resourceVersion: o.metadata.resourceVersion,
+          creationTimestamp: o.metadata.creationTimestamp,
+        },
         spec: { replicas: (o.spec as Record<string, unknown>)?.replicas ?? 0 },
         status: { replicas: (o.status as Record<string, unknown> | undefined)?.replicas ?? 0 },
       });
@@ -326,7 +430,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         const cur = scaleOf(obj);
         const type = patchTypeOf(req.headers['content-type'] ?? '');
         replicas = (applyMergePatch(cur, body) as { spec: { replicas: number } }).spec.replicas;
-        if (type === 'json') throw unsupportedMediaType('application/json-patch+json', ['application/merge-patch+json', 'application/strategic-merge-patch+json']);
+        if (type === 'json')
+          throw unsupportedMediaType('application/json-patch+json', [
+            'application/merge-patch+json',
+            'application/strategic-merge-patch+json',
+          ]);
       }
       if (typeof replicas !== 'number') throw badRequest('spec.replicas is required');
       spec.replicas = replicas;
@@ -338,7 +446,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         return send(res, 200, store.getOrThrow(r, route.name as string, ns));
       }
       case 'list': {
-        const items = store.list(av, r.kind, { ...(ns ? { namespace: ns } : {}), ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}), ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}) });
+        const items = store.list(av, r.kind, {
+          ...(ns ? { namespace: ns } : {}),
+          ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}),
+          ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}),
+        });
         return send(res, 200, { apiVersion: av, kind: r.listKind, metadata: { resourceVersion: store.resourceVersion }, items });
       }
       case 'watch':
@@ -353,7 +465,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       case 'update': {
         if (!route.name) throw methodNotAllowed();
         const obj = normalizeBody(parseJsonBody(await readBody(req)), r, ns);
-        if (obj.metadata.name !== route.name) throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${route.name})`);
+        if (obj.metadata.name !== route.name)
+          throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${route.name})`);
         const subresource = route.subresource === 'status' ? { subresource: 'status' as const } : {};
         return send(res, 200, store.update(obj, { ...wopts, ...subresource }), warnings);
       }
@@ -361,7 +474,13 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         if (!route.name) throw methodNotAllowed();
         const ct = req.headers['content-type'] ?? '';
         const type = patchTypeOf(ct);
-        if (!type) throw unsupportedMediaType(ct, ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml', ...(r.custom ? [] : ['application/strategic-merge-patch+json'])]);
+        if (!type)
+          throw unsupportedMediaType(ct, [
+            'application/json-patch+json',
+            'application/merge-patch+json',
+            'application/apply-patch+yaml',
+            ...(r.custom ? [] : ['application/strategic-merge-patch+json']),
+          ]);
         if (wopts.force && type !== 'apply') throw badRequest('force: Invalid value: true: may not be specified for non-apply patch');
         const text = await readBody(req);
         let patch: unknown;
@@ -379,16 +498,32 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         return send(res, type === 'apply' && !existed ? 201 : 200, out, warnings);
       }
       case 'delete': {
-        const body = parseJsonBody(await readBody(req)) as { preconditions?: { uid?: string; resourceVersion?: string }; dryRun?: string[] } | undefined;
+        const body = parseJsonBody(await readBody(req)) as
+          | { preconditions?: { uid?: string; resourceVersion?: string }; dryRun?: string[] }
+          | undefined;
         const pre = body?.preconditions;
         if (pre) {
           const cur = store.getOrThrow(r, route.name as string, ns);
           if ((pre.uid && pre.uid !== cur.metadata.uid) || (pre.resourceVersion && pre.resourceVersion !== cur.metadata.resourceVersion))
-            throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${r.plural}${r.group ? '.' + r.group : ''} "${route.name}": Precondition failed: UID in precondition: ${pre.uid ?? ''}, UID in object meta: ${cur.metadata.uid}`);
+            throw new ApiError(
+              409,
+              'Conflict',
+              `Operation cannot be fulfilled on ${r.plural}${r.group ? '.' + r.group : ''} "${route.name}": Precondition failed: UID in precondition: ${pre.uid ?? ''}, UID in object meta: ${cur.metadata.uid}`,
+            );
         }
-        const out = store.delete(av, r.kind, route.name as string, ns, { ...wopts, ...(body?.dryRun?.includes('All') ? { dryRun: true } : {}) });
+        const out = store.delete(av, r.kind, route.name as string, ns, {
+          ...wopts,
+          ...(body?.dryRun?.includes('All') ? { dryRun: true } : {}),
+        });
         const pending = !!out.metadata.deletionTimestamp;
-        if (!pending && !r.custom && r.kind !== 'Namespace') return send(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: route.name, group: r.group, kind: r.plural, uid: out.metadata.uid } });
+        if (!pending && !r.custom && r.kind !== 'Namespace')
+          return send(res, 200, {
+            kind: 'Status',
+            apiVersion: 'v1',
+            metadata: {},
+            status: 'Success',
+            details: { name: route.name, group: r.group, kind: r.plural, uid: out.metadata.uid },
+          });
         return send(res, pending ? 202 : 200, out);
       }
       case 'deletecollection': {
@@ -404,7 +539,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
   const watch = (r: ResourceType, ns: string | undefined, q: URLSearchParams, res: ServerResponse) => {
     const av = apiVersionOf(r);
-    const sel = { ...(ns ? { namespace: ns } : {}), ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}), ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}) };
+    const sel = {
+      ...(ns ? { namespace: ns } : {}),
+      ...(q.get('labelSelector') ? { labelSelector: q.get('labelSelector') as string } : {}),
+      ...(q.get('fieldSelector') ? { fieldSelector: q.get('fieldSelector') as string } : {}),
+    };
     const since = q.get('resourceVersion') ?? '';
     const lines: string[] = [];
     // no resourceVersion (or "0"): synthetic ADDED for what exists, then changes; else replay from there
@@ -414,7 +553,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders(); // like kube-apiserver: a client sees the watch established before the first event
     try {
-      unsubscribe = store.watch(av, r.kind, (ev) => (live ? res.write(JSON.stringify(ev) + '\n') : lines.push(JSON.stringify(ev))), { ...sel, ...(since && since !== '0' ? { sinceResourceVersion: since } : {}) });
+      unsubscribe = store.watch(av, r.kind, (ev) => (live ? res.write(JSON.stringify(ev) + '\n') : lines.push(JSON.stringify(ev))), {
+        ...sel,
+        ...(since && since !== '0' ? { sinceResourceVersion: since } : {}),
+      });
     } catch (e) {
       // like kube-apiserver: an expired resourceVersion is an ERROR event in the stream, not an HTTP error
       if (!(e instanceof ApiError)) throw e;
@@ -435,17 +577,28 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   };
   const watchers = new Set<ServerResponse>();
 
-  const server = createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    handle(req, res).catch((e: unknown) => {
-      if (res.headersSent) return res.end();
-      if (e instanceof ApiError) {
-        log(`${req.method} ${req.url} → ${e.code} ${e.message}`);
-        return send(res, e.code, e.status);
-      }
-      log(`${req.method} ${req.url} → 500 ${(e as Error).stack ?? e}`);
-      send(res, 500, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `Internal error occurred: ${(e as Error).message}`, reason: 'InternalError', code: 500 });
-    });
-  });
+  const server = createHttpsServer(
+    { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      handle(req, res).catch((e: unknown) => {
+        if (res.headersSent) return res.end();
+        if (e instanceof ApiError) {
+          log(`${req.method} ${req.url} → ${e.code} ${e.message}`);
+          return send(res, e.code, e.status);
+        }
+        log(`${req.method} ${req.url} → 500 ${(e as Error).stack ?? e}`);
+        send(res, 500, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: `Internal error occurred: ${(e as Error).message}`,
+          reason: 'InternalError',
+          code: 500,
+        });
+      });
+    },
+  );
   server.keepAliveTimeout = 30_000;
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -473,7 +626,12 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
   // controllers: the built-in ones first (they seed namespaces), then the caller's
   const ctx: ControllerContext = { store, url: advertised, caPem: opts.tls.ca, issueToken, fault, log };
-  const controllers: Controller[] = [namespaceController(store), tokenController(store, tokens), garbageCollector(store), ...(opts.controllers ?? [])];
+  const controllers: Controller[] = [
+    namespaceController(store),
+    tokenController(store, tokens),
+    garbageCollector(store),
+    ...(opts.controllers ?? []),
+  ];
   store.admission = controllers.filter((c) => c.admit);
   for (const c of controllers) await c.start(ctx);
   log(`lab apiserver listening on ${url}${opts.unixSocket ? ` and ${opts.unixSocket}` : ''}`);
@@ -511,7 +669,8 @@ function normalizeBody(body: unknown, r: ResourceType, ns: string | undefined): 
   const av = apiVersionOf(r);
   obj.apiVersion ??= av;
   obj.kind ??= r.kind;
-  if (obj.kind !== r.kind) throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${av})`);
+  if (obj.kind !== r.kind)
+    throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${av})`);
   if (obj.apiVersion !== av) {
     const g = obj.apiVersion.includes('/') ? obj.apiVersion.split('/')[0] : '';
     if (g !== r.group) throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${av})`);
@@ -519,7 +678,8 @@ function normalizeBody(body: unknown, r: ResourceType, ns: string | undefined): 
   }
   obj.metadata = isObj(obj.metadata) ? obj.metadata : {};
   if (r.namespaced) {
-    if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns)
+      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     if (ns) obj.metadata.namespace = ns;
   }
   return obj;

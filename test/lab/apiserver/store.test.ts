@@ -37,7 +37,12 @@ function apiError(fn: () => unknown): ApiError {
   throw new Error('expected an ApiError, the call succeeded');
 }
 
-const cluster = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: MC, kind: 'Cluster', metadata: { name }, spec });
+const cluster = (name: string, spec: Record<string, unknown>): KubeObject => ({
+  apiVersion: MC,
+  kind: 'Cluster',
+  metadata: { name },
+  spec,
+});
 
 describe('custom resources against the real CRD schemas', () => {
   let s: ObjectStore;
@@ -51,9 +56,15 @@ describe('custom resources against the real CRD schemas', () => {
     expect(e.status.reason).toBe('Invalid');
     expect(e.status.details?.causes).toEqual([
       { reason: 'FieldValueRequired', message: 'Required value', field: 'spec.fsmNamespace' },
-      { reason: 'FieldValueInvalid', message: 'Invalid value: 70000: spec.gatewayPort in body should be less than or equal to 65535', field: 'spec.gatewayPort' },
+      {
+        reason: 'FieldValueInvalid',
+        message: 'Invalid value: 70000: spec.gatewayPort in body should be less than or equal to 65535',
+        field: 'spec.gatewayPort',
+      },
     ]);
-    expect(e.message).toBe('Cluster.multicluster.flomesh.io "bad" is invalid: [spec.fsmNamespace: Required value, spec.gatewayPort: Invalid value: 70000: spec.gatewayPort in body should be less than or equal to 65535]');
+    expect(e.message).toBe(
+      'Cluster.multicluster.flomesh.io "bad" is invalid: [spec.fsmNamespace: Required value, spec.gatewayPort: Invalid value: 70000: spec.gatewayPort in body should be less than or equal to 65535]',
+    );
     expect(s.get(MC, 'Cluster', 'bad')).toBeUndefined();
   });
 
@@ -65,36 +76,85 @@ describe('custom resources against the real CRD schemas', () => {
   it('applies schema defaults and prunes unknown fields (with a warning)', () => {
     const warnings: string[] = [];
     const c = s.create(cluster('ok', { fsmNamespace: 'fsm-system', gatewayHost: '10.99.0.11', bogus: 1 }), { warnings });
-    expect(c.spec).toEqual({ fsmNamespace: 'fsm-system', gatewayHost: '10.99.0.11', fsmMeshConfigName: 'fsm-mesh-config', gatewayPort: 80, region: 'default', zone: 'default', group: 'default' });
+    expect(c.spec).toEqual({
+      fsmNamespace: 'fsm-system',
+      gatewayHost: '10.99.0.11',
+      fsmMeshConfigName: 'fsm-mesh-config',
+      gatewayPort: 80,
+      region: 'default',
+      zone: 'default',
+      group: 'default',
+    });
     expect(warnings).toEqual(['unknown field "spec.bogus"']);
     expect(apiError(() => s.create(cluster('strict', { fsmNamespace: 'x', bogus: 1 }), { fieldValidation: 'Strict' })).code).toBe(400);
   });
 
   it('validates enums, int-or-string and nested arrays (ServiceExport, GlobalTrafficPolicy, HelmChart)', () => {
-    const sexp = { apiVersion: MC, kind: 'ServiceExport', metadata: { name: 'httpbin', namespace: 'default' }, spec: { rules: [{ portNumber: 8080, path: '/x', pathType: 'Sideways' }] } };
+    const sexp = {
+      apiVersion: MC,
+      kind: 'ServiceExport',
+      metadata: { name: 'httpbin', namespace: 'default' },
+      spec: { rules: [{ portNumber: 8080, path: '/x', pathType: 'Sideways' }] },
+    };
     const e = apiError(() => s.create(sexp));
     expect(e.status.details?.causes?.[0]).toMatchObject({ reason: 'FieldValueNotSupported', field: 'spec.rules[0].pathType' });
     expect(e.status.details?.causes?.[0]?.message).toContain('supported values: "Exact", "Prefix"');
-    const gtp = { apiVersion: MC, kind: 'GlobalTrafficPolicy', metadata: { name: 'g', namespace: 'default' }, spec: { lbType: 'FailOver', targets: [{ clusterKey: 'default/default/default/pop1' }] } };
+    const gtp = {
+      apiVersion: MC,
+      kind: 'GlobalTrafficPolicy',
+      metadata: { name: 'g', namespace: 'default' },
+      spec: { lbType: 'FailOver', targets: [{ clusterKey: 'default/default/default/pop1' }] },
+    };
     expect(s.create(gtp).spec).toMatchObject({ lbType: 'FailOver' });
-    const simp = { apiVersion: MC, kind: 'ServiceImport', metadata: { name: 'httpbin', namespace: 'default' }, spec: { type: 'Sideways', ports: [] } };
+    const simp = {
+      apiVersion: MC,
+      kind: 'ServiceImport',
+      metadata: { name: 'httpbin', namespace: 'default' },
+      spec: { type: 'Sideways', ports: [] },
+    };
     expect(apiError(() => s.create(simp)).status.details?.causes?.map((c) => c.field)).toContain('spec.type');
-    const chart = { apiVersion: 'helm.cattle.io/v1', kind: 'HelmChart', metadata: { name: 'fsm', namespace: 'kube-system' }, spec: { chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz', targetNamespace: 'fsm-system', failurePolicy: 'abort', timeout: '10m', valuesContent: 'fsm: {}' } };
+    const chart = {
+      apiVersion: 'helm.cattle.io/v1',
+      kind: 'HelmChart',
+      metadata: { name: 'fsm', namespace: 'kube-system' },
+      spec: {
+        chart: 'https://%{KUBERNETES_API}%/static/charts/fsm-1.5.1.tgz',
+        targetNamespace: 'fsm-system',
+        failurePolicy: 'abort',
+        timeout: '10m',
+        valuesContent: 'fsm: {}',
+      },
+    };
     expect(s.create(chart).spec).toMatchObject({ failurePolicy: 'abort' });
-    const badChart = { ...chart, metadata: { name: 'bad', namespace: 'kube-system' }, spec: { ...chart.spec, failurePolicy: 'explode', timeout: 'soon' } };
+    const badChart = {
+      ...chart,
+      metadata: { name: 'bad', namespace: 'kube-system' },
+      spec: { ...chart.spec, failurePolicy: 'explode', timeout: 'soon' },
+    };
     const fields = apiError(() => s.create(badChart)).status.details?.causes?.map((c) => c.field);
     expect(fields).toContain('spec.failurePolicy');
   });
 
   it('completes a MeshConfig with the fields its schema requires (skeleton) so it validates', () => {
-    const mc = s.skeleton('config.flomesh.io/v1alpha3', 'MeshConfig', { apiVersion: 'config.flomesh.io/v1alpha3', kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' }, spec: { clusterSet: { uid: 'u1' } } }) as KubeObject;
+    const mc = s.skeleton('config.flomesh.io/v1alpha3', 'MeshConfig', {
+      apiVersion: 'config.flomesh.io/v1alpha3',
+      kind: 'MeshConfig',
+      metadata: { name: 'fsm-mesh-config', namespace: 'fsm-system' },
+      spec: { clusterSet: { uid: 'u1' } },
+    }) as KubeObject;
     const created = s.create(mc);
-    expect((created.spec as { clusterSet: Record<string, unknown> }).clusterSet).toMatchObject({ uid: 'u1', isManaged: false, controlPlaneUID: '' });
+    expect((created.spec as { clusterSet: Record<string, unknown> }).clusterSet).toMatchObject({
+      uid: 'u1',
+      isManaged: false,
+      controlPlaneUID: '',
+    });
     expect(apiError(() => s.create({ ...mc, metadata: { name: 'other', namespace: 'fsm-system' }, spec: {} })).code).toBe(422);
   });
 
   it('rejects a custom resource of an unknown kind with 404', () => {
-    expect(apiError(() => s.create({ apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'Nope', metadata: { name: 'x' } })).code).toBe(404);
+    expect(apiError(() => s.create({ apiVersion: 'multicluster.flomesh.io/v1alpha1', kind: 'Nope', metadata: { name: 'x' } })).code).toBe(
+      404,
+    );
   });
 });
 
@@ -110,7 +170,9 @@ describe('object lifecycle', () => {
     expect([dup.code, dup.status.reason, dup.message]).toEqual([409, 'AlreadyExists', 'configmaps "a" already exists']);
     const nf = apiError(() => s.delete('v1', 'ConfigMap', 'zzz', 'default'));
     expect([nf.code, nf.message]).toEqual([404, 'configmaps "zzz" not found']);
-    expect(apiError(() => s.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'nope' } })).message).toBe('namespaces "nope" not found');
+    expect(apiError(() => s.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'nope' } })).message).toBe(
+      'namespaces "nope" not found',
+    );
   });
 
   it('refuses a stale update with 409 Conflict and bumps resourceVersion and generation on a real change only', () => {
@@ -139,7 +201,12 @@ describe('object lifecycle', () => {
   });
 
   it('lists with equality and set-based label selectors', () => {
-    for (const [n, l] of [['a', { app: 'x', tier: 'fe' }], ['b', { app: 'y' }], ['c', { app: 'x' }]] as const) s.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'default', labels: l } });
+    for (const [n, l] of [
+      ['a', { app: 'x', tier: 'fe' }],
+      ['b', { app: 'y' }],
+      ['c', { app: 'x' }],
+    ] as const)
+      s.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'default', labels: l } });
     const names = (sel: string) => s.list('v1', 'ConfigMap', { namespace: 'default', labelSelector: sel }).map((o) => o.metadata.name);
     expect(names('app=x')).toEqual(['a', 'c']);
     expect(names('app==x,tier')).toEqual(['a']);
@@ -152,7 +219,11 @@ describe('object lifecycle', () => {
     const sec = s.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, stringData: { token: 'abc' } });
     expect(sec).toMatchObject({ type: 'Opaque', data: { token: Buffer.from('abc').toString('base64') } });
     expect(sec.stringData).toBeUndefined();
-    expect(apiError(() => s.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 't', namespace: 'default' }, data: { x: 'not base64!' } })).code).toBe(422);
+    expect(
+      apiError(() =>
+        s.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 't', namespace: 'default' }, data: { x: 'not base64!' } }),
+      ).code,
+    ).toBe(422);
   });
 
   it('keeps an object with finalizers until they are removed', () => {
@@ -176,15 +247,48 @@ describe('patches', () => {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: { name: 'd', namespace: 'default' },
-    spec: { selector: { matchLabels: { app: 'd' } }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [{ name: 'a', image: 'a:1', env: [{ name: 'X', value: '1' }] }, { name: 'b', image: 'b:1' }] } } },
+    spec: {
+      selector: { matchLabels: { app: 'd' } },
+      template: {
+        metadata: { labels: { app: 'd' } },
+        spec: {
+          containers: [
+            { name: 'a', image: 'a:1', env: [{ name: 'X', value: '1' }] },
+            { name: 'b', image: 'b:1' },
+          ],
+        },
+      },
+    },
   });
 
   it('json-patch: add/replace/test, a failing test refuses the whole patch', () => {
     s.create(cluster('p', { fsmNamespace: 'fsm' }));
-    const out = s.patch(MC, 'Cluster', 'p', undefined, [{ op: 'replace', path: '/spec/region', value: 'eu' }, { op: 'add', path: '/metadata/labels', value: { a: 'b' } }], 'json');
+    const out = s.patch(
+      MC,
+      'Cluster',
+      'p',
+      undefined,
+      [
+        { op: 'replace', path: '/spec/region', value: 'eu' },
+        { op: 'add', path: '/metadata/labels', value: { a: 'b' } },
+      ],
+      'json',
+    );
     expect(out.spec).toMatchObject({ region: 'eu' });
     expect(out.metadata.labels).toEqual({ a: 'b' });
-    const e = apiError(() => s.patch(MC, 'Cluster', 'p', undefined, [{ op: 'test', path: '/spec/region', value: 'us' }, { op: 'replace', path: '/spec/zone', value: 'z' }], 'json'));
+    const e = apiError(() =>
+      s.patch(
+        MC,
+        'Cluster',
+        'p',
+        undefined,
+        [
+          { op: 'test', path: '/spec/region', value: 'us' },
+          { op: 'replace', path: '/spec/zone', value: 'z' },
+        ],
+        'json',
+      ),
+    );
     expect(e.code).toBe(422);
     expect((s.get(MC, 'Cluster', 'p') as KubeObject).spec).toMatchObject({ zone: 'default' });
   });
@@ -197,16 +301,36 @@ describe('patches', () => {
 
   it('a patch carrying a stale resourceVersion is a 409', () => {
     s.create(cluster('rv', { fsmNamespace: 'fsm' }));
-    expect(apiError(() => s.patch(MC, 'Cluster', 'rv', undefined, { metadata: { resourceVersion: '1' }, spec: { zone: 'z' } }, 'merge')).code).toBe(409);
+    expect(
+      apiError(() => s.patch(MC, 'Cluster', 'rv', undefined, { metadata: { resourceVersion: '1' }, spec: { zone: 'z' } }, 'merge')).code,
+    ).toBe(409);
   });
 
   it('strategic merge merges containers by name and env by name; refused for custom resources (415)', () => {
     s.create(deployment());
-    const out = s.patch('apps/v1', 'Deployment', 'd', 'default', { spec: { template: { spec: { containers: [{ name: 'a', image: 'a:2', env: [{ name: 'Y', value: '2' }] }] } } } }, 'strategic');
-    const cs = (out.spec as { template: { spec: { containers: Array<{ name: string; image: string; env?: unknown[] }> } } }).template.spec.containers;
+    const out = s.patch(
+      'apps/v1',
+      'Deployment',
+      'd',
+      'default',
+      { spec: { template: { spec: { containers: [{ name: 'a', image: 'a:2', env: [{ name: 'Y', value: '2' }] }] } } } },
+      'strategic',
+    );
+    const cs = (out.spec as { template: { spec: { containers: Array<{ name: string; image: string; env?: unknown[] }> } } }).template.spec
+      .containers;
     expect(cs.map((c) => `${c.name}=${c.image}`)).toEqual(['a=a:2', 'b=b:1']);
-    expect(cs[0]?.env).toEqual([{ name: 'X', value: '1' }, { name: 'Y', value: '2' }]);
-    const del = s.patch('apps/v1', 'Deployment', 'd', 'default', { spec: { template: { spec: { containers: [{ name: 'b', $patch: 'delete' }] } } } }, 'strategic');
+    expect(cs[0]?.env).toEqual([
+      { name: 'X', value: '1' },
+      { name: 'Y', value: '2' },
+    ]);
+    const del = s.patch(
+      'apps/v1',
+      'Deployment',
+      'd',
+      'default',
+      { spec: { template: { spec: { containers: [{ name: 'b', $patch: 'delete' }] } } } },
+      'strategic',
+    );
     expect((del.spec as { template: { spec: { containers: unknown[] } } }).template.spec.containers).toHaveLength(1);
     s.create(cluster('smp', { fsmNamespace: 'fsm' }));
     expect(apiError(() => s.patch(MC, 'Cluster', 'smp', undefined, { spec: { zone: 'z' } }, 'strategic')).code).toBe(415);
@@ -236,11 +360,17 @@ describe('server-side apply', () => {
     const e = apiError(() => s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'us' }), { fieldManager: 'bob' }));
     expect(e.code).toBe(409);
     expect(e.message).toBe('Apply failed with 1 conflict: conflict with "alice": .spec.region');
-    expect(e.status.details?.causes?.[0]).toEqual({ reason: 'FieldManagerConflict', message: 'conflict with "alice"', field: '.spec.region' });
+    expect(e.status.details?.causes?.[0]).toEqual({
+      reason: 'FieldManagerConflict',
+      message: 'conflict with "alice"',
+      field: '.spec.region',
+    });
     // same value: shared ownership, no conflict — and recorded, so alice now conflicts with bob
     const shared = s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'eu' }), { fieldManager: 'bob' });
     expect(shared.metadata.managedFields?.map((m) => m.manager).sort()).toEqual(['alice', 'bob']);
-    expect(apiError(() => s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'ap' }), { fieldManager: 'alice' })).message).toContain('conflict with "bob": .spec.region');
+    expect(apiError(() => s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'ap' }), { fieldManager: 'alice' })).message).toContain(
+      'conflict with "bob": .spec.region',
+    );
     const forced = s.apply(cluster('b', { fsmNamespace: 'fsm', region: 'us' }), { fieldManager: 'bob', force: true });
     expect(forced.spec).toMatchObject({ region: 'us' });
   });
@@ -248,7 +378,9 @@ describe('server-side apply', () => {
   it('an update by another manager takes ownership of the fields it changes', () => {
     const a = s.apply(cluster('c', { fsmNamespace: 'fsm', zone: 'z1' }), { fieldManager: 'fsm-edge' });
     s.update({ ...a, spec: { ...(a.spec as object), zone: 'z2' } }, { fieldManager: 'kubectl-edit' });
-    expect(apiError(() => s.apply(cluster('c', { fsmNamespace: 'fsm', zone: 'z3' }), { fieldManager: 'fsm-edge' })).message).toContain('conflict with "kubectl-edit": .spec.zone');
+    expect(apiError(() => s.apply(cluster('c', { fsmNamespace: 'fsm', zone: 'z3' }), { fieldManager: 'fsm-edge' })).message).toContain(
+      'conflict with "kubectl-edit": .spec.zone',
+    );
   });
 
   it('needs a field manager and validates the result against the schema', () => {

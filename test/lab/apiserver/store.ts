@@ -3,7 +3,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { serverSideApply, trackUpdate } from './apply.js';
 import { prepareBuiltin, statusResetOnCreate, validateMeta } from './builtins.js';
-import { alreadyExists, ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
+import {
+  alreadyExists,
+  ApiError,
+  badRequest,
+  conflict,
+  forbidden,
+  invalid,
+  notFound,
+  unsupportedMediaType,
+  type StatusCause,
+} from './errors.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, clone, deepEqual, isObj } from './patch.js';
 import { apiVersionOf, BUILTIN_RESOURCES, resourcesFromCrd, splitApiVersion } from './resources.js';
 import { compileCrdSchema, completeFromSchema, type CompiledSchema } from './schema.js';
@@ -74,7 +84,12 @@ export class ObjectStore implements Store {
 
   private require(apiVersion: string, kind: string): ResourceType {
     const r = this.resourceFor(apiVersion, kind);
-    if (!r) throw new ApiError(404, 'NotFound', `the server could not find the requested resource (no kind "${kind}" is registered for version "${apiVersion}")`);
+    if (!r)
+      throw new ApiError(
+        404,
+        'NotFound',
+        `the server could not find the requested resource (no kind "${kind}" is registered for version "${apiVersion}")`,
+      );
     return r;
   }
 
@@ -114,15 +129,24 @@ export class ObjectStore implements Store {
       if (!lm(o) || !fm(o)) continue;
       out.push(this.present(r, o));
     }
-    return out.sort((a, b) => `${a.metadata.namespace ?? ''}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace ?? ''}/${b.metadata.name}`));
+    return out.sort((a, b) =>
+      `${a.metadata.namespace ?? ''}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace ?? ''}/${b.metadata.name}`),
+    );
   }
 
   private schemaFor(r: ResourceType): CompiledSchema | undefined {
     if (!r.custom) return undefined;
     const k = `${r.group}/${r.version}/${r.kind}`;
     if (!this.schemas.has(k)) {
-      const crd = [...this.objects.values()].find((o) => o.kind === 'CustomResourceDefinition' && (o.spec as { group: string; names: { kind: string } }).group === r.group && (o.spec as { names: { kind: string } }).names.kind === r.kind);
-      const v = (crd?.spec as { versions: Array<{ name: string; schema?: { openAPIV3Schema?: Record<string, unknown> } }> } | undefined)?.versions.find((x) => x.name === r.version);
+      const crd = [...this.objects.values()].find(
+        (o) =>
+          o.kind === 'CustomResourceDefinition' &&
+          (o.spec as { group: string; names: { kind: string } }).group === r.group &&
+          (o.spec as { names: { kind: string } }).names.kind === r.kind,
+      );
+      const v = (
+        crd?.spec as { versions: Array<{ name: string; schema?: { openAPIV3Schema?: Record<string, unknown> } }> } | undefined
+      )?.versions.find((x) => x.name === r.version);
       this.schemas.set(k, v?.schema?.openAPIV3Schema ? compileCrdSchema(v.schema.openAPIV3Schema) : undefined);
     }
     return this.schemas.get(k);
@@ -131,8 +155,12 @@ export class ObjectStore implements Store {
   /** Minimal valid `spec` (and other required top-level fields) of a custom resource, from its CRD schema. */
   skeleton(apiVersion: string, kind: string, partial: Record<string, unknown> = {}): Record<string, unknown> {
     const r = this.require(apiVersion, kind);
-    const crd = [...this.objects.values()].find((o) => o.kind === 'CustomResourceDefinition' && o.metadata.name === `${r.plural}.${r.group}`);
-    const v = (crd?.spec as { versions: Array<{ name: string; schema?: { openAPIV3Schema?: Record<string, unknown> } }> } | undefined)?.versions.find((x) => x.name === r.version);
+    const crd = [...this.objects.values()].find(
+      (o) => o.kind === 'CustomResourceDefinition' && o.metadata.name === `${r.plural}.${r.group}`,
+    );
+    const v = (
+      crd?.spec as { versions: Array<{ name: string; schema?: { openAPIV3Schema?: Record<string, unknown> } }> } | undefined
+    )?.versions.find((x) => x.name === r.version);
     const schema = v?.schema?.openAPIV3Schema;
     return schema ? (completeFromSchema(partial, schema) as Record<string, unknown>) : { ...partial };
   }
@@ -186,13 +214,26 @@ export class ObjectStore implements Store {
       obj.metadata.namespace = namespace;
       const nsObj = this.objects.get(objKey('', 'Namespace', undefined, namespace as string));
       if (!nsObj) throw notFound('namespaces', '', namespace as string);
-      if (nsObj.metadata.deletionTimestamp) throw forbidden(`${r.plural}${r.group ? '.' + r.group : ''} "${obj.metadata.name ?? obj.metadata.generateName}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
+      if (nsObj.metadata.deletionTimestamp)
+        throw forbidden(
+          `${r.plural}${r.group ? '.' + r.group : ''} "${obj.metadata.name ?? obj.metadata.generateName}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`,
+        );
     } else delete obj.metadata.namespace;
-    if (!obj.metadata.name && obj.metadata.generateName) obj.metadata.name = obj.metadata.generateName + randomBytes(4).toString('hex').slice(0, 5);
+    if (!obj.metadata.name && obj.metadata.generateName)
+      obj.metadata.name = obj.metadata.generateName + randomBytes(4).toString('hex').slice(0, 5);
     const reset = statusResetOnCreate(r);
     if (reset === null) delete obj.status;
     else if (reset !== undefined) obj.status = clone(reset);
-    for (const k of ['uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp', 'generation', 'managedFields', 'selfLink'] as const) delete obj.metadata[k];
+    for (const k of [
+      'uid',
+      'resourceVersion',
+      'creationTimestamp',
+      'deletionTimestamp',
+      'generation',
+      'managedFields',
+      'selfLink',
+    ] as const)
+      delete obj.metadata[k];
     this.validate(r, obj, undefined, opts);
     const key = objKey(r.group, r.kind, namespace, obj.metadata.name as string);
     if (this.objects.has(key)) throw alreadyExists(r.plural, r.group, obj.metadata.name as string);
@@ -217,22 +258,38 @@ export class ObjectStore implements Store {
     obj.status = {
       conditions: [
         { type: 'NamesAccepted', status: 'True', reason: 'NoConflicts', message: 'no conflicts found', lastTransitionTime: now() },
-        { type: 'Established', status: 'True', reason: 'InitialNamesAccepted', message: 'the initial names have been accepted', lastTransitionTime: now() },
+        {
+          type: 'Established',
+          status: 'True',
+          reason: 'InitialNamesAccepted',
+          message: 'the initial names have been accepted',
+          lastTransitionTime: now(),
+        },
       ],
       acceptedNames: spec.names,
-      storedVersions: ((obj.spec as { versions: Array<{ name: string; storage?: boolean }> }).versions.filter((v) => v.storage).map((v) => v.name)),
+      storedVersions: (obj.spec as { versions: Array<{ name: string; storage?: boolean }> }).versions
+        .filter((v) => v.storage)
+        .map((v) => v.name),
     };
   }
 
   update(input: KubeObject, opts: WriteOptions = {}): KubeObject {
     const r = this.require(input.apiVersion, input.kind);
     const name = input.metadata?.name;
-    if (!name) throw invalid(r.kind, r.group, '', [{ reason: 'FieldValueRequired', message: 'Required value: name is required', field: 'metadata.name' }]);
+    if (!name)
+      throw invalid(r.kind, r.group, '', [
+        { reason: 'FieldValueRequired', message: 'Required value: name is required', field: 'metadata.name' },
+      ]);
     const old = this.getOrThrow(r, name, this.ns(r, input.metadata.namespace));
     const rvWanted = input.metadata.resourceVersion;
     if (rvWanted && rvWanted !== old.metadata.resourceVersion) throw conflict(r.plural, r.group, name);
     if (input.metadata.uid && input.metadata.uid !== old.metadata.uid)
-      throw conflict(r.plural, r.group, name, `Precondition failed: UID in precondition: ${input.metadata.uid}, UID in object meta: ${old.metadata.uid}`);
+      throw conflict(
+        r.plural,
+        r.group,
+        name,
+        `Precondition failed: UID in precondition: ${input.metadata.uid}, UID in object meta: ${old.metadata.uid}`,
+      );
     return this.commitUpdate(r, old, clone(input), opts);
   }
 
@@ -255,7 +312,15 @@ export class ObjectStore implements Store {
       }
     }
     // identity and server-owned metadata cannot be changed by a write
-    const kept = ['name', 'namespace', 'uid', 'creationTimestamp', 'generation', 'deletionTimestamp', ...(opts.skipTracking ? [] : ['managedFields'])] as const;
+    const kept = [
+      'name',
+      'namespace',
+      'uid',
+      'creationTimestamp',
+      'generation',
+      'deletionTimestamp',
+      ...(opts.skipTracking ? [] : ['managedFields']),
+    ] as const;
     for (const k of kept) {
       if (old.metadata[k] === undefined) delete obj.metadata[k];
       else obj.metadata[k] = clone(old.metadata[k]) as never;
@@ -269,7 +334,11 @@ export class ObjectStore implements Store {
     const sameAsOld = (a: KubeObject, b: KubeObject) => {
       const strip = (o: KubeObject) => ({
         ...o,
-        metadata: { ...o.metadata, resourceVersion: undefined, managedFields: (o.metadata.managedFields ?? []).map((m) => ({ ...m, time: undefined })) },
+        metadata: {
+          ...o.metadata,
+          resourceVersion: undefined,
+          managedFields: (o.metadata.managedFields ?? []).map((m) => ({ ...m, time: undefined })),
+        },
       });
       return deepEqual(JSON.parse(JSON.stringify(strip(a))), JSON.parse(JSON.stringify(strip(b))));
     };
@@ -287,17 +356,34 @@ export class ObjectStore implements Store {
     return this.present(r, obj);
   }
 
-  patch(apiVersion: string, kind: string, name: string, namespace: string | undefined, patch: unknown, type: PatchType, opts: WriteOptions = {}): KubeObject {
+  patch(
+    apiVersion: string,
+    kind: string,
+    name: string,
+    namespace: string | undefined,
+    patch: unknown,
+    type: PatchType,
+    opts: WriteOptions = {},
+  ): KubeObject {
     const r = this.require(apiVersion, kind);
     const ns = this.ns(r, namespace);
     if (type === 'apply') {
       if (!isObj(patch)) throw badRequest('error decoding YAML: the apply configuration must be an object');
       const cfg = patch as KubeObject;
-      if (!cfg.apiVersion || !cfg.kind) throw badRequest('Object \'Kind\' is missing in apply configuration');
-      if (cfg.metadata?.name && cfg.metadata.name !== name) throw badRequest(`the name of the object (${cfg.metadata.name}) does not match the name on the URL (${name})`);
-      return this.apply({ ...cfg, metadata: { ...(cfg.metadata ?? {}), name, ...(ns ? { namespace: ns } : {}) } }, { ...opts, fieldManager: opts.fieldManager ?? '' });
+      if (!cfg.apiVersion || !cfg.kind) throw badRequest("Object 'Kind' is missing in apply configuration");
+      if (cfg.metadata?.name && cfg.metadata.name !== name)
+        throw badRequest(`the name of the object (${cfg.metadata.name}) does not match the name on the URL (${name})`);
+      return this.apply(
+        { ...cfg, metadata: { ...(cfg.metadata ?? {}), name, ...(ns ? { namespace: ns } : {}) } },
+        { ...opts, fieldManager: opts.fieldManager ?? '' },
+      );
     }
-    if (type === 'strategic' && r.custom) throw unsupportedMediaType('application/strategic-merge-patch+json', ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml']);
+    if (type === 'strategic' && r.custom)
+      throw unsupportedMediaType('application/strategic-merge-patch+json', [
+        'application/json-patch+json',
+        'application/merge-patch+json',
+        'application/apply-patch+yaml',
+      ]);
     const old = this.getOrThrow(r, name, ns);
     const base = clone(old);
     let next: unknown;
@@ -309,7 +395,8 @@ export class ObjectStore implements Store {
     // a resourceVersion in the patch is a precondition (optimistic concurrency for patches)
     const patchedRv = obj.metadata?.resourceVersion;
     if (patchedRv && patchedRv !== old.metadata.resourceVersion) throw conflict(r.plural, r.group, name);
-    if (obj.metadata?.name !== undefined && obj.metadata.name !== name) throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
+    if (obj.metadata?.name !== undefined && obj.metadata.name !== name)
+      throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
     return this.commitUpdate(r, old, obj, opts);
   }
 
@@ -323,7 +410,14 @@ export class ObjectStore implements Store {
     const qn = r.group ? `${r.plural}.${r.group}` : r.plural;
     const rvWanted = config.metadata.resourceVersion;
     if (live && rvWanted && rvWanted !== live.metadata.resourceVersion) throw conflict(r.plural, r.group, name);
-    const merged = serverSideApply(live, { ...config, metadata: { ...config.metadata, namespace: ns } }, opts.fieldManager, opts.force === true, qn, opts.subresource);
+    const merged = serverSideApply(
+      live,
+      { ...config, metadata: { ...config.metadata, namespace: ns } },
+      opts.fieldManager,
+      opts.force === true,
+      qn,
+      opts.subresource,
+    );
     if (!live) {
       if (opts.subresource === 'status') throw notFound(r.plural, r.group, name);
       const mf = merged.metadata.managedFields;
@@ -371,7 +465,8 @@ export class ObjectStore implements Store {
     stored.metadata.resourceVersion = String(++this.rv);
     if (r.kind === 'CustomResourceDefinition') {
       const spec = obj.spec as { group: string; names: { kind: string } };
-      for (const [k, o] of [...this.objects]) if (o.kind === spec.names.kind && splitApiVersion(o.apiVersion).group === spec.group) this.objects.delete(k);
+      for (const [k, o] of [...this.objects])
+        if (o.kind === spec.names.kind && splitApiVersion(o.apiVersion).group === spec.group) this.objects.delete(k);
       this.rebuildResources();
     }
     this.emit('DELETED', r, stored);
@@ -400,7 +495,12 @@ export class ObjectStore implements Store {
     return out;
   }
 
-  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts: ListOptions & { sinceResourceVersion?: string } = {}): () => void {
+  watch(
+    apiVersion: string | '*',
+    kind: string | '*',
+    cb: (ev: WatchEvent) => void,
+    opts: ListOptions & { sinceResourceVersion?: string } = {},
+  ): () => void {
     const group = apiVersion === '*' ? '*' : splitApiVersion(apiVersion).group;
     const lm = labelMatcher(opts.labelSelector);
     const fm = fieldMatcher(opts.fieldSelector);
@@ -408,7 +508,8 @@ export class ObjectStore implements Store {
     if (opts.sinceResourceVersion !== undefined && opts.sinceResourceVersion !== '0') {
       const since = Number(opts.sinceResourceVersion);
       const oldest = this.history[0]?.rv ?? this.rv + 1;
-      if (!Number.isFinite(since) || (since < oldest - 1 && since < this.rv)) throw new ApiError(410, 'Expired', `too old resource version: ${opts.sinceResourceVersion} (${oldest - 1})`);
+      if (!Number.isFinite(since) || (since < oldest - 1 && since < this.rv))
+        throw new ApiError(410, 'Expired', `too old resource version: ${opts.sinceResourceVersion} (${oldest - 1})`);
       for (const h of this.history) {
         if (h.rv <= since) continue;
         if ((group !== '*' && group !== h.r.group) || (kind !== '*' && kind !== h.r.kind) || !l.match(h.obj)) continue;

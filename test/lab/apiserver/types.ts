@@ -12,7 +12,14 @@ export interface ObjectMeta {
   deletionTimestamp?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }>;
+  ownerReferences?: Array<{
+    apiVersion: string;
+    kind: string;
+    name: string;
+    uid: string;
+    controller?: boolean;
+    blockOwnerDeletion?: boolean;
+  }>;
   finalizers?: string[];
   managedFields?: ManagedFieldsEntry[];
   [key: string]: unknown;
@@ -108,7 +115,15 @@ export interface Store {
   update(obj: KubeObject, opts?: WriteOptions): KubeObject;
   /** Shorthand for `update(obj, { subresource: 'status' })`. */
   updateStatus(obj: KubeObject, opts?: WriteOptions): KubeObject;
-  patch(apiVersion: string, kind: string, name: string, namespace: string | undefined, patch: unknown, type: PatchType, opts?: WriteOptions): KubeObject;
+  patch(
+    apiVersion: string,
+    kind: string,
+    name: string,
+    namespace: string | undefined,
+    patch: unknown,
+    type: PatchType,
+    opts?: WriteOptions,
+  ): KubeObject;
   /** Server-side apply of a full object (creates it if missing). Needs `opts.fieldManager`. */
   apply(obj: KubeObject, opts: WriteOptions & { fieldManager: string }): KubeObject;
   delete(apiVersion: string, kind: string, name: string, namespace?: string, opts?: WriteOptions): KubeObject;
@@ -116,7 +131,12 @@ export interface Store {
    * Events for one kind (or every kind with `'*'`). With `sinceResourceVersion`, first replays the recorded
    * events after it (410 Expired if that is older than the kept history). Returns an unsubscribe function.
    */
-  watch(apiVersion: string | '*', kind: string | '*', cb: (ev: WatchEvent) => void, opts?: ListOptions & { sinceResourceVersion?: string }): () => void;
+  watch(
+    apiVersion: string | '*',
+    kind: string | '*',
+    cb: (ev: WatchEvent) => void,
+    opts?: ListOptions & { sinceResourceVersion?: string },
+  ): () => void;
   /**
    * `partial` completed with every required field it lacks (defaults or zero values, recursively), from the
    * CRD schema of a custom resource — e.g. a MeshConfig as fsm-bootstrap would create it.

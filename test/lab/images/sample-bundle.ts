@@ -96,8 +96,26 @@ export async function buildSampleBundle(opts: SampleOptions = {}): Promise<Sampl
     const stdout: string[] = [];
     const stderr: string[] = [];
     const code = await main(
-      ['node', 'fsm-edge', 'bundle', 'build', '--recipe', recipePath, '--out', dir, '--cache', path.join(airgap, 'cache'), '--signing-key', `file:${privateKeyFile}`, '--json'],
-      { stdout: { write: (s: string) => stdout.push(s) }, stderr: { write: (s: string) => (stderr.push(s), log(s.trimEnd())) }, env: process.env },
+      [
+        'node',
+        'fsm-edge',
+        'bundle',
+        'build',
+        '--recipe',
+        recipePath,
+        '--out',
+        dir,
+        '--cache',
+        path.join(airgap, 'cache'),
+        '--signing-key',
+        `file:${privateKeyFile}`,
+        '--json',
+      ],
+      {
+        stdout: { write: (s: string) => stdout.push(s) },
+        stderr: { write: (s: string) => (stderr.push(s), log(s.trimEnd())) },
+        env: process.env,
+      },
     );
     if (code !== 0) throw new Error(`sample bundle: fsm-edge bundle build exited ${code}:\n${stdout.join('')}${stderr.join('')}`);
     return { dir, doc: readBundleDoc(dir), publicKeyFile, privateKeyFile, recipePath };

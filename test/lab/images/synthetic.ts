@@ -96,7 +96,12 @@ export function imageOf(arch: SynthArch, layers: SynthLayer[], variant?: string)
       layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
     }),
   );
-  return { arch, config: cfg, layers, manifest: { digest: sha(manifest), size: manifest.length, mediaType: 'application/vnd.oci.image.manifest.v1+json', data: manifest } };
+  return {
+    arch,
+    config: cfg,
+    layers,
+    manifest: { digest: sha(manifest), size: manifest.length, mediaType: 'application/vnd.oci.image.manifest.v1+json', data: manifest },
+  };
 }
 
 export function indexOf(images: SynthImage[]): Blob & { data: Buffer } {
@@ -145,7 +150,13 @@ async function putManifest(registry: string, repo: string, reference: string, m:
  * Pushes `images` as `repo:tag` to the registry at `registry` (`http://127.0.0.1:5000`): a multi-arch index when
  * `index` (default when more than one image), else the single manifest.
  */
-export async function pushImage(registry: string, repo: string, tag: string, images: SynthImage[], opts: { index?: boolean } = {}): Promise<string> {
+export async function pushImage(
+  registry: string,
+  repo: string,
+  tag: string,
+  images: SynthImage[],
+  opts: { index?: boolean } = {},
+): Promise<string> {
   for (const img of images) {
     for (const l of img.layers) await pushBlob(registry, repo, l);
     await pushBlob(registry, repo, img.config);

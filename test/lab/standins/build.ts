@@ -45,7 +45,8 @@ spec:
 function embeddedCrds(): Record<string, string> {
   const out: Record<string, string> = { 'k3s.cattle.io_addons.yaml': ADDON_CRD };
   const hc = path.join(FSM_REFERENCE_DIR, 'k3s', 'helm-controller-v0.17.7');
-  for (const f of ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml']) out[f] = fs.readFileSync(path.join(hc, f), 'utf8');
+  for (const f of ['helm.cattle.io_helmcharts.yaml', 'helm.cattle.io_helmchartconfigs.yaml'])
+    out[f] = fs.readFileSync(path.join(hc, f), 'utf8');
   const fsmCrds = path.join(FSM_REFERENCE_DIR, 'fsm', 'v1.5.1', 'crds');
   for (const f of fs.readdirSync(fsmCrds).sort()) out[f] = fs.readFileSync(path.join(fsmCrds, f), 'utf8');
   return out;

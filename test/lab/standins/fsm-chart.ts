@@ -30,7 +30,8 @@ export function fsmDefaultValues(version = '1.5.1'): FsmValues {
 export function buildFsmChart(outDir: string, version = '1.5.1'): string {
   const src = referenceChartDir(version);
   for (const f of ['values.yaml', 'values.schema.json']) {
-    if (!fs.existsSync(path.join(src, f))) throw new Error(`FSM chart stand-in: ${path.join(src, f)} is missing; the reference data for FSM v${version} is needed`);
+    if (!fs.existsSync(path.join(src, f)))
+      throw new Error(`FSM chart stand-in: ${path.join(src, f)} is missing; the reference data for FSM v${version} is needed`);
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fsm-chart-'));
   try {
@@ -59,7 +60,20 @@ export function buildFsmChart(outDir: string, version = '1.5.1'): string {
     );
     fs.mkdirSync(outDir, { recursive: true });
     const out = path.join(path.resolve(outDir), `fsm-${version}.tgz`);
-    const tarArgs = ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--format=ustar', '--mode=u+rw,go+r,go-w', '-C', work, '-cf', '-', 'fsm'];
+    const tarArgs = [
+      '--sort=name',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--mtime=@0',
+      '--format=ustar',
+      '--mode=u+rw,go+r,go-w',
+      '-C',
+      work,
+      '-cf',
+      '-',
+      'fsm',
+    ];
     const tarBytes = execFileSync('tar', tarArgs, { maxBuffer: 64 << 20 });
     fs.writeFileSync(out, execFileSync('gzip', ['-n', '-9', '-c'], { input: tarBytes, maxBuffer: 64 << 20 }));
     return out;

@@ -15,7 +15,8 @@ export interface FsmImage {
   install: boolean;
 }
 
-const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const obj = (v: unknown): Record<string, unknown> =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const str = (v: unknown): string => (v === undefined || v === null ? '' : String(v));
 
 /** `flomesh/x:1` → `docker.io/flomesh/x:1`; `nginx` → `docker.io/library/nginx:latest`; registries with a dot/port kept. */
@@ -75,7 +76,11 @@ export function fsmImagesFor(values: FsmValues): FsmImage[] {
   const mode = str(fsm.trafficInterceptionMode) || 'PodLevel';
   if (mode === 'NodeLevel') {
     out.push({ ref: cp('fsmXnetmgmt', 'fsm-xnetmgmt'), usedBy: 'NodeLevel: fsm-xnetwork DaemonSet (fsm-xmgt)', install: true });
-    out.push({ ref: sub(obj(obj(fsm.fsmXnetwork).xnet).image, 'xnet'), usedBy: 'NodeLevel: fsm-xnetwork DaemonSet (fsm-xnet)', install: true });
+    out.push({
+      ref: sub(obj(obj(fsm.fsmXnetwork).xnet).image, 'xnet'),
+      usedBy: 'NodeLevel: fsm-xnetwork DaemonSet (fsm-xnet)',
+      install: true,
+    });
   } else {
     out.push({ ref: sub(obj(fsm.sidecar).image, 'pipy'), usedBy: 'PodLevel: sidecar in meshed pods', install: false });
     out.push({ ref: cp('fsmSidecarInit', 'fsm-sidecar-init'), usedBy: 'PodLevel: init container in meshed pods', install: false });
@@ -91,7 +96,8 @@ export function fsmImagesFor(values: FsmValues): FsmImage[] {
     out.push({ ref: sub(repoServer.image, 'pipy-repo'), usedBy: 'fsm-egress-gateway Deployment', install: true });
   }
   const serviceLB = obj(fsm.serviceLB);
-  if (serviceLB.enabled === true) out.push({ ref: sub(serviceLB.image, 'mirrored-klipper-lb'), usedBy: 'serviceLB DaemonSets', install: false });
+  if (serviceLB.enabled === true)
+    out.push({ ref: sub(serviceLB.image, 'mirrored-klipper-lb'), usedBy: 'serviceLB DaemonSets', install: false });
   const extra: Array<[string, string, string]> = [
     ['deployPrometheus', 'prometheus', 'prometheus'],
     ['deployGrafana', 'grafana', 'grafana'],

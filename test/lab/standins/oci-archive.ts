@@ -43,7 +43,10 @@ export function writeOciArchive(outFile: string, images: SyntheticImage[], opts:
     for (const img of images) {
       const name = normalizeImageRef(img.ref);
       const manifests = img.archs.map((arch) => {
-        const content = Buffer.concat([Buffer.from(`${name} for linux/${arch} (fsm-edge lab synthetic image)\n`), Buffer.alloc(img.padBytes ?? 0)]);
+        const content = Buffer.concat([
+          Buffer.from(`${name} for linux/${arch} (fsm-edge lab synthetic image)\n`),
+          Buffer.alloc(img.padBytes ?? 0),
+        ]);
         const layerTar = tarOf({ 'image.txt': content });
         const layerGz = zlib.gzipSync(layerTar, { level: 1 });
         const layer = put(layerGz, arch);
@@ -66,7 +69,11 @@ export function writeOciArchive(outFile: string, images: SyntheticImage[], opts:
             layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
           }),
         );
-        return { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...put(manifest, arch), platform: { architecture: arch, os: 'linux' } };
+        return {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...put(manifest, arch),
+          platform: { architecture: arch, os: 'linux' },
+        };
       });
       const tag = name.slice(name.lastIndexOf(':') + 1);
       const annotations = { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': tag };
@@ -77,9 +84,31 @@ export function writeOciArchive(outFile: string, images: SyntheticImage[], opts:
       }
     }
     fs.writeFileSync(path.join(work, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    fs.writeFileSync(path.join(work, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: index }));
+    fs.writeFileSync(
+      path.join(work, 'index.json'),
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: index }),
+    );
     fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
-    const tar = execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', work, '-cf', '-', 'oci-layout', 'index.json', 'blobs'], { maxBuffer: 1 << 30 });
+    const tar = execFileSync(
+      'tar',
+      [
+        '--sort=name',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        '--mtime=@0',
+        '--format=posix',
+        '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+        '-C',
+        work,
+        '-cf',
+        '-',
+        'oci-layout',
+        'index.json',
+        'blobs',
+      ],
+      { maxBuffer: 1 << 30 },
+    );
     fs.writeFileSync(outFile, opts.gzip ? zlib.gzipSync(tar) : tar);
     return outFile;
   } finally {

@@ -119,7 +119,12 @@ function errText(e: unknown): string {
  * merged over it — what fsm-bootstrap creates from the chart's preset-mesh-config.
  */
 export function presetMeshConfig(store: Store, namespace: string, spec: Record<string, unknown>): KubeObject {
-  return store.skeleton(MESHCONFIG_API, 'MeshConfig', { apiVersion: MESHCONFIG_API, kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace }, spec }) as KubeObject;
+  return store.skeleton(MESHCONFIG_API, 'MeshConfig', {
+    apiVersion: MESHCONFIG_API,
+    kind: 'MeshConfig',
+    metadata: { name: 'fsm-mesh-config', namespace },
+    spec,
+  }) as KubeObject;
 }
 
 /** pkg/mcs/config/config.go:52-118 NewConnectorConfig: the gateway host must be IPv4 or resolve to one, not loopback. */
@@ -137,7 +142,17 @@ async function connectorConfig(c: KubeObject, hubUid: string): Promise<Geo> {
     }
   }
   if (ip.startsWith('127.') || ip === '0.0.0.0') throw new Error(`gateway Host ${host} is resolved to Loopback IP or Unspecified`);
-  return { key: keyOf(c), region: s.region, zone: s.zone, group: s.group, name: c.metadata.name as string, gatewayHost: host, gatewayIP: ip, gatewayPort: s.gatewayPort ?? 80, controlPlaneUID: hubUid };
+  return {
+    key: keyOf(c),
+    region: s.region,
+    zone: s.zone,
+    group: s.group,
+    name: c.metadata.name as string,
+    gatewayHost: host,
+    gatewayIP: ip,
+    gatewayPort: s.gatewayPort ?? 80,
+    controlPlaneUID: hubUid,
+  };
 }
 
 /** A promise-chain mutex (sync.Mutex). */
@@ -194,7 +209,8 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
   };
 
   const hubMeshConfig = (ctx: ControllerContext) => ctx.store.get(MESHCONFIG_API, 'MeshConfig', 'fsm-mesh-config', hubNs);
-  const hubClusterSet = (ctx: ControllerContext) => ((hubMeshConfig(ctx)?.spec as { clusterSet?: Record<string, unknown> } | undefined)?.clusterSet ?? {}) as Record<string, unknown>;
+  const hubClusterSet = (ctx: ControllerContext) =>
+    ((hubMeshConfig(ctx)?.spec as { clusterSet?: Record<string, unknown> } | undefined)?.clusterSet ?? {}) as Record<string, unknown>;
 
   const destroyBackground = (key: string) => {
     const bg = backgrounds.get(key);
@@ -221,13 +237,16 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
         throw new Error(`unable to get server version: ${errText(e)}`); // utils.go:58-59 panics; controller-runtime recovers
       }
       const m = /^v?(\d+)\.(\d+)/.exec(v.gitVersion ?? '');
-      if (!m || Number(m[1]) < 1 || (Number(m[1]) === 1 && Number(m[2]) < 19)) throw new Error(`kubernetes server version ${v.gitVersion} is not supported, requires at least 1.19.0`);
+      if (!m || Number(m[1]) < 1 || (Number(m[1]) === 1 && Number(m[2]) < 19))
+        throw new Error(`kubernetes server version ${v.gitVersion} is not supported, requires at least 1.19.0`);
       serverVersionKnown = true;
     }
     // types.go:116-120 → informers.go:145-156 (MeshConfig by name, MeshRootCertificate, in fsmNamespace) and
     // 220-228 (ServiceExport, ServiceImport, GlobalTrafficPolicy in every namespace); run() 282-304 waits for all
     const ns = encodeURIComponent(spec.fsmNamespace);
-    const meshConfig = new Informer(client, `/apis/${MESHCONFIG_API}/namespaces/${ns}/meshconfigs`, '*v1alpha3.MeshConfig', log, { fieldSelector: `metadata.name=${spec.fsmMeshConfigName}` });
+    const meshConfig = new Informer(client, `/apis/${MESHCONFIG_API}/namespaces/${ns}/meshconfigs`, '*v1alpha3.MeshConfig', log, {
+      fieldSelector: `metadata.name=${spec.fsmMeshConfigName}`,
+    });
     const informers = [
       meshConfig,
       new Informer(client, `/apis/${MESHCONFIG_API}/namespaces/${ns}/meshrootcertificates`, '*v1alpha3.MeshRootCertificate', log),
@@ -235,7 +254,18 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       new Informer(client, `${MCS}/serviceimports`, '*v1alpha1.ServiceImport', log),
       new Informer(client, `${MCS}/globaltrafficpolicies`, '*v1alpha1.GlobalTrafficPolicy', log),
     ];
-    const conn: Connector = { key: geo.key, hash: clusterHash(c), geo, client, meshConfig, informers, fsmNamespace: spec.fsmNamespace, meshConfigName: spec.fsmMeshConfigName, stopped: false, processing: false };
+    const conn: Connector = {
+      key: geo.key,
+      hash: clusterHash(c),
+      geo,
+      client,
+      meshConfig,
+      informers,
+      fsmNamespace: spec.fsmNamespace,
+      meshConfigName: spec.fsmMeshConfigName,
+      stopped: false,
+      processing: false,
+    };
     for (const i of informers) void i.run();
     log('Waiting for informer caches to sync (FSM waits without a deadline)');
     // the stop channel is never closed here in FSM (background.go:34 RegisterExitHandlers): only the hub's exit ends it
@@ -245,7 +275,8 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       await client.get(`/apis/apps/v1/namespaces/${ns}/deployments/fsm-controller`);
     } catch (e) {
       for (const i of informers) i.stop();
-      if (e instanceof KubeRequestError && e.status === 404) log('FSM Control Plane is not installed or not in a proper state, please check it.');
+      if (e instanceof KubeRequestError && e.status === 404)
+        log('FSM Control Plane is not installed or not in a proper state, please check it.');
       throw e;
     }
     // types.go:171-197 updateConfigsOfManagedCluster, from the informer's copy (configurator GetMeshConfig)
@@ -258,7 +289,21 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       } else {
         // an absent MeshConfig is an empty one in FSM: client-go refuses to update an object without a name
         if (!mc) throw new Error('resource name may not be empty');
-        const next = { ...mc, spec: { ...(mc.spec as object), clusterSet: { ...cs, isManaged: true, region: geo.region, zone: geo.zone, group: geo.group, name: geo.name, controlPlaneUID: hubUid } } };
+        const next = {
+          ...mc,
+          spec: {
+            ...(mc.spec as object),
+            clusterSet: {
+              ...cs,
+              isManaged: true,
+              region: geo.region,
+              zone: geo.zone,
+              group: geo.group,
+              name: geo.name,
+              controlPlaneUID: hubUid,
+            },
+          },
+        };
         await client.put(`/apis/${MESHCONFIG_API}/namespaces/${ns}/meshconfigs/${encodeURIComponent(spec.fsmMeshConfigName)}`, next);
       }
     } catch (e) {
@@ -278,8 +323,11 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
 
   // ------------------------------------------------------------ member → control plane (types.go:212-322)
   const getService = async (conn: Connector, exp: KubeObject): Promise<KubeObject> => {
-    const svc = await conn.client.get<KubeObject>(`/api/v1/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/services/${encodeURIComponent(exp.metadata.name as string)}`);
-    if ((svc.spec as { type?: string }).type === 'ExternalName') throw new Error(`[${conn.key}] ExternalName service ${exp.metadata.namespace}/${exp.metadata.name} cannot be exported`);
+    const svc = await conn.client.get<KubeObject>(
+      `/api/v1/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/services/${encodeURIComponent(exp.metadata.name as string)}`,
+    );
+    if ((svc.spec as { type?: string }).type === 'ExternalName')
+      throw new Error(`[${conn.key}] ExternalName service ${exp.metadata.namespace}/${exp.metadata.name} cannot be exported`);
     return svc;
   };
 
@@ -287,21 +335,28 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     if (conn.stopped) return;
     const log = (l: string) => ctxRef.log(`[${conn.key}] ${l}`);
     log(`ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name} ${ev.type === 'DELETED' ? 'deleted' : 'updated'}`);
-    if (!isManaged(conn)) return log(`Cluster is not managed, ignore processing ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name}`);
+    if (!isManaged(conn))
+      return log(`Cluster is not managed, ignore processing ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name}`);
     void getService(conn, ev.object).then(
       (service) => {
         const evt: ServiceExportEvent = { geo: conn.geo, export: ev.object, service };
         setImmediate(() => {
           if (ev.type === 'DELETED') return broadcast('deleted', evt);
-          controlPlaneOnCreated(evt).catch((e: unknown) => log(`control plane: ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name}: ${errText(e)}`));
+          controlPlaneOnCreated(evt).catch((e: unknown) =>
+            log(`control plane: ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name}: ${errText(e)}`),
+          );
         });
       },
-      (e) => log(`Ignore processing ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name} due to get service failed: ${errText(e)}`),
+      (e) =>
+        log(
+          `Ignore processing ServiceExport ${ev.object.metadata.namespace}/${ev.object.metadata.name} due to get service failed: ${errText(e)}`,
+        ),
     );
   };
 
   // ------------------------------------------------------------ control plane (pkg/mcs/ctrl/controlplane.go)
-  const conditionIs = (o: KubeObject, type: string, status: string) => ((o.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).some((c) => c.type === type && c.status === status);
+  const conditionIs = (o: KubeObject, type: string, status: string) =>
+    ((o.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).some((c) => c.type === type && c.status === status);
 
   const controlPlaneOnCreated = (evt: ServiceExportEvent) =>
     controlPlaneLock(async () => {
@@ -324,7 +379,9 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
 
   const serviceImportExists = async (bg: Connector, exp: KubeObject): Promise<boolean> => {
     try {
-      await bg.client.get(`${MCS}/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/serviceimports/${encodeURIComponent(exp.metadata.name as string)}`);
+      await bg.client.get(
+        `${MCS}/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/serviceimports/${encodeURIComponent(exp.metadata.name as string)}`,
+      );
       return true;
     } catch (e) {
       return !(e instanceof KubeRequestError && e.status === 404); // connector.go:185-198
@@ -335,7 +392,9 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
   const validateServiceExport = async (bg: Connector, exp: KubeObject, svc: KubeObject): Promise<string | undefined> => {
     let local: KubeObject;
     try {
-      local = await bg.client.get<KubeObject>(`/api/v1/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/services/${encodeURIComponent(exp.metadata.name as string)}`);
+      local = await bg.client.get<KubeObject>(
+        `/api/v1/namespaces/${encodeURIComponent(exp.metadata.namespace as string)}/services/${encodeURIComponent(exp.metadata.name as string)}`,
+      );
     } catch (e) {
       if (e instanceof KubeRequestError && e.status === 404) return undefined;
       return `[${bg.key}] Failed get Service ${exp.metadata.namespace}/${exp.metadata.name}: ${errText(e)}`;
@@ -349,10 +408,17 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
 
   /** The broker's pub/sub to every connector's processEvent (connector.go:63-179), each action retried (Fibonacci). */
   const broadcast = (kind: 'accepted' | 'rejected' | 'deleted', evt: ServiceExportEvent) => {
-    ctxRef.log(`control plane: ServiceExport ${evt.export.metadata.namespace}/${evt.export.metadata.name} of ${evt.geo.key} ${kind}${evt.error ? `: ${evt.error}` : ''}`);
+    ctxRef.log(
+      `control plane: ServiceExport ${evt.export.metadata.namespace}/${evt.export.metadata.name} of ${evt.geo.key} ${kind}${evt.error ? `: ${evt.error}` : ''}`,
+    );
     for (const bg of backgrounds.values()) {
       if (!bg.processing) continue;
-      const action = kind === 'accepted' ? () => upsertServiceImport(bg, evt) : kind === 'deleted' ? () => deleteServiceImport(bg, evt) : () => rejectServiceExport(bg, evt);
+      const action =
+        kind === 'accepted'
+          ? () => upsertServiceImport(bg, evt)
+          : kind === 'deleted'
+            ? () => deleteServiceImport(bg, evt)
+            : () => rejectServiceExport(bg, evt);
       void retryFibonacci(bg, action, `${kind} ServiceExport ${evt.export.metadata.namespace}/${evt.export.metadata.name}`);
     }
   };
@@ -380,21 +446,31 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     if (evt.geo.key === bg.key) return;
     const ns = evt.export.metadata.namespace as string;
     const name = evt.export.metadata.name as string;
-    const rules = ((evt.export.spec as { rules?: Array<{ portNumber: number; path: string }> }).rules ?? []);
+    const rules = (evt.export.spec as { rules?: Array<{ portNumber: number; path: string }> }).rules ?? [];
     try {
       await bg.client.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }); // :298-316, always
     } catch (e) {
       if (!(e instanceof KubeRequestError && e.status === 409)) throw e;
     }
     const sip = `${MCS}/namespaces/${encodeURIComponent(ns)}/serviceimports`;
-    const svcPorts = ((evt.service.spec as { ports?: Array<Record<string, unknown>> }).ports ?? []);
+    const svcPorts = (evt.service.spec as { ports?: Array<Record<string, unknown>> }).ports ?? [];
     const fresh = {
       apiVersion: 'multicluster.flomesh.io/v1alpha1',
       kind: 'ServiceImport',
       metadata: { name, namespace: ns },
       spec: {
         type: 'ClusterSetIP',
-        ports: rules.flatMap((r) => svcPorts.filter((p) => p.port === r.portNumber).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, appProtocol: p.appProtocol, endpoints: [endpoint(evt, r.path)] }))),
+        ports: rules.flatMap((r) =>
+          svcPorts
+            .filter((p) => p.port === r.portNumber)
+            .map((p) => ({
+              name: p.name,
+              port: p.port,
+              protocol: p.protocol,
+              appProtocol: p.appProtocol,
+              endpoints: [endpoint(evt, r.path)],
+            })),
+        ),
         serviceAccountName: (evt.export.spec as { serviceAccountName?: string }).serviceAccountName,
       },
     };
@@ -427,10 +503,13 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       throw e;
     }
     if (imp.metadata.deletionTimestamp) return;
-    const rules = ((evt.export.spec as { rules?: Array<{ portNumber: number }> }).rules ?? []);
+    const rules = (evt.export.spec as { rules?: Array<{ portNumber: number }> }).rules ?? [];
     const spec = imp.spec as { ports: Array<{ port: number; endpoints?: Array<{ clusterKey: string }> }> };
     const ports = rules.flatMap((r) =>
-      (spec.ports ?? []).filter((p) => p.port === r.portNumber).map((p) => ({ ...p, endpoints: (p.endpoints ?? []).filter((e) => e.clusterKey !== evt.geo.key) })).filter((p) => p.endpoints.length > 0),
+      (spec.ports ?? [])
+        .filter((p) => p.port === r.portNumber)
+        .map((p) => ({ ...p, endpoints: (p.endpoints ?? []).filter((e) => e.clusterKey !== evt.geo.key) }))
+        .filter((p) => p.endpoints.length > 0),
     );
     if (ports.length) await bg.client.put(path, { ...imp, spec: { ...spec, ports } });
     else await bg.client.delete(path);
@@ -444,7 +523,14 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     const st = (exp.status ?? {}) as { conditions?: Condition[] };
     const conds = (st.conditions ?? []).filter((c) => c.type !== 'Conflict');
     const old = (st.conditions ?? []).find((c) => c.type === 'Conflict');
-    conds.push({ type: 'Conflict', status: 'True', observedGeneration: exp.metadata.generation ?? 1, lastTransitionTime: old?.status === 'True' ? old.lastTransitionTime : now(), reason: 'Conflict', message: `ServiceExport ${exp.metadata.namespace}/${exp.metadata.name} conflicts, ${evt.error ?? ''}` });
+    conds.push({
+      type: 'Conflict',
+      status: 'True',
+      observedGeneration: exp.metadata.generation ?? 1,
+      lastTransitionTime: old?.status === 'True' ? old.lastTransitionTime : now(),
+      reason: 'Conflict',
+      message: `ServiceExport ${exp.metadata.namespace}/${exp.metadata.name} conflicts, ${evt.error ?? ''}`,
+    });
     await bg.client.put(`${path}/status`, { ...exp, status: { ...st, conditions: conds } });
   };
 
@@ -467,7 +553,11 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       // :231-238 Run() in a goroutine: processEvent only if the member's MeshConfig (informer copy) says managed
       setImmediate(() => {
         if (!conn.stopped && isManaged(conn)) conn.processing = true;
-        const state = conn.stopped ? 'already replaced' : conn.processing ? 'is managed, processing events' : 'not managed: no event processing';
+        const state = conn.stopped
+          ? 'already replaced'
+          : conn.processing
+            ? 'is managed, processing events'
+            : 'not managed: no event processing';
         ctx.log(`[${key}] connector running; ${state}`);
       });
       // :240-241 → successJoinClusterSet (:265-280): with the Cluster as read at the start of this reconcile
@@ -475,7 +565,14 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       const conds = [...(st.conditions ?? [])];
       const i = conds.findIndex((x) => x.type === 'Managed');
       const old = i >= 0 ? conds[i] : undefined;
-      const next: Condition = { type: 'Managed', status: 'True', observedGeneration: c.metadata.generation ?? 1, lastTransitionTime: old && old.status === 'True' ? old.lastTransitionTime : now(), reason: 'Success', message: `Cluster ${key} joined ClusterSet successfully.` };
+      const next: Condition = {
+        type: 'Managed',
+        status: 'True',
+        observedGeneration: c.metadata.generation ?? 1,
+        lastTransitionTime: old && old.status === 'True' ? old.lastTransitionTime : now(),
+        reason: 'Success',
+        message: `Cluster ${key} joined ClusterSet successfully.`,
+      };
       if (i >= 0) conds[i] = next;
       else conds.push(next);
       ctx.store.updateStatus({ ...c, status: { ...st, conditions: conds } }, { fieldManager: 'fsm-controller' });
@@ -490,17 +587,40 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
         if (!(e instanceof ApiError && e.code === 409)) throw e;
       }
     };
-    if (!store.resourceFor(MESHCONFIG_API, 'MeshConfig')) throw new Error('cluster controller: the MeshConfig CRD (config.flomesh.io_meshconfigs.yaml) must be loaded on the hub');
-    if (!store.get('v1', 'Namespace', hubNs)) ignore(() => store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: hubNs } }));
+    if (!store.resourceFor(MESHCONFIG_API, 'MeshConfig'))
+      throw new Error('cluster controller: the MeshConfig CRD (config.flomesh.io_meshconfigs.yaml) must be loaded on the hub');
+    if (!store.get('v1', 'Namespace', hubNs))
+      ignore(() => store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: hubNs } }));
     if (!store.get(MESHCONFIG_API, 'MeshConfig', 'fsm-mesh-config', hubNs))
-      ignore(() => store.create(presetMeshConfig(store, hubNs, { clusterSet: { isManaged: false, uid: randomUUID(), region: 'default', zone: 'default', group: 'default', name: 'hub', controlPlaneUID: '' } })));
+      ignore(() =>
+        store.create(
+          presetMeshConfig(store, hubNs, {
+            clusterSet: {
+              isManaged: false,
+              uid: randomUUID(),
+              region: 'default',
+              zone: 'default',
+              group: 'default',
+              name: 'hub',
+              controlPlaneUID: '',
+            },
+          }),
+        ),
+      );
     if (!store.get('apps/v1', 'Deployment', 'fsm-controller', hubNs))
       ignore(() =>
         store.create({
           apiVersion: 'apps/v1',
           kind: 'Deployment',
           metadata: { name: 'fsm-controller', namespace: hubNs, labels: { app: 'fsm-controller' } },
-          spec: { replicas: 1, selector: { matchLabels: { app: 'fsm-controller' } }, template: { metadata: { labels: { app: 'fsm-controller' } }, spec: { containers: [{ name: 'fsm-controller', image: 'flomesh/fsm-controller:1.5.1' }] } } },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: { app: 'fsm-controller' } },
+            template: {
+              metadata: { labels: { app: 'fsm-controller' } },
+              spec: { containers: [{ name: 'fsm-controller', image: 'flomesh/fsm-controller:1.5.1' }] },
+            },
+          },
         }),
       );
   };
@@ -521,7 +641,8 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     },
     // pkg/webhook/mcs/v1alpha1/cluster.go:60-117 (validator)
     admit(op, obj) {
-      if (opts.webhook === false || op === 'DELETE' || obj.kind !== 'Cluster' || !obj.apiVersion.startsWith('multicluster.flomesh.io/')) return;
+      if (opts.webhook === false || op === 'DELETE' || obj.kind !== 'Cluster' || !obj.apiVersion.startsWith('multicluster.flomesh.io/'))
+        return;
       const spec = (obj.spec ?? {}) as Partial<ClusterSpec>;
       const deny = (msg: string) => {
         throw new ApiError(400, 'BadRequest', `admission webhook "${WEBHOOK}" denied the request: ${msg}`);

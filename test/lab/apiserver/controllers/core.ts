@@ -31,8 +31,35 @@ const READ = ['get', 'list', 'watch'];
 const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
 /** Namespaced kinds the aggregated view/edit/admin roles cover (the common part of upstream's lists). */
 const WORKLOADS: Array<[string, string[]]> = [
-  ['', ['configmaps', 'endpoints', 'persistentvolumeclaims', 'pods', 'pods/log', 'pods/status', 'services', 'services/status', 'serviceaccounts', 'events']],
-  ['apps', ['deployments', 'deployments/scale', 'deployments/status', 'daemonsets', 'daemonsets/status', 'replicasets', 'replicasets/status', 'statefulsets', 'statefulsets/status']],
+  [
+    '',
+    [
+      'configmaps',
+      'endpoints',
+      'persistentvolumeclaims',
+      'pods',
+      'pods/log',
+      'pods/status',
+      'services',
+      'services/status',
+      'serviceaccounts',
+      'events',
+    ],
+  ],
+  [
+    'apps',
+    [
+      'deployments',
+      'deployments/scale',
+      'deployments/status',
+      'daemonsets',
+      'daemonsets/status',
+      'replicasets',
+      'replicasets/status',
+      'statefulsets',
+      'statefulsets/status',
+    ],
+  ],
   ['batch', ['jobs', 'jobs/status', 'cronjobs', 'cronjobs/status']],
   ['networking.k8s.io', ['ingresses', 'ingresses/status']],
   ['coordination.k8s.io', ['leases']],
@@ -47,9 +74,22 @@ export function bootstrapRbac(store: ObjectStore): void {
   const labels = { 'kubernetes.io/bootstrapping': 'rbac-defaults' };
   const rules = (verbs: string[]) => WORKLOADS.map(([g, r]) => ({ apiGroups: [g], resources: r, verbs }));
   const roles: Array<[string, unknown[]]> = [
-    ['cluster-admin', [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, { nonResourceURLs: ['*'], verbs: ['*'] }]],
+    [
+      'cluster-admin',
+      [
+        { apiGroups: ['*'], resources: ['*'], verbs: ['*'] },
+        { nonResourceURLs: ['*'], verbs: ['*'] },
+      ],
+    ],
     ['view', rules(READ)],
-    ['edit', [...rules([...READ, ...WRITE]), { apiGroups: [''], resources: ['secrets'], verbs: [...READ, ...WRITE] }, { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] }]],
+    [
+      'edit',
+      [
+        ...rules([...READ, ...WRITE]),
+        { apiGroups: [''], resources: ['secrets'], verbs: [...READ, ...WRITE] },
+        { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
+      ],
+    ],
     [
       'admin',
       [
@@ -62,12 +102,23 @@ export function bootstrapRbac(store: ObjectStore): void {
   ];
   for (const [name, r] of roles) {
     if (!store.get('rbac.authorization.k8s.io/v1', 'ClusterRole', name))
-      ignoreExists(() => store.create({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels }, rules: r }, { fieldManager: 'kube-apiserver' }));
+      ignoreExists(() =>
+        store.create(
+          { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels }, rules: r },
+          { fieldManager: 'kube-apiserver' },
+        ),
+      );
   }
   if (!store.get('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', 'cluster-admin'))
     ignoreExists(() =>
       store.create(
-        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'cluster-admin', labels }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:masters' }] },
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRoleBinding',
+          metadata: { name: 'cluster-admin', labels },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:masters' }],
+        },
         { fieldManager: 'kube-apiserver' },
       ),
     );
@@ -83,9 +134,24 @@ export function namespaceController(store: ObjectStore): Controller {
       const populate = (ns: KubeObject) => {
         const name = ns.metadata.name as string;
         if (ns.metadata.deletionTimestamp) return;
-        if (!store.get('v1', 'ServiceAccount', 'default', name)) ignoreExists(() => store.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: name } }));
+        if (!store.get('v1', 'ServiceAccount', 'default', name))
+          ignoreExists(() => store.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: name } }));
         if (!store.get('v1', 'ConfigMap', 'kube-root-ca.crt', name))
-          ignoreExists(() => store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kube-root-ca.crt', namespace: name, annotations: { 'kubernetes.io/description': 'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.' } }, data: { 'ca.crt': ctx.caPem } }));
+          ignoreExists(() =>
+            store.create({
+              apiVersion: 'v1',
+              kind: 'ConfigMap',
+              metadata: {
+                name: 'kube-root-ca.crt',
+                namespace: name,
+                annotations: {
+                  'kubernetes.io/description':
+                    'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.',
+                },
+              },
+              data: { 'ca.crt': ctx.caPem },
+            }),
+          );
       };
       const terminate = (ns: KubeObject) => {
         const fault = ctx.fault('namespace');
@@ -125,8 +191,16 @@ export function tokenController(store: ObjectStore, tokens: TokenAuthority): Con
         const live = store.get('v1', 'Secret', secret.metadata.name as string, ns);
         if (!live) return;
         const { token } = tokens.issue(sa, { secret: live });
-        live.data = { ...((live.data ?? {}) as Record<string, string>), token: Buffer.from(token).toString('base64'), 'ca.crt': Buffer.from(ctx.caPem).toString('base64'), namespace: Buffer.from(ns).toString('base64') };
-        live.metadata.annotations = { ...(live.metadata.annotations ?? {}), 'kubernetes.io/service-account.uid': sa.metadata.uid as string };
+        live.data = {
+          ...((live.data ?? {}) as Record<string, string>),
+          token: Buffer.from(token).toString('base64'),
+          'ca.crt': Buffer.from(ctx.caPem).toString('base64'),
+          namespace: Buffer.from(ns).toString('base64'),
+        };
+        live.metadata.annotations = {
+          ...(live.metadata.annotations ?? {}),
+          'kubernetes.io/service-account.uid': sa.metadata.uid as string,
+        };
         store.update(live, { fieldManager: 'kube-controller-manager' });
       };
       for (const s of store.list('v1', 'Secret')) fill(s);
@@ -134,10 +208,19 @@ export function tokenController(store: ObjectStore, tokens: TokenAuthority): Con
       stops.push(
         store.watch('v1', 'ServiceAccount', (ev) => {
           const ns = ev.object.metadata.namespace as string;
-          const mine = (s: KubeObject) => s.type === 'kubernetes.io/service-account-token' && s.metadata.annotations?.['kubernetes.io/service-account.name'] === ev.object.metadata.name;
+          const mine = (s: KubeObject) =>
+            s.type === 'kubernetes.io/service-account-token' &&
+            s.metadata.annotations?.['kubernetes.io/service-account.name'] === ev.object.metadata.name;
           if (ev.type === 'ADDED') soon(() => store.list('v1', 'Secret', { namespace: ns }).filter(mine).forEach(fill), ctx.log);
           if (ev.type === 'DELETED')
-            soon(() => store.list('v1', 'Secret', { namespace: ns }).filter(mine).forEach((s) => ignoreExists(() => store.delete('v1', 'Secret', s.metadata.name as string, ns))), ctx.log);
+            soon(
+              () =>
+                store
+                  .list('v1', 'Secret', { namespace: ns })
+                  .filter(mine)
+                  .forEach((s) => ignoreExists(() => store.delete('v1', 'Secret', s.metadata.name as string, ns))),
+              ctx.log,
+            );
         }),
       );
     },

@@ -65,9 +65,11 @@ export class Informer {
     let backoff = 800;
     while (!this.stopped) {
       try {
-        const list = await this.client.get<{ metadata?: { resourceVersion?: string }; items?: KubeObject[] }>(this.url({ resourceVersion: '0' }));
+        const list = await this.client.get<{ metadata?: { resourceVersion?: string }; items?: KubeObject[] }>(
+          this.url({ resourceVersion: '0' }),
+        );
         const fresh = new Map((list.items ?? []).map((o) => [keyOf(o), o] as const));
-        for (const [k, old] of this.items) if (!fresh.has(k)) (this.items.delete(k), this.emit({ type: 'DELETED', object: old }));
+        for (const [k, old] of this.items) if (!fresh.has(k)) this.items.delete(k), this.emit({ type: 'DELETED', object: old });
         for (const [k, o] of fresh) {
           const old = this.items.get(k);
           this.items.set(k, o);
@@ -80,24 +82,27 @@ export class Informer {
         let rv = list.metadata?.resourceVersion ?? '';
         let expired = false;
         while (!this.stopped && !expired) {
-          const w = this.client.watch(this.url({ watch: '1', resourceVersion: rv, allowWatchBookmarks: 'true', timeoutSeconds: '300' }), (ev) => {
-            if (ev.type === 'ERROR') {
-              expired = true; // 410 Gone: re-list
-              return;
-            }
-            const o = ev.object as unknown as KubeObject;
-            rv = (o.metadata?.resourceVersion as string | undefined) ?? rv;
-            if (ev.type === 'BOOKMARK') return;
-            const k = keyOf(o);
-            const old = this.items.get(k);
-            if (ev.type === 'DELETED') {
-              this.items.delete(k);
-              this.emit({ type: 'DELETED', object: o });
-            } else {
-              this.items.set(k, o);
-              this.emit(old ? { type: 'MODIFIED', object: o, old } : { type: 'ADDED', object: o });
-            }
-          });
+          const w = this.client.watch(
+            this.url({ watch: '1', resourceVersion: rv, allowWatchBookmarks: 'true', timeoutSeconds: '300' }),
+            (ev) => {
+              if (ev.type === 'ERROR') {
+                expired = true; // 410 Gone: re-list
+                return;
+              }
+              const o = ev.object as unknown as KubeObject;
+              rv = (o.metadata?.resourceVersion as string | undefined) ?? rv;
+              if (ev.type === 'BOOKMARK') return;
+              const k = keyOf(o);
+              const old = this.items.get(k);
+              if (ev.type === 'DELETED') {
+                this.items.delete(k);
+                this.emit({ type: 'DELETED', object: o });
+              } else {
+                this.items.set(k, o);
+                this.emit(old ? { type: 'MODIFIED', object: o, old } : { type: 'ADDED', object: o });
+              }
+            },
+          );
           this.watch = w;
           await w.done;
         }

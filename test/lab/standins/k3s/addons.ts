@@ -29,7 +29,11 @@ function deployment(name: string, image: string, labels: Record<string, string>,
       selector: { matchLabels: labels },
       template: {
         metadata: { labels },
-        spec: { serviceAccountName: name, priorityClassName: 'system-cluster-critical', containers: [{ name, image: image.replace(/^docker\.io\//, ''), imagePullPolicy: 'IfNotPresent', args }] },
+        spec: {
+          serviceAccountName: name,
+          priorityClassName: 'system-cluster-critical',
+          containers: [{ name, image: image.replace(/^docker\.io\//, ''), imagePullPolicy: 'IfNotPresent', args }],
+        },
       },
     },
   };
@@ -43,13 +47,28 @@ function packagedManifests(clusterDns: string): Record<string, { component: stri
       component: 'coredns',
       objects: [
         sa('coredns'),
-        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system' }, data: { Corefile: '.:53 {\n    errors\n    health\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n      pods insecure\n      fallthrough in-addr.arpa ip6.arpa\n    }\n    hosts /etc/coredns/NodeHosts {\n      ttl 60\n      reload 15s\n      fallthrough\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf\n    cache 30\n    loop\n    reload\n    loadbalance\n}\n' } },
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'coredns', namespace: 'kube-system' },
+          data: {
+            Corefile:
+              '.:53 {\n    errors\n    health\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n      pods insecure\n      fallthrough in-addr.arpa ip6.arpa\n    }\n    hosts /etc/coredns/NodeHosts {\n      ttl 60\n      reload 15s\n      fallthrough\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf\n    cache 30\n    loop\n    reload\n    loadbalance\n}\n',
+          },
+        },
         deployment('coredns', SYSTEM_IMAGES.coredns, { 'k8s-app': 'kube-dns' }, ['-conf', '/etc/coredns/Corefile']),
         {
           apiVersion: 'v1',
           kind: 'Service',
           metadata: { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
-          spec: { selector: { 'k8s-app': 'kube-dns' }, clusterIP: clusterDns, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+          spec: {
+            selector: { 'k8s-app': 'kube-dns' },
+            clusterIP: clusterDns,
+            ports: [
+              { name: 'dns', port: 53, protocol: 'UDP' },
+              { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+            ],
+          },
         },
       ],
     },
@@ -57,13 +76,30 @@ function packagedManifests(clusterDns: string): Record<string, { component: stri
       component: 'local-storage',
       objects: [
         sa('local-path-provisioner-service-account'),
-        deployment('local-path-provisioner', SYSTEM_IMAGES.localPath, { app: 'local-path-provisioner' }, ['start', '--config', '/etc/config/config.json']),
-        { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'local-path', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } }, provisioner: 'rancher.io/local-path', volumeBindingMode: 'WaitForFirstConsumer', reclaimPolicy: 'Delete' },
+        deployment('local-path-provisioner', SYSTEM_IMAGES.localPath, { app: 'local-path-provisioner' }, [
+          'start',
+          '--config',
+          '/etc/config/config.json',
+        ]),
+        {
+          apiVersion: 'storage.k8s.io/v1',
+          kind: 'StorageClass',
+          metadata: { name: 'local-path', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
+          provisioner: 'rancher.io/local-path',
+          volumeBindingMode: 'WaitForFirstConsumer',
+          reclaimPolicy: 'Delete',
+        },
       ],
     },
     'metrics-server/metrics-server-deployment.yaml': {
       component: 'metrics-server',
-      objects: [sa('metrics-server'), deployment('metrics-server', SYSTEM_IMAGES.metricsServer, { 'k8s-app': 'metrics-server' }, ['--cert-dir=/tmp', '--secure-port=10250'])],
+      objects: [
+        sa('metrics-server'),
+        deployment('metrics-server', SYSTEM_IMAGES.metricsServer, { 'k8s-app': 'metrics-server' }, [
+          '--cert-dir=/tmp',
+          '--secure-port=10250',
+        ]),
+      ],
     },
     'traefik.yaml': {
       component: 'traefik',
@@ -71,7 +107,14 @@ function packagedManifests(clusterDns: string): Record<string, { component: stri
         apiVersion: 'helm.cattle.io/v1',
         kind: 'HelmChart',
         metadata: { name, namespace: 'kube-system' },
-        spec: { chart: `https://%{KUBERNETES_API}%/static/charts/${name}-${TRAEFIK_CHART}.tgz`, ...(name === 'traefik' ? { valuesContent: `image:\n  repository: ${split(SYSTEM_IMAGES.traefik).repository}\n  tag: ${split(SYSTEM_IMAGES.traefik).tag}\n` } : {}) },
+        spec: {
+          chart: `https://%{KUBERNETES_API}%/static/charts/${name}-${TRAEFIK_CHART}.tgz`,
+          ...(name === 'traefik'
+            ? {
+                valuesContent: `image:\n  repository: ${split(SYSTEM_IMAGES.traefik).repository}\n  tag: ${split(SYSTEM_IMAGES.traefik).tag}\n`,
+              }
+            : {}),
+        },
       })),
     },
   };
@@ -194,7 +237,8 @@ function parseManifest(file: string): KubeObject[] {
     if (d.errors.length) throw new Error(d.errors[0]!.message.split('\n')[0]);
     const o = d.toJS() as KubeObject | null;
     if (!o) continue;
-    if ((o.kind as string) === 'List' && Array.isArray((o as { items?: unknown }).items)) out.push(...((o as unknown as { items: KubeObject[] }).items));
+    if ((o.kind as string) === 'List' && Array.isArray((o as { items?: unknown }).items))
+      out.push(...(o as unknown as { items: KubeObject[] }).items);
     else out.push(o);
   }
   return out;
@@ -218,13 +262,20 @@ function applyFile(ctx: ControllerContext, file: string, sum: string, nodeName: 
       if (r.namespaced && !o.metadata.namespace) o.metadata.namespace = 'kube-system';
       store.apply(o, { fieldManager: `deploy@${nodeName}`, force: true });
     } catch (e) {
-      errors.push(`${o.kind ?? '?'} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name ?? '?'}: ${(e as Error).message}`);
+      errors.push(
+        `${o.kind ?? '?'} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name ?? '?'}: ${(e as Error).message}`,
+      );
     }
   }
   let addon: KubeObject | undefined;
   try {
     addon = store.apply(
-      { apiVersion: 'k3s.cattle.io/v1', kind: 'Addon', metadata: { name: addonName, namespace: 'kube-system' }, spec: { source: file, checksum: sum } },
+      {
+        apiVersion: 'k3s.cattle.io/v1',
+        kind: 'Addon',
+        metadata: { name: addonName, namespace: 'kube-system' },
+        spec: { source: file, checksum: sum },
+      },
       { fieldManager: `deploy@${nodeName}`, force: true },
     );
   } catch (e) {
@@ -237,7 +288,13 @@ function applyFile(ctx: ControllerContext, file: string, sum: string, nodeName: 
         apiVersion: 'v1',
         kind: 'Event',
         metadata: { name: `${addonName}.${Date.now().toString(16)}${Math.random().toString(16).slice(2, 6)}`, namespace: 'kube-system' },
-        involvedObject: { apiVersion: 'k3s.cattle.io/v1', kind: 'Addon', name: addonName, namespace: 'kube-system', uid: addon?.metadata.uid },
+        involvedObject: {
+          apiVersion: 'k3s.cattle.io/v1',
+          kind: 'Addon',
+          name: addonName,
+          namespace: 'kube-system',
+          uid: addon?.metadata.uid,
+        },
         type,
         reason,
         message,

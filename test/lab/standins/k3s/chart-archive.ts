@@ -21,7 +21,11 @@ export function readChartArchive(tgz: Buffer): ChartFiles {
   while (off + 512 <= tar.length) {
     const h = tar.subarray(off, off + 512);
     if (h.every((b) => b === 0)) break;
-    const field = (a: number, n: number) => h.subarray(a, a + n).toString('utf8').replace(/\0.*$/s, '');
+    const field = (a: number, n: number) =>
+      h
+        .subarray(a, a + n)
+        .toString('utf8')
+        .replace(/\0.*$/s, '');
     let name = field(0, 100);
     const prefix = field(345, 155);
     if (prefix) name = `${prefix}/${name}`;

@@ -14,7 +14,8 @@ const NS = 'k8s.io';
 /** wharfie's SupportedExtensions, plus `.txt` (a list of refs to pull). */
 const ARCHIVE_EXT = ['.tar', '.tar.lz4', '.tar.bz2', '.tbz', '.tar.gz', '.tgz', '.tar.zst', '.tzst'];
 
-export const ctr = (args: string[], input?: string) => execCmd('ctr', ['-a', CONTAINERD_SOCKET, '-n', NS, ...args], { input, timeoutMs: 600_000 });
+export const ctr = (args: string[], input?: string) =>
+  execCmd('ctr', ['-a', CONTAINERD_SOCKET, '-n', NS, ...args], { input, timeoutMs: 600_000 });
 
 export interface ImageInfo {
   ref: string;
@@ -44,14 +45,25 @@ export class Containerd {
     fs.mkdirSync(this.root, { recursive: true });
     if (this.snapshotter === 'native') return;
     if (this.snapshotter !== 'overlayfs') {
-      throw new Error(`"${this.snapshotter}" snapshotter cannot be enabled for "${this.root}", try using "native" (the k3s stand-in supports overlayfs and native)`);
+      throw new Error(
+        `"${this.snapshotter}" snapshotter cannot be enabled for "${this.root}", try using "native" (the k3s stand-in supports overlayfs and native)`,
+      );
     }
     const t = fs.mkdtempSync(path.join(this.root, 'overlay-test-'));
     try {
       for (const d of ['lower', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(t, d));
-      const r = await execCmd('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${t}/lower,upperdir=${t}/upper,workdir=${t}/work`, `${t}/merged`]);
+      const r = await execCmd('mount', [
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `lowerdir=${t}/lower,upperdir=${t}/upper,workdir=${t}/work`,
+        `${t}/merged`,
+      ]);
       if (r.code !== 0) {
-        throw new Error(`"overlayfs" snapshotter cannot be enabled for "${this.root}", try using "fuse-overlayfs" or "native": failed to mount overlay: invalid argument`);
+        throw new Error(
+          `"overlayfs" snapshotter cannot be enabled for "${this.root}", try using "fuse-overlayfs" or "native": failed to mount overlay: invalid argument`,
+        );
       }
       await execCmd('umount', [`${t}/merged`]);
     } finally {
@@ -102,10 +114,14 @@ export class Containerd {
     const out = fs.openSync(logFile, 'a');
     log.info(`Logging containerd to ${logFile}`);
     log.info(`Running containerd -c ${config} -a ${CONTAINERD_SOCKET} --state ${CONTAINERD_STATE} --root ${this.root}`);
-    this.proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'containerd', '-c', config, '-a', CONTAINERD_SOCKET, '--state', CONTAINERD_STATE, '--root', this.root], {
-      stdio: ['ignore', out, out],
-      env: { ...process.env, NOTIFY_SOCKET: '' },
-    });
+    this.proc = spawn(
+      'setpriv',
+      ['--pdeathsig', 'KILL', '--', 'containerd', '-c', config, '-a', CONTAINERD_SOCKET, '--state', CONTAINERD_STATE, '--root', this.root],
+      {
+        stdio: ['ignore', out, out],
+        env: { ...process.env, NOTIFY_SOCKET: '' },
+      },
+    );
     fs.closeSync(out);
     if (this.proc.pid) fs.writeFileSync(pidFile, String(this.proc.pid));
     this.proc.on('exit', (code, sig) => log.error(`containerd exited: ${sig ?? `code ${code}`}`));
@@ -165,7 +181,11 @@ export class Containerd {
     const t0 = Date.now();
     if (file.endsWith('.txt')) {
       log.info(`Pulling images from ${file}`);
-      for (const ref of fs.readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
+      for (const ref of fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))) {
         const r = await ctr(['images', 'pull', '--platform', PLATFORM, ref]);
         if (r.code !== 0) log.error(`Error encountered while importing ${file}: failed to pull images from ${file}: ${lastLine(r.stderr)}`);
         else log.info(`Pulled ${ref}`);
@@ -204,7 +224,14 @@ export class Containerd {
 }
 
 function lastLine(s: string): string {
-  return s.trim().split('\n').filter(Boolean).slice(-1)[0]?.replace(/^ctr: /, '') ?? '';
+  return (
+    s
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .slice(-1)[0]
+      ?.replace(/^ctr: /, '') ?? ''
+  );
 }
 
 /** Image names an archive declares (OCI index annotations or docker-archive RepoTags). */
@@ -222,10 +249,11 @@ async function archiveImageNames(file: string): Promise<string[]> {
     try {
       const j = JSON.parse(text) as unknown;
       if (Array.isArray(j)) for (const m of j as Array<{ RepoTags?: string[] }>) names.push(...(m.RepoTags ?? []).map(dockerRef));
-      else for (const m of ((j as { manifests?: Array<{ annotations?: Record<string, string> }> }).manifests ?? [])) {
-        const n = m.annotations?.['io.containerd.image.name'];
-        if (n) names.push(n);
-      }
+      else
+        for (const m of (j as { manifests?: Array<{ annotations?: Record<string, string> }> }).manifests ?? []) {
+          const n = m.annotations?.['io.containerd.image.name'];
+          if (n) names.push(n);
+        }
     } catch {
       /* not the file we look for */
     }
@@ -243,7 +271,11 @@ export function readTarMembers(file: string, wanted: string[]): Map<string, stri
     let paxPath: string | undefined;
     for (;;) {
       if (fs.readSync(fd, h, 0, 512, pos) < 512 || h.every((b) => b === 0)) break;
-      const field = (a: number, n: number) => h.subarray(a, a + n).toString('utf8').replace(/\0.*$/s, '');
+      const field = (a: number, n: number) =>
+        h
+          .subarray(a, a + n)
+          .toString('utf8')
+          .replace(/\0.*$/s, '');
       const size = parseInt(field(124, 12).trim() || '0', 8);
       const type = String.fromCharCode(h[156] ?? 48);
       const readBody = () => {

@@ -10,7 +10,9 @@ export async function runCrictl(args: string[]): Promise<number> {
     const quiet = args.includes('-q') || args.includes('--quiet');
     const r = await ctr(['images', 'ls']);
     if (r.code !== 0) {
-      process.stderr.write(`time="${new Date().toISOString()}" level=fatal msg="validate service connection: validate CRI v1 image API for endpoint \\"unix://${CONTAINERD_SOCKET}\\": rpc error: code = Unavailable desc = connection error: ${r.stderr.trim()}"\n`);
+      process.stderr.write(
+        `time="${new Date().toISOString()}" level=fatal msg="validate service connection: validate CRI v1 image API for endpoint \\"unix://${CONTAINERD_SOCKET}\\": rpc error: code = Unavailable desc = connection error: ${r.stderr.trim()}"\n`,
+      );
       return 1;
     }
     const rows = r.stdout
@@ -21,22 +23,33 @@ export async function runCrictl(args: string[]): Promise<number> {
       .map((c) => {
         const ref = c[0]!;
         const i = ref.lastIndexOf(':');
-        return { image: ref.slice(0, i), tag: ref.slice(i + 1), id: (c[2] ?? '').replace('sha256:', '').slice(0, 13), size: `${c[3]}${c[4] && /^[KMG]?i?B$/.test(c[4]) ? c[4] : ''}` };
+        return {
+          image: ref.slice(0, i),
+          tag: ref.slice(i + 1),
+          id: (c[2] ?? '').replace('sha256:', '').slice(0, 13),
+          size: `${c[3]}${c[4] && /^[KMG]?i?B$/.test(c[4]) ? c[4] : ''}`,
+        };
       });
     if (quiet) process.stdout.write(rows.map((r) => `sha256:${r.id}`).join('\n') + (rows.length ? '\n' : ''));
     else {
       const w = [Math.max(5, ...rows.map((r) => r.image.length)), Math.max(3, ...rows.map((r) => r.tag.length)), 13];
       const fmt = (a: string, b: string, c: string, d: string) => `${a.padEnd(w[0]! + 3)}${b.padEnd(w[1]! + 3)}${c.padEnd(w[2]! + 3)}${d}`;
-      process.stdout.write([fmt('IMAGE', 'TAG', 'IMAGE ID', 'SIZE'), ...rows.map((r) => fmt(r.image, r.tag, r.id, r.size))].join('\n') + '\n');
+      process.stdout.write(
+        [fmt('IMAGE', 'TAG', 'IMAGE ID', 'SIZE'), ...rows.map((r) => fmt(r.image, r.tag, r.id, r.size))].join('\n') + '\n',
+      );
     }
     return 0;
   }
   if (cmd === 'ps') {
-    process.stdout.write('CONTAINER           IMAGE               CREATED             STATE               NAME                ATTEMPT             POD ID              POD\n');
+    process.stdout.write(
+      'CONTAINER           IMAGE               CREATED             STATE               NAME                ATTEMPT             POD ID              POD\n',
+    );
     return 0;
   }
   if (cmd === 'pods') {
-    process.stdout.write('POD ID              CREATED             STATE               NAME                NAMESPACE           ATTEMPT             RUNTIME\n');
+    process.stdout.write(
+      'POD ID              CREATED             STATE               NAME                NAMESPACE           ATTEMPT             RUNTIME\n',
+    );
     return 0;
   }
   process.stderr.write(`k3s STAND-IN: crictl ${cmd ?? ''} is not simulated (supported: images, ps, pods)\n`);

@@ -33,7 +33,8 @@ function snapshotFlags(args: string[]): { flags: ServerFlags; rest: string[] } {
     }
     const name = m[1]!;
     const value = m[2] ?? args[++i] ?? '';
-    if (name === 'name' || name === 'dir' || name === 'snapshot-compress' || name === 's3') mapped.push(`--etcd-${name === 'name' ? 'snapshot-name' : name === 'dir' ? 'snapshot-dir' : name}=${value}`);
+    if (name === 'name' || name === 'dir' || name === 'snapshot-compress' || name === 's3')
+      mapped.push(`--etcd-${name === 'name' ? 'snapshot-name' : name === 'dir' ? 'snapshot-dir' : name}=${value}`);
     else if (SERVER_FLAGS[name]) mapped.push(`--${name}=${value}`);
     else throw new FlagError(`flag provided but not defined: -${name}`);
   }
@@ -76,11 +77,19 @@ export async function runEtcdSnapshot(args: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'ls' || sub === 'list' || sub === 'l') {
-    const rows = fs.existsSync(dir) ? fs.readdirSync(dir).sort().map((f) => ({ f, st: fs.statSync(path.join(dir, f)) })) : [];
+    const rows = fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir)
+          .sort()
+          .map((f) => ({ f, st: fs.statSync(path.join(dir, f)) }))
+      : [];
     const w = Math.max(4, ...rows.map((r) => r.f.length));
     const lw = Math.max(8, ...rows.map((r) => `file://${path.join(dir, r.f)}`.length));
     process.stdout.write(`${'Name'.padEnd(w + 1)}${'Location'.padEnd(lw + 1)}${'Size'.padEnd(9)}Created\n`);
-    for (const r of rows) process.stdout.write(`${r.f.padEnd(w + 1)}${`file://${path.join(dir, r.f)}`.padEnd(lw + 1)}${String(r.st.size).padEnd(9)}${r.st.mtime.toISOString().replace(/\.\d+Z$/, 'Z')}\n`);
+    for (const r of rows)
+      process.stdout.write(
+        `${r.f.padEnd(w + 1)}${`file://${path.join(dir, r.f)}`.padEnd(lw + 1)}${String(r.st.size).padEnd(9)}${r.st.mtime.toISOString().replace(/\.\d+Z$/, 'Z')}\n`,
+      );
     return 0;
   }
   if (sub === 'delete') {
@@ -98,9 +107,13 @@ export async function runEtcdSnapshot(args: string[]): Promise<number> {
 export async function clusterResetRestore(flags: ServerFlags): Promise<void> {
   const dataDir = flags.dataDir;
   const restore = flags.str('cluster-reset-restore-path');
-  if (!isEtcd(dataDir) && !flags.bool('cluster-init') && !restore) log.fatal('starting kubernetes: preparing server: etcd database not found');
+  if (!isEtcd(dataDir) && !flags.bool('cluster-init') && !restore)
+    log.fatal('starting kubernetes: preparing server: etcd database not found');
   const port = flags.int('https-listen-port', 6443);
-  if (await portInUse(port)) log.fatal(`starting kubernetes: preparing server: start managed database: etcd cluster join failed: listen tcp 0.0.0.0:${port}: bind: address already in use (stop k3s before --cluster-reset)`);
+  if (await portInUse(port))
+    log.fatal(
+      `starting kubernetes: preparing server: start managed database: etcd cluster join failed: listen tcp 0.0.0.0:${port}: bind: address already in use (stop k3s before --cluster-reset)`,
+    );
   const db = dbDir(dataDir);
   if (restore) {
     const file = path.isAbsolute(restore) ? restore : path.join(snapshotDir(dataDir, flags.str('etcd-snapshot-dir')), restore);
@@ -108,22 +121,33 @@ export async function clusterResetRestore(flags: ServerFlags): Promise<void> {
     try {
       snap = JSON.parse(fs.readFileSync(file, 'utf8')) as SnapshotFile;
     } catch (e) {
-      log.fatal(`starting kubernetes: preparing server: failed to restore snapshot ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : 'not an etcd snapshot'}`);
+      log.fatal(
+        `starting kubernetes: preparing server: failed to restore snapshot ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : 'not an etcd snapshot'}`,
+      );
     }
     const token = flags.str('token-file') ? fs.readFileSync(flags.str('token-file'), 'utf8').trim() : flags.str('token');
     const password = token.replace(/^K10[0-9a-f]{64}::[^:]+:/, '');
-    const hash = password ? crypto.createHash('sha256').update(password).digest('hex') : fs.existsSync(tokenHashFile(dataDir)) ? fs.readFileSync(tokenHashFile(dataDir), 'utf8').trim() : '';
+    const hash = password
+      ? crypto.createHash('sha256').update(password).digest('hex')
+      : fs.existsSync(tokenHashFile(dataDir))
+        ? fs.readFileSync(tokenHashFile(dataDir), 'utf8').trim()
+        : '';
     if (snap.tokenHash && hash !== snap.tokenHash) {
-      log.fatal('starting kubernetes: preparing server: failed to decrypt bootstrap data: the snapshot was taken with a different token (use --token with the original server token)');
+      log.fatal(
+        'starting kubernetes: preparing server: failed to decrypt bootstrap data: the snapshot was taken with a different token (use --token with the original server token)',
+      );
     }
-    if (fs.existsSync(path.join(db, 'etcd'))) fs.renameSync(path.join(db, 'etcd'), path.join(db, `etcd-old-${Math.floor(Date.now() / 1000)}`));
+    if (fs.existsSync(path.join(db, 'etcd')))
+      fs.renameSync(path.join(db, 'etcd'), path.join(db, `etcd-old-${Math.floor(Date.now() / 1000)}`));
     fs.mkdirSync(path.dirname(etcdFile(dataDir)), { recursive: true, mode: 0o700 });
     fs.writeFileSync(etcdFile(dataDir), JSON.stringify(snap.state), { mode: 0o600 });
     fs.mkdirSync(path.dirname(tokenHashFile(dataDir)), { recursive: true, mode: 0o700 });
     if (snap.tokenHash) fs.writeFileSync(tokenHashFile(dataDir), snap.tokenHash, { mode: 0o600 });
     log.info(`Restoring etcd snapshot from ${file}`);
   }
-  log.info(`Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete ${db} on each peer etcd server and rejoin the nodes`);
+  log.info(
+    `Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete ${db} on each peer etcd server and rejoin the nodes`,
+  );
 }
 
 function portInUse(port: number): Promise<boolean> {

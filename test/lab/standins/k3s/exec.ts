@@ -7,13 +7,22 @@ export interface ExecResult {
 }
 
 /** Runs a program to completion; never throws for a non-zero exit (callers decide what failure means). */
-export function execCmd(cmd: string, args: string[], opts: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
+export function execCmd(
+  cmd: string,
+  args: string[],
+  opts: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<ExecResult> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 0, env: opts.env, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: unknown }) | null;
-      const code = e ? (typeof e.code === 'number' ? e.code : 127) : 0;
-      resolve({ code, stdout, stderr: e && !stderr ? e.message : stderr });
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 0, env: opts.env, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown }) | null;
+        const code = e ? (typeof e.code === 'number' ? e.code : 127) : 0;
+        resolve({ code, stdout, stderr: e && !stderr ? e.message : stderr });
+      },
+    );
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });

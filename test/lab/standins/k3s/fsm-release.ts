@@ -11,7 +11,8 @@ import { EMBEDDED_CRDS, KUBE_VERSION } from './build-info.js';
 import { HOST_CHECK_ANNOTATION } from './workloads.js';
 import { log } from './log.js';
 
-const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const obj = (v: unknown): Record<string, unknown> =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const str = (v: unknown, d = ''): string => (v === undefined || v === null || v === '' ? d : String(v));
 
 export function fsmReleaseObjects(values: Values, ns: string, release: string, chartVersion: string): KubeObject[] {
@@ -27,7 +28,13 @@ export function fsmReleaseObjects(values: Values, ns: string, release: string, c
     const reg = str(o.registry, registry);
     return normalizeImageRef(`${reg ? `${reg}/` : ''}${str(o.name, def)}:${str(o.tag, tag)}`);
   };
-  const labels = (app: string) => ({ app, 'app.kubernetes.io/name': 'flomesh.io', 'app.kubernetes.io/instance': str(fsm.meshName, 'fsm'), 'app.kubernetes.io/version': chartVersion, 'app.kubernetes.io/managed-by': 'Helm' });
+  const labels = (app: string) => ({
+    app,
+    'app.kubernetes.io/name': 'flomesh.io',
+    'app.kubernetes.io/instance': str(fsm.meshName, 'fsm'),
+    'app.kubernetes.io/version': chartVersion,
+    'app.kubernetes.io/managed-by': 'Helm',
+  });
   const meta = (name: string, app: string, annotations: Record<string, string> = {}) => ({
     name,
     namespace: ns,
@@ -35,7 +42,13 @@ export function fsmReleaseObjects(values: Values, ns: string, release: string, c
     annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': ns, ...annotations },
   });
   const curl = { name: 'init-curl', image: cp('fsmCurl', 'fsm-curl'), imagePullPolicy: pullPolicy };
-  const workload = (kind: 'Deployment' | 'DaemonSet', name: string, containers: Array<{ name: string; image: string }>, init: boolean, annotations: Record<string, string> = {}): KubeObject => ({
+  const workload = (
+    kind: 'Deployment' | 'DaemonSet',
+    name: string,
+    containers: Array<{ name: string; image: string }>,
+    init: boolean,
+    annotations: Record<string, string> = {},
+  ): KubeObject => ({
     apiVersion: 'apps/v1',
     kind,
     metadata: meta(name, name, annotations),
@@ -64,7 +77,15 @@ export function fsmReleaseObjects(values: Values, ns: string, release: string, c
   if (obj(fsm.fsmIngress).enabled === true && obj(fsm.fsmGateway).enabled !== true) {
     out.push(workload('Deployment', 'fsm-ingress', [{ name: 'fsm-ingress', image: cp('fsmIngress', 'fsm-ingress') }], true));
   }
-  if (obj(fsm.egressGateway).enabled === true) out.push(workload('Deployment', str(obj(fsm.egressGateway).name, 'fsm-egress-gateway'), [{ name: 'pipy', image: sub(repoServer.image, 'pipy-repo') }], false));
+  if (obj(fsm.egressGateway).enabled === true)
+    out.push(
+      workload(
+        'Deployment',
+        str(obj(fsm.egressGateway).name, 'fsm-egress-gateway'),
+        [{ name: 'pipy', image: sub(repoServer.image, 'pipy-repo') }],
+        false,
+      ),
+    );
   const mode = str(fsm.trafficInterceptionMode, 'PodLevel');
   if (mode === 'NodeLevel') {
     const xnet = obj(obj(fsm.fsmXnetwork).xnet);
@@ -74,7 +95,12 @@ export function fsmReleaseObjects(values: Values, ns: string, release: string, c
     // the chart's helper: k8s paths verbatim; k3s on Kubernetes >= 1.29 uses the static CNI dir, ignoring cniBin
     const kubeMinor = Number(/^v1\.(\d+)/.exec(KUBE_VERSION)?.[1] ?? 0);
     const chosen = k8s.enable === true ? k8s : k3s;
-    const cniBin = k8s.enable === true ? str(k8s.cniBin, '/opt/cni/bin') : k3s.enable === true && kubeMinor >= 29 ? '/var/lib/rancher/k3s/data/cni' : str(k3s.cniBin, '/bin');
+    const cniBin =
+      k8s.enable === true
+        ? str(k8s.cniBin, '/opt/cni/bin')
+        : k3s.enable === true && kubeMinor >= 29
+          ? '/var/lib/rancher/k3s/data/cni'
+          : str(k3s.cniBin, '/bin');
     const cniNetd = str(chosen.cniNetd, '/etc/cni/net.d');
     const sysFs = str(chosen.sysFs, '/opt').replace(/\/+$/, '');
     const check = {
@@ -82,7 +108,10 @@ export function fsmReleaseObjects(values: Values, ns: string, release: string, c
         { path: `${cniBin}/loopback`, error: `${cniBin} is not cni bin directory for missing loopback cli` },
         { path: cniNetd, error: `open ${cniNetd}: no such file or directory (CNI config directory)` },
       ],
-      bpffs: { path: `${sysFs}/bpf`, error: `bpf filesystem is not mounted at ${sysFs}/bpf (xnet pins its maps under ${sysFs}/bpf/fsm; mount bpffs there, or make ${sysFs} writable for xnet)` },
+      bpffs: {
+        path: `${sysFs}/bpf`,
+        error: `bpf filesystem is not mounted at ${sysFs}/bpf (xnet pins its maps under ${sysFs}/bpf/fsm; mount bpffs there, or make ${sysFs} writable for xnet)`,
+      },
     };
     out.push(
       workload(
@@ -113,13 +142,37 @@ function presetMeshConfigSpec(values: Values): Record<string, unknown> {
   const cs = obj(values.clusterSet);
   const repo = obj(obj(fsm.repoServer).image);
   return {
-    clusterSet: { isManaged: cs.isManaged === true, uid: '', controlPlaneUID: str(cs.controlPlaneUID), name: str(cs.name, 'local'), region: str(cs.region, 'default'), zone: str(cs.zone, 'default'), group: str(cs.group, 'default'), properties: [] },
+    clusterSet: {
+      isManaged: cs.isManaged === true,
+      uid: '',
+      controlPlaneUID: str(cs.controlPlaneUID),
+      name: str(cs.name, 'local'),
+      region: str(cs.region, 'default'),
+      zone: str(cs.zone, 'default'),
+      group: str(cs.group, 'default'),
+      properties: [],
+    },
     connector: {
       DO_NOT_EDIT_viaGateway: 'viaGateway Managed by fsm-connector-gateway.',
       lb: { type: 'ActiveActive', masterNamespace: '', slaveNamespaces: [] },
-      viaGateway: { clusterIP: '', externalIP: '', ingressAddr: '', ingressHTTPPort: 0, ingressGRPCPort: 0, egressAddr: '', egressHTTPPort: 0, egressGRPCPort: 0 },
+      viaGateway: {
+        clusterIP: '',
+        externalIP: '',
+        ingressAddr: '',
+        ingressHTTPPort: 0,
+        ingressGRPCPort: 0,
+        egressAddr: '',
+        egressHTTPPort: 0,
+        egressGRPCPort: 0,
+      },
     },
-    image: { registry: str(image.registry, 'flomesh'), tag: str(image.tag), pullPolicy: str(image.pullPolicy, 'IfNotPresent'), name: obj(image.name), digest: obj(image.digest) },
+    image: {
+      registry: str(image.registry, 'flomesh'),
+      tag: str(image.tag),
+      pullPolicy: str(image.pullPolicy, 'IfNotPresent'),
+      name: obj(image.name),
+      digest: obj(image.digest),
+    },
     misc: { repoServerImage: `${str(repo.registry, str(image.registry))}/${str(repo.name, 'pipy-repo')}:${str(repo.tag)}` },
     traffic: {
       interceptionMode: str(fsm.trafficInterceptionMode, 'PodLevel'),
@@ -165,15 +218,22 @@ function bootstrap(ctx: ControllerContext) {
   const { store } = ctx;
   for (const d of store.list('apps/v1', 'Deployment', { labelSelector: 'app=fsm-bootstrap' })) {
     const ns = d.metadata.namespace!;
-    const available = ((d.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True');
+    const available = ((d.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some(
+      (c) => c.type === 'Available' && c.status === 'True',
+    );
     if (!available) continue;
-    if (store.resourceFor('config.flomesh.io/v1alpha3', 'MeshConfig') && store.get('config.flomesh.io/v1alpha3', 'MeshConfig', 'fsm-mesh-config', ns)) continue;
+    if (
+      store.resourceFor('config.flomesh.io/v1alpha3', 'MeshConfig') &&
+      store.get('config.flomesh.io/v1alpha3', 'MeshConfig', 'fsm-mesh-config', ns)
+    )
+      continue;
     for (const [file, text] of Object.entries(EMBEDDED_CRDS)) {
       if (!/flomesh\.io_/.test(file)) continue;
       for (const doc of YAML.parseAllDocuments(text)) {
         const crd = doc.toJS() as KubeObject | null;
         if (!crd || crd.kind !== 'CustomResourceDefinition') continue;
-        if (!store.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', crd.metadata.name!)) store.create(crd, { fieldManager: 'fsm-bootstrap' });
+        if (!store.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', crd.metadata.name!))
+          store.create(crd, { fieldManager: 'fsm-bootstrap' });
       }
     }
     const preset = store.get('v1', 'ConfigMap', 'preset-mesh-config', ns);
@@ -181,7 +241,12 @@ function bootstrap(ctx: ControllerContext) {
     if (!json) continue;
     try {
       store.create(
-        { apiVersion: 'config.flomesh.io/v1alpha3', kind: 'MeshConfig', metadata: { name: 'fsm-mesh-config', namespace: ns }, spec: JSON.parse(json) },
+        {
+          apiVersion: 'config.flomesh.io/v1alpha3',
+          kind: 'MeshConfig',
+          metadata: { name: 'fsm-mesh-config', namespace: ns },
+          spec: JSON.parse(json),
+        },
         { fieldManager: 'fsm-bootstrap' },
       );
       log.info(`fsm-bootstrap: created MeshConfig ${ns}/fsm-mesh-config`);

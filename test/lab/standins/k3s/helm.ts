@@ -62,11 +62,15 @@ export function helmController(opts: HelmControllerOptions): Controller {
           key,
           setTimeout(() => {
             timers.delete(key);
-            void reconcile({ ctx, opts, running, notBefore, kick }, ns, name).catch((e) => log.error(`helm-controller ${key}: ${(e as Error).message}`));
+            void reconcile({ ctx, opts, running, notBefore, kick }, ns, name).catch((e) =>
+              log.error(`helm-controller ${key}: ${(e as Error).message}`),
+            );
           }, delayMs),
         );
       };
-      unsubs.push(ctx.store.watch(HC, 'HelmChart', (ev) => ev.type !== 'DELETED' && kick(ev.object.metadata.namespace!, ev.object.metadata.name!)));
+      unsubs.push(
+        ctx.store.watch(HC, 'HelmChart', (ev) => ev.type !== 'DELETED' && kick(ev.object.metadata.namespace!, ev.object.metadata.name!)),
+      );
       unsubs.push(ctx.store.watch(HC, 'HelmChartConfig', (ev) => kick(ev.object.metadata.namespace!, ev.object.metadata.name!)));
       const all = () => {
         for (const hc of ctx.store.list(HC, 'HelmChart')) kick(hc.metadata.namespace!, hc.metadata.name!);
@@ -92,13 +96,26 @@ interface Env {
 
 function configHash(store: Store, hc: KubeObject): string {
   const hcc = store.get(HC, 'HelmChartConfig', hc.metadata.name!, hc.metadata.namespace);
-  return 'SHA256=' + crypto.createHash('sha256').update(JSON.stringify([hc.spec, hcc?.spec ?? null])).digest('hex').toUpperCase();
+  return (
+    'SHA256=' +
+    crypto
+      .createHash('sha256')
+      .update(JSON.stringify([hc.spec, hcc?.spec ?? null]))
+      .digest('hex')
+      .toUpperCase()
+  );
 }
 
 const hashLabel = (hash: string) => hash.replace(/^SHA256=/, '').slice(0, 63);
-const jobCond = (job: KubeObject, type: string) => ((job.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === type && c.status === 'True');
+const jobCond = (job: KubeObject, type: string) =>
+  ((job.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some(
+    (c) => c.type === type && c.status === 'True',
+  );
 const envOf = (job: KubeObject, name: string) =>
-  ((job.spec as { template: { spec: { containers: Array<{ env?: Array<{ name: string; value: string }> }> } } }).template.spec.containers[0]?.env ?? []).find((e) => e.name === name)?.value ?? '';
+  (
+    (job.spec as { template: { spec: { containers: Array<{ env?: Array<{ name: string; value: string }> }> } } }).template.spec
+      .containers[0]?.env ?? []
+  ).find((e) => e.name === name)?.value ?? '';
 
 async function reconcile(env: Env, ns: string, name: string) {
   const { store } = env.ctx;
@@ -108,7 +125,14 @@ async function reconcile(env: Env, ns: string, name: string) {
   if (!spec.chart && !spec.chartContent) return; // shouldManage
   if (!hc.metadata.deletionTimestamp && !(hc.metadata.finalizers ?? []).includes(HELM_FINALIZER)) {
     try {
-      hc = store.update({ ...hc, metadata: { ...hc.metadata, finalizers: [...(hc.metadata.finalizers ?? []), HELM_FINALIZER], annotations: { ...(hc.metadata.annotations ?? {}), 'helmcharts.cattle.io/managed-by': 'helm-controller' } } });
+      hc = store.update({
+        ...hc,
+        metadata: {
+          ...hc.metadata,
+          finalizers: [...(hc.metadata.finalizers ?? []), HELM_FINALIZER],
+          annotations: { ...(hc.metadata.annotations ?? {}), 'helmcharts.cattle.io/managed-by': 'helm-controller' },
+        },
+      });
     } catch (e) {
       if (e instanceof ApiError && e.code === 409) return env.kick(ns, name);
       throw e;
@@ -145,10 +169,18 @@ async function onChange(env: Env, hc: KubeObject) {
     const rel = latestRelease(store, release, targetNs);
     job = store.create(jobObject(hc, jobName, hash, env.opts.jobImage, 'install', String(rel?.version ?? 0)));
     setChartStatus(store, hc, jobName, false);
-    event(store, hc, 'Normal', 'ApplyJob', `Applying HelmChart from ${String((hc.spec as Record<string, unknown>).chart ?? 'chartContent')} using Job ${ns}/${jobName} `);
+    event(
+      store,
+      hc,
+      'Normal',
+      'ApplyJob',
+      `Applying HelmChart from ${String((hc.spec as Record<string, unknown>).chart ?? 'chartContent')} using Job ${ns}/${jobName} `,
+    );
   }
   if (jobCond(job, 'Failed')) {
-    const failed = ((hc.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some((c) => c.type === 'Failed' && c.status === 'True');
+    const failed = ((hc.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).some(
+      (c) => c.type === 'Failed' && c.status === 'True',
+    );
     if (!failed) {
       event(store, hc, 'Warning', 'JobFailed', JOB_FAILED_MESSAGE);
       setChartStatus(store, hc, jobName, true);
@@ -174,7 +206,10 @@ async function onRemove(env: Env, hc: KubeObject) {
     const fresh = store.get(HC, 'HelmChart', name, ns);
     if (fresh) {
       try {
-        store.update({ ...fresh, metadata: { ...fresh.metadata, finalizers: (fresh.metadata.finalizers ?? []).filter((f) => f !== HELM_FINALIZER) } });
+        store.update({
+          ...fresh,
+          metadata: { ...fresh.metadata, finalizers: (fresh.metadata.finalizers ?? []).filter((f) => f !== HELM_FINALIZER) },
+        });
       } catch (e) {
         if (!(e instanceof ApiError && (e.code === 409 || e.code === 404))) throw e;
       }
@@ -214,14 +249,24 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
   const image = jobImageOf(job);
   if (!node) return void podStatus(store, pod, 'Pending', { waiting: { reason: 'ContainerCreating' } }, restarts, cs.lastState);
   if (agent.imageProblem(image)) {
-    return void podStatus(store, pod, 'Pending', { waiting: { reason: 'ImagePullBackOff', message: `Back-off pulling image "${image}": ErrImagePull: ${agent.pullError(image)}` } }, restarts, cs.lastState);
+    return void podStatus(
+      store,
+      pod,
+      'Pending',
+      { waiting: { reason: 'ImagePullBackOff', message: `Back-off pulling image "${image}": ErrImagePull: ${agent.pullError(image)}` } },
+      restarts,
+      cs.lastState,
+    );
   }
 
   const jobUid = job.metadata.uid!;
-  const current = () => store.get('batch/v1', 'Job', job.metadata.name!, ns)?.metadata.uid === jobUid && Boolean(store.get(HC, 'HelmChart', hc.metadata.name!, hc.metadata.namespace));
+  const current = () =>
+    store.get('batch/v1', 'Job', job.metadata.name!, ns)?.metadata.uid === jobUid &&
+    Boolean(store.get(HC, 'HelmChart', hc.metadata.name!, hc.metadata.namespace));
   const startedAt = stamp();
   podStatus(store, pod, 'Running', { running: { startedAt } }, restarts, cs.lastState);
-  if (!(job.status as { startTime?: string } | undefined)?.startTime) updateJobStatus(store, job, { active: 1, ready: 1, startTime: startedAt });
+  if (!(job.status as { startTime?: string } | undefined)?.startTime)
+    updateJobStatus(store, job, { active: 1, ready: 1, startTime: startedAt });
   env.running.add(jobUid);
   let run: KlipperRun;
   try {
@@ -245,7 +290,13 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
   if (!current()) return; // killed: the Job was replaced or the chart deleted while helm ran
   writeContainerLog(opts.podLogDir ?? '/var/log/pods', pod, restarts, run);
   const finishedAt = stamp();
-  const terminated = { exitCode: run.exitCode, reason: run.exitCode === 0 ? 'Completed' : 'Error', message: run.termLog, startedAt, finishedAt };
+  const terminated = {
+    exitCode: run.exitCode,
+    reason: run.exitCode === 0 ? 'Completed' : 'Error',
+    message: run.termLog,
+    startedAt,
+    finishedAt,
+  };
   const fresh = store.get('batch/v1', 'Job', job.metadata.name!, ns)!;
   if (run.exitCode === 0) {
     podStatus(store, pod, 'Succeeded', { terminated }, restarts, cs.lastState);
@@ -255,8 +306,22 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
       succeeded: 1,
       completionTime: finishedAt,
       conditions: [
-        { type: 'SuccessCriteriaMet', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
-        { type: 'Complete', status: 'True', reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+        {
+          type: 'SuccessCriteriaMet',
+          status: 'True',
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+          lastProbeTime: finishedAt,
+          lastTransitionTime: finishedAt,
+        },
+        {
+          type: 'Complete',
+          status: 'True',
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+          lastProbeTime: finishedAt,
+          lastTransitionTime: finishedAt,
+        },
       ],
     });
     log.info(`helm-controller: ${ns}/${job.metadata.name} completed`);
@@ -264,7 +329,9 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
   }
   const restartCount = restarts + 1;
   const backoffLimit = Number((fresh.spec as { backoffLimit?: number }).backoffLimit ?? 1000);
-  log.error(`helm-controller: ${ns}/${job.metadata.name} run ${restartCount} exited ${run.exitCode}: ${run.termLog.trim().replace(/\n/g, ' | ')}`);
+  log.error(
+    `helm-controller: ${ns}/${job.metadata.name} run ${restartCount} exited ${run.exitCode}: ${run.termLog.trim().replace(/\n/g, ' | ')}`,
+  );
   if (restartCount >= backoffLimit || backoffLimit === 0) {
     // Job controller: BackoffLimitExceeded, active pods deleted (their logs with them)
     updateJobStatus(store, fresh, {
@@ -272,8 +339,22 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
       ready: 0,
       failed: 1,
       conditions: [
-        { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
-        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finishedAt, lastTransitionTime: finishedAt },
+        {
+          type: 'FailureTarget',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+          lastProbeTime: finishedAt,
+          lastTransitionTime: finishedAt,
+        },
+        {
+          type: 'Failed',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+          lastProbeTime: finishedAt,
+          lastTransitionTime: finishedAt,
+        },
       ],
     });
     deletePod(store, pod, opts.podLogDir ?? '/var/log/pods');
@@ -285,19 +366,37 @@ async function runJobPod(env: Env, hc: KubeObject, job: KubeObject, mode: 'insta
     store,
     pod,
     'Running',
-    { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=helm pod=${pod.metadata.name}_${ns}(${pod.metadata.uid})` } },
+    {
+      waiting: {
+        reason: 'CrashLoopBackOff',
+        message: `back-off ${Math.round(delay / 1000)}s restarting failed container=helm pod=${pod.metadata.name}_${ns}(${pod.metadata.uid})`,
+      },
+    },
     restartCount,
     { terminated },
   );
-  event(store, pod, 'Warning', 'BackOff', `Back-off restarting failed container helm in pod ${pod.metadata.name}_${ns}(${pod.metadata.uid})`);
+  event(
+    store,
+    pod,
+    'Warning',
+    'BackOff',
+    `Back-off restarting failed container helm in pod ${pod.metadata.name}_${ns}(${pod.metadata.uid})`,
+  );
   env.kick(hc.metadata.namespace!, hc.metadata.name!, delay + 50);
 }
 
 function jobImageOf(job: KubeObject): string {
-  return ((job.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]?.image) ?? '';
+  return (job.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]?.image ?? '';
 }
 
-function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: string, mode: 'install' | 'delete', expectedRevision: string): KubeObject {
+function jobObject(
+  hc: KubeObject,
+  jobName: string,
+  hash: string,
+  defaultImage: string,
+  mode: 'install' | 'delete',
+  expectedRevision: string,
+): KubeObject {
   const spec = (hc.spec ?? {}) as Record<string, unknown>;
   const ns = hc.metadata.namespace!;
   const image = typeof spec.jobImage === 'string' && spec.jobImage ? spec.jobImage : defaultImage;
@@ -326,7 +425,9 @@ function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: 
       namespace: ns,
       labels: { [CHART_LABEL]: hc.metadata.name! },
       annotations: { [HASH_ANNOTATION]: hash },
-      ownerReferences: [{ apiVersion: HC, kind: 'HelmChart', name: hc.metadata.name!, uid: hc.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        { apiVersion: HC, kind: 'HelmChart', name: hc.metadata.name!, uid: hc.metadata.uid!, controller: true, blockOwnerDeletion: true },
+      ],
     },
     spec: {
       backoffLimit: typeof spec.backOffLimit === 'number' ? spec.backOffLimit : 1000,
@@ -337,7 +438,17 @@ function jobObject(hc: KubeObject, jobName: string, hash: string, defaultImage: 
           serviceAccountName: `helm-${hc.metadata.name}`,
           priorityClassName: 'system-cluster-critical',
           nodeSelector: { 'kubernetes.io/os': 'linux' },
-          containers: [{ name: 'helm', image, imagePullPolicy: 'IfNotPresent', args: mode === 'install' ? ['install', ...(spec.createNamespace ? ['--create-namespace'] : [])] : ['delete'], env, terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File' }],
+          containers: [
+            {
+              name: 'helm',
+              image,
+              imagePullPolicy: 'IfNotPresent',
+              args: mode === 'install' ? ['install', ...(spec.createNamespace ? ['--create-namespace'] : [])] : ['delete'],
+              env,
+              terminationMessagePath: '/dev/termination-log',
+              terminationMessagePolicy: 'File',
+            },
+          ],
         },
       },
     },
@@ -354,8 +465,22 @@ function createPod(store: Store, job: KubeObject, nodeName: string): KubeObject 
     metadata: {
       name: `${job.metadata.name}-${crypto.randomBytes(3).toString('hex').slice(0, 5)}`,
       namespace: ns,
-      labels: { 'job-name': job.metadata.name!, 'batch.kubernetes.io/job-name': job.metadata.name!, 'controller-uid': job.metadata.uid!, [CHART_LABEL]: job.metadata.labels?.[CHART_LABEL] ?? '' },
-      ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name!, uid: job.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      labels: {
+        'job-name': job.metadata.name!,
+        'batch.kubernetes.io/job-name': job.metadata.name!,
+        'controller-uid': job.metadata.uid!,
+        [CHART_LABEL]: job.metadata.labels?.[CHART_LABEL] ?? '',
+      },
+      ownerReferences: [
+        {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          name: job.metadata.name!,
+          uid: job.metadata.uid!,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
     },
     spec: { ...tmpl.spec, nodeName },
   });
@@ -364,14 +489,24 @@ function createPod(store: Store, job: KubeObject, nodeName: string): KubeObject 
 function podStatus(store: Store, pod: KubeObject, phase: string, state: Record<string, unknown>, restartCount: number, lastState: unknown) {
   const cur = store.get('v1', 'Pod', pod.metadata.name!, pod.metadata.namespace);
   if (!cur) return;
-  const image = ((cur.spec as { containers?: Array<{ image?: string }> }).containers?.[0]?.image) ?? '';
+  const image = (cur.spec as { containers?: Array<{ image?: string }> }).containers?.[0]?.image ?? '';
   try {
     store.updateStatus({
       ...cur,
       status: {
         phase,
         conditions: [{ type: 'Ready', status: state.running ? 'True' : 'False' }],
-        containerStatuses: [{ name: 'helm', image, ready: Boolean(state.running), restartCount, started: Boolean(state.running), state, ...(lastState && Object.keys(lastState as object).length ? { lastState } : { lastState: {} }) }],
+        containerStatuses: [
+          {
+            name: 'helm',
+            image,
+            ready: Boolean(state.running),
+            restartCount,
+            started: Boolean(state.running),
+            state,
+            ...(lastState && Object.keys(lastState as object).length ? { lastState } : { lastState: {} }),
+          },
+        ],
       },
     });
   } catch (e) {
@@ -397,7 +532,8 @@ function writeContainerLog(dir: string, pod: KubeObject, restart: number, run: K
     const ts = new Date().toISOString();
     fs.writeFileSync(path.join(d, `${restart}.log`), run.log.map((l) => `${ts} ${l.stream} F ${l.line}\n`).join(''));
     // the kubelet keeps only the current and the previous container's log
-    for (const f of fs.readdirSync(d)) if (/^\d+\.log$/.test(f) && Number.parseInt(f, 10) < restart - 1) fs.rmSync(path.join(d, f), { force: true });
+    for (const f of fs.readdirSync(d))
+      if (/^\d+\.log$/.test(f) && Number.parseInt(f, 10) < restart - 1) fs.rmSync(path.join(d, f), { force: true });
   } catch (e) {
     log.error(`kubelet: writing the log of ${pod.metadata.name}: ${(e as Error).message}`);
   }
@@ -436,8 +572,15 @@ function setChartStatus(store: Store, hc: KubeObject, jobName: string, failed: b
       status: {
         jobName,
         conditions: [
-          { type: 'JobCreated', status: 'True', reason: 'Job created', message: `Applying HelmChart using Job ${hc.metadata.namespace}/${jobName}` },
-          failed ? { type: 'Failed', status: 'True', reason: 'Job failed', message: JOB_FAILED_MESSAGE } : { type: 'Failed', status: 'False' },
+          {
+            type: 'JobCreated',
+            status: 'True',
+            reason: 'Job created',
+            message: `Applying HelmChart using Job ${hc.metadata.namespace}/${jobName}`,
+          },
+          failed
+            ? { type: 'Failed', status: 'True', reason: 'Job failed', message: JOB_FAILED_MESSAGE }
+            : { type: 'Failed', status: 'False' },
         ],
       },
     });
@@ -453,8 +596,17 @@ function event(store: Store, obj: KubeObject, type: string, reason: string, mess
     store.create({
       apiVersion: 'v1',
       kind: 'Event',
-      metadata: { name: `${obj.metadata.name}.${Date.now().toString(16)}${(eventSeq++).toString(16)}`, namespace: obj.metadata.namespace ?? 'default' },
-      involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, namespace: obj.metadata.namespace, uid: obj.metadata.uid },
+      metadata: {
+        name: `${obj.metadata.name}.${Date.now().toString(16)}${(eventSeq++).toString(16)}`,
+        namespace: obj.metadata.namespace ?? 'default',
+      },
+      involvedObject: {
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        name: obj.metadata.name,
+        namespace: obj.metadata.namespace,
+        uid: obj.metadata.uid,
+      },
       type,
       reason,
       message,

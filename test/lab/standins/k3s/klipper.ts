@@ -62,7 +62,8 @@ export function latestRelease(store: Store, release: string, ns: string): Releas
   for (const s of store.list('v1', 'Secret', { namespace: ns, labelSelector: `owner=helm,name=${release}` })) {
     if ((s as { type?: string }).type !== 'helm.sh/release.v1') continue;
     const v = Number(s.metadata.labels?.version);
-    if (Number.isInteger(v) && (!best || v > best.version)) best = { version: v, status: s.metadata.labels?.status ?? '', hash: s.metadata.labels?.[CONFIG_HASH_LABEL] ?? '', secret: s };
+    if (Number.isInteger(v) && (!best || v > best.version))
+      best = { version: v, status: s.metadata.labels?.status ?? '', hash: s.metadata.labels?.[CONFIG_HASH_LABEL] ?? '', secret: s };
   }
   return best;
 }
@@ -73,16 +74,51 @@ function encodeRelease(doc: Record<string, unknown>): string {
 
 function decodeRelease(s: KubeObject): Record<string, unknown> {
   const data = (s.data as Record<string, string> | undefined)?.release ?? '';
-  return JSON.parse(zlib.gunzipSync(Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64')).toString('utf8')) as Record<string, unknown>;
+  return JSON.parse(zlib.gunzipSync(Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64')).toString('utf8')) as Record<
+    string,
+    unknown
+  >;
 }
 
-function writeRelease(store: Store, r: { release: string; ns: string; version: number; status: string; description: string; hash: string; chart?: Record<string, unknown>; values?: Values }) {
+function writeRelease(
+  store: Store,
+  r: {
+    release: string;
+    ns: string;
+    version: number;
+    status: string;
+    description: string;
+    hash: string;
+    chart?: Record<string, unknown>;
+    values?: Values;
+  },
+) {
   const name = `sh.helm.release.v1.${r.release}.v${r.version}`;
-  const labels = { name: r.release, owner: 'helm', status: r.status, version: String(r.version), ...(r.hash ? { [CONFIG_HASH_LABEL]: r.hash } : {}) };
+  const labels = {
+    name: r.release,
+    owner: 'helm',
+    status: r.status,
+    version: String(r.version),
+    ...(r.hash ? { [CONFIG_HASH_LABEL]: r.hash } : {}),
+  };
   const old = store.get('v1', 'Secret', name, r.ns);
   const prev = old ? decodeRelease(old) : {};
-  const doc = { ...prev, name: r.release, namespace: r.ns, version: r.version, info: { ...((prev.info as object) ?? {}), status: r.status, description: r.description }, ...(r.chart ? { chart: { metadata: r.chart } } : {}), ...(r.values ? { config: r.values } : {}) };
-  const obj: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: r.ns, labels }, type: 'helm.sh/release.v1', data: { release: encodeRelease(doc) } } as KubeObject;
+  const doc = {
+    ...prev,
+    name: r.release,
+    namespace: r.ns,
+    version: r.version,
+    info: { ...((prev.info as object) ?? {}), status: r.status, description: r.description },
+    ...(r.chart ? { chart: { metadata: r.chart } } : {}),
+    ...(r.values ? { config: r.values } : {}),
+  };
+  const obj: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: r.ns, labels },
+    type: 'helm.sh/release.v1',
+    data: { release: encodeRelease(doc) },
+  } as KubeObject;
   if (old) store.update({ ...old, metadata: { ...old.metadata, labels }, data: obj.data } as KubeObject);
   else store.create(obj);
 }
@@ -102,8 +138,9 @@ function stripIds(node: unknown, root = true): unknown {
   return node;
 }
 
-
-type Rendered = { ok: true; chart: { name?: string; version?: string; appVersion?: string }; values: Values } | { ok: false; error: string };
+type Rendered =
+  | { ok: true; chart: { name?: string; version?: string; appVersion?: string }; values: Values }
+  | { ok: false; error: string };
 
 /** helm's load + values + schema steps (nothing is stored yet: a failure here leaves no release). */
 function renderChart(store: Store, dataDir: string, hc: KubeObject): Rendered {
@@ -140,7 +177,8 @@ function renderChart(store: Store, dataDir: string, hc: KubeObject): Rendered {
   let values: Values;
   try {
     values = (YAML.parse(read('values.yaml') ?? '') ?? {}) as Values;
-    if (typeof spec.valuesContent === 'string' && spec.valuesContent.trim()) values = deepMerge(values, (YAML.parse(spec.valuesContent) ?? {}) as Values);
+    if (typeof spec.valuesContent === 'string' && spec.valuesContent.trim())
+      values = deepMerge(values, (YAML.parse(spec.valuesContent) ?? {}) as Values);
     if (spec.values && typeof spec.values === 'object') values = deepMerge(values, spec.values as Values);
     for (const vs of (spec.valuesSecrets as Array<{ name: string; keys?: string[] }> | undefined) ?? []) {
       const sec = store.get('v1', 'Secret', vs.name, hc.metadata.namespace);
@@ -153,7 +191,8 @@ function renderChart(store: Store, dataDir: string, hc: KubeObject): Rendered {
     }
     const hcc = store.get(HC, 'HelmChartConfig', release, hc.metadata.namespace);
     const hccSpec = (hcc?.spec ?? {}) as Record<string, unknown>;
-    if (typeof hccSpec.valuesContent === 'string' && hccSpec.valuesContent.trim()) values = deepMerge(values, (YAML.parse(hccSpec.valuesContent) ?? {}) as Values);
+    if (typeof hccSpec.valuesContent === 'string' && hccSpec.valuesContent.trim())
+      values = deepMerge(values, (YAML.parse(hccSpec.valuesContent) ?? {}) as Values);
     if (hccSpec.values && typeof hccSpec.values === 'object') values = deepMerge(values, hccSpec.values as Values);
     if (spec.set && typeof spec.set === 'object') values = applySet(values, spec.set as Record<string, unknown>);
   } catch (e) {
@@ -170,7 +209,9 @@ function renderChart(store: Store, dataDir: string, hc: KubeObject): Rendered {
         const at = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
         return `- ${at}: ${e.message ?? e.keyword}${e.params && 'allowedValues' in e.params ? ` ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}` : ''}`;
       });
-      return fail(`values don't meet the specifications of the schema(s) in the following chart(s):\n${chartMeta.name ?? files.top}:\n${lines.join('\n')}`);
+      return fail(
+        `values don't meet the specifications of the schema(s) in the following chart(s):\n${chartMeta.name ?? files.top}:\n${lines.join('\n')}`,
+      );
     }
   }
 
@@ -192,12 +233,12 @@ function genericImages(values: Values): Array<{ ref: string; usedBy: string }> {
   return out;
 }
 
-
 /** `600s`, `10m`, `1h30m` → seconds (helm's default --timeout is 5m). */
 export function parseTimeout(s: string): number {
   if (!s) return 300;
   let total = 0;
-  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(h|m|s|ms)/g)) total += Number(m[1]) * ({ h: 3600, m: 60, s: 1, ms: 0.001 } as Record<string, number>)[m[2]!]!;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(h|m|s|ms)/g))
+    total += Number(m[1]) * ({ h: 3600, m: 60, s: 1, ms: 0.001 } as Record<string, number>)[m[2]!]!;
   return total || 300;
 }
 
@@ -215,13 +256,23 @@ async function preinstallHook(k: KlipperContext, env: KlipperEnv, values: Values
   const ns = env.targetNamespace;
   const jobName = 'fsm-preinstall';
   const pullPolicy = String(((values.fsm as Values | undefined)?.image as Values | undefined)?.pullPolicy ?? 'IfNotPresent');
-  for (const o of store.list('v1', 'Pod', { namespace: ns, labelSelector: `job-name=${jobName}` })) store.delete('v1', 'Pod', o.metadata.name!, ns);
+  for (const o of store.list('v1', 'Pod', { namespace: ns, labelSelector: `job-name=${jobName}` }))
+    store.delete('v1', 'Pod', o.metadata.name!, ns);
   if (store.get('batch/v1', 'Job', jobName, ns)) store.delete('batch/v1', 'Job', jobName, ns); // before-hook-creation
   const job = store.create({
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: jobName, namespace: ns, annotations: { 'helm.sh/hook': 'pre-install', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' } },
-    spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'fsm-preinstall', image: hook.ref, imagePullPolicy: pullPolicy }] } } },
+    metadata: {
+      name: jobName,
+      namespace: ns,
+      annotations: { 'helm.sh/hook': 'pre-install', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
+    },
+    spec: {
+      backoffLimit: 0,
+      template: {
+        spec: { restartPolicy: 'Never', containers: [{ name: 'fsm-preinstall', image: hook.ref, imagePullPolicy: pullPolicy }] },
+      },
+    },
     status: { active: 1 },
   } as KubeObject);
   const pod = store.create({
@@ -231,9 +282,11 @@ async function preinstallHook(k: KlipperContext, env: KlipperEnv, values: Values
       name: `${jobName}-${Math.random().toString(36).slice(2, 7)}`,
       namespace: ns,
       labels: { 'job-name': jobName, 'batch.kubernetes.io/job-name': jobName },
-      ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: jobName, uid: job.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        { apiVersion: 'batch/v1', kind: 'Job', name: jobName, uid: job.metadata.uid!, controller: true, blockOwnerDeletion: true },
+      ],
     },
-    spec: { ...((job.spec as { template: { spec: object } }).template.spec), nodeName: k.agent.nodeName },
+    spec: { ...(job.spec as { template: { spec: object } }).template.spec, nodeName: k.agent.nodeName },
   } as KubeObject);
   const deadline = Date.now() + env.timeoutSeconds * 1000;
   for (;;) {
@@ -241,38 +294,60 @@ async function preinstallHook(k: KlipperContext, env: KlipperEnv, values: Values
     await k.agent.refreshImages(2000);
     const problem = k.agent.imageProblem(hook.ref);
     if (!problem) break;
-    const waiting = pullPolicy === 'Never'
-      ? { reason: 'ErrImageNeverPull', message: `Container image "${hook.ref}" is not present with pull policy of Never` }
-      : { reason: 'ImagePullBackOff', message: `Back-off pulling image "${hook.ref}": ErrImagePull: ${k.agent.pullError(hook.ref)}` };
+    const waiting =
+      pullPolicy === 'Never'
+        ? { reason: 'ErrImageNeverPull', message: `Container image "${hook.ref}" is not present with pull policy of Never` }
+        : { reason: 'ImagePullBackOff', message: `Back-off pulling image "${hook.ref}": ErrImagePull: ${k.agent.pullError(hook.ref)}` };
     const cur = store.get('v1', 'Pod', pod.metadata.name!, ns);
     if (cur) {
       try {
-        store.updateStatus({ ...cur, status: { phase: 'Pending', containerStatuses: [{ name: 'fsm-preinstall', image: hook.ref, ready: false, restartCount: 0, started: false, state: { waiting } }] } });
+        store.updateStatus({
+          ...cur,
+          status: {
+            phase: 'Pending',
+            containerStatuses: [
+              { name: 'fsm-preinstall', image: hook.ref, ready: false, restartCount: 0, started: false, state: { waiting } },
+            ],
+          },
+        });
       } catch {
         /* raced with a delete */
       }
     }
-    if (Date.now() >= deadline) return `failed pre-install: resource not ready, name: ${jobName}, kind: Job, status: InProgress\ncontext deadline exceeded`;
+    if (Date.now() >= deadline)
+      return `failed pre-install: resource not ready, name: ${jobName}, kind: Job, status: InProgress\ncontext deadline exceeded`;
     await sleep(1000);
   }
   // the hook ran (the stand-in's preinstall checks nothing) and hook-succeeded deletes it
-  for (const o of store.list('v1', 'Pod', { namespace: ns, labelSelector: `job-name=${jobName}` })) store.delete('v1', 'Pod', o.metadata.name!, ns);
+  for (const o of store.list('v1', 'Pod', { namespace: ns, labelSelector: `job-name=${jobName}` }))
+    store.delete('v1', 'Pod', o.metadata.name!, ns);
   store.delete('batch/v1', 'Job', jobName, ns);
   return undefined;
 }
 
 /** `helm uninstall --wait`: the release's objects (annotated with its name) and its records go. */
 function uninstall(store: Store, release: string, ns: string) {
-  for (const [av, kind] of [['apps/v1', 'Deployment'], ['apps/v1', 'DaemonSet'], ['v1', 'ConfigMap'], ['v1', 'Service'], ['batch/v1', 'Job']] as const) {
+  for (const [av, kind] of [
+    ['apps/v1', 'Deployment'],
+    ['apps/v1', 'DaemonSet'],
+    ['v1', 'ConfigMap'],
+    ['v1', 'Service'],
+    ['batch/v1', 'Job'],
+  ] as const) {
     for (const o of store.list(av, kind, { namespace: ns })) {
-      if (o.metadata.annotations?.['meta.helm.sh/release-name'] !== release && !(kind === 'Job' && o.metadata.annotations?.['helm.sh/hook'])) continue;
+      if (
+        o.metadata.annotations?.['meta.helm.sh/release-name'] !== release &&
+        !(kind === 'Job' && o.metadata.annotations?.['helm.sh/hook'])
+      )
+        continue;
       for (const p of store.list('v1', 'Pod', { namespace: ns })) {
         if (p.metadata.ownerReferences?.some((r) => r.uid === o.metadata.uid)) store.delete('v1', 'Pod', p.metadata.name!, ns);
       }
       store.delete(av, kind, o.metadata.name!, ns);
     }
   }
-  for (const s of store.list('v1', 'Secret', { namespace: ns, labelSelector: `owner=helm,name=${release}` })) store.delete('v1', 'Secret', s.metadata.name!, ns);
+  for (const s of store.list('v1', 'Secret', { namespace: ns, labelSelector: `owner=helm,name=${release}` }))
+    store.delete('v1', 'Secret', s.metadata.name!, ns);
 }
 
 /** The container's run: klipper-helm's `entry` with `$1` = install|delete. */
@@ -293,7 +368,9 @@ export async function runKlipper(k: KlipperContext, env: KlipperEnv): Promise<Kl
   const chartUrl = String(spec.chart ?? '').replace('%{KUBERNETES_API}%', '10.43.0.1:443');
   x(`CHART=${chartUrl}`);
   const rel = latestRelease(store, release, ns);
-  x(`read -r STATUS REVISION APPLY_METHOD _  # helm status --namespace ${ns} ${release} → ${rel ? `${rel.status} ${rel.version}` : 'not found'}`);
+  x(
+    `read -r STATUS REVISION APPLY_METHOD _  # helm status --namespace ${ns} ${release} → ${rel ? `${rel.status} ${rel.version}` : 'not found'}`,
+  );
   const revisionMismatch = (v: number) => {
     if (env.expectedRevision === '' || env.expectedRevision === String(v)) return false;
     const msg = `Current release revision ${v} does not match expected revision ${env.expectedRevision}`;
@@ -317,19 +394,37 @@ export async function runKlipper(k: KlipperContext, env: KlipperEnv): Promise<Kl
 
   const helm = async (verb: 'install' | 'upgrade', version: number): Promise<KlipperRun> => {
     const what = verb === 'install' ? 'INSTALLATION' : 'UPGRADE';
-    x(`helm ${verb} ${verb === 'install' ? '--create-namespace ' : ''}${release} ${chartUrl} --timeout ${env.timeoutSeconds}s --labels ${CONFIG_HASH_LABEL}=${env.configHash} --values /config/values-01_HelmChart.yaml`);
+    x(
+      `helm ${verb} ${verb === 'install' ? '--create-namespace ' : ''}${release} ${chartUrl} --timeout ${env.timeoutSeconds}s --labels ${CONFIG_HASH_LABEL}=${env.configHash} --values /config/values-01_HelmChart.yaml`,
+    );
     const fault = k.ctx.fault('helm');
-    if (fault) return err(`Error: ${what} FAILED: ${fault}`), exit(1);
+    if (fault) return (err(`Error: ${what} FAILED: ${fault}`), exit(1));
     const r = renderChart(store, k.dataDir, k.hc);
-    if (!r.ok) return err(`Error: ${what} FAILED: ${r.error}`), exit(1);
+    if (!r.ok) return (err(`Error: ${what} FAILED: ${r.error}`), exit(1));
     if (!store.get('v1', 'Namespace', ns)) {
       if (spec.createNamespace === true) store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-      else return err(`Error: ${what} FAILED: create: failed to create: namespaces "${ns}" not found`), exit(1);
+      else return (err(`Error: ${what} FAILED: create: failed to create: namespaces "${ns}" not found`), exit(1));
     }
     const pending = verb === 'install' ? 'pending-install' : 'pending-upgrade';
-    writeRelease(store, { release, ns, version, status: pending, description: verb === 'install' ? 'Initial install underway' : 'Preparing upgrade', hash: env.configHash, chart: r.chart, values: r.values });
+    writeRelease(store, {
+      release,
+      ns,
+      version,
+      status: pending,
+      description: verb === 'install' ? 'Initial install underway' : 'Preparing upgrade',
+      hash: env.configHash,
+      chart: r.chart,
+      values: r.values,
+    });
     const failRelease = (msg: string) => {
-      writeRelease(store, { release, ns, version, status: 'failed', description: `Release "${release}" failed: ${msg}`, hash: env.configHash });
+      writeRelease(store, {
+        release,
+        ns,
+        version,
+        status: 'failed',
+        description: `Release "${release}" failed: ${msg}`,
+        hash: env.configHash,
+      });
       err(`Error: ${what} FAILED: ${msg}`);
       return exit(1);
     };
@@ -352,9 +447,24 @@ export async function runKlipper(k: KlipperContext, env: KlipperEnv): Promise<Kl
     }
     for (const s of store.list('v1', 'Secret', { namespace: ns, labelSelector: `owner=helm,name=${release},status=deployed` })) {
       const v = Number(s.metadata.labels?.version);
-      if (v !== version) writeRelease(store, { release, ns, version: v, status: 'superseded', description: 'Superseded', hash: s.metadata.labels?.[CONFIG_HASH_LABEL] ?? '' });
+      if (v !== version)
+        writeRelease(store, {
+          release,
+          ns,
+          version: v,
+          status: 'superseded',
+          description: 'Superseded',
+          hash: s.metadata.labels?.[CONFIG_HASH_LABEL] ?? '',
+        });
     }
-    writeRelease(store, { release, ns, version, status: 'deployed', description: verb === 'install' ? 'Install complete' : 'Upgrade complete', hash: env.configHash });
+    writeRelease(store, {
+      release,
+      ns,
+      version,
+      status: 'deployed',
+      description: verb === 'install' ? 'Install complete' : 'Upgrade complete',
+      hash: env.configHash,
+    });
     out(`NAME: ${release}`);
     out(`NAMESPACE: ${ns}`);
     out('STATUS: deployed');

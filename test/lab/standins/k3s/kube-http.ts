@@ -30,7 +30,12 @@ export function loadKubeconfig(file: string): KubeTarget {
   const user = kc.users?.find((u) => u.name === ctx?.context.user)?.user;
   if (!cluster || !user) throw new Error(`invalid configuration: no configuration has been provided in ${file}`);
   const b = (s?: string) => Buffer.from(s ?? '', 'base64');
-  return { server: cluster.server, ca: b(cluster['certificate-authority-data']), cert: b(user['client-certificate-data']), key: b(user['client-key-data']) };
+  return {
+    server: cluster.server,
+    ca: b(cluster['certificate-authority-data']),
+    cert: b(user['client-certificate-data']),
+    key: b(user['client-key-data']),
+  };
 }
 
 export interface KubeResponse {
@@ -38,12 +43,25 @@ export interface KubeResponse {
   body: string;
 }
 
-export function kubeRequest(t: KubeTarget, method: string, path: string, body?: string, contentType = 'application/json'): Promise<KubeResponse> {
+export function kubeRequest(
+  t: KubeTarget,
+  method: string,
+  path: string,
+  body?: string,
+  contentType = 'application/json',
+): Promise<KubeResponse> {
   const url = new URL(path, t.server);
   return new Promise((resolve, reject) => {
     const req = https.request(
       url,
-      { method, ca: t.ca, cert: t.cert, key: t.key, headers: body !== undefined ? { 'content-type': contentType, accept: 'application/json' } : { accept: 'application/json' }, timeout: 30_000 },
+      {
+        method,
+        ca: t.ca,
+        cert: t.cert,
+        key: t.key,
+        headers: body !== undefined ? { 'content-type': contentType, accept: 'application/json' } : { accept: 'application/json' },
+        timeout: 30_000,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -54,7 +72,13 @@ export function kubeRequest(t: KubeTarget, method: string, path: string, body?: 
     req.on('error', (e) => {
       const host = url.host;
       const code = (e as NodeJS.ErrnoException).code;
-      reject(new Error(code === 'ECONNREFUSED' ? `The connection to the server ${host} was refused - did you specify the right host or port?` : `Unable to connect to the server: ${e.message}`));
+      reject(
+        new Error(
+          code === 'ECONNREFUSED'
+            ? `The connection to the server ${host} was refused - did you specify the right host or port?`
+            : `Unable to connect to the server: ${e.message}`,
+        ),
+      );
     });
     if (body !== undefined) req.end(body);
     else req.end();

@@ -52,7 +52,15 @@ async function discover(t: KubeTarget): Promise<Res[]> {
   const add = (group: string, version: string, list: Record<string, unknown>) => {
     for (const r of (list.resources as Array<Record<string, unknown>>) ?? []) {
       if (String(r.name).includes('/')) continue;
-      out.push({ group, version, name: String(r.name), kind: String(r.kind), namespaced: r.namespaced === true, shortNames: (r.shortNames as string[]) ?? [], singular: String(r.singularName || String(r.kind).toLowerCase()) });
+      out.push({
+        group,
+        version,
+        name: String(r.name),
+        kind: String(r.kind),
+        namespaced: r.namespaced === true,
+        shortNames: (r.shortNames as string[]) ?? [],
+        singular: String(r.singularName || String(r.kind).toLowerCase()),
+      });
     }
   };
   add('', 'v1', await getJson('/api/v1'));
@@ -63,12 +71,17 @@ async function discover(t: KubeTarget): Promise<Res[]> {
 
 function resolve(all: Res[], spec: string): Res {
   const [word, group] = [spec.split('.')[0]!.toLowerCase(), spec.split('.').slice(1).join('.')];
-  const r = all.find((x) => (x.name === word || x.singular === word || x.shortNames.includes(word) || x.kind.toLowerCase() === word) && (!group || x.group === group));
+  const r = all.find(
+    (x) =>
+      (x.name === word || x.singular === word || x.shortNames.includes(word) || x.kind.toLowerCase() === word) &&
+      (!group || x.group === group),
+  );
   if (!r) throw new Error(`error: the server doesn't have a resource type "${spec}"`);
   return r;
 }
 
-const basePath = (r: Res, ns?: string) => `${r.group ? `/apis/${r.group}/${r.version}` : '/api/v1'}${r.namespaced && ns ? `/namespaces/${ns}` : ''}/${r.name}`;
+const basePath = (r: Res, ns?: string) =>
+  `${r.group ? `/apis/${r.group}/${r.version}` : '/api/v1'}${r.namespaced && ns ? `/namespaces/${ns}` : ''}/${r.name}`;
 
 function age(ts?: string): string {
   if (!ts) return '<unknown>';
@@ -76,7 +89,12 @@ function age(ts?: string): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.floor(s / 60)}m` : s < 172800 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 86400)}d`;
 }
 
-type Obj = { kind?: string; metadata: { name: string; namespace?: string; creationTimestamp?: string; uid?: string; labels?: Record<string, string> }; status?: Record<string, unknown>; spec?: Record<string, unknown> };
+type Obj = {
+  kind?: string;
+  metadata: { name: string; namespace?: string; creationTimestamp?: string; uid?: string; labels?: Record<string, string> };
+  status?: Record<string, unknown>;
+  spec?: Record<string, unknown>;
+};
 
 function row(r: Res, o: Obj): Record<string, string> {
   const st = (o.status ?? {}) as Record<string, any>;
@@ -84,24 +102,63 @@ function row(r: Res, o: Obj): Record<string, string> {
   switch (r.kind) {
     case 'Node': {
       const ready = conds.find((c) => c.type === 'Ready');
-      const roles = Object.keys(o.metadata.labels ?? {}).filter((k) => k.startsWith('node-role.kubernetes.io/')).map((k) => k.split('/')[1]).sort().join(',');
-      return { NAME: o.metadata.name, STATUS: ready?.status === 'True' ? 'Ready' : 'NotReady', ROLES: roles || '<none>', AGE: age(o.metadata.creationTimestamp), VERSION: st.nodeInfo?.kubeletVersion ?? '' };
+      const roles = Object.keys(o.metadata.labels ?? {})
+        .filter((k) => k.startsWith('node-role.kubernetes.io/'))
+        .map((k) => k.split('/')[1])
+        .sort()
+        .join(',');
+      return {
+        NAME: o.metadata.name,
+        STATUS: ready?.status === 'True' ? 'Ready' : 'NotReady',
+        ROLES: roles || '<none>',
+        AGE: age(o.metadata.creationTimestamp),
+        VERSION: st.nodeInfo?.kubeletVersion ?? '',
+      };
     }
     case 'Pod': {
-      const cs = (st.containerStatuses ?? []) as Array<{ ready: boolean; restartCount: number; state: Record<string, { reason?: string }> }>;
+      const cs = (st.containerStatuses ?? []) as Array<{
+        ready: boolean;
+        restartCount: number;
+        state: Record<string, { reason?: string }>;
+      }>;
       const waiting = cs.map((c) => c.state.waiting?.reason ?? c.state.terminated?.reason).find(Boolean);
-      return { NAME: o.metadata.name, READY: `${cs.filter((c) => c.ready).length}/${cs.length}`, STATUS: st.phase === 'Succeeded' ? 'Completed' : (waiting ?? st.phase ?? 'Pending'), RESTARTS: String(cs.reduce((a, c) => a + (c.restartCount ?? 0), 0)), AGE: age(o.metadata.creationTimestamp) };
+      return {
+        NAME: o.metadata.name,
+        READY: `${cs.filter((c) => c.ready).length}/${cs.length}`,
+        STATUS: st.phase === 'Succeeded' ? 'Completed' : (waiting ?? st.phase ?? 'Pending'),
+        RESTARTS: String(cs.reduce((a, c) => a + (c.restartCount ?? 0), 0)),
+        AGE: age(o.metadata.creationTimestamp),
+      };
     }
     case 'Deployment': {
       const want = (o.spec?.replicas as number | undefined) ?? 1;
-      return { NAME: o.metadata.name, READY: `${st.readyReplicas ?? 0}/${want}`, 'UP-TO-DATE': String(st.updatedReplicas ?? 0), AVAILABLE: String(st.availableReplicas ?? 0), AGE: age(o.metadata.creationTimestamp) };
+      return {
+        NAME: o.metadata.name,
+        READY: `${st.readyReplicas ?? 0}/${want}`,
+        'UP-TO-DATE': String(st.updatedReplicas ?? 0),
+        AVAILABLE: String(st.availableReplicas ?? 0),
+        AGE: age(o.metadata.creationTimestamp),
+      };
     }
     case 'DaemonSet':
-      return { NAME: o.metadata.name, DESIRED: String(st.desiredNumberScheduled ?? 0), CURRENT: String(st.currentNumberScheduled ?? 0), READY: String(st.numberReady ?? 0), 'UP-TO-DATE': String(st.updatedNumberScheduled ?? 0), AVAILABLE: String(st.numberAvailable ?? 0), AGE: age(o.metadata.creationTimestamp) };
+      return {
+        NAME: o.metadata.name,
+        DESIRED: String(st.desiredNumberScheduled ?? 0),
+        CURRENT: String(st.currentNumberScheduled ?? 0),
+        READY: String(st.numberReady ?? 0),
+        'UP-TO-DATE': String(st.updatedNumberScheduled ?? 0),
+        AVAILABLE: String(st.numberAvailable ?? 0),
+        AGE: age(o.metadata.creationTimestamp),
+      };
     case 'Job': {
       const failed = conds.some((c) => c.type === 'Failed' && c.status === 'True');
       const done = conds.some((c) => c.type === 'Complete' && c.status === 'True');
-      return { NAME: o.metadata.name, STATUS: failed ? 'Failed' : done ? 'Complete' : 'Running', COMPLETIONS: `${st.succeeded ?? 0}/1`, AGE: age(o.metadata.creationTimestamp) };
+      return {
+        NAME: o.metadata.name,
+        STATUS: failed ? 'Failed' : done ? 'Complete' : 'Running',
+        COMPLETIONS: `${st.succeeded ?? 0}/1`,
+        AGE: age(o.metadata.creationTimestamp),
+      };
     }
     default:
       return { NAME: o.metadata.name, AGE: age(o.metadata.creationTimestamp) };
@@ -158,7 +215,10 @@ function output(r: Res, items: Obj[], single: boolean, opt: Record<string, strin
   if (o === 'name') return items.map((i) => `${r.singular}${r.group ? `.${r.group}` : ''}/${i.metadata.name}`).join('\n') + '\n';
   if (o.startsWith('jsonpath=')) return jsonpath(single ? items[0] : listObj, o.slice('jsonpath='.length));
   if (!items.length) return '';
-  return table(items.map((i) => (allNs ? { NAMESPACE: i.metadata.namespace ?? '', ...row(r, i) } : row(r, i))), opt['no-headers'] === true);
+  return table(
+    items.map((i) => (allNs ? { NAMESPACE: i.metadata.namespace ?? '', ...row(r, i) } : row(r, i))),
+    opt['no-headers'] === true,
+  );
 }
 
 export async function runKubectl(args: string[]): Promise<number> {
@@ -166,7 +226,10 @@ export async function runKubectl(args: string[]): Promise<number> {
   const verb = pos[0];
   const out = (s: string) => process.stdout.write(s);
   try {
-    if (!verb) throw new Usage('kubectl controls the Kubernetes cluster manager (k3s STAND-IN: get, apply, delete, wait, rollout status, logs, version)');
+    if (!verb)
+      throw new Usage(
+        'kubectl controls the Kubernetes cluster manager (k3s STAND-IN: get, apply, delete, wait, rollout status, logs, version)',
+      );
     const file = (opt.kubeconfig as string) || process.env.KUBECONFIG || '/etc/rancher/k3s/k3s.yaml';
     if (verb === 'version' && opt.client === true) {
       out(`Client Version: ${K3S_VERSION}\nKustomize Version: v5.7.1\n`);
@@ -193,7 +256,7 @@ export async function runKubectl(args: string[]): Promise<number> {
     const all = await discover(t);
     if (verb === 'get') {
       if (!pos[1]) throw new Usage('You must specify the type of resource to get.');
-      let [type, name] = pos[1].includes('/') ? pos[1].split('/') : [pos[1], pos[2]];
+      const [type, name] = pos[1].includes('/') ? pos[1].split('/') : [pos[1], pos[2]];
       const results: string[] = [];
       for (const ty of type!.split(',')) {
         const r = resolve(all, ty);
@@ -208,7 +271,8 @@ export async function runKubectl(args: string[]): Promise<number> {
         if (resp.status >= 400) throw new Error(`Error from server: ${JSON.parse(resp.body).message ?? resp.body}`);
         const body = JSON.parse(resp.body) as { items?: Obj[] } & Obj;
         const items = name ? [body] : (body.items ?? []);
-        if (!items.length && !name) process.stderr.write(allNs || !r.namespaced ? 'No resources found\n' : `No resources found in ${ns} namespace.\n`);
+        if (!items.length && !name)
+          process.stderr.write(allNs || !r.namespaced ? 'No resources found\n' : `No resources found in ${ns} namespace.\n`);
         results.push(output(r, items, !!name, opt, allNs && r.namespaced));
       }
       out(results.join(''));
@@ -217,12 +281,16 @@ export async function runKubectl(args: string[]): Promise<number> {
     if (verb === 'apply' || verb === 'create') {
       const f = opt.filename as string;
       if (!f) throw new Usage('error: must specify one of -f and -k');
-      const docs = YAML.parseAllDocuments(f === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(f, 'utf8')).map((d) => d.toJS() as Obj & { apiVersion: string; kind: string }).filter(Boolean);
+      const docs = YAML.parseAllDocuments(f === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(f, 'utf8'))
+        .map((d) => d.toJS() as Obj & { apiVersion: string; kind: string })
+        .filter(Boolean);
       let rc = 0;
       for (const d of docs) {
         const r = all.find((x) => x.kind === d.kind && `${x.group ? `${x.group}/` : ''}${x.version}` === d.apiVersion);
         if (!r) {
-          process.stderr.write(`error: resource mapping not found for name: "${d.metadata?.name}" namespace: "${d.metadata?.namespace ?? ''}" from "${f}": no matches for kind "${d.kind}" in version "${d.apiVersion}"\nensure CRDs are installed first\n`);
+          process.stderr.write(
+            `error: resource mapping not found for name: "${d.metadata?.name}" namespace: "${d.metadata?.namespace ?? ''}" from "${f}": no matches for kind "${d.kind}" in version "${d.apiVersion}"\nensure CRDs are installed first\n`,
+          );
           rc = 1;
           continue;
         }
@@ -230,7 +298,9 @@ export async function runKubectl(args: string[]): Promise<number> {
         const p = `${basePath(r, dn)}/${d.metadata.name}?fieldManager=kubectl&force=true`;
         const resp = await kubeRequest(t, 'PATCH', p, JSON.stringify(d), 'application/apply-patch+yaml');
         if (resp.status >= 400) {
-          process.stderr.write(`Error from server: error when applying "${f}": ${(JSON.parse(resp.body) as { message?: string }).message ?? resp.body}\n`);
+          process.stderr.write(
+            `Error from server: error when applying "${f}": ${(JSON.parse(resp.body) as { message?: string }).message ?? resp.body}\n`,
+          );
           rc = 1;
         } else out(`${r.singular}${r.group ? `.${r.group}` : ''}/${d.metadata.name} serverside-applied\n`);
       }
@@ -264,7 +334,9 @@ export async function runKubectl(args: string[]): Promise<number> {
           const o = JSON.parse(resp.body) as Obj;
           const st = (o.status ?? {}) as Record<string, any>;
           if (verb === 'wait') {
-            const c = ((st.conditions ?? []) as Array<{ type: string; status: string }>).find((x) => x.type.toLowerCase() === condType!.toLowerCase());
+            const c = ((st.conditions ?? []) as Array<{ type: string; status: string }>).find(
+              (x) => x.type.toLowerCase() === condType!.toLowerCase(),
+            );
             if (c && c.status.toLowerCase() === condWant.toLowerCase()) {
               out(`${r.singular}${r.group ? `.${r.group}` : ''}/${name} condition met\n`);
               return 0;
@@ -273,14 +345,23 @@ export async function runKubectl(args: string[]): Promise<number> {
             const want = r.kind === 'DaemonSet' ? st.desiredNumberScheduled : ((o.spec?.replicas as number | undefined) ?? 1);
             const have = r.kind === 'DaemonSet' ? st.numberAvailable : st.availableReplicas;
             if (want !== undefined && (have ?? 0) >= want && want > 0) {
-              out(r.kind === 'DaemonSet' ? `daemon set "${name}" successfully rolled out\n` : `deployment "${name}" successfully rolled out\n`);
+              out(
+                r.kind === 'DaemonSet'
+                  ? `daemon set "${name}" successfully rolled out\n`
+                  : `deployment "${name}" successfully rolled out\n`,
+              );
               return 0;
             }
-            if (Date.now() < deadline) out(`Waiting for deployment "${name}" rollout to finish: ${have ?? 0} of ${want ?? 1} updated replicas are available...\n`);
+            if (Date.now() < deadline)
+              out(`Waiting for deployment "${name}" rollout to finish: ${have ?? 0} of ${want ?? 1} updated replicas are available...\n`);
           }
         } else if (resp.status !== 404) throw new Error(`Error from server: ${resp.body}`);
         if (Date.now() >= deadline) {
-          process.stderr.write(verb === 'wait' ? `error: timed out waiting for the condition on ${r.name}/${name}\n` : 'error: timed out waiting for the condition\n');
+          process.stderr.write(
+            verb === 'wait'
+              ? `error: timed out waiting for the condition on ${r.name}/${name}\n`
+              : 'error: timed out waiting for the condition\n',
+          );
           return 1;
         }
         await new Promise((res) => setTimeout(res, 1000));
@@ -291,7 +372,11 @@ export async function runKubectl(args: string[]): Promise<number> {
       const pods = all.find((x) => x.kind === 'Pod')!;
       let podObjs: Obj[];
       if (target.startsWith('job/')) {
-        const resp = await kubeRequest(t, 'GET', `${basePath(pods, ns)}?labelSelector=${encodeURIComponent(`job-name=${target.slice(4)}`)}`);
+        const resp = await kubeRequest(
+          t,
+          'GET',
+          `${basePath(pods, ns)}?labelSelector=${encodeURIComponent(`job-name=${target.slice(4)}`)}`,
+        );
         podObjs = ((JSON.parse(resp.body) as { items?: Obj[] }).items ?? []).slice(-1);
       } else {
         const resp = await kubeRequest(t, 'GET', `${basePath(pods, ns)}/${target.replace(/^pods?\//, '')}`);
@@ -303,7 +388,11 @@ export async function runKubectl(args: string[]): Promise<number> {
       }
       // the kubelet's CRI log files: /var/log/pods/<ns>_<pod>_<uid>/<container>/<restartCount>.log
       const pod = podObjs[0]!;
-      const statuses = (pod.status?.containerStatuses ?? []) as Array<{ name: string; restartCount?: number; state: Record<string, { message?: string; reason?: string }> }>;
+      const statuses = (pod.status?.containerStatuses ?? []) as Array<{
+        name: string;
+        restartCount?: number;
+        state: Record<string, { message?: string; reason?: string }>;
+      }>;
       const c = statuses.find((x) => x.name === opt.container) ?? statuses[0];
       if (!c) {
         process.stderr.write(`Error from server (BadRequest): container is waiting to start: ContainerCreating\n`);
@@ -312,7 +401,9 @@ export async function runKubectl(args: string[]): Promise<number> {
       const restart = (c.restartCount ?? 0) - (opt.previous === true ? 1 : 0);
       const logFile = `/var/log/pods/${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}/${c.name}/${restart}.log`;
       if (opt.previous === true && restart < 0) {
-        process.stderr.write(`Error from server (BadRequest): previous terminated container "${c.name}" in pod "${pod.metadata.name}" not found\n`);
+        process.stderr.write(
+          `Error from server (BadRequest): previous terminated container "${c.name}" in pod "${pod.metadata.name}" not found\n`,
+        );
         return 1;
       }
       const read = (f: string) => {
@@ -323,11 +414,17 @@ export async function runKubectl(args: string[]): Promise<number> {
         }
       };
       // in CrashLoopBackOff no new instance exists yet: the newest one is the one that just exited
-      let text = read(logFile) ?? (opt.previous !== true && c.state.waiting?.reason === 'CrashLoopBackOff' ? read(logFile.replace(/\d+\.log$/, `${restart - 1}.log`)) : undefined);
+      let text =
+        read(logFile) ??
+        (opt.previous !== true && c.state.waiting?.reason === 'CrashLoopBackOff'
+          ? read(logFile.replace(/\d+\.log$/, `${restart - 1}.log`))
+          : undefined);
       if (text === undefined) {
         const w = c.state.waiting;
         if (w && opt.previous !== true) {
-          process.stderr.write(`Error from server (BadRequest): container "${c.name}" in pod "${pod.metadata.name}" is waiting to start: ${w.reason ?? 'ContainerCreating'}\n`);
+          process.stderr.write(
+            `Error from server (BadRequest): container "${c.name}" in pod "${pod.metadata.name}" is waiting to start: ${w.reason ?? 'ContainerCreating'}\n`,
+          );
           return 1;
         }
         text = '';
@@ -335,7 +432,9 @@ export async function runKubectl(args: string[]): Promise<number> {
       for (const line of text.split('\n')) if (line) out(`${line.split(' ').slice(3).join(' ')}\n`);
       return 0;
     }
-    throw new Usage(`error: unknown command "${verb}" for "kubectl" (k3s STAND-IN supports get, apply, create, delete, wait, rollout status, logs, version)`);
+    throw new Usage(
+      `error: unknown command "${verb}" for "kubectl" (k3s STAND-IN supports get, apply, create, delete, wait, rollout status, logs, version)`,
+    );
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     return 1;

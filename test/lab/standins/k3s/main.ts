@@ -5,7 +5,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { BUILT_ARCH, K3S_VERSION, K3S_COMMIT, GO_VERSION } from './build-info.js';
 
-const MACHINE_ARCH: Record<string, string> = { x86_64: 'amd64', amd64: 'amd64', aarch64: 'arm64', arm64: 'arm64', armv7l: 'arm', armv6l: 'arm', armhf: 'arm' };
+const MACHINE_ARCH: Record<string, string> = {
+  x86_64: 'amd64',
+  amd64: 'amd64',
+  aarch64: 'arm64',
+  arm64: 'arm64',
+  armv7l: 'arm',
+  armv6l: 'arm',
+  armhf: 'arm',
+};
 
 async function main(): Promise<number> {
   const self = process.argv[1] ?? 'k3s';

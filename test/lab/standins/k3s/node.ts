@@ -67,7 +67,14 @@ async function register(ctx: ControllerContext, agent: AgentState, opts: NodeOpt
     log.error(agent.error);
     return;
   }
-  if (!pw) store.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: pwName, namespace: 'kube-system', labels: { 'k3s.io/node-password': 'true' } }, type: 'k3s.cattle.io/node-password', data: { hash } });
+  if (!pw)
+    store.create({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: pwName, namespace: 'kube-system', labels: { 'k3s.io/node-password': 'true' } },
+      type: 'k3s.cattle.io/node-password',
+      data: { hash },
+    });
 
   const ip = nodeAddresses()[0] ?? '127.0.0.1';
   let node = store.get('v1', 'Node', name);
@@ -103,7 +110,12 @@ async function register(ctx: ControllerContext, agent: AgentState, opts: NodeOpt
       metadata: {
         name,
         labels,
-        annotations: { 'k3s.io/hostname': os.hostname(), 'k3s.io/internal-ip': ip, 'k3s.io/node-args': '["server"]', 'node.alpha.kubernetes.io/ttl': '0' },
+        annotations: {
+          'k3s.io/hostname': os.hostname(),
+          'k3s.io/internal-ip': ip,
+          'k3s.io/node-args': '["server"]',
+          'node.alpha.kubernetes.io/ttl': '0',
+        },
       },
       spec: { podCIDR: '10.42.0.0/24', podCIDRs: ['10.42.0.0/24'], providerID: `k3s://${name}`, ...(taints.length ? { taints } : {}) },
     });
@@ -117,14 +129,47 @@ async function register(ctx: ControllerContext, agent: AgentState, opts: NodeOpt
       { type: 'InternalIP', address: ip },
       { type: 'Hostname', address: name },
     ],
-    allocatable: { cpu: String(os.cpus().length), memory: `${Math.floor(os.totalmem() / 1024)}Ki`, pods: '110', 'ephemeral-storage': '10Gi' },
+    allocatable: {
+      cpu: String(os.cpus().length),
+      memory: `${Math.floor(os.totalmem() / 1024)}Ki`,
+      pods: '110',
+      'ephemeral-storage': '10Gi',
+    },
     capacity: { cpu: String(os.cpus().length), memory: `${Math.floor(os.totalmem() / 1024)}Ki`, pods: '110', 'ephemeral-storage': '10Gi' },
     conditions: [
-      { type: 'MemoryPressure', status: 'False', reason: 'KubeletHasSufficientMemory', message: 'kubelet has sufficient memory available', lastHeartbeatTime: now, lastTransitionTime: now },
-      { type: 'DiskPressure', status: 'False', reason: 'KubeletHasNoDiskPressure', message: 'kubelet has no disk pressure', lastHeartbeatTime: now, lastTransitionTime: now },
-      { type: 'PIDPressure', status: 'False', reason: 'KubeletHasSufficientPID', message: 'kubelet has sufficient PID available', lastHeartbeatTime: now, lastTransitionTime: now },
+      {
+        type: 'MemoryPressure',
+        status: 'False',
+        reason: 'KubeletHasSufficientMemory',
+        message: 'kubelet has sufficient memory available',
+        lastHeartbeatTime: now,
+        lastTransitionTime: now,
+      },
+      {
+        type: 'DiskPressure',
+        status: 'False',
+        reason: 'KubeletHasNoDiskPressure',
+        message: 'kubelet has no disk pressure',
+        lastHeartbeatTime: now,
+        lastTransitionTime: now,
+      },
+      {
+        type: 'PIDPressure',
+        status: 'False',
+        reason: 'KubeletHasSufficientPID',
+        message: 'kubelet has sufficient PID available',
+        lastHeartbeatTime: now,
+        lastTransitionTime: now,
+      },
       ready
-        ? { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastHeartbeatTime: now, lastTransitionTime: now }
+        ? {
+            type: 'Ready',
+            status: 'True',
+            reason: 'KubeletReady',
+            message: 'kubelet is posting ready status',
+            lastHeartbeatTime: now,
+            lastTransitionTime: now,
+          }
         : { type: 'Ready', status: 'False', reason: 'KubeletNotReady', message: fault, lastHeartbeatTime: now, lastTransitionTime: now },
     ],
     daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },

@@ -28,7 +28,11 @@ function openssl(args: string[], input?: string): string {
 // Keys come from Node's crypto (native even under qemu); each certificate is ONE openssl call (`req -x509`,
 // with `-CA` for leaf certs, OpenSSL 3) because every process start is expensive on emulated arm64 POPs.
 function newKey(file: string) {
-  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1', privateKeyEncoding: { type: 'sec1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const { privateKey } = crypto.generateKeyPairSync('ec', {
+    namedCurve: 'prime256v1',
+    privateKeyEncoding: { type: 'sec1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   fs.writeFileSync(file, privateKey, { mode: 0o600 });
 }
 
@@ -41,16 +45,58 @@ function reqConfig(tls: string, base: string, ext: string[]): string {
 function selfSignedCa(tls: string, base: string, cn: string) {
   const key = path.join(tls, `${base}.key`);
   newKey(key);
-  const cnf = reqConfig(tls, base, ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign', 'subjectKeyIdentifier = hash']);
-  openssl(['req', '-x509', '-new', '-config', cnf, '-key', key, '-subj', `/CN=${cn}`, '-days', '3650', '-sha256', '-out', path.join(tls, `${base}.crt`)]);
+  const cnf = reqConfig(tls, base, [
+    'basicConstraints = critical,CA:TRUE',
+    'keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign',
+    'subjectKeyIdentifier = hash',
+  ]);
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-config',
+    cnf,
+    '-key',
+    key,
+    '-subj',
+    `/CN=${cn}`,
+    '-days',
+    '3650',
+    '-sha256',
+    '-out',
+    path.join(tls, `${base}.crt`),
+  ]);
   fs.rmSync(cnf);
 }
 
 function sign(tls: string, base: string, subj: string, ext: string[], caCrt: string, caKey: string) {
   const key = path.join(tls, `${base}.key`);
   if (!fs.existsSync(key)) newKey(key);
-  const cnf = reqConfig(tls, base, ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', ...ext]);
-  openssl(['req', '-x509', '-new', '-config', cnf, '-key', key, '-CA', caCrt, '-CAkey', caKey, '-subj', subj, '-days', '365', '-sha256', '-out', path.join(tls, `${base}.crt`)]);
+  const cnf = reqConfig(tls, base, [
+    'basicConstraints = critical,CA:FALSE',
+    'keyUsage = critical,digitalSignature,keyEncipherment',
+    ...ext,
+  ]);
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-config',
+    cnf,
+    '-key',
+    key,
+    '-CA',
+    caCrt,
+    '-CAkey',
+    caKey,
+    '-subj',
+    subj,
+    '-days',
+    '365',
+    '-sha256',
+    '-out',
+    path.join(tls, `${base}.crt`),
+  ]);
   fs.rmSync(cnf);
 }
 
@@ -58,7 +104,8 @@ const isIp = (s: string) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s) || s.includes(':')
 
 export function nodeAddresses(): string[] {
   const out: string[] = [];
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') out.push(a.address);
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') out.push(a.address);
   return out;
 }
 
@@ -75,7 +122,10 @@ export function ensurePki(dataDir: string, hostname: string, tlsSans: string[]):
   const dns = ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', 'localhost', hostname];
   const ips = ['127.0.0.1', '::1', '10.43.0.1', ...nodeAddresses()];
   for (const s of tlsSans) (isIp(s) ? ips : dns).push(s);
-  const san = [...new Set(dns)].map((d) => `DNS:${d}`).concat([...new Set(ips)].map((i) => `IP:${i}`)).join(',');
+  const san = [...new Set(dns)]
+    .map((d) => `DNS:${d}`)
+    .concat([...new Set(ips)].map((i) => `IP:${i}`))
+    .join(',');
   sign(tls, 'serving-kube-apiserver', '/CN=kube-apiserver', ['extendedKeyUsage = serverAuth', `subjectAltName = ${san}`], caCrt, caKey);
   if (!fs.existsSync(path.join(tls, 'client-admin.crt'))) {
     sign(tls, 'client-admin', '/O=system:masters/CN=system:admin', ['extendedKeyUsage = clientAuth'], caCrt, caKey);

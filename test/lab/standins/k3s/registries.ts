@@ -57,7 +57,8 @@ export function normalizeEndpointAddress(endpoint: string): { registry: string; 
   return { registry, url: `${scheme}://${host}${p}`, overridePath: true };
 }
 
-const hasConfig = (e: Endpoint | undefined) => Boolean(e && (e.overridePath || e.config.auth || e.config.tls || (e.rewrites && Object.keys(e.rewrites).length)));
+const hasConfig = (e: Endpoint | undefined) =>
+  Boolean(e && (e.overridePath || e.config.auth || e.config.tls || (e.rewrites && Object.keys(e.rewrites).length)));
 
 /** k3s getHostConfigs: what hosts.toml files exist, keyed by dir name (`*` → `_default`). */
 export function hostConfigs(reg: RegistriesYaml, noDefaultEndpoint: boolean): Map<string, HostConfig> {
@@ -87,7 +88,12 @@ export function hostConfigs(reg: RegistriesYaml, noDefaultEndpoint: boolean): Ma
       }
       if (seen.has(n.url)) return;
       seen.add(n.url);
-      const ep: Endpoint = { url: n.url, overridePath: n.overridePath, config: configFor(n.registry), ...(mirror?.rewrite ? { rewrites: mirror.rewrite } : {}) };
+      const ep: Endpoint = {
+        url: n.url,
+        overridePath: n.overridePath,
+        config: configFor(n.registry),
+        ...(mirror?.rewrite ? { rewrites: mirror.rewrite } : {}),
+      };
       if (i + 1 === eps.length && hc!.server && hc!.server.url === ep.url) hc!.server = ep;
       else hc!.endpoints.push(ep);
     });

@@ -19,7 +19,9 @@ export function ensureServerToken(dataDir: string, caPem: string, flagToken: str
     try {
       given = fs.readFileSync(tokenFile, 'utf8').trim();
     } catch (e) {
-      throw new TokenError(`failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>: ${(e as Error).message}`);
+      throw new TokenError(
+        `failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>: ${(e as Error).message}`,
+      );
     }
     if (!given) throw new TokenError(`token file ${tokenFile} is empty`);
   }
@@ -32,10 +34,14 @@ export function ensureServerToken(dataDir: string, caPem: string, flagToken: str
     if (m) {
       if (m[1] !== caHash) throw new TokenError('token CA hash does not match the Cluster CA certificate hash');
       password = m[3]!;
-    } else if (given.startsWith('K10')) throw new TokenError('failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>');
+    } else if (given.startsWith('K10'))
+      throw new TokenError('failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>');
     else password = given;
   } else if (fs.existsSync(tokenPath)) {
-    password = fs.readFileSync(tokenPath, 'utf8').trim().replace(/^.*::server:/, '');
+    password = fs
+      .readFileSync(tokenPath, 'utf8')
+      .trim()
+      .replace(/^.*::server:/, '');
   } else password = crypto.randomBytes(16).toString('hex');
 
   // The datastore's bootstrap data is encrypted with the token the cluster was created with.

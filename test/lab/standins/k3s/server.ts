@@ -44,10 +44,14 @@ export async function runServer(args: string[]): Promise<void> {
   }
 
   log.info(`Starting k3s ${K3S_VERSION} (${K3S_COMMIT})`);
-  if (flags.str('datastore-endpoint')) log.fatal('starting kubernetes: preparing server: the k3s stand-in supports only the embedded datastores (SQLite, etcd with cluster-init)');
+  if (flags.str('datastore-endpoint'))
+    log.fatal(
+      'starting kubernetes: preparing server: the k3s stand-in supports only the embedded datastores (SQLite, etcd with cluster-init)',
+    );
   const backend = flags.str('flannel-backend', 'vxlan');
   if (!['vxlan', 'host-gw', 'wireguard-native', 'none'].includes(backend)) log.fatal(`invalid flannel backend: ${backend}`);
-  for (const d of flags.list('disable')) if (!DISABLE_ITEMS.includes(d)) log.warn(`Unknown item ${JSON.stringify(d)} in --disable; valid items: ${DISABLE_ITEMS.join(', ')}`);
+  for (const d of flags.list('disable'))
+    if (!DISABLE_ITEMS.includes(d)) log.warn(`Unknown item ${JSON.stringify(d)} in --disable; valid items: ${DISABLE_ITEMS.join(', ')}`);
 
   const hostname = os.hostname();
   const nodeName = (flags.str('node-name') || hostname).toLowerCase();
@@ -56,7 +60,11 @@ export async function runServer(args: string[]): Promise<void> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
   const dbFile = datastoreFile(dataDir, flags.bool('cluster-init'), (m) => log.info(m));
-  log.info(flags.bool('cluster-init') || dbFile.includes('/etcd/') ? 'Managed etcd cluster initializing' : `Configuring sqlite3 database connection pooling: maxIdleConns=2, maxOpenConns=0, connMaxLifetime=0s`);
+  log.info(
+    flags.bool('cluster-init') || dbFile.includes('/etcd/')
+      ? 'Managed etcd cluster initializing'
+      : `Configuring sqlite3 database connection pooling: maxIdleConns=2, maxOpenConns=0, connMaxLifetime=0s`,
+  );
 
   let pki;
   try {
@@ -114,7 +122,14 @@ export async function runServer(args: string[]): Promise<void> {
       crdFiles,
       controllers,
       dataFile: dbFile,
-      version: { gitVersion: K3S_VERSION, gitCommit: K3S_COMMIT, goVersion: GO_VERSION, platform: `linux/${BUILT_ARCH}`, major: '1', minor: K3S_VERSION.split('.')[1] ?? '' },
+      version: {
+        gitVersion: K3S_VERSION,
+        gitCommit: K3S_COMMIT,
+        goVersion: GO_VERSION,
+        platform: `linux/${BUILT_ARCH}`,
+        major: '1',
+        minor: K3S_VERSION.split('.')[1] ?? '',
+      },
       log: (l) => log.debug(l),
     });
   } catch (e) {
@@ -128,7 +143,15 @@ export async function runServer(args: string[]): Promise<void> {
   const kubeconfig = '/etc/rancher/k3s/k3s.yaml';
   const mode = flags.str('write-kubeconfig-mode');
   writeKubeconfig(kubeconfig, pki, port, mode, flags.str('write-kubeconfig-group'), flags.str('write-kubeconfig-name'));
-  if (flags.str('write-kubeconfig')) writeKubeconfig(flags.str('write-kubeconfig'), pki, port, mode, flags.str('write-kubeconfig-group'), flags.str('write-kubeconfig-name'));
+  if (flags.str('write-kubeconfig'))
+    writeKubeconfig(
+      flags.str('write-kubeconfig'),
+      pki,
+      port,
+      mode,
+      flags.str('write-kubeconfig-group'),
+      flags.str('write-kubeconfig-name'),
+    );
 
   const shutdown = async (sig: string) => {
     log.info(`Received ${sig}, shutting down`);
@@ -174,7 +197,8 @@ function writeDataDirLayout(dataDir: string) {
   fs.mkdirSync(cni, { recursive: true });
   for (const p of ['cni', 'loopback', 'bridge', 'host-local', 'portmap', 'bandwidth', 'firewall', 'flannel']) {
     const f = path.join(bin, p);
-    if (!fs.existsSync(f)) fs.writeFileSync(f, '#!/bin/sh\necho "k3s STAND-IN: CNI plugins are not real in the fsm-edge lab" >&2\nexit 1\n', { mode: 0o755 });
+    if (!fs.existsSync(f))
+      fs.writeFileSync(f, '#!/bin/sh\necho "k3s STAND-IN: CNI plugins are not real in the fsm-edge lab" >&2\nexit 1\n', { mode: 0o755 });
     const link = path.join(cni, p);
     fs.rmSync(link, { force: true });
     fs.symlinkSync(f, link);
@@ -186,6 +210,18 @@ function writeDataDirLayout(dataDir: string) {
   fs.mkdirSync(netd, { recursive: true });
   fs.writeFileSync(
     path.join(netd, '10-flannel.conflist'),
-    JSON.stringify({ name: 'cbr0', cniVersion: '1.0.0', plugins: [{ type: 'flannel', delegate: { hairpinMode: true, forceAddress: true, isDefaultGateway: true } }, { type: 'portmap', capabilities: { portMappings: true } }, { type: 'bandwidth', capabilities: { bandwidth: true } }] }, null, 2),
+    JSON.stringify(
+      {
+        name: 'cbr0',
+        cniVersion: '1.0.0',
+        plugins: [
+          { type: 'flannel', delegate: { hairpinMode: true, forceAddress: true, isDefaultGateway: true } },
+          { type: 'portmap', capabilities: { portMappings: true } },
+          { type: 'bandwidth', capabilities: { bandwidth: true } },
+        ],
+      },
+      null,
+      2,
+    ),
   );
 }

@@ -41,7 +41,13 @@ function hostCheckFailure(w: KubeObject): string | undefined {
       /* treated as not mounted */
     }
     const want = c.bpffs.path.replace(/\/+$/, '');
-    if (!mounts.split('\n').some((l) => { const f = l.split(' '); return f[2] === 'bpf' && f[1] === want; })) return c.bpffs.error;
+    if (
+      !mounts.split('\n').some((l) => {
+        const f = l.split(' ');
+        return f[2] === 'bpf' && f[1] === want;
+      })
+    )
+      return c.bpffs.error;
   }
   return undefined;
 }
@@ -96,9 +102,15 @@ export function workloadController(agent: AgentState): Controller {
 
 function problemsOf(agent: AgentState, w: KubeObject, node: KubeObject | undefined): { reason: string; message: string } | undefined {
   if (!node) return { reason: 'Unschedulable', message: '0/0 nodes are available: no nodes registered.' };
-  const ready = ((node.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).find((c) => c.type === 'Ready');
-  if (ready?.status !== 'True') return { reason: 'Unschedulable', message: `0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.` };
-  const pod = ((w.spec as { template?: { spec?: { containers?: Container[]; initContainers?: Container[] } } }).template?.spec ?? {});
+  const ready = ((node.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []).find(
+    (c) => c.type === 'Ready',
+  );
+  if (ready?.status !== 'True')
+    return {
+      reason: 'Unschedulable',
+      message: `0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.`,
+    };
+  const pod = (w.spec as { template?: { spec?: { containers?: Container[]; initContainers?: Container[] } } }).template?.spec ?? {};
   for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
     if (!c.image) continue;
     const p = agent.imageProblem(c.image);
@@ -106,7 +118,9 @@ function problemsOf(agent: AgentState, w: KubeObject, node: KubeObject | undefin
       const never = c.imagePullPolicy === 'Never';
       return {
         reason: never ? 'ErrImageNeverPull' : 'ImagePullBackOff',
-        message: never ? `Container image "${c.image}" is not present with pull policy of Never` : `Back-off pulling image "${c.image}": ErrImagePull: ${agent.pullError(c.image)}`,
+        message: never
+          ? `Container image "${c.image}" is not present with pull policy of Never`
+          : `Back-off pulling image "${c.image}": ErrImagePull: ${agent.pullError(c.image)}`,
       };
     }
   }
@@ -126,12 +140,28 @@ function reconcile(store: Store, agent: AgentState, w: KubeObject) {
   const old = (w.status ?? {}) as Record<string, unknown>;
   let status: Record<string, unknown>;
   if (w.kind === 'DaemonSet') {
-    status = { currentNumberScheduled: want, desiredNumberScheduled: want, numberMisscheduled: 0, numberReady: ok ? want : 0, numberAvailable: ok ? want : 0, ...(ok ? {} : { numberUnavailable: want }), updatedNumberScheduled: want, observedGeneration: gen };
+    status = {
+      currentNumberScheduled: want,
+      desiredNumberScheduled: want,
+      numberMisscheduled: 0,
+      numberReady: ok ? want : 0,
+      numberAvailable: ok ? want : 0,
+      ...(ok ? {} : { numberUnavailable: want }),
+      updatedNumberScheduled: want,
+      observedGeneration: gen,
+    };
   } else {
     const cond = (type: string, st: boolean, reason: string, message: string) => {
       const prev = ((old.conditions as Array<Record<string, string>> | undefined) ?? []).find((c) => c.type === type);
       const same = prev && prev.status === (st ? 'True' : 'False') && prev.reason === reason;
-      return { type, status: st ? 'True' : 'False', reason, message, lastUpdateTime: same ? prev.lastUpdateTime : stamp(), lastTransitionTime: same ? prev.lastTransitionTime : stamp() };
+      return {
+        type,
+        status: st ? 'True' : 'False',
+        reason,
+        message,
+        lastUpdateTime: same ? prev.lastUpdateTime : stamp(),
+        lastTransitionTime: same ? prev.lastTransitionTime : stamp(),
+      };
     };
     status = {
       observedGeneration: gen,
@@ -139,7 +169,9 @@ function reconcile(store: Store, agent: AgentState, w: KubeObject) {
       updatedReplicas: want,
       ...(ok ? { readyReplicas: want, availableReplicas: want } : { unavailableReplicas: want }),
       conditions: [
-        ok ? cond('Available', true, 'MinimumReplicasAvailable', 'Deployment has minimum availability.') : cond('Available', false, 'MinimumReplicasUnavailable', 'Deployment does not have minimum availability.'),
+        ok
+          ? cond('Available', true, 'MinimumReplicasAvailable', 'Deployment has minimum availability.')
+          : cond('Available', false, 'MinimumReplicasUnavailable', 'Deployment does not have minimum availability.'),
         ok
           ? cond('Progressing', true, 'NewReplicaSetAvailable', `ReplicaSet "${w.metadata.name}-${hash5(w)}" has successfully progressed.`)
           : cond('Progressing', true, 'ReplicaSetUpdated', `ReplicaSet "${w.metadata.name}-${hash5(w)}" is progressing.`),
@@ -156,10 +188,15 @@ function reconcile(store: Store, agent: AgentState, w: KubeObject) {
   if (node) syncPod(store, agent, w, problem);
 }
 
-const strip = (s: Record<string, unknown>) => JSON.parse(JSON.stringify(s, (k, v) => (k === 'lastUpdateTime' || k === 'lastTransitionTime' ? undefined : v)));
+const strip = (s: Record<string, unknown>) =>
+  JSON.parse(JSON.stringify(s, (k, v) => (k === 'lastUpdateTime' || k === 'lastTransitionTime' ? undefined : v)));
 
 function hash5(w: KubeObject): string {
-  return crypto.createHash('sha256').update(JSON.stringify((w.spec as { template?: unknown }).template ?? {})).digest('hex').slice(0, 10);
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify((w.spec as { template?: unknown }).template ?? {}))
+    .digest('hex')
+    .slice(0, 10);
 }
 
 /** One pod per workload (single-node POP), carrying the kubelet's view of why it is not running. */
@@ -167,7 +204,8 @@ function syncPod(store: Store, agent: AgentState, w: KubeObject, problem: { reas
   const ns = w.metadata.namespace!;
   const h = hash5(w);
   const name = w.kind === 'Deployment' ? `${w.metadata.name}-${h}-${h.slice(0, 5)}` : `${w.metadata.name}-${h.slice(0, 5)}`;
-  const tmpl = (w.spec as { template?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: Container[] } } }).template ?? {};
+  const tmpl =
+    (w.spec as { template?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: Container[] } } }).template ?? {};
   for (const p of store.list('v1', 'Pod', { namespace: ns })) {
     const owner = p.metadata.ownerReferences?.find((o) => o.uid === w.metadata.uid);
     if (owner && p.metadata.name !== name) store.delete('v1', 'Pod', p.metadata.name!, ns);
@@ -181,7 +219,16 @@ function syncPod(store: Store, agent: AgentState, w: KubeObject, problem: { reas
         name,
         namespace: ns,
         labels: { ...(tmpl.metadata?.labels ?? {}) },
-        ownerReferences: [{ apiVersion: w.apiVersion, kind: w.kind, name: w.metadata.name!, uid: w.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+        ownerReferences: [
+          {
+            apiVersion: w.apiVersion,
+            kind: w.kind,
+            name: w.metadata.name!,
+            uid: w.metadata.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
       },
       spec: { ...(tmpl.spec ?? {}), nodeName: agent.nodeName },
     });
