@@ -1,6 +1,7 @@
 // How a POP consumes a bundle. The controller syncs one arch's blobs into the POP's content-addressed store
 // (`wantedBlobs` → Host.syncBlobs), so the link carries each blob once; then `bundle/pop/assemble.sh` (itself a
 // blob of the bundle) builds from the store the files k3s needs, following a plan made here.
+import { shellQuote } from '../transport/remote-command.js';
 import path from 'node:path';
 import type { BlobWant } from '../transport/host.js';
 import type { BundleArch } from '../config/recipe.js';
@@ -161,8 +162,4 @@ function inDir(dir: string, name: string): string {
 function safePath(p: string): string {
   if (!/^\/[A-Za-z0-9._+@/-]+$/.test(p)) throw new Error(`POP path ${p} must be absolute and contain no spaces or shell characters`);
   return p;
-}
-
-export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9._+@/:=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

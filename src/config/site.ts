@@ -1,5 +1,6 @@
 // `kind: Site` — one POP: how to reach it over SSH, what k3s and FSM look like on it, and how it joins the hub.
 
+import { formatHostPort } from './formats.js';
 import { z } from 'zod';
 import { checkedString, strictObject } from './fields.js';
 import {
@@ -148,7 +149,7 @@ export const SiteSchema = strictObject({
     }
     // A chain that visits the same endpoint twice (or passes through the POP itself) never gets anywhere.
     const seen = new Map<string, number>();
-    const chain = endpoints.map(({ e }) => `${e.host.includes(':') ? `[${e.host.toLowerCase()}]` : e.host.toLowerCase()}:${e.port}`);
+    const chain = endpoints.map(({ e }) => formatHostPort(e.host.toLowerCase(), e.port));
     chain.forEach((key, i) => {
       const first = seen.get(key);
       if (first !== undefined) {

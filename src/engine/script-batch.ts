@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Host } from '../transport/host.js';
+import { atomicWriteCommand } from '../transport/remote-command.js';
 
 export interface ScriptChange {
   description: string;
@@ -113,16 +114,10 @@ export async function runScriptBatch(host: Host, changes: readonly ScriptChange[
  * content travels inside the batch on stdin (a quoted here-document), never in argv.
  */
 export function writeFileScript(path: string, content: string, mode: number, nonce = randomBytes(8).toString('hex')): string {
-  if (!/^\/[A-Za-z0-9._+@/-]+$/.test(path)) throw new Error(`internal: unsafe POP path ${path}`);
   // A here-document always ends its text with a newline; our files all do, so the bytes written are exact.
   if (content.length && !content.endsWith('\n')) throw new Error(`internal: ${path} content must end with a newline`);
   const eof = `FSM_EDGE_EOF_${nonce}`;
   if (content.split('\n').includes(eof)) throw new Error('internal: here-document delimiter collision');
-  return [
-    `d=$(dirname -- ${path}); mkdir -p -- "$d"; t=$(mktemp "$d/.fsm-edge-write.XXXXXX")`,
-    `trap 'rm -f "$t"' EXIT`,
-    `cat > "$t" <<'${eof}'`,
-    `${content}${eof}`,
-    `chmod ${mode.toString(8)} "$t"; mv -f -- "$t" ${path}; trap - EXIT`,
-  ].join('\n');
+  // The body of the here-document follows the line that names it; the rest of that line runs after it is read.
+  return `${atomicWriteCommand(path, mode, `cat > "$t" <<'${eof}'`)}\n${content}${eof}`;
 }

@@ -5,6 +5,7 @@
 // Idempotent: files are written only when their content differs, k3s is restarted only when something it
 // reads at start changed or it is not running.
 
+import { formatHostPort } from '../config/formats.js';
 import { createHash } from 'node:crypto';
 import { Health } from '@kubernetes/client-node';
 import { parseAssembleOutput, popAssembleCommand, popAssemblePlan } from '../bundle/pop.js';
@@ -37,7 +38,7 @@ export interface K3sFiles {
 /** The hub reaches the POP's API at this URL (default: the SSH host on 6443). */
 export function apiEndpoint(ctx: InstallContext): string {
   const h = ctx.site.spec.ssh.host;
-  return ctx.site.spec.hub?.apiEndpoint ?? `https://${h.includes(':') ? `[${h}]` : h}:6443`;
+  return ctx.site.spec.hub?.apiEndpoint ?? `https://${formatHostPort(h, 6443)}`;
 }
 
 export function k3sFiles(ctx: InstallContext): K3sFiles {

@@ -2,6 +2,7 @@
 // exposure), authenticated with the POP's own admin kubeconfig read over SSH (root-only, mode 0600; never
 // written to the controller's disk).
 
+import { formatHostPort } from '../config/formats.js';
 import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import type { Host, Tunnel } from '../transport/host.js';
@@ -38,7 +39,7 @@ export class PopKube {
     const tunnel = await host.tunnel(6443, '127.0.0.1');
     const kc = new KubeConfig();
     kc.loadFromString(text);
-    const local = `https://${tunnel.localHost.includes(':') ? `[${tunnel.localHost}]` : tunnel.localHost}:${tunnel.localPort}`;
+    const local = `https://${formatHostPort(tunnel.localHost, tunnel.localPort)}`;
     // The k3s serving certificate always carries 127.0.0.1; the tunnel's local end is on loopback too.
     kc.clusters = kc.clusters.map((c) => ({
       ...c,

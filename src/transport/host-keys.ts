@@ -2,8 +2,9 @@
 // fingerprints pinned in the Site; there is no "accept any key" path. An unpinned host is refused unless the
 // operator explicitly accepts it, and the accepted pin is handed back so it can be written into site.yaml.
 
+import { writeAtomic } from '../state/write-atomic.js';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parseDocument, isSeq, Scalar, YAMLSeq, type Document } from 'yaml';
 
 /** OpenSSH `SHA256:` fingerprint (unpadded base64 of the SHA-256 of the wire-format public key blob). */
@@ -171,7 +172,6 @@ export async function recordHostKeyPins(file: string, pins: readonly NewPin[], s
   if (!pins.length) return;
   const text = await readFile(file, 'utf8');
   const next = addPinsToYaml(text, pins, siteName);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, next);
-  await rename(tmp, file);
+  // Keep the site file's own mode: it may be shared (0644) or private (0600).
+  writeAtomic(file, next, (await stat(file)).mode & 0o777);
 }

@@ -8,6 +8,11 @@ export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** A word as a person would type it: left bare when it has no shell characters, else single-quoted. */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9._+@/:=%,-]+$/.test(s) ? s : shq(s);
+}
+
 export type SudoMode = { kind: 'none' } | { kind: 'nopasswd' } | { kind: 'password' };
 
 export interface WrapOptions {
@@ -125,10 +130,10 @@ export function readFileCommand(path: string): string {
 
 /** Writes stdin to `path` atomically: a temp file in the same directory (so the rename is atomic), removed if
  * anything fails, then chmod and rename. */
-export function atomicWriteCommand(path: string, mode = 0o644): string {
+export function atomicWriteCommand(path: string, mode = 0o644, fill = 'cat > "$t"'): string {
   const q = shq(path);
   return (
     `set -e; d=$(dirname -- ${q}); mkdir -p -- "$d"; t=$(mktemp "$d/.fsm-edge-write.XXXXXX"); ` +
-    `trap 'rm -f "$t"' EXIT; cat > "$t"; chmod ${mode.toString(8)} "$t"; mv -f -- "$t" ${q}; trap - EXIT`
+    `trap 'rm -f "$t"' EXIT; ${fill}; chmod ${mode.toString(8)} "$t"; mv -f -- "$t" ${q}; trap - EXIT`
   );
 }

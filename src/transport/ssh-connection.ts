@@ -3,6 +3,7 @@
 // its own pinned host key. ssh2 emits 'error' (e.g. "Keepalive timeout") and node crashes on an unhandled
 // 'error' event — so every Client gets listeners here, and a lost link is reported to whoever waits on it.
 
+import { formatHostPort } from '../config/formats.js';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import ssh2, { type ConnectConfig } from 'ssh2';
@@ -76,8 +77,7 @@ export class ConnectError extends Error {
 }
 
 export function endpointLabel(ep: Pick<SshEndpoint, 'user' | 'host' | 'port'>): string {
-  const h = ep.host.includes(':') ? `[${ep.host}]` : ep.host;
-  return `${ep.user}@${h}:${ep.port}`;
+  return `${ep.user}@${formatHostPort(ep.host, ep.port)}`;
 }
 
 // ssh2's defaults already prefer ssh-ed25519 host keys (what the Site pins, as the lab and `ssh-keyscan`

@@ -161,7 +161,9 @@ export class RecordingHost implements Host {
 
   /** A writeFileScript in a change puts its here-document into `files`, as the POP's shell would. */
   private applyWrites(body: string): void {
-    const m = /cat > "\$t" <<'(FSM_EDGE_EOF_[0-9a-f]+)'\n([\s\S]*?)\1\nchmod \d+ "\$t"; mv -f -- "\$t" (\S+);/.exec(body);
-    if (m) this.files.set(m[3]!, Buffer.from(m[2]!));
+    const m = /cat > "\$t" <<'(FSM_EDGE_EOF_[0-9a-f]+)'; chmod \d+ "\$t"; mv -f -- "\$t" '([^']+)'; trap - EXIT\n([\s\S]*?)\1(?:\n|$)/.exec(
+      body,
+    );
+    if (m) this.files.set(m[2]!, Buffer.from(m[3]!));
   }
 }

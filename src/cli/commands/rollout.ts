@@ -3,7 +3,7 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import { shellQuote } from '../../bundle/pop.js';
+import { shellQuote } from '../../transport/remote-command.js';
 import { FsmEdgeError } from '../../config/errors.js';
 import { loadSites } from '../../config/index.js';
 import { SharedBundle } from '../../engine/shared-run.js';

@@ -1,6 +1,7 @@
 // Checks the wizard runs on an answer the moment it is given, so a wrong one is asked again with the reason:
 // a site name already used by another site file, a host that does not answer SSH, a key file that is not a key.
 
+import { formatHostPort } from '../../config/formats.js';
 import { readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename, resolve } from 'node:path';
@@ -43,7 +44,7 @@ export function siteNameProblem(name: string, dir: string, ownFile: string): str
  */
 export function sshBannerProblem(host: string, port: number, timeoutMs = 5000): Promise<string | undefined> {
   return new Promise((done) => {
-    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const where = formatHostPort(host, port);
     const sock = connect({ host, port });
     let buf = '';
     let settled = false;

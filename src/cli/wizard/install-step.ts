@@ -4,6 +4,7 @@
 // command an operator re-runs by hand.
 
 import { resolve } from 'node:path';
+import { shellQuote } from '../../transport/remote-command.js';
 import { runSites, type SiteTarget } from '../../engine/run-sites.js';
 import { SharedBundle } from '../../engine/shared-run.js';
 import { installOperation } from '../../install/operations.js';
@@ -37,7 +38,7 @@ export function installArgv(a: InstallArgs): string[] {
 }
 
 export function shellWords(argv: readonly string[]): string {
-  return argv.map((w) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return argv.map(shellQuote).join(' ');
 }
 
 export interface WizardInstall {

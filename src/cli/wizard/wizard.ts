@@ -3,6 +3,7 @@
 // install command. Nothing here installs, probes or validates on its own: it calls config, transport, the
 // facts/preflight logic and `fsm-edge install`.
 
+import { formatHostPort } from '../../config/formats.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -659,7 +660,7 @@ async function askHub(ask: Ask, h: HubContext): Promise<{ hub?: HubAnswers; newH
   });
   const apiEndpoint = await ask.text({
     message: 'API endpoint the hub uses to reach this POP',
-    default: ex?.apiEndpoint ?? `https://${gwHost.includes(':') ? `[${gwHost}]` : gwHost}:6443`,
+    default: ex?.apiEndpoint ?? `https://${formatHostPort(gwHost, 6443)}`,
     validate: (v) => checkApiEndpoint(v),
   });
   return {
