@@ -4,8 +4,12 @@
 import { POP_STATE_DIR, POP_STORE_DIR } from '../bundle/layout.js';
 
 export { POP_STATE_DIR, POP_STORE_DIR };
-/** The POP-wide lock (flock); held for a whole run by one long-lived channel. */
-export const POP_LOCK_PATH = `${POP_STATE_DIR}/lock`;
+/**
+ * The POP-wide lock (flock); held for a whole run by one long-lived channel. Under /run (runtime state, gone at
+ * reboot, like the flock it carries): taking it leaves nothing in the POP's persistent state, so a run refused in
+ * preflight has changed nothing there.
+ */
+export const POP_LOCK_PATH = '/run/fsm-edge/lock';
 
 /** Where the lock's companions live, derived from the lock file so a test can move all three at once. */
 export interface PopLockPaths {

@@ -12,10 +12,11 @@ import { popDown, popExec, popUp } from '../lab/pop.js';
 import { cutLink, restoreLink } from '../lab/link.js';
 import { PopLockedError, type BlobWant, type LockOwner } from '../../src/transport/host.js';
 import { SshHost } from '../../src/transport/ssh-host.js';
+import { POP_LOCK_PATH } from '../../src/transport/pop-paths.js';
 import { targetOf } from './lab-helpers.js';
 
 const STORE = '/var/lib/fsm-edge/store';
-const LOCK = '/var/lib/fsm-edge/lock';
+const LOCK = POP_LOCK_PATH;
 const dir = mkdtempSync(join(tmpdir(), 'fsm-edge-trust-lab-'));
 let pop: PopInfo;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

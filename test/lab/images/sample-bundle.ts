@@ -36,6 +36,21 @@ export interface SampleOptions {
 
 const sha256 = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
+/** sha256 over every file the sample bundle is built from (paths and contents, in a stable order). */
+function sourcesStamp(): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    if (!fs.existsSync(d)) return;
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else h.update(`${p}\0`).update(fs.readFileSync(p));
+    }
+  };
+  for (const d of ['test/lab/standins', 'test/lab/reference', 'test/lab/images', 'bundle']) walk(d);
+  return h.digest('hex');
+}
+
 export async function buildSampleBundle(opts: SampleOptions = {}): Promise<SampleBundle> {
   const airgap = path.resolve(opts.airgapDir ?? 'airgap');
   const work = path.join(airgap, 'lab');
@@ -46,7 +61,12 @@ export async function buildSampleBundle(opts: SampleOptions = {}): Promise<Sampl
   const log = opts.log ?? (() => {});
   fs.mkdirSync(work, { recursive: true });
   if (!fs.existsSync(privateKeyFile)) generateKeyPair(privateKeyFile, publicKeyFile);
-  if (!opts.force && fs.existsSync(path.join(dir, 'bundle.json'))) {
+  // What the bundle is made of: the stand-ins (k3s, its embedded CRDs, the chart, the images) and the POP-side
+  // files. A bundle built from other sources would install yesterday's stand-ins: build it again.
+  const stampFile = path.join(work, 'sources.sha256');
+  const stamp = sourcesStamp();
+  const fresh = fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8').trim() === stamp;
+  if (!opts.force && fresh && fs.existsSync(path.join(dir, 'bundle.json'))) {
     try {
       return { dir, doc: readBundleDoc(dir), publicKeyFile, privateKeyFile, recipePath };
     } catch (e) {
@@ -118,6 +138,7 @@ export async function buildSampleBundle(opts: SampleOptions = {}): Promise<Sampl
       },
     );
     if (code !== 0) throw new Error(`sample bundle: fsm-edge bundle build exited ${code}:\n${stdout.join('')}${stderr.join('')}`);
+    fs.writeFileSync(stampFile, `${stamp}\n`);
     return { dir, doc: readBundleDoc(dir), publicKeyFile, privateKeyFile, recipePath };
   } finally {
     await files.stop();
