@@ -116,7 +116,10 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
   const reports: PhaseReport[] = [];
   const report = (): RunReport => {
     const stats = host.stats();
-    const failed = reports.find((r) => r.status === 'failed' || r.status === 'refused');
+    const failed =
+      reports.find((r) => r.status === 'failed' || r.status === 'refused') ??
+      // Stopped by the operator between phases: not a failure of the POP, but not done either.
+      (signal.aborted ? reports.find((r) => r.status === 'not-run') : undefined);
     return {
       site: opts.site,
       host: host.name,
@@ -129,7 +132,11 @@ export async function runPhases<Ctx>(phases: AnyPhase<Ctx>[], ctx: Ctx, host: Ho
       phases: reports,
       warnings,
       ...(failed
-        ? { failedPhase: failed.id, error: failed.error ?? failed.reason, ...(failed.failure ? { failure: failed.failure } : {}) }
+        ? {
+            failedPhase: failed.id,
+            error: failed.error ?? failed.reason ?? 'stopped before this phase (interrupted)',
+            failure: failed.failure ?? ('aborted' as const),
+          }
         : {}),
       roundTrips: stats.roundTrips,
       bytesSent: stats.bytesSent,

@@ -215,6 +215,7 @@ describe('phase runner', () => {
     const stopper = phase('a', { settle: async () => (ac.abort(), {}) });
     const r = await runPhases([stopper, phase('b'), phase('c')], ctx, host, { ...opts(), signal: ac.signal });
     expect(r.phases.map((p) => p.status)).toEqual(['done', 'not-run', 'not-run']);
+    expect(r).toMatchObject({ ok: false, failedPhase: 'b', failure: 'aborted' });
     expect(ctx.applied).toEqual(['a']);
     expect(journalOf(host).phases).toHaveProperty('a');
   });
