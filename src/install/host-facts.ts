@@ -54,8 +54,8 @@ echo "cgroup_controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "bpffs=$(awk '$3=="bpf"{printf "%s ", $2}' /proc/mounts)"
 [ -e /proc/sys/kernel/unprivileged_bpf_disabled ] && echo bpf_syscall=1 || echo bpf_syscall=0
 command -v iptables >/dev/null 2>&1 && echo iptables=1 || echo iptables=0
-\${K3S_PROBE}
-\${HOST_SUPPORT_PROBE}
+${K3S_PROBE}
+${HOST_SUPPORT_PROBE}
 grep -q 'Written by fsm-edge' ${K3S_CONFIG_PATH} 2>/dev/null && echo k3s_ours=1 || echo k3s_ours=0
 `;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFacts, type Facts } from '../../src/install/facts.js';
+import { FACTS_SCRIPT, parseFacts, type Facts } from '../../src/install/host-facts.js';
 import { PhaseRefusal } from '../../src/engine/phase.js';
 import type { BundleDoc } from '../../src/bundle/format.js';
 import { downgradeRefusal, ebpfFitness, preflightDecide, type PreflightInput } from '../../src/install/preflight.js';
@@ -163,5 +163,14 @@ describe('downgrade refusal', () => {
     expect(downgradeRefusal(installed, doc(300), false)).toBeUndefined();
     expect(downgradeRefusal(installed, doc(100), true)).toBeUndefined();
     expect(downgradeRefusal(undefined, doc(100), false)).toBeUndefined();
+  });
+});
+
+describe('the facts probe', () => {
+  it('carries the k3s lines (by absolute path) and the sshd and sudo lines, interpolated', () => {
+    expect(FACTS_SCRIPT).toContain('/usr/local/bin/k3s --version');
+    expect(FACTS_SCRIPT).toContain('sshd_allowtcpforwarding=');
+    expect(FACTS_SCRIPT).toContain('echo "sudo_path=$PATH"');
+    expect(FACTS_SCRIPT).not.toMatch(/\$\{[A-Z_]+_PROBE\}/);
   });
 });
