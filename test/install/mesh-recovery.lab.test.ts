@@ -4,7 +4,7 @@
 // helm (`helm-apply` fault: the API refuses an object after helm stored the release), from a manifest placed on
 // the POP before the install so it is there when k3s first runs the HelmChart.
 
-import { spawn } from 'node:child_process';
+import { spawnCli } from '../cli/run-cli.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { popExec } from '../lab/pop.js';
@@ -14,17 +14,10 @@ let h: Harness;
 let site: string;
 const FAULT = 'admission webhook "lab.fault" denied the request: ConfigMap preset-mesh-config refused';
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
-      env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_MESH_TIMEOUT: '240', FSM_EDGE_K3S_TIMEOUT: '180' },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[]) {
+  return spawnCli(args, {
+    env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1', FSM_EDGE_MESH_TIMEOUT: '240', FSM_EDGE_K3S_TIMEOUT: '180' },
+  }).done;
 }
 
 async function pop(cmd: string): Promise<string> {

@@ -4,7 +4,6 @@
 // with the controller's rollout state deleted, `--resume` re-derives from the POP journals and installs nothing.
 // Run under the lab lock: flock /tmp/fsm-edge-lab.lock npx vitest run --project lab test/rollout/rollout.lab.test.ts
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import { cutLink, restoreLink } from '../lab/link.js';
 import { popExec } from '../lab/pop.js';
 import type { PopInfo } from '../lab/types.js';
 import { hubDoc, siteDoc, startHarness, type Harness } from '../install/harness.js';
-import { killTree } from '../install/kill-tree.js';
+import { spawnCli } from '../cli/run-cli.js';
 
 let h: Harness;
 let fleet: string;
@@ -29,29 +28,23 @@ interface CliRun {
 
 /** Runs the CLI from source; `killWhen`: SIGKILL the whole process tree once stderr matches (a crashed controller). */
 function cli(args: string[], killWhen?: RegExp): Promise<CliRun> {
-  return new Promise((resolve) => {
-    const p = spawn('npx', ['tsx', 'test/install/cli.ts', ...args], {
-      env: {
-        ...process.env,
-        FSM_EDGE_STATE_DIR: h.stateDir,
-        NO_COLOR: '1',
-        FSM_EDGE_REGISTER_TIMEOUT: '120',
-        FSM_EDGE_MESH_TIMEOUT: '300',
-        FSM_EDGE_K3S_TIMEOUT: '300',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
+  const env = {
+    ...process.env,
+    FSM_EDGE_STATE_DIR: h.stateDir,
+    NO_COLOR: '1',
+    FSM_EDGE_REGISTER_TIMEOUT: '120',
+    FSM_EDGE_MESH_TIMEOUT: '300',
+    FSM_EDGE_K3S_TIMEOUT: '300',
+  };
+  return spawnCli(args, {
+    env,
+    onStderr: (stderr, run) => {
       if (killWhen?.test(stderr)) {
         killWhen = undefined;
-        killTree(p.pid!);
+        run.kill();
       }
-    });
-    p.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+    },
+  }).done;
 }
 
 const rollout = (extra: string[] = [], killWhen?: RegExp) =>
