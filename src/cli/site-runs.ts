@@ -7,6 +7,7 @@ import type { SiteEvent, SiteResult } from '../engine/run-sites.js';
 import type { PhaseReport, RunReport } from '../engine/runner.js';
 import { DEFAULT_TIMEOUTS, type InstallOptions } from '../install/context.js';
 import { formatRate } from '../install/sync.js';
+import type { SiteRecord } from '../state/site-record.js';
 import type { SyncProgress } from '../transport/host.js';
 import { CliError, EXIT_FAILED, type Output, UsageError } from './output.js';
 
@@ -139,4 +140,21 @@ export function failIfNotOk(out: Output, results: readonly SiteResult<unknown>[]
         ? 'wait for the other run to finish, then run again'
         : 'fix the cause above and run the same command again: it continues where it stopped',
   );
+}
+
+/** One line per site after an install (or its dry run): what happened, how long, how many round trips. */
+export function printInstallResults(out: Output, results: readonly SiteResult<unknown>[], dryRun: boolean): void {
+  for (const { report: rep, record } of results) {
+    const reg = (record as SiteRecord | undefined)?.registration?.state;
+    const what = dryRun
+      ? rep.ok
+        ? 'plan printed above; nothing was changed'
+        : `refused${rep.failedPhase ? ` in ${rep.failedPhase}` : ''}`
+      : rep.ok
+        ? `installed${reg && reg !== 'none' ? `, registration ${reg}` : ''}`
+        : `failed${rep.failedPhase ? ` in ${rep.failedPhase}` : ''}`;
+    out.line(
+      `${rep.ok ? out.color.green('✓') : out.color.red('✗')} ${rep.site}: ${what} (${seconds(rep.durationMs)}, ${rep.roundTrips} round trips)`,
+    );
+  }
 }

@@ -7,10 +7,9 @@ import { formatSecretUse, secretsUsedBy } from '../../config/index.js';
 import { runSites } from '../../engine/run-sites.js';
 import { selectSites } from '../../engine/targets.js';
 import { installOperation } from '../../install/operations.js';
-import type { SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { outputFor, UsageError } from '../output.js';
-import { failIfNotOk, installOptionsFrom, parseRate, runPrinter, seconds, siteJson } from '../site-runs.js';
+import { failIfNotOk, installOptionsFrom, parseRate, printInstallResults, runPrinter, siteJson } from '../site-runs.js';
 
 interface InstallCliOptions {
   bundle: string;
@@ -100,21 +99,7 @@ Examples:
           r,
           options.dryRun ? { secrets: (secrets.get(r.site) ?? []).map(({ field, source, sentTo }) => ({ field, source, sentTo })) } : {},
         );
-      out.result({ ok, dryRun: options.dryRun, sites: results.map(json) }, () => {
-        for (const { report: rep, record } of results) {
-          const reg = (record as SiteRecord | undefined)?.registration?.state;
-          const what = options.dryRun
-            ? rep.ok
-              ? 'plan printed above; nothing was changed'
-              : `refused${rep.failedPhase ? ` in ${rep.failedPhase}` : ''}`
-            : rep.ok
-              ? `installed${reg && reg !== 'none' ? `, registration ${reg}` : ''}`
-              : `failed${rep.failedPhase ? ` in ${rep.failedPhase}` : ''}`;
-          out.line(
-            `${rep.ok ? out.color.green('✓') : out.color.red('✗')} ${rep.site}: ${what} (${seconds(rep.durationMs)}, ${rep.roundTrips} round trips)`,
-          );
-        }
-      });
+      out.result({ ok, dryRun: options.dryRun, sites: results.map(json) }, () => printInstallResults(out, results, options.dryRun));
       failIfNotOk(out, results, 'install');
     });
 }

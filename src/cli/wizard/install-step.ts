@@ -12,7 +12,7 @@ import type { Host } from '../../transport/host.js';
 import { renderStatusTable, siteStatus } from '../commands/status.js';
 import { selectTargets } from '../commands/install.js';
 import { EXIT_FAILED, EXIT_OK, type Output } from '../output.js';
-import { installOptionsFrom, runPrinter } from '../site-runs.js';
+import { installOptionsFrom, printInstallResults, runPrinter } from '../site-runs.js';
 import { readSiteRecord } from '../../state/site-record.js';
 import { stateDir } from '../../state/paths.js';
 
