@@ -69,13 +69,14 @@ export async function runWizardInstall(w: WizardInstall, out: Output): Promise<n
     dryRun: w.dryRun,
     ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}),
   });
-  const [r] = await runSites([target], installOperation(options), {
+  const results = await runSites([target], installOperation(options), {
     dryRun: w.dryRun,
     bundle: w.bundle,
     onEvent: printer.onEvent,
     env: out.io.env,
   }).finally(printer.stop);
-  return r!.report.ok ? EXIT_OK : EXIT_FAILED;
+  printInstallResults(out, results, w.dryRun);
+  return results[0]!.report.ok ? EXIT_OK : EXIT_FAILED;
 }
 
 /** The status table for the site just installed, from this controller's record. */
