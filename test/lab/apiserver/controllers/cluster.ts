@@ -109,6 +109,28 @@ function clusterHash(c: KubeObject): string {
   return JSON.stringify([c.spec, c.metadata.resourceVersion, c.metadata.generation, c.metadata.uid]);
 }
 
+interface ServicePort {
+  name?: string;
+  protocol?: string;
+  appProtocol?: string;
+  port?: number;
+  targetPort?: number | string;
+  nodePort?: number;
+}
+
+/** A ServicePort as the Go struct holds it (absent = zero value; IntOrString keeps its type), for reflect.DeepEqual. */
+function goServicePort(p: ServicePort): unknown[] {
+  const tp = p.targetPort;
+  return [
+    p.name ?? '',
+    p.protocol ?? '',
+    p.appProtocol ?? null,
+    p.port ?? 0,
+    typeof tp === 'string' ? ['s', tp] : ['i', tp ?? 0],
+    p.nodePort ?? 0,
+  ];
+}
+
 /** A Status error from a member, in client-go's words (the message kube-apiserver sent). */
 function errText(e: unknown): string {
   return e instanceof KubeRequestError ? e.message : (e as Error).message;
@@ -399,10 +421,12 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       if (e instanceof KubeRequestError && e.status === 404) return undefined;
       return `[${bg.key}] Failed get Service ${exp.metadata.namespace}/${exp.metadata.name}: ${errText(e)}`;
     }
-    const a = svc.spec as { type?: string; ports?: unknown };
-    const b = local.spec as { type?: string; ports?: unknown };
+    const a = svc.spec as { type?: string; ports?: ServicePort[] };
+    const b = local.spec as { type?: string; ports?: ServicePort[] };
     if (a.type !== b.type) return `[${bg.key}] service type doesn't match: ${a.type} vs ${b.type}`;
-    if (JSON.stringify(a.ports) !== JSON.stringify(b.ports)) return `[${bg.key}] spec.ports conflict, please check service spec`;
+    // reflect.DeepEqual of the two []corev1.ServicePort: every field (targetPort and nodePort too), in order
+    if (JSON.stringify((a.ports ?? []).map(goServicePort)) !== JSON.stringify((b.ports ?? []).map(goServicePort)))
+      return `[${bg.key}] spec.ports conflict, please check service spec`;
     return undefined;
   };
 
@@ -436,9 +460,11 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     }
   };
 
-  const endpoint = (evt: ServiceExportEvent, path: string) => ({
+  // connector.go:386-399 newEndpoint; Target.path has no omitempty (serviceimport_types.go:136), so a rule
+  // without a path gives "path": ""
+  const endpoint = (evt: ServiceExportEvent, path: string | undefined) => ({
     clusterKey: evt.geo.key,
-    target: { host: evt.geo.gatewayHost, ip: evt.geo.gatewayIP, port: evt.geo.gatewayPort, path },
+    target: { host: evt.geo.gatewayHost, ip: evt.geo.gatewayIP, port: evt.geo.gatewayPort, path: path ?? '' },
   });
 
   /** connector.go:229-346 upsertServiceImport + getOrCreateServiceImport. */
@@ -446,7 +472,7 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     if (evt.geo.key === bg.key) return;
     const ns = evt.export.metadata.namespace as string;
     const name = evt.export.metadata.name as string;
-    const rules = (evt.export.spec as { rules?: Array<{ portNumber: number; path: string }> }).rules ?? [];
+    const rules = (evt.export.spec as { rules?: Array<{ portNumber?: number; path?: string }> }).rules ?? [];
     try {
       await bg.client.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }); // :298-316, always
     } catch (e) {
@@ -483,8 +509,19 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
     }
     const spec = imp.spec as { ports: Array<{ port: number; endpoints?: Array<{ clusterKey: string }> }>; serviceAccountName?: string };
     for (const p of spec.ports ?? []) {
-      const eps = new Map((p.endpoints ?? []).map((e) => [e.clusterKey, e] as const));
-      for (const r of rules) if (r.portNumber === p.port) eps.set(evt.geo.key, endpoint(evt, r.path));
+      if (!p.endpoints?.length) {
+        // :248-255: an empty port gets one endpoint per rule of that port
+        p.endpoints = rules.filter((r) => r.portNumber === p.port).map((r) => endpoint(evt, r.path));
+        continue;
+      }
+      // :256-275: the other clusters' endpoints are copied only when this export has a rule for the port, so a
+      // port this cluster does not export loses every endpoint (FSM's behaviour, kept)
+      const eps = new Map<string, { clusterKey: string }>();
+      for (const r of rules) {
+        if (r.portNumber !== p.port) continue;
+        for (const e of p.endpoints) eps.set(e.clusterKey, e);
+        eps.set(evt.geo.key, endpoint(evt, r.path));
+      }
       p.endpoints = [...eps.values()];
     }
     spec.serviceAccountName = (evt.export.spec as { serviceAccountName?: string }).serviceAccountName;
@@ -503,7 +540,7 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
       throw e;
     }
     if (imp.metadata.deletionTimestamp) return;
-    const rules = (evt.export.spec as { rules?: Array<{ portNumber: number }> }).rules ?? [];
+    const rules = (evt.export.spec as { rules?: Array<{ portNumber?: number }> }).rules ?? [];
     const spec = imp.spec as { ports: Array<{ port: number; endpoints?: Array<{ clusterKey: string }> }> };
     const ports = rules.flatMap((r) =>
       (spec.ports ?? [])
@@ -558,7 +595,9 @@ export function clusterController(opts: ClusterControllerOptions = {}): Controll
           : conn.processing
             ? 'is managed, processing events'
             : 'not managed: no event processing';
-        ctx.log(`[${key}] connector running; ${state}`);
+        // the resourceVersion it was built for tells a test whether another rebuild is still due (FSM logs no such
+        // thing; a connector built for an older resourceVersion is replaced, and an export accepted meanwhile is lost)
+        ctx.log(`[${key}] connector running; ${state} (Cluster resourceVersion ${c.metadata.resourceVersion})`);
       });
       // :240-241 → successJoinClusterSet (:265-280): with the Cluster as read at the start of this reconcile
       const st = (c.status ?? {}) as { conditions?: Condition[] };
