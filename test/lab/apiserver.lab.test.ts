@@ -91,6 +91,24 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 
 const managed = (name: string, pred: (c: Condition) => boolean) =>
   until(`Cluster ${name}: Managed condition`, async () => (await conditions(name)).find((x) => x.type === 'Managed' && pred(x)));
 
+/**
+ * The POP's connector that is running now was built for the Cluster's current resourceVersion: the first
+ * "connector running" line may come from a connector the hub rebuilds right after (its own status write).
+ */
+const connectorProcessing = (name: string, key: string) =>
+  until(`connector ${key} processing`, async () => {
+    const rv = (await hubObjects.read({ apiVersion: MC, kind: 'Cluster', metadata: { name } })).metadata?.resourceVersion;
+    const lines = readFileSync(join(hub.stateDir, 'server.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(`[${key}] `));
+    const building = lines.findLastIndex((l) => l.includes('Waiting for informer caches to sync'));
+    const running = lines.findLastIndex((l) => l.includes('connector running;'));
+    const line = lines[running] ?? '';
+    return running > building && line.includes('is managed, processing events') && line.endsWith(`(Cluster resourceVersion ${rv})`)
+      ? true
+      : undefined;
+  });
+
 /** The hub's log line matching `re` (FSM reports a failed join only in its log). */
 const hubLog = (re: RegExp) =>
   until(`hub log line ${re}`, async () =>
@@ -276,7 +294,7 @@ describe('lab hub: FSM multicluster join', () => {
     await managed('popb', (c) => c.status === 'True');
     // FSM rebuilds the connector after its own status write (the resourceVersion is part of its hash); an export
     // accepted while no connector of pop-b is processing is never imported there (as on a real hub)
-    await hubLog(/\[eu\/hamburg\/retail\/popb\] connector running; is managed, processing events/);
+    await connectorProcessing('popb', 'eu/hamburg/retail/popb');
     await popObjects.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
     await popObjects.create({
       apiVersion: 'v1',
