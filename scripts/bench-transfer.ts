@@ -1,10 +1,15 @@
-// npm run bench:transfer — our blob sync against OpenSSH scp (and rsync --partial when both ends have it), side by
-// side in one run, on the same lab links:
-//   (1) unshaped veth link, 64 MiB;  (2) 2 Mbit/s, 100 ms RTT, 1 % loss each way (userspace wire), 4 MiB;
-//   (3) 8 Mbit/s link cut at half way for 15 s, then restored, 8 MiB — both tools with the same keepalive
+// npm run bench:transfer — our blob sync against OpenSSH scp and against the raw ssh2 exec stream (`cat > file`,
+// the local ceiling of pure-JS SSH), side by side on the same lab links:
+//   (1) unshaped veth link, 64 MiB;  (2) 2 Mbit/s, 100 ms RTT, 1 % loss each way (userspace wire), 2 MiB;
+//   (3) 8 Mbit/s link cut at half way for 15 s, then restored, 4 MiB — scp and our sync with the same keepalive
 //       (3 s × 3), so both connections really die; scp is then re-run from the start, as an operator would.
+// A 2-core machine shared with other work is noisy: every case runs ROUNDS rounds, the contenders interleaved
+// (their order rotates each round), and reports medians with the spread (min–max) — ratios are per round.
+// Sized so that a full run holds the lab for under 10 minutes. rsync --partial is measured when the POP has it.
 // Prints a table per case and, as the last line, one JSON object with the headline figures.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import ssh2 from 'ssh2';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +21,7 @@ import type { BlobWant, SyncReport } from '../src/transport/host.js';
 import { SshHost, type SshHostOptions } from '../src/transport/ssh-host.js';
 
 const MiB = 1024 * 1024;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STORE = '/var/lib/fsm-edge/store';
 const work = mkdtempSync(join(tmpdir(), 'fsm-edge-bench-'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -87,6 +93,36 @@ async function ours(pop: PopInfo, f: BlobWant, opts: SshHostOptions, onHalf?: ()
   };
 }
 
+/** The ceiling: one ssh2 connection, one exec channel `cat > file`, the file piped in. No hashing, no fsync. */
+async function raw(pop: PopInfo, f: BlobWant): Promise<Run> {
+  await popExec(pop, 'rm -f /home/pop/raw.bin');
+  const before = await linkCounters(pop);
+  const t0 = performance.now();
+  const c = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    c.once('ready', resolve).once('error', reject);
+    c.connect({ host: pop.sshHost, port: pop.sshPort, username: pop.user, privateKey: readFileSync(pop.identityFile) });
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      c.exec('cat > /home/pop/raw.bin', (err, ch) => {
+        if (err) return reject(err);
+        let code: number | undefined;
+        ch.on('exit', (x: number) => (code = x));
+        ch.on('close', () => (code === 0 ? resolve() : reject(new Error(`cat exited ${code}`))));
+        ch.resume();
+        createReadStream(f.sourcePath, { highWaterMark: 256 * 1024 }).pipe(ch);
+      });
+    });
+  } finally {
+    c.end();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await linkCounters(pop);
+  const sum = (await popExec(pop, 'sha256sum /home/pop/raw.bin')).stdout.split(' ')[0];
+  return { seconds, wireBytes: wire(before, after), resentBytes: 0, ok: `sha256:${sum}` === f.digest };
+}
+
 function run(cmd: string, args: string[]): Promise<number> {
   return new Promise((resolve) => execFile(cmd, args, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0)));
 }
@@ -132,29 +168,55 @@ async function baseline(pop: PopInfo, f: BlobWant, tool: 'scp' | 'rsync', sshOpt
   return { seconds, wireBytes, resentBytes, attempts, ok: `sha256:${sum}` === f.digest };
 }
 
-/** Runs added up (for the noisy thin link): seconds and bytes are per file, i.e. averaged. */
-function total(rs: Run[]): Run {
-  const n = rs.length;
-  return {
-    seconds: rs.reduce((a, r) => a + r.seconds, 0) / n,
-    wireBytes: rs.reduce((a, r) => a + r.wireBytes, 0) / n,
-    resentBytes: rs.reduce((a, r) => a + r.resentBytes, 0),
-    ...(rs[0]!.roundTrips !== undefined ? { roundTrips: rs[0]!.roundTrips } : {}),
-    ok: rs.every((r) => r.ok),
-  };
-}
-
 async function cutFor(pop: PopInfo, ms: number): Promise<void> {
   await cutLink(pop);
   await sleep(ms);
   await restoreLink(pop);
 }
 
-const fmtRun = (name: string, r: Run, size: number, scp: Run) =>
-  `  ${name.padEnd(16)} ${r.seconds.toFixed(2).padStart(7)} s  ${(size / MiB / r.seconds).toFixed(2).padStart(7)} MiB/s  ` +
-  `x${(scp.seconds / r.seconds).toFixed(2).padStart(5)} scp  wire/file ${(r.wireBytes / size).toFixed(3)}  ` +
-  `re-sent ${String(r.resentBytes).padStart(9)} B  ${r.roundTrips !== undefined ? `round trips ${r.roundTrips}` : ''}` +
-  `${r.attempts && r.attempts > 1 ? `  ${r.attempts} ${r.roundTrips !== undefined ? 'connects' : 'attempts'}` : ''}${r.ok ? '' : '  CONTENT MISMATCH'}`;
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+};
+const r3 = (x: number) => +x.toFixed(3);
+/** Median and min–max of a series, rounded for the summary line. */
+const stat = (xs: number[]) => ({ median: r3(median(xs)), min: r3(Math.min(...xs)), max: r3(Math.max(...xs)) });
+
+type Contender = 'ours' | 'scp' | 'raw' | 'rsync';
+/** One case: each round runs every contender once, in an order that rotates, so drift in load hits all alike. */
+async function rounds(contenders: Contender[], go: (c: Contender) => Promise<Run>): Promise<Record<Contender, Run[]>> {
+  const out = Object.fromEntries(contenders.map((c) => [c, [] as Run[]])) as Record<Contender, Run[]>;
+  for (let i = 0; i < ROUNDS; i++) {
+    const order = contenders.map((_, k) => contenders[(k + i) % contenders.length]!);
+    for (const c of order) out[c].push(await go(c));
+  }
+  return out;
+}
+
+/** scp's time ÷ ours, per round (the runs of one round ran back to back under the same load). */
+const ratios = (rs: Record<Contender, Run[]>, vs: Contender) => rs.ours.map((o, i) => rs[vs][i]!.seconds / o.seconds);
+
+function table(name: string, size: number, rs: Record<Contender, Run[]>): void {
+  say(`\n(${name}) ${(size / MiB).toFixed(0)} MiB, ${ROUNDS} rounds, medians (min–max)`);
+  const scpMed = median(rs.scp.map((r) => r.seconds));
+  for (const [c, runs] of Object.entries(rs) as Array<[Contender, Run[]]>) {
+    if (!runs.length) continue;
+    const secs = stat(runs.map((r) => r.seconds));
+    const label = { ours: 'fsm-edge sync', scp: 'scp', raw: 'ssh2 cat > file', rsync: 'rsync --partial' }[c];
+    const vsScp =
+      c === 'scp' ? '' : `  ours÷${c === 'ours' ? 'scp' : c} per round ${fmtSpread(stat(ratios(rs, c === 'ours' ? 'scp' : c)))}`;
+    say(
+      `  ${label.padEnd(16)} ${secs.median.toFixed(2).padStart(7)} s (${secs.min.toFixed(2)}–${secs.max.toFixed(2)})  ` +
+        `${(size / MiB / secs.median).toFixed(2).padStart(6)} MiB/s  x${(scpMed / secs.median).toFixed(2)} scp  ` +
+        `wire/file ${median(runs.map((r) => r.wireBytes / size)).toFixed(3)}  re-sent ${median(runs.map((r) => r.resentBytes))} B` +
+        `${runs[0]!.roundTrips !== undefined ? `  round trips ${median(runs.map((r) => r.roundTrips!))}` : ''}` +
+        `${runs.some((r) => (r.attempts ?? 1) > 1) ? `  attempts ${runs.map((r) => r.attempts ?? 1).join(',')}` : ''}` +
+        `${runs.every((r) => r.ok) ? '' : '  CONTENT MISMATCH'}${c === 'ours' ? vsScp : ''}`,
+    );
+  }
+}
+const fmtSpread = (x: { median: number; min: number; max: number }) => `${x.median.toFixed(2)} (${x.min.toFixed(2)}–${x.max.toFixed(2)})`;
 
 async function hasRsync(pop: PopInfo): Promise<boolean> {
   const r = await popExec(pop, 'command -v rsync', { allowFail: true });
@@ -165,81 +227,94 @@ async function main(): Promise<void> {
   const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'];
   const keep = ['-o', 'ServerAliveInterval=3', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=5'];
   const baseRssMiB = process.memoryUsage().rss / MiB;
-  say('bench:transfer — starting lab POPs (veth amd64, wire amd64)');
+  const t0 = Date.now();
+  say(`bench:transfer — starting lab POPs (veth amd64, wire amd64); ${ROUNDS} rounds per case`);
   const [veth, thin] = await Promise.all([popUp({ arch: 'amd64' }), popUp({ arch: 'amd64', wire: true })]);
   try {
-    const rsyncOk = (await hasRsync(veth)) ? true : false;
-    const results: Record<string, { ours: Run; scp: Run; rsync?: Run; size: number }> = {};
+    const withRsync: Contender[] = (await hasRsync(veth)) ? ['rsync'] : [];
 
-    // (1) unshaped, 64 MiB: best of 3 alternating runs for each tool
+    // (1) unshaped, 64 MiB
     const f1 = await makeFile('unshaped.bin', 64 * MiB);
-    const o1: Run[] = [];
-    const s1: Run[] = [];
-    for (let i = 0; i < 3; i++) {
-      s1.push(await baseline(veth, f1, 'scp', ssh));
-      o1.push(await ours(veth, f1, {}));
-    }
-    const best = (rs: Run[]) => rs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    results.unshaped = { ours: best(o1), scp: best(s1), size: f1.size };
-    if (rsyncOk) results.unshaped.rsync = await baseline(veth, f1, 'rsync', ssh);
+    const u = await rounds(['scp', 'ours', 'raw', ...withRsync], (c) =>
+      c === 'ours' ? ours(veth, f1, {}) : c === 'raw' ? raw(veth, f1) : baseline(veth, f1, c as 'scp' | 'rsync', ssh),
+    );
+    table('unshaped', f1.size, u);
+    // the controller's peak RSS from our sync alone, before the raw stream's and the later cases' buffers count
+    const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 
     // (2) thin: 2 Mbit/s, 50 ms each way, 1 % loss each way
     await shapeLink(thin, { rateKbit: 2000, delayMs: 50, loss: 0.01 });
-    const f2 = await makeFile('thin.bin', 4 * MiB);
-    // loss makes single runs noisy: two alternating runs each, summed
-    const s2: Run[] = [];
-    const o2: Run[] = [];
-    for (let i = 0; i < 2; i++) {
-      s2.push(await baseline(thin, f2, 'scp', ssh));
-      o2.push(await ours(thin, f2, {}));
-    }
-    results.thin = { ours: total(o2), scp: total(s2), size: f2.size };
+    const f2 = await makeFile('thin.bin', 2 * MiB);
+    const th = await rounds(['scp', 'ours', 'raw'], (c) =>
+      c === 'ours' ? ours(thin, f2, {}) : c === 'raw' ? raw(thin, f2) : baseline(thin, f2, 'scp', ssh),
+    );
     await shapeLink(thin, {});
+    table('thin: 2 Mbit/s, 100 ms RTT, 1 % loss', f2.size, th);
 
     // (3) 8 Mbit/s, cut at half way for 15 s
     await shapeLink(veth, { rateKbit: 8000 });
-    const f3 = await makeFile('cut.bin', 8 * MiB);
-    const cuts: Promise<void>[] = [];
-    const s3 = await baseline(veth, f3, 'scp', [...ssh, ...keep], () => cuts.push(cutFor(veth, 15_000)));
-    await Promise.all(cuts);
-    const o3 = await ours(
-      veth,
-      f3,
-      { keepaliveIntervalMs: 3000, keepaliveCountMax: 3, readyTimeoutMs: 5000, reconnect: { maxDelayMs: 2000 } },
-      () => cuts.push(cutFor(veth, 15_000)),
-    );
-    await Promise.all(cuts);
-    results.cut = { ours: o3, scp: s3, size: f3.size };
+    const f3 = await makeFile('cut.bin', 4 * MiB);
+    const oursCut = { keepaliveIntervalMs: 3000, keepaliveCountMax: 3, readyTimeoutMs: 5000, reconnect: { maxDelayMs: 2000 } };
+    const cu = await rounds(['scp', 'ours'], async (c) => {
+      const cuts: Promise<void>[] = [];
+      const r =
+        c === 'ours'
+          ? await ours(veth, f3, oursCut, () => cuts.push(cutFor(veth, 15_000)))
+          : await baseline(veth, f3, 'scp', [...ssh, ...keep], () => cuts.push(cutFor(veth, 15_000)));
+      await Promise.all(cuts);
+      return r;
+    });
     await shapeLink(veth, {});
+    table('8 Mbit/s, cut at half way for 15 s', f3.size, cu);
 
-    const peakRssMiB = process.resourceUsage().maxRSS / 1024;
-    for (const [name, r] of Object.entries(results)) {
-      say(
-        `\n(${name}) ${(r.size / MiB).toFixed(0)} MiB${name === 'thin' ? ' (mean of 2 runs each)' : name === 'unshaped' ? ' (best of 3 runs each)' : ''}`,
-      );
-      say(fmtRun('fsm-edge sync', r.ours, r.size, r.scp));
-      say(fmtRun('scp', r.scp, r.size, r.scp));
-      if (r.rsync) say(fmtRun('rsync --partial', r.rsync, r.size, r.scp));
-    }
-    if (!rsyncOk) say('\n(rsync is not installed on the lab POPs: rsync --partial not measured)');
+    const chunkBytes = Math.max(...cu.ours.map((r) => r.chunkBytes ?? 0));
+    const overChunk = cu.ours.filter((r) => r.resentBytes > (r.chunkBytes ?? 0)).length;
     say(
-      `\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB (this process: ssh2 client + benchmark; ${baseRssMiB.toFixed(1)} MiB before the first transfer)`,
+      `\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB after the unshaped case (ssh2 client + benchmark; ` +
+        `${baseRssMiB.toFixed(1)} MiB before the first transfer); cut rounds that re-sent more than one chunk: ${overChunk}; ` +
+        `lab held ${((Date.now() - t0) / 1000).toFixed(0)} s`,
     );
+    const uR = stat(ratios(u, 'scp'));
+    const thR = stat(ratios(th, 'scp'));
+    const cuR = stat(ratios(cu, 'scp'));
     const summary = {
-      throughputRatioUnshaped: +(results.unshaped!.scp.seconds / results.unshaped!.ours.seconds).toFixed(3),
-      throughputRatioThin: +(results.thin!.scp.seconds / results.thin!.ours.seconds).toFixed(3),
-      throughputRatioCut: +(results.cut!.scp.seconds / results.cut!.ours.seconds).toFixed(3),
-      wireBytesRatio: +(results.unshaped!.ours.wireBytes / results.unshaped!.size).toFixed(4),
-      wireBytesRatioThin: +(results.thin!.ours.wireBytes / results.thin!.size).toFixed(4),
-      scpWireBytesRatio: +(results.unshaped!.scp.wireBytes / results.unshaped!.size).toFixed(4),
-      resentBytesAfterCut: results.cut!.ours.resentBytes,
-      scpResentBytesAfterCut: results.cut!.scp.resentBytes,
-      chunkBytes: results.cut!.ours.chunkBytes,
-      roundTrips: results.unshaped!.ours.roundTrips,
-      roundTripsCut: results.cut!.ours.roundTrips,
+      throughputRatioUnshaped: uR.median,
+      throughputRatioThin: thR.median,
+      throughputRatioCut: cuR.median,
+      wireBytesRatio: r3(median(u.ours.map((r) => r.wireBytes / f1.size))),
+      wireBytesRatioThin: r3(median(th.ours.map((r) => r.wireBytes / f2.size))),
+      scpWireBytesRatio: r3(median(u.scp.map((r) => r.wireBytes / f1.size))),
+      resentBytesAfterCut: median(cu.ours.map((r) => r.resentBytes)),
+      resentBytesAfterCutMax: Math.max(...cu.ours.map((r) => r.resentBytes)),
+      scpResentBytesAfterCut: median(cu.scp.map((r) => r.resentBytes)),
+      chunkBytes,
+      roundTrips: median(u.ours.map((r) => r.roundTrips!)),
+      roundTripsCut: median(cu.ours.map((r) => r.roundTrips!)),
       peakRssMiB: +peakRssMiB.toFixed(1),
+      peakRssEndMiB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
       baseRssMiB: +baseRssMiB.toFixed(1),
+      rounds: ROUNDS,
+      spread: {
+        throughputRatioUnshaped: [uR.min, uR.max],
+        throughputRatioThin: [thR.min, thR.max],
+        throughputRatioCut: [cuR.min, cuR.max],
+        ratioToRawUnshaped: stat(ratios(u, 'raw')),
+        ratioToRawThin: stat(ratios(th, 'raw')),
+        secondsUnshaped: {
+          ours: stat(u.ours.map((r) => r.seconds)),
+          scp: stat(u.scp.map((r) => r.seconds)),
+          raw: stat(u.raw.map((r) => r.seconds)),
+        },
+        secondsThin: {
+          ours: stat(th.ours.map((r) => r.seconds)),
+          scp: stat(th.scp.map((r) => r.seconds)),
+          raw: stat(th.raw.map((r) => r.seconds)),
+        },
+        secondsCut: { ours: stat(cu.ours.map((r) => r.seconds)), scp: stat(cu.scp.map((r) => r.seconds)) },
+      },
     };
+    if (!u.ours.concat(u.scp, u.raw, th.ours, th.scp, th.raw, cu.ours, cu.scp).every((r) => r.ok))
+      say('CONTENT MISMATCH in some run (see above)');
     say(JSON.stringify(summary));
   } finally {
     await Promise.all([popDown(veth), popDown(thin)]);

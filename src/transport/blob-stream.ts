@@ -151,8 +151,9 @@ interface Segment {
   finalSize: number | undefined;
 }
 
-export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCtx): Promise<StreamOutcome> {
-  const s = await streamExec(writerScript(c.storeDir, c.token), { sudo: c.sudo });
+/** Runs one lane on `opened` (a writer that already answered "have") or on a writer it starts. */
+export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCtx, opened?: ExecStream): Promise<StreamOutcome> {
+  const s = opened ?? (await streamExec(writerScript(c.storeDir, c.token), { sudo: c.sudo }));
   const out: StreamOutcome = { stored: [], bad: [], busy: [] };
   const win = new Window(c.fixedChunk);
   let started = false;

@@ -1,9 +1,10 @@
 // Resumable, verified, content-addressed blob sync over exec channels (SSH) — built for thin links that drop.
 //
 // Store on the POP: see pop-store-script.ts (the shell) and pop-paths.ts (the layout).
-// 1. One round trip ("have"): stop this run's own writers left over from a dropped connection, then report which
-//    wanted blobs are stored (with their sizes: a short one counts as missing), the size of each partial, which
-//    partials another writer holds, and the free space.
+// 1. "have", answered by the first stream of a pass before it takes bytes (one channel, one sudo): stop this
+//    run's own writers left over from a dropped connection, then report which wanted blobs are stored (with their
+//    sizes: a short one counts as missing), the size of each partial, which partials another writer holds, and
+//    the free space.
 // 2. One exec channel per stream (blob-stream.ts); the controller sends, per blob, a header line and only the
 //    missing bytes. The POP appends them to the partial under the blob's lock and acknowledges each block, so at
 //    most one chunk is ever unacknowledged. At the end of each blob it hashes the file, fsyncs, renames into the
@@ -14,8 +15,17 @@ import { randomBytes } from 'node:crypto';
 import type { BlobWant, ExecResult, SyncOptions, SyncReport } from './host.js';
 import { popExitLabel } from './pop-exit.js';
 import { POP_STORE_DIR } from './pop-paths.js';
-import { haveScript, parseHave, WRITER_IDLE_S, type StoreState } from './pop-store-script.js';
-import { DEFAULT_STALL_MS, Progress, RateLimiter, runStream, type SentRanges, type StreamCtx, type StreamExec } from './blob-stream.js';
+import { HAVE_END, parseHave, WRITER_IDLE_S, writerScript, type StoreState } from './pop-store-script.js';
+import {
+  DEFAULT_STALL_MS,
+  Progress,
+  RateLimiter,
+  runStream,
+  type ExecStream,
+  type SentRanges,
+  type StreamCtx,
+  type StreamExec,
+} from './blob-stream.js';
 import { isStored, planJobs, readWants, spreadOverStreams } from './sync-plan.js';
 import { BlobSyncError, BlobVerifyError, DiskFullError, isRetryable } from './sync-errors.js';
 
@@ -42,6 +52,61 @@ export const DEFAULT_STORE_DIR = POP_STORE_DIR;
 const BUSY_GIVE_UP_MS = (WRITER_IDLE_S + 30) * 1000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Bound of the "have" answer (it stops this run's stale writers, up to 5 s each, then stats each wanted blob). */
+const HAVE_TIMEOUT_MS = 120_000;
+
+/**
+ * Starts a pass's first writer, which answers "have" before it takes bytes: the answer and the first byte cost
+ * one channel and one sudo between them, not two.
+ */
+async function openWithHave(
+  t: SyncTransport,
+  storeDir: string,
+  token: string,
+  hexes: string[],
+): Promise<{ state: StoreState; stream: ExecStream }> {
+  const s = await t.streamExec(writerScript(storeDir, token, WRITER_IDLE_S, { have: true }), { sudo: t.sudo });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    let buf = '';
+    const answer = await new Promise<string | undefined>((resolve, reject) => {
+      s.onStdout((d) => {
+        buf += d.toString('latin1');
+        // the answer always ends with its `free` line, so the end marker is a line of its own after a newline
+        const i = buf.indexOf(`\n${HAVE_END}\n`);
+        if (i >= 0) resolve(buf.slice(0, i + 1));
+      });
+      s.result.then(() => resolve(undefined), reject);
+      timer = setTimeout(
+        () =>
+          reject(new BlobSyncError(`${t.name}: the POP did not say which blobs it has within ${HAVE_TIMEOUT_MS / 1000} s (${storeDir})`)),
+        HAVE_TIMEOUT_MS,
+      );
+      if (!s.write(Buffer.from(hexes.join('\n') + '\n\n'))) void s.waitDrain();
+    });
+    if (answer === undefined) {
+      const r = await s.result;
+      const why = r.stderr.trim() || 'no message';
+      throw new BlobSyncError(`${t.name}: cannot prepare the blob store ${storeDir} (${popExitLabel(r.code)}): ${why}`);
+    }
+    return { state: parseHave(answer), stream: s };
+  } catch (e) {
+    s.abort();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Ends a writer that has nothing to write (everything stored, or only blobs another writer holds). */
+async function closeIdle(s: ExecStream): Promise<void> {
+  s.write(Buffer.from('end\n'));
+  s.end();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([s.result.catch(() => {}), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+  clearTimeout(timer);
+}
 
 function mib(n: number): string {
   return (n / 1048576).toFixed(1);
@@ -82,13 +147,9 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
   while (pending.size) {
     opts.signal?.throwIfAborted();
     let state: StoreState;
+    let first0: ExecStream;
     try {
-      const r = await t.exec(haveScript(storeDir, token), { sudo: t.sudo, stdin: [...pending].join('\n') + '\n', timeoutMs: 120_000 });
-      if (r.code !== 0) {
-        const why = r.stderr.trim() || 'no message';
-        throw new BlobSyncError(`${t.name}: cannot prepare the blob store ${storeDir} (${popExitLabel(r.code)}): ${why}`);
-      }
-      state = parseHave(r.stdout);
+      ({ state, stream: first0 } = await openWithHave(t, storeDir, token, [...pending]));
     } catch (e) {
       if (!isRetryable(e)) throw e;
       await t.waitForLink();
@@ -108,8 +169,10 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
       progress = new Progress(need, opts.onProgress);
       first = false;
     }
+    if (!pending.size || !jobs.length) await closeIdle(first0);
     if (!pending.size) break;
     if (state.freeBytes !== undefined && need > state.freeBytes) {
+      first0.abort();
       throw new DiskFullError(
         t.name,
         storeDir,
@@ -152,7 +215,7 @@ export async function syncBlobsOver(t: SyncTransport, wants: BlobWant[], opts: S
       signal: opts.signal,
       stallMs: opts.stallTimeoutMs ?? DEFAULT_STALL_MS,
     };
-    const results = await Promise.allSettled(lanes.map((lane) => runStream(t.streamExec, lane, ctx)));
+    const results = await Promise.allSettled(lanes.map((lane, i) => runStream(t.streamExec, lane, ctx, i === 0 ? first0 : undefined)));
     let lost = false;
     let busy = false;
     for (const r of results) {

@@ -26,8 +26,14 @@ function checkToken(token: string): string {
  * never touched — a dead writer's partial shows up as free because the kernel dropped its lock.
  */
 export function haveScript(storeDir: string, token: string): string {
-  const s = shq(storeDir);
-  const t = checkToken(token);
+  return haveLines(shq(storeDir), checkToken(token), false).join('\n');
+}
+
+/**
+ * The "have" query's lines; `untilBlank`: stdin goes on after the digests (a writer that answers "have" first),
+ * so a blank line ends them.
+ */
+function haveLines(s: string, t: string, untilBlank: boolean): string[] {
   return [
     `mkdir -p ${s}/${STORE_BLOBS} ${s}/${STORE_PARTIAL} ${s}/${STORE_LOCKS} && cd ${s} || exit ${PopExit.storeUnavailable}`,
     `command -v flock >/dev/null 2>&1 ||`,
@@ -43,16 +49,20 @@ export function haveScript(storeDir: string, token: string): string {
     `  done`,
     `  rm -f "$f"`,
     `done`,
-    `while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue`,
+    `while read h; do ${untilBlank ? `[ -z "$h" ] && break; ` : ''}case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue`,
     `  if [ -f "${STORE_BLOBS}/$h" ]; then echo "h $h $(stat -c %s "${STORE_BLOBS}/$h")"`,
     `  elif [ -f "${STORE_PARTIAL}/$h" ]; then`,
     `    t=p; flock -n "${STORE_LOCKS}/$h" true || t=busy`,
     `    echo "$t $h $(stat -c %s "${STORE_PARTIAL}/$h")"`,
     `  fi`,
     `done`,
-    `echo "free $(df -Pk . | awk 'NR==2 {print $4}')"`,
-  ].join('\n');
+    // free space in KiB from one stat(1) instead of df | awk: every process costs on a small POP
+    `echo "free $(stat -f -c '%a %S' . | { read a b; echo $((a * b / 1024)); })"`,
+  ];
 }
+
+/** The line a have-first writer prints after its "have" answer, before it reads segment headers. */
+export const HAVE_END = '.';
 
 export interface StoreState {
   /** Stored blobs and their sizes on the POP. */
@@ -111,16 +121,20 @@ export const WRITER_IDLE_S = 120;
  * dropped, so two writers of one blob can never interleave; a held lock answers `busy HEX` and exits blobBusy.
  * At the end of a blob it hashes the FILE (not the stream it wrote), fsyncs it, renames it into the store and
  * fsyncs the directory before saying `ok` — a power cut cannot leave a "complete" empty blob.
+ * With `have`, it first answers the pass's "have" (stdin: the wanted digests, then a blank line; output: the
+ * haveScript lines, then HAVE_END) and only then reads segment headers.
  * Output: `a HEX I` block I of the segment landed; `s HEX POS` segment done; `ok HEX` verified and stored;
  * `bad HEX GOT` deleted; `short HEX SIZE`/`skew HEX SIZE` the partial is not where it should be (exits).
  */
-export function writerScript(storeDir: string, token: string, idleS = WRITER_IDLE_S): string {
+export function writerScript(storeDir: string, token: string, idleS = WRITER_IDLE_S, o: { have?: boolean } = {}): string {
   const s = shq(storeDir);
   const idle = Math.max(1, Math.floor(idleS));
   const t = checkToken(token);
   const P = STORE_PARTIAL;
   return [
-    `cd ${s} || exit ${PopExit.storeUnavailable}`,
+    // have-first: the pass's "have" answer comes from the stream that then carries the bytes (one channel, one
+    // sudo less before the first byte); it runs before this writer registers, so it cannot stop itself
+    ...(o.have ? [...haveLines(s, t, true), `echo ${HAVE_END}`] : [`cd ${s} || exit ${PopExit.storeUnavailable}`]),
     `W=${P}/.writer.$$; echo "$$ ${t}" > "$W" || exit ${PopExit.writeFailed}`,
     `trap 'rm -f "$W"' EXIT`,
     // A writer whose controller vanished without closing the channel (a link that died silently: sshd may not
@@ -134,7 +148,7 @@ export function writerScript(storeDir: string, token: string, idleS = WRITER_IDL
     `H=sha256sum; command -v openssl >/dev/null 2>&1 && H='openssl dgst -sha256 -r'`,
     // coreutils sync fsyncs the named file or directory; an old one ignores names and syncs everything
     `fsync() { sync -- "$1" 2>/dev/null || dd if=/dev/null of="$1" oflag=append conv=notrunc,fsync status=none 2>/dev/null || sync; }`,
-    `lh=; lp=`,
+    `lh=; lp=; bg=`,
     `while read h off n size B; do`,
     `  [ "$h" = end ] && exit 0`,
     `  case "$h" in *[!0-9a-f]*|'') echo "bad segment header" >&2; exit ${PopExit.writeFailed};; esac`,
@@ -156,6 +170,9 @@ export function writerScript(storeDir: string, token: string, idleS = WRITER_IDL
     `  full=$((n / B)); rem=$((n % B)); K=$((B / 65536)); i=0`,
     `  while [ $i -lt $full ]; do`,
     `    dd bs=65536 count=$K iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; i=$((i+1)); echo "a $h $i"`,
+    // start writing the landed bytes to disk now (one background fsync at a time), so the blob's final fsync
+    // has little left to wait for
+    `    kill -0 "$bg" 2>/dev/null || { sync -- "$p" 2>/dev/null & bg=$!; }`,
     `  done`,
     `  r=$((rem / 65536)); [ $r -gt 0 ] && { dd bs=65536 count=$r iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
     `  r=$((rem % 65536)); [ $r -gt 0 ] && { dd bs=$r count=1 iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
@@ -163,9 +180,11 @@ export function writerScript(storeDir: string, token: string, idleS = WRITER_IDL
     `  lh=; lp=`,
     `  c=$(stat -c %s "$p") || exit ${PopExit.writeFailed}`,
     `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit ${PopExit.streamShort}; fi`,
-    `  touch "$W"; sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
+    // the file is hashed while its last bytes go to disk; it is stored only when both are done
+    `  touch "$W"; fsync "$p" & f=$!; sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
+    `  wait $f; fok=$?`,
     `  if [ "$sum" = "$h" ]; then`,
-    `    fsync "$p" && mv -f "$p" ${STORE_BLOBS}/$h && fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}`,
+    `    [ $fok = 0 ] && mv -f "$p" ${STORE_BLOBS}/$h && fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}`,
     `    echo "ok $h"`,
     `  else rm -f "$p"; echo "bad $h $sum"; fi`,
     `  exec 4>&-`,

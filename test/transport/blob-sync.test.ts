@@ -227,6 +227,44 @@ describe('writerScript', () => {
   }, 30_000);
 });
 
+describe('writerScript with have first', () => {
+  it("answers have, stops its run's older writer but not itself nor another run's, then stores what follows", async () => {
+    const store = join(root, 'store-have-first');
+    const token = '00112233aabbccdd';
+    const spawnWriter = (t: string, have: boolean) =>
+      spawn('/bin/sh', ['-c', writerScript(store, t, 60, { have })], { stdio: ['pipe', 'pipe', 'inherit'] });
+    mkdirSync(join(store, 'partial'), { recursive: true });
+    mkdirSync(join(store, 'lock'), { recursive: true });
+    const older = spawnWriter(token, false); // this run's writer from before a drop: idle, stdin open
+    const others = spawnWriter('ffeeddccbbaa0099', false); // another run's
+    const olderExit = new Promise((r) => older.on('exit', r));
+    await waitFor(() => readdirSync(join(store, 'partial')).filter((f) => f.startsWith('.writer.')).length === 2);
+    const one = blob('have-first', randomBytes(200_000));
+    writeFileSync(join(store, 'partial', one.hex), one.data.subarray(0, 1000));
+    const w = spawnWriter(token, true);
+    let out = '';
+    w.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    w.stdin.write(`${one.hex}\n${'e'.repeat(64)}\n../x\n\n`);
+    await waitFor(() => out.endsWith('\n.\n'));
+    const answer = parseHave(out);
+    expect([...answer.partial]).toEqual([[one.hex, 1000]]);
+    expect(answer.have.size + answer.busy.size).toBe(0);
+    expect(answer.freeBytes).toBeGreaterThan(0);
+    await olderExit;
+    expect(others.exitCode).toBeNull();
+    expect(w.exitCode).toBeNull();
+    // the same channel now takes bytes: the rest of the blob, resumed at the partial's size
+    const rest = one.size - 1000;
+    w.stdin.write(`${one.hex} 1000 ${rest} ${one.size} 65536\n`);
+    w.stdin.write(one.data.subarray(1000));
+    await waitFor(() => out.includes(`ok ${one.hex}`));
+    w.stdin.end('end\n');
+    expect(await new Promise((r) => w.on('exit', r))).toBe(0);
+    expect(stored(store, one.hex).equals(one.data)).toBe(true);
+    others.kill('SIGKILL');
+  }, 30_000);
+});
+
 describe('storedBlobsScript', () => {
   it('reports stored blobs with their sizes and changes nothing', () => {
     const store = join(root, 'store-ro');
