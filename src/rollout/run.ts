@@ -56,7 +56,9 @@ export type RolloutEvent =
   | { type: 'soak'; wave: string; seconds: number }
   | { type: 'derived'; done: string[]; notDone: string[] }
   | { type: 'stopped'; by: StoppedBy; reason: string }
-  | { type: 'warning'; message: string };
+  | { type: 'warning'; message: string }
+  /** A site's run ended (the outcome as the report will have it, before any soak). */
+  | { type: 'site-end'; outcome: SiteOutcome };
 
 export interface RolloutInput<Ctx> {
   fleet: string;
@@ -281,6 +283,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
         outcomes.set(report.site, o);
         state.sites[report.site] = o;
         save();
+        progress({ type: 'site-end', outcome: o });
         return record;
       },
     };
@@ -324,6 +327,8 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
         ? notStartedOutcome(name, wave.name, why)
         : (outcomes.get(name) ?? outcomeOf(r, wave.name, input.facts(r), needsHub(name)));
       if (spendsBudget(o.status)) spend(name);
+      // Sites stopped before their phases (unreachable, refused host key) never reached `finish`.
+      if (!why && !outcomes.has(name)) progress({ type: 'site-end', outcome: o });
       state.sites[name] = o;
       return o;
     });

@@ -10,9 +10,12 @@ import { SharedBundle } from '../../engine/shared-run.js';
 import { selectSites } from '../../engine/targets.js';
 import { rolloutInstall } from '../../rollout/install-rollout.js';
 import type { SiteOutcome } from '../../rollout/outcome.js';
+import { LiveTable, type LiveTableOptions, type TableStream } from '../../rollout/live-table.js';
 import { planRollout } from '../../rollout/plan.js';
 import { formatBytesShort, formatDuration } from '../../rollout/report.js';
 import type { RolloutEvent, RolloutReport } from '../../rollout/run.js';
+import type { SiteEvent } from '../../engine/run-sites.js';
+import type { SyncProgress } from '../../transport/host.js';
 import { stateDir } from '../../state/paths.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { EXIT_FAILED, type Output, outputFor, UsageError } from '../output.js';
@@ -41,9 +44,22 @@ const MARK: Record<SiteOutcome['status'], string> = {
 
 const earlier = (sites: readonly string[]) => (sites.length ? `, ${sites.length} done earlier` : '');
 
+/** A site's result as it ends: `✓ pop1 ok 34s, 120.0 MiB, 15 round trips`, and for a failure its reason and fix. */
+function siteEndLine(out: Output, s: SiteOutcome): string {
+  const c = out.errColor;
+  const colour = s.status === 'ok' ? c.green : s.status === 'failed' || s.status === 'unhealthy' ? c.red : c.dim;
+  const figures = ` ${formatDuration(s.durationMs)}, ${formatBytesShort(s.bytesSent)}, ${s.roundTrips} round trips`;
+  const lines = [`${colour(MARK[s.status])} ${s.site}: ${s.status}${figures}${s.note ? ` — ${s.note}` : ''}`];
+  if (s.reason && s.status !== 'ok') lines.push(`    ${s.failure ?? 'reason'}${s.failedPhase ? ` in ${s.failedPhase}` : ''}: ${s.reason}`);
+  if (s.fix && (s.status === 'failed' || s.status === 'unhealthy')) lines.push(`    fix: ${s.fix}`);
+  return lines.join('\n');
+}
+
 function progressLine(out: Output, ev: RolloutEvent): string {
   const c = out.errColor;
   switch (ev.type) {
+    case 'site-end':
+      return siteEndLine(out, ev.outcome);
     case 'wave-start':
       return c.bold(
         `== ${ev.wave.name}: ${ev.toRun.length} site(s)${earlier(ev.doneEarlier)}, tolerates ${ev.wave.maxFailures} failure(s)`,
@@ -98,6 +114,33 @@ function printReport(out: Output, r: RolloutReport): void {
       : out.color.red(`rollout ${r.outcome}${r.stoppedBy ? ` by ${r.stoppedBy}: ${r.stopReason}` : ''} (${counts})`),
   );
   if (r.files) out.line(`report: ${r.files.html} (and report.json)${r.files.logs ? `; a log per site in ${r.files.logs}` : ''}`);
+}
+
+/**
+ * What a rollout prints while it runs. On a terminal (and without --json) a live table: one line per running
+ * site, its phase, a bar with rate and ETA during sync, per-wave counts; each phase's details go to the site's log
+ * file. Otherwise plain lines on stderr, one per phase as it ends, as install prints them.
+ */
+export function rolloutPrinter(out: Output, totalSites: number, verb: string, tableOptions: Partial<LiveTableOptions> = {}) {
+  const table =
+    out.io.stderr.isTTY === true && !out.json
+      ? new LiveTable({ stream: out.io.stderr as TableStream, totalSites, ...tableOptions })
+      : undefined;
+  if (!table) {
+    const plain = runPrinter(out, true, verb);
+    return { ...plain, onProgress: (ev: RolloutEvent) => out.note(progressLine(out, ev)), note: (l: string) => out.note(l) };
+  }
+  return {
+    onEvent: (site: string, ev: SiteEvent) => {
+      if (ev.type === 'warning') table.print(`${site}: ${out.errColor.yellow('warning:')} ${ev.message}`);
+      if (ev.type === 'pinned') table.print(`${site}: pinned host key ${ev.fingerprint} (${ev.label}) in ${ev.file}`);
+      table.onSite(site, ev);
+    },
+    onSyncProgress: (site: string, p: SyncProgress) => table.onSync(site, p),
+    onProgress: (ev: RolloutEvent) => table.onRollout(ev, progressLine(out, ev)),
+    note: (l: string) => table.print(l),
+    stop: () => table.stop(),
+  };
 }
 
 export function register(program: Command): void {
@@ -161,7 +204,8 @@ Examples:
         });
       }
 
-      const printer = runPrinter(out, true, opts.dryRun ? 'checking' : 'installing');
+      const printer = rolloutPrinter(out, targets.length, opts.dryRun ? 'checking' : 'installing');
+      const note = printer.note;
       const install = installOptionsFrom(out.io.env, {
         dryRun: opts.dryRun === true,
         ...(opts.maxRate ? { maxRate: parseRate(opts.maxRate) } : {}),
@@ -191,11 +235,11 @@ Examples:
           // A second signal: the operator wants out now. Sites in flight continue from their POP journal on --resume.
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          out.note(`${sig} again: stopping now; to continue: ${resumeCommand}`);
+          note(`${sig} again: stopping now; to continue: ${resumeCommand}`);
           process.kill(process.pid, sig);
           return;
         }
-        out.note(`${sig}: no new site starts; sites already running stop at their next phase boundary`);
+        note(`${sig}: no new site starts; sites already running stop at their next phase boundary`);
         stop.abort();
       };
       process.on('SIGINT', onSignal);
@@ -203,7 +247,7 @@ Examples:
       const waves = plan.waves.map((w) => `${w.name} (${w.sites.length})`).join(', ');
       let report: RolloutReport;
       try {
-        out.note(`rollout of ${fleet.metadata.name}: ${waves}; parallel ${plan.parallel}, budget ${plan.maxFailures}`);
+        note(`rollout of ${fleet.metadata.name}: ${waves}; parallel ${plan.parallel}, budget ${plan.maxFailures}`);
         report = await rolloutInstall({
           fleet: fleet.metadata.name,
           plan,
@@ -216,9 +260,9 @@ Examples:
           acceptNewHostKey: opts.acceptNewHostKey === true,
           signal: stop.signal,
           onEvent: printer.onEvent,
-          onProgress: (ev) => out.note(progressLine(out, ev)),
+          onProgress: printer.onProgress,
           env: out.io.env,
-          ...(out.debug ? { onLog: (l: string) => out.note(l) } : {}),
+          ...(out.debug ? { onLog: note } : {}),
         });
       } finally {
         printer.stop();
