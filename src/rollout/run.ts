@@ -44,6 +44,10 @@ export interface RolloutReport {
   stoppedBy?: StoppedBy;
   stopReason?: string;
   policy: { parallel: number; maxFailures: number; soakSeconds: number };
+  /** The share of the fleet this run took (`--shard i/n`); absent for the whole fleet. */
+  shard?: { index: number; count: number };
+  /** A merged report: the shard reports it was made of. */
+  shards?: Array<{ index: number; count: number; id: string; outcome: 'done' | 'stopped'; ok: boolean; stoppedBy?: StoppedBy }>;
   waves: WaveReport[];
   counts: Record<SiteStatus, number>;
   warnings: string[];
@@ -73,6 +77,8 @@ export interface RolloutInput<Ctx> {
   runOptions: Omit<RunSitesOptions, 'dryRun' | 'parallel' | 'shouldStart' | 'signal'>;
   stateDir: string;
   resume: boolean;
+  /** This run's share of the fleet (the targets are already that share): names its state and report. */
+  shard?: { index: number; count: number };
   signal?: AbortSignal;
   onProgress?(ev: RolloutEvent): void;
   /** Waits for the soak (tests pass a fake); resolves early when the signal fires. */
@@ -123,7 +129,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
     warnings.push(message);
     progress({ type: 'warning', message });
   };
-  const id = rolloutId(input.fleet, input.bundle.digest);
+  const id = rolloutId(input.fleet, input.bundle.digest, input.shard);
   const byName = new Map(input.targets.map((t) => [t.site.metadata.name, t]));
   for (const w of plan.waves) for (const s of w.sites) if (!byName.has(s)) throw new Error(`internal: planned site ${s} has no target`);
 
@@ -220,6 +226,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
     outcome: stop ? 'stopped' : 'done',
     ...(stop ? { stoppedBy: stop.by, stopReason: stop.reason } : {}),
     policy: { parallel: plan.parallel, maxFailures: plan.maxFailures, soakSeconds: plan.soakSeconds },
+    ...(input.shard ? { shard: input.shard } : {}),
     waves,
     counts: countStatuses(waves),
     warnings,
@@ -422,7 +429,7 @@ export async function previewRollout<Ctx>(input: Omit<RolloutInput<Ctx>, 'resume
   return {
     version: 1,
     fleet: input.fleet,
-    id: rolloutId(input.fleet, input.bundle.digest),
+    id: rolloutId(input.fleet, input.bundle.digest, input.shard),
     dryRun: true,
     resumed: false,
     bundle: input.bundle,
@@ -432,6 +439,7 @@ export async function previewRollout<Ctx>(input: Omit<RolloutInput<Ctx>, 'resume
     ok: waves.every((w) => w.sites.every((s) => s.status === 'ok' || s.status === 'skipped')),
     outcome: 'done',
     policy: { parallel: plan.parallel, maxFailures: plan.maxFailures, soakSeconds: plan.soakSeconds },
+    ...(input.shard ? { shard: input.shard } : {}),
     waves,
     counts: countStatuses(waves),
     warnings: [],

@@ -3,6 +3,7 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
+import { stringify as stringifyYaml } from 'yaml';
 import { shellQuote } from '../../transport/remote-command.js';
 import { FsmEdgeError } from '../../config/errors.js';
 import { loadSites } from '../../config/index.js';
@@ -11,10 +12,13 @@ import { selectSites } from '../../engine/targets.js';
 import { rolloutInstall } from '../../rollout/install-rollout.js';
 import type { SiteOutcome } from '../../rollout/outcome.js';
 import { LiveTable, type LiveTableOptions, type TableStream } from '../../rollout/live-table.js';
+import { CONFIG_DIR, type EmitJobInput, type JobFile, relativeInside, rolloutJob, setupCommands } from '../../rollout/emit-job.js';
 import { planRollout } from '../../rollout/plan.js';
+import { inShard, MAX_SHARDS, parseShard, shardLabel } from '../../rollout/shard.js';
+import { secretsUsedBy } from '../../config/secrets-used.js';
 import { formatBytesShort, formatDuration } from '../../rollout/report.js';
 import type { RolloutEvent, RolloutReport } from '../../rollout/run.js';
-import type { SiteEvent } from '../../engine/run-sites.js';
+import type { SiteEvent, SiteTarget } from '../../engine/run-sites.js';
 import type { SyncProgress } from '../../transport/host.js';
 import { stateDir } from '../../state/paths.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
@@ -31,6 +35,13 @@ interface RolloutCliOptions {
   allowDowngrade?: boolean;
   maxRate?: string;
   json?: boolean;
+  shard?: string;
+  emitJob?: boolean;
+  shards?: string;
+  image?: string;
+  namespace: string;
+  bundleClaim: string;
+  stateClaim: string;
 }
 
 const MARK: Record<SiteOutcome['status'], string> = {
@@ -143,6 +154,78 @@ export function rolloutPrinter(out: Output, totalSites: number, verb: string, ta
   };
 }
 
+/** `--emit-job`: the Indexed Job, and (as comments, or in --json) the kubectl lines creating what it mounts. */
+function emitJob(out: Output, file: string, opts: RolloutCliOptions, targets: readonly SiteTarget[], fleet: string): void {
+  const shards = Number(opts.shards);
+  if (!opts.shards || !Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS)
+    throw new UsageError(`--emit-job needs --shards N (1 … ${MAX_SHARDS})`, 'e.g. --emit-job --shards 4');
+  if (!opts.image)
+    throw new UsageError(
+      '--emit-job needs --image: the fsm-edge container image the pods run',
+      'e.g. --image registry.example/fsm-edge:0.1.0',
+    );
+  if (opts.shard) throw new UsageError('--emit-job and --shard do not go together', 'the Job gives each pod its --shard');
+  if (opts.acceptNewHostKey)
+    throw new UsageError(
+      '--emit-job does not take --accept-new-host-key: a pod cannot confirm a new host key',
+      'pin every POP’s key first',
+    );
+  const fleetPath = path.resolve(file);
+  const fleetDir = path.dirname(fleetPath);
+  const config = new Map<string, JobFile>();
+  const secrets = new Map<string, JobFile>();
+  const env = new Set<string>();
+  const addConfig = (abs: string, what: string) => {
+    if (abs === fleetPath) return;
+    const rel = relativeInside(fleetDir, abs, what);
+    config.set(rel, { path: rel, source: path.relative(process.cwd(), abs) || abs });
+  };
+  for (const t of targets) {
+    addConfig(path.resolve(t.file), 'site file');
+    for (const use of secretsUsedBy(t.site, t.hub)) {
+      if ('env' in use.ref) env.add(use.ref.env);
+      else {
+        const abs = path.resolve(fleetDir, use.ref.file);
+        const rel = relativeInside(fleetDir, abs, `${t.site.metadata.name} ${use.field}`);
+        secrets.set(rel, { path: rel, source: path.relative(process.cwd(), abs) || abs });
+      }
+    }
+  }
+  if (opts.hub) addConfig(path.resolve(opts.hub), 'hub file');
+  const trustKeys = opts.trustKey.map((k) => {
+    addConfig(path.resolve(k), 'trust key');
+    return relativeInside(fleetDir, path.resolve(k), 'trust key');
+  });
+  const input: EmitJobInput = {
+    fleet,
+    shards,
+    image: opts.image,
+    namespace: opts.namespace,
+    fleetFile: path.basename(fleetPath),
+    configFiles: [...config.values()],
+    secretFiles: [...secrets.values()],
+    secretEnv: [...env],
+    trustKeys,
+    bundle: path.basename(path.resolve(opts.bundle)),
+    bundleClaim: opts.bundleClaim,
+    stateClaim: opts.stateClaim,
+    extraArgs: [
+      ...(opts.hub ? ['--hub', `${CONFIG_DIR}/${relativeInside(fleetDir, path.resolve(opts.hub), 'hub file')}`] : []),
+      ...(opts.maxRate ? ['--max-rate', opts.maxRate] : []),
+      ...(opts.allowDowngrade ? ['--allow-downgrade'] : []),
+      ...(opts.resume ? ['--resume'] : []),
+      ...(opts.dryRun ? ['--dry-run'] : []),
+    ],
+  };
+  const job = rolloutJob(input);
+  const setup = setupCommands(input);
+  out.result({ ok: true, job, setup }, () => {
+    out.line(`# fsm-edge rollout of fleet ${fleet} in ${shards} shard(s): create what the Job mounts first:`);
+    for (const l of setup) out.line(l.startsWith('#') ? l : `#   ${l}`);
+    out.line(stringifyYaml(job).trimEnd());
+  });
+}
+
 export function register(program: Command): void {
   program
     .command('rollout')
@@ -156,6 +239,13 @@ export function register(program: Command): void {
     .option('--accept-new-host-key', 'trust and record the host key of a POP seen for the first time (TOFU)')
     .option('--allow-downgrade', 'install a bundle older than the one a POP last installed')
     .option('--max-rate <rate>', 'cap the upload rate per POP, e.g. 512k, 2M (bytes per second)')
+    .option('--shard <i/n>', 'roll out only this share of the fleet (by site name; 0/4 … 3/4 together cover it)')
+    .option('--emit-job', 'print a Kubernetes Indexed Job that runs --shards shards of this rollout; changes nothing')
+    .option('--shards <n>', 'with --emit-job: how many shards (pods) the Job runs')
+    .option('--image <ref>', 'with --emit-job: the fsm-edge container image')
+    .option('--namespace <ns>', 'with --emit-job: the namespace of the Job', 'fsm-edge')
+    .option('--bundle-claim <pvc>', 'with --emit-job: the volume claim holding the bundle directory', 'fsm-edge-bundles')
+    .option('--state-claim <pvc>', 'with --emit-job: the claim (ReadWriteMany) for state and reports', 'fsm-edge-state')
     .option('--json', JSON_OPTION_HELP)
     .addHelpText(
       'after',
@@ -166,9 +256,15 @@ Ctrl-C or SIGTERM does the same; run the same command with --resume to continue.
 report.json and report.html under the controller state directory (rollouts/<fleet>-<bundle>/).
 Exit code: 0 every site ok, 1 a site failed or the rollout stopped, 2 bad usage or configuration.
 
+Past one controller: --shard i/n takes the sites whose name hashes to shard i (rendezvous hashing: adding a site
+moves no other), with the fleet's policy applied within the share (its own canary and waves). --emit-job prints
+an Indexed Job running each shard in a pod; \`fsm-edge report merge\` joins the shards' reports into one.
+
 Examples:
   fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --dry-run
-  fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --resume --json`,
+  fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --resume --json
+  fsm-edge rollout fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --trust-key signing.pub --emit-job --shards 4 \\
+    --image registry.example/fsm-edge:0.1.0 | kubectl apply -f -`,
     )
     .action(async function (this: Command, file: string, opts: RolloutCliOptions) {
       const out = outputFor(this);
@@ -180,7 +276,9 @@ Examples:
       }
       if (opts.dryRun && opts.resume)
         throw new UsageError('--dry-run and --resume do not go together', 'a dry run already skips sites that are on this bundle');
-      const targets = selectSites([file], opts.hub ? { hub: opts.hub } : {});
+      const shard = opts.shard !== undefined ? parseShard(opts.shard) : undefined;
+      const allTargets = selectSites([file], opts.hub ? { hub: opts.hub } : {});
+      const targets = shard ? allTargets.filter((t) => inShard(t.site.metadata.name, shard)) : allTargets;
       const fleets = loadSites(opts.hub ? [file, opts.hub] : [file]).fleets;
       if (fleets.length !== 1)
         throw new UsageError(
@@ -188,6 +286,15 @@ Examples:
           'give the Fleet file (Site files go in its spec.sites)',
         );
       const fleet = fleets[0]!;
+      if (opts.emitJob) {
+        emitJob(out, file, opts, allTargets, fleet.metadata.name);
+        return;
+      }
+      if (shard && targets.length === 0) {
+        out.note(`shard ${shardLabel(shard)}: no site of ${fleet.metadata.name} falls in this share; nothing to do`);
+        out.result({ ok: true, fleet: fleet.metadata.name, shard, sites: [] }, () => out.line('nothing to do'));
+        return;
+      }
       const plan = planRollout(
         targets.map((t) => ({ name: t.site.metadata.name, ...(t.site.metadata.labels ? { labels: t.site.metadata.labels } : {}) })),
         fleet.spec.rollout,
@@ -223,6 +330,7 @@ Examples:
         ...(opts.hub ? ['--hub', opts.hub] : []),
         ...(opts.maxRate ? ['--max-rate', opts.maxRate] : []),
         ...(opts.allowDowngrade ? ['--allow-downgrade'] : []),
+        ...(shard ? ['--shard', shardLabel(shard)] : []),
         '--resume',
       ]
         .map(shellQuote)
@@ -257,6 +365,7 @@ Examples:
           stateDir: root,
           dryRun: opts.dryRun === true,
           resume: opts.resume === true,
+          ...(shard ? { shard } : {}),
           acceptNewHostKey: opts.acceptNewHostKey === true,
           signal: stop.signal,
           onEvent: printer.onEvent,
