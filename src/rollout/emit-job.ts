@@ -1,8 +1,8 @@
 // `fsm-edge rollout --emit-job`: a Kubernetes Indexed Job (batch/v1, completionMode Indexed, completions =
-// parallelism = n) that runs a rollout's n shards on a cluster that already exists (the hub, say). Kubernetes
-// sets JOB_COMPLETION_INDEX in each pod of an Indexed Job (kubernetes.io/docs/concepts/workloads/controllers/job,
-// "Completion mode"); the container's args use it as `--shard $(JOB_COMPLETION_INDEX)/n` (Kubernetes expands
-// `$(VAR)` in args from the container's env). Config files come from a ConfigMap, secret files and `{env}`
+// parallelism = n) that runs a rollout's n shards on a cluster that already exists (the hub, say). The Job
+// controller adds JOB_COMPLETION_INDEX (the pod's index, from 0) to the env of each container of an Indexed Job
+// (kubernetes.io/docs/tasks/job/indexed-parallel-processing-static); the args use it as
+// `--shard $(JOB_COMPLETION_INDEX)/n` (Kubernetes expands `$(VAR)` in args from the container's env). Config files come from a ConfigMap, secret files and `{env}`
 // secrets from a Secret — mounted or set as env from the Secret, never on a command line; bundles are read
 // from a volume claim; state and reports go to a shared claim, one directory per shard (rollout ids carry the
 // shard), so `fsm-edge report merge` can join them. Host keys must already be pinned: a pod cannot ask.
