@@ -106,12 +106,15 @@ export function rolloutJob(i: EmitJobInput): Record<string, unknown> {
               args,
               env: [
                 { name: 'FSM_EDGE_STATE_DIR', value: STATE_DIR },
+                // The root filesystem is read-only: a writable scratch directory for anything that needs one.
+                { name: 'HOME', value: '/tmp' },
                 ...i.secretEnv.map((n) => ({ name: n, valueFrom: { secretKeyRef: { name: names.secret, key: n } } })),
               ],
               volumeMounts: [
                 { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
                 { name: 'bundles', mountPath: BUNDLES_DIR, readOnly: true },
                 { name: 'state', mountPath: STATE_DIR },
+                { name: 'tmp', mountPath: '/tmp' },
               ],
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
             },
@@ -121,6 +124,7 @@ export function rolloutJob(i: EmitJobInput): Record<string, unknown> {
             { name: 'config', projected: { defaultMode: 0o400, sources } },
             { name: 'bundles', persistentVolumeClaim: { claimName: i.bundleClaim, readOnly: true } },
             { name: 'state', persistentVolumeClaim: { claimName: i.stateClaim } },
+            { name: 'tmp', emptyDir: {} },
           ],
         },
       },

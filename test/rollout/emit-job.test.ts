@@ -148,6 +148,7 @@ spec:
     expect(r.stdout).toMatch(/# {3}kubectl -n fsm-edge create secret generic fsm-edge-rollout-edge-secrets --from-file=keys__id_ed25519=/);
     expect(r.stdout).not.toContain('PRIVATE-KEY-MATERIAL');
     expect(r.stdout).not.toContain('sudo-secret-value');
+    expect(r.stdout).not.toMatch(/[&*]a\d/); // no YAML anchors
     const job = parseYaml(r.stdout) as unknown as JobDoc;
     expect(validateJob(job), errors()).toBe(true);
     const c = job.spec.template.spec.containers[0]!;

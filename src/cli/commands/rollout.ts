@@ -222,7 +222,8 @@ function emitJob(out: Output, file: string, opts: RolloutCliOptions, targets: re
   out.result({ ok: true, job, setup }, () => {
     out.line(`# fsm-edge rollout of fleet ${fleet} in ${shards} shard(s): create what the Job mounts first:`);
     for (const l of setup) out.line(l.startsWith('#') ? l : `#   ${l}`);
-    out.line(stringifyYaml(job).trimEnd());
+    // No YAML anchors (the labels appear twice): plain documents for every tool that reads them.
+    out.line(stringifyYaml(job, { aliasDuplicateObjects: false }).trimEnd());
   });
 }
 
