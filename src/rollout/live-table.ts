@@ -71,6 +71,8 @@ export class LiveTable {
   private readonly running = new Map<string, RunningSite>();
   private wave: WaveCounts | undefined;
   private readonly overall = { ok: 0, failed: 0, earlier: 0 };
+  /** Sites counted as ended (a failed phase-end and the site-end of one site count once). */
+  private readonly ended = new Set<string>();
   private drawn = 0;
   private lastDraw = Number.NEGATIVE_INFINITY;
   private timer: { unref?(): void } | undefined;
@@ -118,8 +120,6 @@ export class LiveTable {
     this.running.set(site, r);
     this.draw();
   }
-
-  private readonly ended = new Set<string>();
 
   private siteEnded(site: string, result: 'ok' | 'failed' | undefined): void {
     this.running.delete(site);

@@ -132,10 +132,10 @@ function printReport(out: Output, r: RolloutReport): void {
  * site, its phase, a bar with rate and ETA during sync, per-wave counts; each phase's details go to the site's log
  * file. Otherwise plain lines on stderr, one per phase as it ends, as install prints them.
  */
-export function rolloutPrinter(out: Output, totalSites: number, verb: string, tableOptions: Partial<LiveTableOptions> = {}) {
+export function rolloutPrinter(out: Output, totalSites: number | undefined, verb: string, tableOptions: Partial<LiveTableOptions> = {}) {
   const table =
     out.io.stderr.isTTY === true && !out.json
-      ? new LiveTable({ stream: out.io.stderr as TableStream, totalSites, ...tableOptions })
+      ? new LiveTable({ stream: out.io.stderr as TableStream, ...(totalSites !== undefined ? { totalSites } : {}), ...tableOptions })
       : undefined;
   if (!table) {
     const plain = runPrinter(out, true, verb);
@@ -312,7 +312,8 @@ Examples:
         });
       }
 
-      const printer = rolloutPrinter(out, targets.length, opts.dryRun ? 'checking' : 'installing');
+      // A dry run ends no site: the table's rollout count would stay at 0 — shown for real runs only.
+      const printer = rolloutPrinter(out, opts.dryRun ? undefined : targets.length, opts.dryRun ? 'checking' : 'installing');
       const note = printer.note;
       const install = installOptionsFrom(out.io.env, {
         dryRun: opts.dryRun === true,

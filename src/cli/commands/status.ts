@@ -151,9 +151,18 @@ record of each POP that answered (the journal is the truth; the records are a ca
 unreachable; exit code 1 when a POP did not answer. It needs the Site or Fleet files (the records hold no
 credentials).`,
     )
-    .action(async function (this: Command, files: string[], opts: { hub?: string; site: string[]; refresh?: boolean }) {
+    .action(async function (
+      this: Command,
+      files: string[],
+      opts: { hub?: string; site: string[]; refresh?: boolean; acceptNewHostKey?: boolean },
+    ) {
       const out = outputFor(this);
       const root = stateDir(undefined, out.io.env);
+      if (opts.refresh && opts.acceptNewHostKey)
+        throw new UsageError(
+          '--refresh reads POPs with pinned host keys only: a status never accepts a new key',
+          'pin the key in spec.ssh.hostKeys (an install with --accept-new-host-key records it), then refresh',
+        );
       if (files.length === 0 && opts.refresh)
         throw new UsageError(
           '--refresh needs the Site or Fleet files: the records hold no SSH credentials',
