@@ -1,8 +1,9 @@
 // A sharded rollout over the fake fleet: n shard runs at once (as the pods of the emitted Job run them), sharing
 // one state directory, each writing its own state and report; their sites are disjoint and cover the fleet;
-// `fsm-edge report merge` joins the reports into one report.json and report.html. (In-process runs: the fake
-// POPs are RecordingHosts, which live in this process.)
+// `fsm-edge report merge` joins the reports into one report.json and report.html. First in this process, then
+// as n OS processes (shard-process.ts; each builds its own fake POPs, which is what disjoint shares allow).
 
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { writeRolloutReport } from '../../src/rollout/report.js';
 import { type RolloutReport, runRollout } from '../../src/rollout/run.js';
 import { inShard } from '../../src/rollout/shard.js';
 import { rolloutReportDir, rolloutStatePath } from '../../src/rollout/state.js';
-import { runMain } from '../cli/run-cli.js';
+import { runMain, TSX } from '../cli/run-cli.js';
 import { DIGEST, FakeFleet } from './fake-fleet.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'shards-'));
@@ -92,5 +93,39 @@ describe('a sharded rollout', { timeout: 60_000 }, () => {
     expect(() => mergeReports([runs[0]!.report, other])).toThrow(/not of edge with sha256:ab12/);
     const overlap = { ...runs[1]!.report, waves: [...runs[1]!.report.waves, ...runs[0]!.report.waves] };
     expect(() => mergeReports([runs[0]!.report, overlap])).toThrow(/is in shard 0 and shard 1/);
+  });
+});
+
+/** One shard as its own OS process (shard-process.ts); resolves with what it printed. */
+function shardProcess(index: number, root: string): Promise<{ installed: string[]; dir: string }> {
+  const script = new URL('./shard-process.ts', import.meta.url).pathname;
+  return new Promise((resolve, reject) => {
+    const child = spawn(TSX, [script, String(index), String(N), root, names.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`shard ${index} exited ${code}: ${err}`))));
+  });
+}
+
+describe('sharded rollout in separate processes', { timeout: 120_000 }, () => {
+  it('n shard processes sharing one state directory install disjoint sites covering the fleet; merge joins them', async () => {
+    const root = path.join(tmp, 'procs');
+    const runs = await Promise.all(Array.from({ length: N }, (_, i) => shardProcess(i, root)));
+    const installed = runs.map((r) => r.installed);
+    expect(installed.flat().sort()).toEqual([...names].sort());
+    expect(new Set(installed.flat()).size).toBe(names.length);
+    for (const share of installed) expect(share.length).toBeGreaterThan(0);
+    const out = path.join(tmp, 'procs-merged');
+    const m = await runMain(['report', 'merge', '--out', out, ...runs.map((r) => r.dir)], { env: { PATH: process.env.PATH } });
+    expect(m.code, m.stderr).toBe(0);
+    const merged = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as RolloutReport;
+    expect(merged.ok).toBe(true);
+    expect(sitesOf(merged).sort()).toEqual([...names].sort());
   });
 });
