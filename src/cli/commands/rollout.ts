@@ -346,6 +346,7 @@ Examples:
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
           note(`${sig} again: stopping now; to continue: ${resumeCommand}`);
+          printer.stop(); // the live table shows the cursor again before the process goes
           process.kill(process.pid, sig);
           return;
         }
