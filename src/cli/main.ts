@@ -20,6 +20,7 @@ const COMMAND_MODULES: Record<string, () => Promise<{ register(program: Command)
   init: () => import('./commands/init.js'),
   register: () => import('./commands/register.js'),
   rollout: () => import('./commands/rollout.js'),
+  report: () => import('./commands/report.js'),
   status: () => import('./commands/status.js'),
   config: () => import('./commands/config.js'),
 };

@@ -47,6 +47,8 @@ export interface InstallRolloutOptions {
   stateDir: string;
   dryRun: boolean;
   resume: boolean;
+  /** `--shard i/n`: the targets are this shard's share; state and report are named for it. */
+  shard?: { index: number; count: number };
   acceptNewHostKey?: boolean;
   signal?: AbortSignal;
   onEvent?: RunSitesOptions['onEvent'];
@@ -57,7 +59,7 @@ export interface InstallRolloutOptions {
 
 /** Runs (or, with dryRun, previews) the rollout; a real run writes report.json and report.html. */
 export async function rolloutInstall(o: InstallRolloutOptions): Promise<RolloutReport> {
-  const reportDir = rolloutReportDir(o.stateDir, rolloutId(o.fleet, o.bundle.digest));
+  const reportDir = rolloutReportDir(o.stateDir, rolloutId(o.fleet, o.bundle.digest, o.shard));
   // A real run keeps one log per site beside its report; a dry run writes nothing.
   const logs = o.dryRun ? undefined : new SiteLogs(path.join(reportDir, 'logs'));
   const onEvent: RunSitesOptions['onEvent'] = (site, ev) => {
@@ -83,6 +85,7 @@ export async function rolloutInstall(o: InstallRolloutOptions): Promise<RolloutR
       ...(o.env ? { env: o.env } : {}),
     },
     stateDir: o.stateDir,
+    ...(o.shard ? { shard: o.shard } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   };

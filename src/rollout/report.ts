@@ -90,6 +90,7 @@ export function renderReportHtml(r: RolloutReport): string {
   const resumed = r.resumed ? ', resumed' : '';
   const soak = r.policy.soakSeconds ? `, soak ${esc(r.policy.soakSeconds)}s` : '';
   const logs = r.files?.logs ? `<p class="meta">one log per site in <code>${esc(r.files.logs)}</code></p>\n` : '';
+  const shards = shardsMeta(r);
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>fsm-edge rollout ${esc(r.fleet)} ${esc(r.id)}</title><style>${CSS}</style></head>
@@ -98,12 +99,22 @@ export function renderReportHtml(r: RolloutReport): string {
 <p class="meta">bundle ${esc(r.bundle.name ?? '')} <code>${esc(r.bundle.digest)}</code></p>
 <p class="meta">started ${esc(r.startedAt)}, finished ${esc(r.finishedAt)} (${esc(formatDuration(r.durationMs))})${resumed};
 parallel ${esc(r.policy.parallel)}, failure budget ${esc(r.policy.maxFailures)}${soak}</p>
-${logs}<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
+${logs}${shards}<p><span id="verdict" class="verdict ${r.ok ? 'ok' : 'bad'}">${esc(verdict)}</span></p>
 <p class="counts">${counts}</p>
 ${r.warnings.length ? `<ul class="warnings">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>` : ''}
 ${r.waves.map(waveSection).join('\n')}
 </body></html>
 `;
+}
+
+/** A shard's report says which share it is; a merged one which shards it holds. */
+function shardsMeta(r: RolloutReport): string {
+  if (r.shard) return `<p class="meta" id="shard">shard ${esc(r.shard.index)}/${esc(r.shard.count)} of the fleet (by site name)</p>\n`;
+  if (!r.shards?.length) return '';
+  const items = r.shards
+    .map((s) => `${esc(s.index)}/${esc(s.count)} ${esc(s.outcome)}${s.stoppedBy ? ` (${esc(s.stoppedBy)})` : ''}`)
+    .join(', ');
+  return `<p class="meta" id="shards">merged from ${r.shards.length} shard report(s): ${items}</p>\n`;
 }
 
 /** Writes report.json and report.html into `dir`; returns their paths. */

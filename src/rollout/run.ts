@@ -44,6 +44,10 @@ export interface RolloutReport {
   stoppedBy?: StoppedBy;
   stopReason?: string;
   policy: { parallel: number; maxFailures: number; soakSeconds: number };
+  /** The share of the fleet this run took (`--shard i/n`); absent for the whole fleet. */
+  shard?: { index: number; count: number };
+  /** A merged report: the shard reports it was made of. */
+  shards?: Array<{ index: number; count: number; id: string; outcome: 'done' | 'stopped'; ok: boolean; stoppedBy?: StoppedBy }>;
   waves: WaveReport[];
   counts: Record<SiteStatus, number>;
   warnings: string[];
@@ -56,7 +60,9 @@ export type RolloutEvent =
   | { type: 'soak'; wave: string; seconds: number }
   | { type: 'derived'; done: string[]; notDone: string[] }
   | { type: 'stopped'; by: StoppedBy; reason: string }
-  | { type: 'warning'; message: string };
+  | { type: 'warning'; message: string }
+  /** A site's run ended (the outcome as the report will have it, before any soak). */
+  | { type: 'site-end'; outcome: SiteOutcome };
 
 export interface RolloutInput<Ctx> {
   fleet: string;
@@ -71,6 +77,8 @@ export interface RolloutInput<Ctx> {
   runOptions: Omit<RunSitesOptions, 'dryRun' | 'parallel' | 'shouldStart' | 'signal'>;
   stateDir: string;
   resume: boolean;
+  /** This run's share of the fleet (the targets are already that share): names its state and report. */
+  shard?: { index: number; count: number };
   signal?: AbortSignal;
   onProgress?(ev: RolloutEvent): void;
   /** Waits for the soak (tests pass a fake); resolves early when the signal fires. */
@@ -121,7 +129,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
     warnings.push(message);
     progress({ type: 'warning', message });
   };
-  const id = rolloutId(input.fleet, input.bundle.digest);
+  const id = rolloutId(input.fleet, input.bundle.digest, input.shard);
   const byName = new Map(input.targets.map((t) => [t.site.metadata.name, t]));
   for (const w of plan.waves) for (const s of w.sites) if (!byName.has(s)) throw new Error(`internal: planned site ${s} has no target`);
 
@@ -218,6 +226,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
     outcome: stop ? 'stopped' : 'done',
     ...(stop ? { stoppedBy: stop.by, stopReason: stop.reason } : {}),
     policy: { parallel: plan.parallel, maxFailures: plan.maxFailures, soakSeconds: plan.soakSeconds },
+    ...(input.shard ? { shard: input.shard } : {}),
     waves,
     counts: countStatuses(waves),
     warnings,
@@ -281,6 +290,7 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
         outcomes.set(report.site, o);
         state.sites[report.site] = o;
         save();
+        progress({ type: 'site-end', outcome: o });
         return record;
       },
     };
@@ -324,6 +334,8 @@ export async function runRollout<Ctx>(input: RolloutInput<Ctx>): Promise<Rollout
         ? notStartedOutcome(name, wave.name, why)
         : (outcomes.get(name) ?? outcomeOf(r, wave.name, input.facts(r), needsHub(name)));
       if (spendsBudget(o.status)) spend(name);
+      // Sites stopped before their phases (unreachable, refused host key) never reached `finish`.
+      if (!why && !outcomes.has(name)) progress({ type: 'site-end', outcome: o });
       state.sites[name] = o;
       return o;
     });
@@ -417,7 +429,7 @@ export async function previewRollout<Ctx>(input: Omit<RolloutInput<Ctx>, 'resume
   return {
     version: 1,
     fleet: input.fleet,
-    id: rolloutId(input.fleet, input.bundle.digest),
+    id: rolloutId(input.fleet, input.bundle.digest, input.shard),
     dryRun: true,
     resumed: false,
     bundle: input.bundle,
@@ -427,6 +439,7 @@ export async function previewRollout<Ctx>(input: Omit<RolloutInput<Ctx>, 'resume
     ok: waves.every((w) => w.sites.every((s) => s.status === 'ok' || s.status === 'skipped')),
     outcome: 'done',
     policy: { parallel: plan.parallel, maxFailures: plan.maxFailures, soakSeconds: plan.soakSeconds },
+    ...(input.shard ? { shard: input.shard } : {}),
     waves,
     counts: countStatuses(waves),
     warnings: [],

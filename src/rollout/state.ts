@@ -20,10 +20,13 @@ export interface RolloutState {
   sites: Record<string, SiteOutcome | { site: string; wave: string; status: 'running'; startedAt: string }>;
 }
 
-/** `<fleet>-<first 12 hex of the bundle digest>`: names a file, so only safe characters. */
-export function rolloutId(fleet: string, bundleDigest: string): string {
+/**
+ * `<fleet>-<first 12 hex of the bundle digest>`, and `-s<i>of<n>` for a shard (shards sharing one state volume
+ * keep apart): names a file, so only safe characters.
+ */
+export function rolloutId(fleet: string, bundleDigest: string, shard?: { index: number; count: number }): string {
   const hex = /^sha256:([0-9a-f]{12})/.exec(bundleDigest)?.[1];
-  const id = `${fleet}-${hex ?? 'nodigest'}`;
+  const id = `${fleet}-${hex ?? 'nodigest'}${shard ? `-s${shard.index}of${shard.count}` : ''}`;
   if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(id)) throw new Error(`internal: rollout id ${JSON.stringify(id)} is not a safe file name`);
   return id;
 }

@@ -37,7 +37,8 @@ ${rollout}
 }
 const env = (state: string) => ({ PATH: process.env.PATH, HOME: tmp, FSM_EDGE_STATE_DIR: state });
 
-describe('fsm-edge rollout (before any POP is contacted)', () => {
+// The first in-process CLI run imports the whole CLI: slow on a loaded machine.
+describe('fsm-edge rollout (before any POP is contacted)', { timeout: 60_000 }, () => {
   it('needs a trust key (exit 2)', async () => {
     const r = await runMain(['rollout', fleetFile('    parallel: 2'), '--bundle', tmp], { env: env(tmp) });
     expect(r.code).toBe(2);

@@ -8,10 +8,11 @@ import { isNotFound, withTimeout } from '../../kube/poll.js';
 import type { SiteTarget } from '../../engine/run-sites.js';
 import { HubClients } from '../../engine/shared-run.js';
 import { stateDir } from '../../state/paths.js';
+import { type PopView, REFRESH_TIMEOUT_MS, refreshFromPops } from '../../rollout/refresh.js';
 import { lastRollouts } from '../../rollout/state.js';
 import { listSiteRecords, readSiteRecord, type SiteRecord } from '../../state/site-record.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
-import { outputFor } from '../output.js';
+import { EXIT_FAILED, outputFor, UsageError } from '../output.js';
 import { selectTargets } from './install.js';
 
 type SiteSelection = SiteTarget;
@@ -28,6 +29,8 @@ export interface SiteStatus {
   host: string;
   /** The last rollout the site took part in (listing from the records only). */
   lastRollout?: { id: string; status: string; at: string };
+  /** What the POP itself said (`--refresh`): its journal, or why it did not answer. */
+  pop?: PopView;
 }
 
 async function hubState(
@@ -90,9 +93,29 @@ export function recordStatus(rec: SiteRecord, rollout?: SiteStatus['lastRollout'
   return { ...siteStatus({ site } as SiteSelection, rec), ...(rollout ? { lastRollout: rollout } : {}) };
 }
 
+/** The POP column of `--refresh`: what its journal says, or that it did not answer and why. */
+export function popCell(p: PopView): string {
+  if (!p.reachable) return `unreachable (${p.error ?? 'no answer'})`;
+  const run = p.lastRun
+    ? `${p.lastRun.operation} ${p.lastRun.outcome}${p.lastRun.failedPhase ? ` in ${p.lastRun.failedPhase}` : ''}`
+    : 'no run';
+  return `${p.bundle ? p.bundle.name : 'no bundle'}, ${run}${p.warning ? ' (journal unreadable)' : ''}`;
+}
+
 export function renderStatusTable(rows: SiteStatus[]): string {
   const rollouts = rows.some((r) => r.lastRollout);
-  const head = ['SITE', 'ARCH', 'K3S', 'FSM', 'INTERCEPTION', 'REGISTRATION', ...(rollouts ? ['LAST ROLLOUT'] : []), 'LAST RUN'];
+  const pops = rows.some((r) => r.pop);
+  const head = [
+    'SITE',
+    'ARCH',
+    'K3S',
+    'FSM',
+    'INTERCEPTION',
+    'REGISTRATION',
+    ...(rollouts ? ['LAST ROLLOUT'] : []),
+    ...(pops ? ['POP (JOURNAL)'] : []),
+    'LAST RUN',
+  ];
   const body = rows.map((r) => [
     r.name,
     r.arch ?? '-',
@@ -101,6 +124,7 @@ export function renderStatusTable(rows: SiteStatus[]): string {
     r.interception ?? '-',
     r.registration.state + (r.registration.state !== 'managed' && r.registration.reason ? ` (${r.registration.reason})` : ''),
     ...(rollouts ? [r.lastRollout ? `${r.lastRollout.id} ${r.lastRollout.status}` : '-'] : []),
+    ...(pops ? [r.pop ? popCell(r.pop) : '-'] : []),
     r.lastRun
       ? `${r.lastRun.operation} ${r.lastRun.ok ? 'ok' : `failed${r.lastRun.failedPhase ? ` in ${r.lastRun.failedPhase}` : ''}`} ${r.lastRun.at.replace('T', ' ').slice(0, 19)}`
       : '-',
@@ -117,10 +141,33 @@ export function register(program: Command): void {
     .option('--hub <file>', 'Hub document, when not in the config files')
     .option('--site <name>', 'only these sites of a Fleet (repeatable)', repeatable, [])
     .option('--accept-new-host-key', 'trust and record the host key of a POP seen for the first time (TOFU)')
+    .option('--refresh', 'ask the POPs: read each one’s journal (pinned host keys only) and rebuild the records from it')
     .option('--json', JSON_OPTION_HELP)
-    .action(async function (this: Command, files: string[], opts: { hub?: string; site: string[] }) {
+    .addHelpText(
+      'after',
+      `
+--refresh reads every POP's journal over SSH (16 at a time, ${REFRESH_TIMEOUT_MS / 1000}s each at most), rewrites this controller's
+record of each POP that answered (the journal is the truth; the records are a cache) and marks the others
+unreachable; exit code 1 when a POP did not answer. It needs the Site or Fleet files (the records hold no
+credentials).`,
+    )
+    .action(async function (
+      this: Command,
+      files: string[],
+      opts: { hub?: string; site: string[]; refresh?: boolean; acceptNewHostKey?: boolean },
+    ) {
       const out = outputFor(this);
       const root = stateDir(undefined, out.io.env);
+      if (opts.refresh && opts.acceptNewHostKey)
+        throw new UsageError(
+          '--refresh reads POPs with pinned host keys only: a status never accepts a new key',
+          'pin the key in spec.ssh.hostKeys (an install with --accept-new-host-key records it), then refresh',
+        );
+      if (files.length === 0 && opts.refresh)
+        throw new UsageError(
+          '--refresh needs the Site or Fleet files: the records hold no SSH credentials',
+          'fsm-edge status fleet.yaml --refresh',
+        );
       if (files.length === 0) {
         const rollouts = lastRollouts(root);
         const known = listSiteRecords(root)
@@ -133,12 +180,16 @@ export function register(program: Command): void {
       }
       const sites = selectTargets(files, opts);
       const hubs = new HubClients(out.io.env);
+      const pops = opts.refresh ? new Map((await refreshFromPops(sites, { root, env: out.io.env })).map((v) => [v.site, v])) : undefined;
       const rows = await Promise.all(
         sites.map(async (sel) => {
           const rec = readSiteRecord(root, sel.site.metadata.name);
-          return siteStatus(sel, rec, await hubState(hubs, sel, rec));
+          const pop = pops?.get(sel.site.metadata.name);
+          return { ...siteStatus(sel, rec, await hubState(hubs, sel, rec)), ...(pop ? { pop } : {}) };
         }),
       );
-      out.result({ ok: true, stateDir: root, sites: rows }, () => out.line(renderStatusTable(rows)));
+      const unreachable = rows.filter((r) => r.pop && !r.pop.reachable).length;
+      out.result({ ok: unreachable === 0, stateDir: root, sites: rows }, () => out.line(renderStatusTable(rows)));
+      if (unreachable) out.exitCode = EXIT_FAILED;
     });
 }
