@@ -1,7 +1,13 @@
-// `fsm-edge rollout` on two amd64 lab POPs and a private lab hub: a canary whose link is cut stops the rollout
-// before wave 1 (the other POP untouched); a controller SIGKILLed mid-wave, then `--resume`, converges both to
-// Managed without redoing the finished site (the one in flight continues from its POP journal, 0 blobs re-sent);
-// with the controller's rollout state deleted, `--resume` re-derives from the POP journals and installs nothing.
+// `fsm-edge rollout` on six lab POPs — an arm64 canary and five amd64 sites in one wave at concurrency 2 — and a
+// private lab hub, with failure budget 1 (`maxFailures: 1`: one failed site is tolerated, the second spends the
+// budget). The POPs are installed once; the scenarios follow each other on them:
+//   (a) the canary's link cut: the rollout stops before wave 1, no amd64 POP is touched;
+//   (b) the canary restored, two wave-1 links cut: the canary installs, both cut sites are reported failed and no
+//       site starts after the second failure (with 2 slots at most one other site can have started in between);
+//   (c) links restored, the controller SIGKILLed mid-wave, then `--resume`: every site ends Managed, sites done
+//       earlier are not contacted again, a site whose blobs had crossed before the kill sends 0 blobs;
+//   (d) the controller's rollout state deleted, `--resume` re-derives it from the POP journals and redoes nothing.
+// report.html of (b) and (d) is loaded in headless Chromium and holds every site.
 // Run under the lab lock: flock /tmp/fsm-edge-lab.lock npx vitest run --project lab test/rollout/rollout.lab.test.ts
 
 import fs from 'node:fs';
@@ -9,15 +15,21 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { cutLink, restoreLink } from '../lab/link.js';
+import { K3S_BINARY } from '../../src/engine/pop-layout.js';
 import { popExec } from '../lab/pop.js';
 import type { PopInfo } from '../lab/types.js';
 import { hubDoc, siteDoc, startHarness, type Harness } from '../install/harness.js';
 import { spawnCli } from '../cli/run-cli.js';
+import { dumpDom } from './chromium.js';
 
 let h: Harness;
 let fleet: string;
 let canary: PopInfo;
-let other: PopInfo;
+/** Wave 1, in fleet order: the first two are the ones whose links (b) cuts. */
+let wave: PopInfo[];
+/** The controller's rollout state, as (b) left it. */
+let stateFile: string;
+const site = (p: PopInfo) => `site-${p.name}`;
 
 interface CliRun {
   code: number | null;
@@ -55,28 +67,66 @@ async function journalRuns(pop: PopInfo): Promise<number> {
   return text.trim() ? (JSON.parse(text) as { runs: unknown[] }).runs.length : 0;
 }
 
+/**
+ * Waits until the POP's k3s answers the readiness probe install's facts phase uses (`k3s kubectl get --raw /readyz`
+ * within 10 s). An emulated arm64 POP on a loaded machine can miss it for minutes after the sites beside it
+ * installed; a dry run then plans a k3s restart, and the derivation rightly counts the site as not done.
+ */
+async function untilReady(pop: PopInfo, minutes = 10): Promise<void> {
+  const deadline = Date.now() + minutes * 60_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await popExec(pop, `timeout 10 ${K3S_BINARY} kubectl get --raw /readyz 2>&1 | head -c 200`, { allowFail: true });
+    if (r.stdout.trim() === 'ok') return;
+    last = r.stdout.trim();
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+  }
+  throw new Error(`${pop.name}: k3s not ready after ${minutes} min (last answer: ${last || 'none within 10 s'})`);
+}
+
+const allRuns = async () => Object.fromEntries(await Promise.all(h.pops.map(async (p) => [site(p), await journalRuns(p)] as const)));
+
+interface SiteDoc {
+  site: string;
+  status: string;
+  arch?: string;
+  failure?: string;
+  reason?: string;
+  fix?: string;
+  note?: string;
+  doneEarlier?: boolean;
+  registration?: string;
+  startedAt?: string;
+  phases: Array<{ id: string; summary: string }>;
+}
+
 interface Doc {
   ok: boolean;
   stoppedBy?: string;
-  waves: Array<{
-    name: string;
-    gate: string;
-    sites: Array<{
-      site: string;
-      status: string;
-      failure?: string;
-      doneEarlier?: boolean;
-      registration?: string;
-      phases: Array<{ id: string; summary: string }>;
-    }>;
-  }>;
+  stopReason?: string;
+  waves: Array<{ name: string; gate: string; sites: SiteDoc[] }>;
   files: { html: string; json: string; state: string };
 }
 
+const sitesOf = (doc: Doc) => new Map(doc.waves.flatMap((w) => w.sites.map((s) => [s.site, s] as const)));
+
+/** Every site is a row of the report as Chromium renders it, with the status the JSON report gives it. */
+async function expectReportRendersEverySite(doc: Doc): Promise<void> {
+  const dom = await dumpDom(doc.files.html);
+  for (const s of sitesOf(doc).values()) expect(dom).toMatch(new RegExp(`<tr data-site="${s.site}" data-status="${s.status}">`));
+  expect(dom.match(/<tr data-site="/g)).toHaveLength(h.pops.length);
+}
+
 beforeAll(async () => {
-  h = await startHarness({ arches: ['amd64', 'amd64'], hub: true, hubPort: 6683, hubForwardHost: '127.0.0.8' });
-  [other, canary] = [h.pops[0]!, h.pops[1]!];
-  const sites = h.pops.map((p) => {
+  h = await startHarness({
+    arches: ['arm64', 'amd64', 'amd64', 'amd64', 'amd64', 'amd64'],
+    hub: true,
+    hubPort: 6683,
+    hubForwardHost: '127.0.0.8',
+  });
+  [canary, ...wave] = h.pops as [PopInfo, ...PopInfo[]];
+  // The canary is listed last: a label selects it, not its place in the fleet.
+  const sites = [...wave, canary].map((p) => {
     const d = siteDoc(p);
     return { metadata: { name: d.metadata.name, labels: { lab: 'true', ...(p === canary ? { tier: 'canary' } : {}) } }, spec: d.spec };
   });
@@ -84,7 +134,7 @@ beforeAll(async () => {
     apiVersion: 'edge.flomesh.io/v1alpha1',
     kind: 'Fleet',
     metadata: { name: 'lab-fleet' },
-    spec: { sites, rollout: { parallel: 1, canary: { matchLabels: { tier: 'canary' } }, maxFailures: 0 } },
+    spec: { sites, rollout: { parallel: 2, canary: { matchLabels: { tier: 'canary' } }, maxFailures: 1 } },
   };
   fleet = path.join(h.dir, 'fleet.yaml');
   fs.writeFileSync(fleet, [stringify(doc), stringify(hubDoc(h.hub!.kubeconfigPath))].join('---\n'));
@@ -94,8 +144,8 @@ afterAll(async () => {
   await h?.stop();
 }, 120_000);
 
-describe('rollout on two amd64 lab POPs', () => {
-  it('stops before wave 1 when the canary cannot be reached; the other POP is not touched', async () => {
+describe('rollout on six lab POPs (arm64 canary, five amd64 at concurrency 2, failure budget 1)', () => {
+  it('(a) stops before wave 1 when the arm64 canary cannot be reached; no other POP is touched', async () => {
     await cutLink(canary);
     let r: CliRun;
     try {
@@ -110,56 +160,104 @@ describe('rollout on two amd64 lab POPs', () => {
       ['canary', 'failed'],
       ['wave 1', 'not-reached'],
     ]);
-    expect(doc.waves[0]!.sites[0]).toMatchObject({ site: `site-${canary.name}`, status: 'failed' });
+    expect(doc.waves[0]!.sites).toHaveLength(1);
+    expect(doc.waves[0]!.sites[0]).toMatchObject({ site: site(canary), status: 'failed' });
     expect(['unreachable', 'timeout']).toContain(doc.waves[0]!.sites[0]!.failure);
-    expect(doc.waves[1]!.sites[0]).toMatchObject({ site: `site-${other.name}`, status: 'not-started' });
-    expect(await journalRuns(other)).toBe(0);
-    expect(fs.readFileSync(doc.files.html, 'utf8')).toContain(`site-${other.name}`);
+    expect(doc.waves[1]!.sites.map((s) => [s.site, s.status])).toEqual(wave.map((p) => [site(p), 'not-started']));
+    expect(await allRuns()).toEqual(Object.fromEntries(h.pops.map((p) => [site(p), 0])));
     expect(r.stderr).toMatch(/to continue: fsm-edge rollout .* --resume/);
   }, 900_000);
 
-  it('SIGKILL mid-wave, then --resume: the finished canary is not redone, the site in flight continues; both end Managed', async () => {
-    // Killed once the wave-1 site has synced its blobs: the canary is done, the other is in flight.
-    const killed = await rollout(['--resume'], new RegExp(`site-${other.name}: \\S+ sync `));
+  it('(b) two cut links in wave 1 spend the budget of 1: both are reported, no site starts after the second failure', async () => {
+    const [cut1, cut2, maybe, ...never] = wave as [PopInfo, PopInfo, PopInfo, ...PopInfo[]];
+    await Promise.all([cutLink(cut1), cutLink(cut2)]);
+    let r: CliRun;
+    try {
+      r = await rollout(['--resume']);
+    } finally {
+      await Promise.all([restoreLink(cut1), restoreLink(cut2)]);
+    }
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout) as Doc;
+    expect(doc.stoppedBy).toBe('budget');
+    expect(doc.stopReason).toMatch(/2 sites failed, more than the rollout's budget of 1/);
+    expect(doc.waves.map((w) => [w.name, w.gate])).toEqual([
+      ['canary', 'passed'],
+      ['wave 1', 'failed'],
+    ]);
+    const sites = sitesOf(doc);
+    expect(sites.get(site(canary))).toMatchObject({ status: 'ok', arch: 'arm64', registration: 'managed' });
+    // Both failures are reported, each with its reason and the fix.
+    for (const p of [cut1, cut2]) {
+      const s = sites.get(site(p))!;
+      expect(s.status).toBe('failed');
+      expect(['unreachable', 'timeout']).toContain(s.failure);
+      expect(s.reason).toBeTruthy();
+      expect(s.fix).toMatch(/--resume/);
+    }
+    // Two slots: cut1 and cut2 start together; a third site may take the slot of the first failure, before the
+    // second one spends the budget. Nothing after it: the rest are not started and their POPs untouched.
+    const third = sites.get(site(maybe))!;
+    expect(['ok', 'not-started']).toContain(third.status);
+    for (const p of never) {
+      expect(sites.get(site(p))).toMatchObject({ status: 'not-started', note: expect.stringMatching(/failure budget was spent/) });
+    }
+    const runs = await allRuns();
+    for (const p of third.status === 'ok' ? never : [maybe, ...never]) expect(runs[site(p)]).toBe(0);
+    expect(r.stderr).toMatch(/rollout stopped/);
+    stateFile = doc.files.state;
+    await expectReportRendersEverySite(doc);
+  }, 1_800_000);
+
+  it('(c) SIGKILL mid-wave, then --resume: every site ends Managed, none done earlier is redone, no blob crosses twice', async () => {
+    const before = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { sites: Record<string, { status: string }> };
+    const done = Object.values(before.sites).filter((s) => s.status === 'ok').length;
+    expect(done).toBeGreaterThanOrEqual(1);
+    const first = wave[0]!;
+    // Killed once the first wave-1 site to run has all its blobs on the POP; the other slot is in flight too.
+    const killed = await rollout(['--resume'], new RegExp(`${site(first)}: \\S+ sync `));
     expect(killed.signal ?? killed.code).not.toBe(0);
-    expect(killed.stderr).toMatch(/== canary: 1 ok/);
-    const canaryRuns = await journalRuns(canary);
+    const runsAfterKill = await allRuns();
+    const synced = h.pops.map(site).filter((s) => new RegExp(`${s}: \\S+ sync `).test(killed.stderr));
+    expect(synced).toContain(site(first));
 
     const r = await rollout(['--resume']);
     expect(r.stderr).not.toMatch(/rollout stopped/);
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
     expect(doc.ok).toBe(true);
-    expect(doc.waves.flatMap((w) => w.sites.map((s) => [s.site, s.status, s.registration, s.doneEarlier ?? false]))).toEqual([
-      [`site-${canary.name}`, 'ok', 'managed', true],
-      [`site-${other.name}`, 'ok', 'managed', false],
-    ]);
-    // The canary was not contacted again; the other sent no blob twice.
-    expect(await journalRuns(canary)).toBe(canaryRuns);
-    const sync = doc.waves[1]!.sites[0]!.phases.find((p) => p.id === 'sync')!;
-    expect(sync.summary).toMatch(/already on the POP.*0 sent/);
+    const sites = sitesOf(doc);
+    expect([...sites.values()].map((s) => [s.site, s.status, s.registration])).toEqual([...sites.keys()].map((s) => [s, 'ok', 'managed']));
+    expect(sites.size).toBe(6);
+    for (const s of sites.values()) {
+      if (s.doneEarlier) {
+        // Not contacted again: its POP journal has no new run.
+        expect(runsAfterKill[s.site]).toBeGreaterThan(0);
+        expect(await journalRuns(h.pops.find((p) => site(p) === s.site)!)).toBe(runsAfterKill[s.site]);
+      } else if (synced.includes(s.site)) {
+        // In flight at the kill with its blobs already sent: continues from its POP journal, sends none again.
+        expect(s.phases.find((p) => p.id === 'sync')!.summary).toMatch(/already on the POP.*0 sent/);
+      }
+    }
+    expect([...sites.values()].filter((s) => s.doneEarlier).length).toBeGreaterThanOrEqual(done);
     const status = await cli(['status', '--json']);
-    const sites = (JSON.parse(status.stdout) as { sites: Array<{ name: string; lastRollout?: { status: string } }> }).sites;
-    expect(sites.map((s) => [s.name, s.lastRollout?.status]).sort()).toEqual(
-      [
-        [`site-${canary.name}`, 'ok'],
-        [`site-${other.name}`, 'ok'],
-      ].sort(),
-    );
+    const known = (JSON.parse(status.stdout) as { sites: Array<{ name: string; lastRollout?: { status: string } }> }).sites;
+    expect(known.map((s) => [s.name, s.lastRollout?.status]).sort()).toEqual(h.pops.map((p) => [site(p), 'ok']).sort());
   }, 1_800_000);
 
-  it('with the rollout state deleted, --resume re-derives from the POP journals and redoes no site', async () => {
-    const runs = [await journalRuns(canary), await journalRuns(other)];
+  it('(d) with the rollout state deleted, --resume re-derives from the POP journals and redoes no site', async () => {
+    for (const p of h.pops) await untilReady(p);
+    const runs = await allRuns();
     fs.rmSync(path.join(h.stateDir, 'rollouts'), { recursive: true, force: true });
     const r = await rollout(['--resume']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/POP journals show 2 site\(s\) already on this bundle/);
+    expect(r.stderr).toMatch(/POP journals show 6 site\(s\) already on this bundle/);
     const doc = JSON.parse(r.stdout) as Doc;
-    expect(doc.waves.flatMap((w) => w.sites.map((s) => [s.status, s.doneEarlier]))).toEqual([
-      ['ok', true],
-      ['ok', true],
-    ]);
-    // The derivation was a dry run: neither POP's journal gained a run.
-    expect([await journalRuns(canary), await journalRuns(other)]).toEqual(runs);
+    expect([...sitesOf(doc).values()].map((s) => [s.site, s.status, s.doneEarlier])).toEqual(
+      [...sitesOf(doc).keys()].map((s) => [s, 'ok', true]),
+    );
+    // The derivation was a dry run: no POP's journal gained a run.
+    expect(await allRuns()).toEqual(runs);
+    await expectReportRendersEverySite(doc);
   }, 900_000);
 });
