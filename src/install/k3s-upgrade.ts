@@ -57,7 +57,21 @@ export function keepPreviousScript(k3sVersion: string | undefined): string {
       `echo ${v} > ${POP_PREVIOUS_K3S_VERSION}`,
     );
   }
-  lines.push(
+  lines.push(keepFsmLines());
+  return lines.join('\n');
+}
+
+/**
+ * Keeps the FSM manifest on disk and the chart archive it names, when the manifest changed since the last copy.
+ * Run before the chart is assembled (k3s phase) and again before a new manifest is written (mesh phase: a
+ * values-only change assembles nothing); the second finds the copy current and does nothing.
+ */
+export function keepFsmScript(): string {
+  return ['set -e', `mkdir -p ${POP_PREVIOUS_CHARTS_DIR}`, `chmod 0700 ${POP_PREVIOUS_DIR}`, keepFsmLines()].join('\n');
+}
+
+function keepFsmLines(): string {
+  return [
     `if [ -f ${FSM_MANIFEST_PATH} ] && ! cmp -s ${FSM_MANIFEST_PATH} ${POP_PREVIOUS_FSM_MANIFEST}; then`,
     `  chart=$(sed -n 's#.*/static/charts/\\([A-Za-z0-9._+-]*\\.tgz\\).*#\\1#p' ${FSM_MANIFEST_PATH} | head -n 1)`,
     `  if [ -n "$chart" ] && [ -f "${K3S_STATIC_CHARTS_DIR}/$chart" ]; then`,
@@ -67,8 +81,7 @@ export function keepPreviousScript(k3sVersion: string | undefined): string {
     `    mv -f ${POP_PREVIOUS_FSM_MANIFEST}.tmp ${POP_PREVIOUS_FSM_MANIFEST}`,
     '  fi',
     'fi',
-  );
-  return lines.join('\n');
+  ].join('\n');
 }
 
 /** Puts the kept k3s binary back (renamed into place: a running binary is never written to) and checks it. */

@@ -91,7 +91,9 @@ describe('restartUpgradedK3s', () => {
         if (calls++ === 0) throw new Error('timed out after 30s waiting for the POP API /readyz (last: not ready)');
         return 'v1.37.2+k3s1';
       },
-    }).catch((e: unknown) => e as K3sUpgradeError);
+    }).then(() => {
+      throw new Error('expected the upgrade to fail');
+    }, (e: unknown) => e as K3sUpgradeError);
     expect(err.message).toMatch(/^k3s upgrade to v1\.37\.3\+k3s1 failed \(timed out after 30s waiting for the POP API \/readyz/);
     expect(err.message).toMatch(/rolled back to v1\.37\.2\+k3s1, running/);
     expect(journal.k3sRollback?.outcome).toBe('rolled-back');
@@ -102,7 +104,10 @@ describe('restartUpgradedK3s', () => {
     host.restarts = [124];
     host.restores = [3];
     const journal = emptyJournal('pop1');
-    const err = await restartUpgradedK3s(U, { host, journal, timeoutMs: 30_000, waitReady: async () => '' }).catch(
+    const err = await restartUpgradedK3s(U, { host, journal, timeoutMs: 30_000, waitReady: async () => '' }).then(
+      () => {
+        throw new Error('expected the upgrade to fail');
+      },
       (e: unknown) => e as K3sUpgradeError,
     );
     expect(err.rolledBack).toBe(false);
