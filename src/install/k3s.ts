@@ -177,7 +177,9 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     const back = ctx.journal?.k3sRollback;
     const warnings =
       back && back.to === bundleOf(ctx).doc.versions.k3s && !healthy
-        ? [`the last upgrade to k3s ${back.to} (${back.at}) was ${back.outcome === 'rolled-back' ? `rolled back to ${back.from}` : 'not rolled back'}: ${back.reason}; trying again`]
+        ? [
+            `the last upgrade to k3s ${back.to} (${back.at}) was ${back.outcome === 'rolled-back' ? `rolled back to ${back.from}` : 'not rolled back'}: ${back.reason}; trying again`,
+          ]
         : [];
     return { ...parseState(env.probe), healthy, assembled: [], warnings };
   },
@@ -200,7 +202,9 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
       if (ctx.facts?.k3s?.ourConfig)
         changes.push(
           shellChange(
-            upgrade ? `keep k3s ${upgrade.from} and the FSM chart in ${POP_PREVIOUS_DIR} (the way back)` : `keep the FSM chart in ${POP_PREVIOUS_DIR}`,
+            upgrade
+              ? `keep k3s ${upgrade.from} and the FSM chart in ${POP_PREVIOUS_DIR} (the way back)`
+              : `keep the FSM chart in ${POP_PREVIOUS_DIR}`,
             keepPreviousScript(upgrade?.from),
           ),
         );

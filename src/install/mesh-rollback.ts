@@ -9,12 +9,7 @@
 import { createHash } from 'node:crypto';
 import { parse } from 'yaml';
 import { SAFE_NAME } from '../bundle/format.js';
-import {
-  FSM_MANIFEST_PATH,
-  K3S_STATIC_CHARTS_DIR,
-  POP_PREVIOUS_CHARTS_DIR,
-  POP_PREVIOUS_FSM_MANIFEST,
-} from '../engine/pop-layout.js';
+import { FSM_MANIFEST_PATH, K3S_STATIC_CHARTS_DIR, POP_PREVIOUS_CHARTS_DIR, POP_PREVIOUS_FSM_MANIFEST } from '../engine/pop-layout.js';
 import type { Host } from '../transport/host.js';
 import { FSM_HELMCHART_NAME, FSM_HELMCHART_NAMESPACE, type HelmChartObject, renderHelmChartManifest } from './render/helm-chart.js';
 import { validateHelmChart } from '../kube/crd-schema.js';

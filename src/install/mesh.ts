@@ -284,9 +284,13 @@ async function rollBackFsm(ctx: InstallContext, host: Host, plan: MeshPlan, ranS
     await writeFsmRollback(host, back);
     await waitForMesh(ctx, host, plan, jobUid);
   } catch (e2) {
-    throw new FsmEdgeError('failed', `FSM upgrade to chart ${to} failed (${reason}); going back to the previous chart failed too (${firstLine(e2)})`, {
-      fix: RECOVER_FIX,
-    });
+    throw new FsmEdgeError(
+      'failed',
+      `FSM upgrade to chart ${to} failed (${reason}); going back to the previous chart failed too (${firstLine(e2)})`,
+      {
+        fix: RECOVER_FIX,
+      },
+    );
   }
   throw new FsmEdgeError('failed', `FSM upgrade to chart ${to} failed (${reason}); rolled back to chart ${chartVersion}, running`, {
     fix: 'correct the cause above (the helm Job’s log on the POP: `k3s kubectl -n kube-system logs job/helm-install-fsm`), then run again',

@@ -59,7 +59,10 @@ const sitesOf = (stdout: string) => (JSON.parse(stdout) as Doc).waves.flatMap((w
 const sh = async (pop: PopInfo, cmd: string) => (await popExec(pop, cmd, { allowFail: true })).stdout.trim();
 const k3sVersion = (pop: PopInfo) => sh(pop, '/usr/local/bin/k3s --version | head -n 1');
 const chartVersion = (pop: PopInfo) =>
-  sh(pop, `/usr/local/bin/k3s kubectl -n fsm-system get deploy fsm-controller -o jsonpath='{.metadata.labels.app\\.kubernetes\\.io/version}'`);
+  sh(
+    pop,
+    `/usr/local/bin/k3s kubectl -n fsm-system get deploy fsm-controller -o jsonpath='{.metadata.labels.app\\.kubernetes\\.io/version}'`,
+  );
 const journalOf = async (pop: PopInfo) =>
   JSON.parse(await sh(pop, 'cat /var/lib/fsm-edge/journal.json')) as {
     runs: unknown[];
@@ -76,7 +79,10 @@ beforeAll(async () => {
     apiVersion: 'edge.flomesh.io/v1alpha1',
     kind: 'Fleet',
     metadata: { name: 'upgrade-fleet' },
-    spec: { sites: h.pops.map((p) => siteDoc(p)).map((d) => ({ metadata: d.metadata, spec: d.spec })), rollout: { parallel: 2, maxFailures: 2 } },
+    spec: {
+      sites: h.pops.map((p) => siteDoc(p)).map((d) => ({ metadata: d.metadata, spec: d.spec })),
+      rollout: { parallel: 2, maxFailures: 2 },
+    },
   };
   fleet = path.join(h.dir, 'fleet.yaml');
   fs.writeFileSync(fleet, [stringify(doc), stringify(hubDoc(h.hub!.kubeconfigPath))].join('---\n'));

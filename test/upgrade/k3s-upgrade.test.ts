@@ -91,9 +91,12 @@ describe('restartUpgradedK3s', () => {
         if (calls++ === 0) throw new Error('timed out after 30s waiting for the POP API /readyz (last: not ready)');
         return 'v1.37.2+k3s1';
       },
-    }).then(() => {
-      throw new Error('expected the upgrade to fail');
-    }, (e: unknown) => e as K3sUpgradeError);
+    }).then(
+      () => {
+        throw new Error('expected the upgrade to fail');
+      },
+      (e: unknown) => e as K3sUpgradeError,
+    );
     expect(err.message).toMatch(/^k3s upgrade to v1\.37\.3\+k3s1 failed \(timed out after 30s waiting for the POP API \/readyz/);
     expect(err.message).toMatch(/rolled back to v1\.37\.2\+k3s1, running/);
     expect(journal.k3sRollback?.outcome).toBe('rolled-back');
@@ -111,7 +114,9 @@ describe('restartUpgradedK3s', () => {
       (e: unknown) => e as K3sUpgradeError,
     );
     expect(err.rolledBack).toBe(false);
-    expect(err.message.split('\n')[0]).toMatch(/rolling back to v1\.37\.2\+k3s1 failed too \(no previous k3s binary kept at .*\): k3s is not running$/);
+    expect(err.message.split('\n')[0]).toMatch(
+      /rolling back to v1\.37\.2\+k3s1 failed too \(no previous k3s binary kept at .*\): k3s is not running$/,
+    );
     expect(journal.k3sRollback?.outcome).toBe('rollback-failed');
   });
 
@@ -192,7 +197,10 @@ describe('the k3s phase on an installed POP', () => {
 
   it('a re-run after a rolled-back upgrade warns that it tries again', async () => {
     const ctx = context('v1.37.2+k3s1');
-    ctx.journal = { ...emptyJournal('pop1'), k3sRollback: { ...U, outcome: 'rolled-back', reason: 'k3s did not start within 30s', at: 'T' } };
+    ctx.journal = {
+      ...emptyJournal('pop1'),
+      k3sRollback: { ...U, outcome: 'rolled-back', reason: 'k3s did not start within 30s', at: 'T' },
+    };
     const live = await k3sPhase.check(ctx, FILES, env(new RecordingHost()));
     expect(live.warnings).toEqual([
       'the last upgrade to k3s v1.37.3+k3s1 (T) was rolled back to v1.37.2+k3s1: k3s did not start within 30s; trying again',

@@ -89,7 +89,10 @@ async function buildOne(name: 'lab-v2' | 'lab-v3', airgap: string, v1: SampleBun
     recipe.spec.k3s.installScript = { url: `${files.url}/k3s/{version}/install.sh` };
     recipe.spec.fsm.chart = { url: `${files.url}/charts/fsm-${versions.chart}.tgz` };
     const recipePath = path.join(work, 'recipe.yaml');
-    fs.writeFileSync(recipePath, `# ${name}: an upgrade of the lab sample bundle (test/lab/images/upgrade-bundles.ts)\n${YAML.stringify(recipe)}`);
+    fs.writeFileSync(
+      recipePath,
+      `# ${name}: an upgrade of the lab sample bundle (test/lab/images/upgrade-bundles.ts)\n${YAML.stringify(recipe)}`,
+    );
 
     const rel = path.join(files.root, 'k3s', versions.k3s);
     fs.mkdirSync(rel, { recursive: true });
