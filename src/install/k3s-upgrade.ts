@@ -154,7 +154,8 @@ export async function restartUpgradedK3s(u: K3sUpgrade, s: UpgradeSteps): Promis
     const at = new Date().toISOString();
     try {
       await runScript(s.host, restorePreviousK3sScript(u.from), 60_000);
-      await restartAndWait(s, s.timeoutMs);
+      // The previous version was known to work here: it gets at least two minutes to come back.
+      await restartAndWait(s, Math.max(s.timeoutMs, 120_000));
     } catch (e2) {
       const again = firstLine(e2);
       if (s.journal) s.journal.k3sRollback = { ...u, outcome: 'rollback-failed', reason: `${reason}; rollback: ${again}`, at };
