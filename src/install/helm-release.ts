@@ -153,11 +153,21 @@ export interface HelmAttempt {
   helmError?: string;
 }
 
-/** The last failed run of a Job's pod, with helm's error read from its log. */
-export async function lastFailedAttempt(kube: PopKubeClients, jobName: string, readLog: HelmLogReader): Promise<HelmAttempt | undefined> {
+/**
+ * The last failed run of a Job's pod, with helm's error read from its log. With `jobUid`, only that Job's pods: a
+ * replaced Job's pods carry the same `job-name` label until the garbage collector removes them, and their
+ * failures (e.g. the sticky one a way-back HelmChart replaces) are not the new Job's.
+ */
+export async function lastFailedAttempt(
+  kube: PopKubeClients,
+  jobName: string,
+  readLog: HelmLogReader,
+  jobUid?: string,
+): Promise<HelmAttempt | undefined> {
   const pods = await kube.core.listNamespacedPod({ namespace: HELM_NAMESPACE, labelSelector: `job-name=${jobName}` });
   let found: HelmAttempt | undefined;
   for (const p of pods.items as V1Pod[]) {
+    if (jobUid && !p.metadata?.ownerReferences?.some((o) => o.kind === 'Job' && o.uid === jobUid)) continue;
     const cs = p.status?.containerStatuses?.find((c) => c.name === 'helm') ?? p.status?.containerStatuses?.[0];
     if (!cs || !p.metadata?.name) continue;
     const endedNow = cs.state?.terminated && cs.state.terminated.exitCode !== 0 ? cs.state.terminated : undefined;
@@ -225,7 +235,7 @@ export async function waitForHelmJob(kube: PopKubeClients, o: WaitForHelmJobOpti
       if (!job) return { done: false, state: `waiting for k3s to create Job ${o.jobName}` };
       if (o.previousJobUid && job.metadata?.uid === o.previousJobUid)
         return { done: false, state: 'waiting for k3s to start a Job with the new values' };
-      const attempt = await lastFailedAttempt(kube, o.jobName, o.readLog);
+      const attempt = await lastFailedAttempt(kube, o.jobName, o.readLog, job.metadata?.uid);
       if (attempt) {
         const said = attempt.helmError ?? attempt.termMessage ?? 'no output';
         if (!STICKY.test(said)) {
