@@ -2,8 +2,9 @@
 // `failurePolicy: abort` a failed release is sticky; klipper-helm's `retry` policy (entry `helm_update`: "Upgrading
 // <name> from failed state" → `helm upgrade`) upgrades over a failed release. So the way back is the previous
 // HelmChart (kept before the upgrade, with the chart archive it names) written again with `failurePolicy: retry`:
-// helm-controller sees a new spec, replaces the Job, and klipper upgrades the release to the previous chart — a
-// new revision, as `helm rollback` would make. The kept chart is served under its own name (`previous-<file>`),
+// helm-controller sees a new spec (the chart URL differs from the failed one's, whatever the config hash covers),
+// replaces the Job, and klipper upgrades the release to the previous chart — a new revision, as `helm rollback`
+// would make. The kept chart is served under its own name (`previous-<file>`),
 // so the new chart of the same file name stays in place for the next attempt.
 
 import { createHash } from 'node:crypto';
