@@ -2,7 +2,8 @@
 // then lab-v2 (newer k3s, newer FSM chart, two changed image layers) rolled over it: exactly the blobs
 // `bundle diff` counts are sent, both sites end Managed on the new k3s and chart, and the store keeps the
 // previous bundle's blobs; rolling lab out again is refused per site (--allow-downgrade is the fix); lab-v3,
-// whose k3s never becomes ready, fails each site with the old k3s restored and running, and says so.
+// whose k3s never becomes ready, fails each site with the old k3s restored and running, and says so; lab-v2 again
+// then drops lab-v3's blobs from the stores (neither the current nor the previous bundle uses them).
 // Run under the lab lock: flock /tmp/fsm-edge-lab.lock npx vitest run --project lab test/rollout/upgrade.lab.test.ts
 
 import fs from 'node:fs';
@@ -151,6 +152,23 @@ describe('upgrades by rollout on two amd64 lab POPs', () => {
       expect(j.k3sRollback).toMatchObject({ outcome: 'rolled-back', from, to });
       // The failed upgrade did not take the POP's bundle forward.
       expect(j.bundle?.name).toBe('lab-v2');
+    }
+  }, 900_000);
+
+  it('lab-v2 again after the failed lab-v3: the POP is back on lab-v2’s files, and the store drops lab-v3’s blobs only', async () => {
+    const r = await rollout(v2.dir);
+    expect(r.code, r.stderr).toBe(0);
+    const onlyV3 = diffBundles(v2.dir, v3.dir).arches.find((a) => a.arch === 'amd64')!.send.blobs;
+    for (const s of sitesOf(r.stdout)) {
+      expect(s).toMatchObject({ status: 'ok', registration: 'managed' });
+      expect(s.phases.find((p) => p.id === 'prune')!.summary).toMatch(new RegExp(`^deleted ${onlyV3} blob\\(s\\)`));
+    }
+    for (const pop of h.pops) {
+      expect(await k3sVersion(pop)).toContain(UPGRADE_VERSIONS['lab-v2'].k3s);
+      const stored = new Set((await sh(pop, 'ls /var/lib/fsm-edge/store/sha256')).split('\n'));
+      for (const b of [v1.doc, v2.doc]) for (const d of archBlobs(b.arches.amd64!).keys()) expect(stored.has(hexOf(d))).toBe(true);
+      const v3k3s = v3.doc.arches.amd64!.files.find((f) => f.role === 'k3s-binary')!;
+      expect(stored.has(hexOf(v3k3s.digest))).toBe(false);
     }
   }, 900_000);
 });
