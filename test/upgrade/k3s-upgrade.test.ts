@@ -10,7 +10,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BundleDoc } from '../../src/bundle/format.js';
 import { loadSites } from '../../src/config/index.js';
-import { emptyJournal, type Journal } from '../../src/engine/journal.js';
+import { emptyJournal, JOURNAL_PATH, type Journal } from '../../src/engine/journal.js';
+import { runPhases } from '../../src/engine/runner.js';
 import { POP_PREVIOUS_K3S, POP_PREVIOUS_K3S_VERSION } from '../../src/engine/pop-layout.js';
 import type { ExecOptions, ExecResult } from '../../src/transport/host.js';
 import { DEFAULT_TIMEOUTS, type InstallContext } from '../../src/install/context.js';
@@ -205,5 +206,29 @@ describe('the k3s phase on an installed POP', () => {
     expect(live.warnings).toEqual([
       'the last upgrade to k3s v1.37.3+k3s1 (T) was rolled back to v1.37.2+k3s1: k3s did not start within 30s; trying again',
     ]);
+  });
+});
+
+describe('through the runner', () => {
+  it('a failed upgrade is journaled on the POP with what became of k3s, for the next run to read', async () => {
+    const ctx = context('v1.37.2+k3s1');
+    const host = new UpgradeHost();
+    host.probes.k3s = probe;
+    host.restarts = [124, 124];
+    const phase = { ...k3sPhase, prepare: () => FILES };
+    const report = await runPhases([phase], ctx, host, {
+      site: 'pop1',
+      operation: 'install',
+      dryRun: false,
+      onJournal: (j) => (ctx.journal = j),
+    });
+    expect(report.ok).toBe(false);
+    expect(report.failedPhase).toBe('k3s');
+    expect(report.error).toMatch(
+      /^k3s upgrade to v1\.37\.3\+k3s1 failed \(k3s did not start within 30s\); rolling back to v1\.37\.2\+k3s1 failed too/,
+    );
+    const written = JSON.parse(host.files.get(JOURNAL_PATH)!.toString('utf8')) as Journal;
+    expect(written.k3sRollback).toMatchObject({ ...U, outcome: 'rollback-failed' });
+    expect(written.runs.at(-1)).toMatchObject({ outcome: 'failed', failedPhase: 'k3s' });
   });
 });
