@@ -109,6 +109,8 @@ describe('upgrades by rollout on two amd64 lab POPs', () => {
       expect([last.blobsSent, last.bytesSent]).toEqual([diff.send.blobs, diff.send.bytes]);
       expect(s.phases.find((p) => p.id === 'sync')!.summary).toMatch(new RegExp(`^sent ${diff.send.blobs} of \\d+ blobs`));
       // On the wire: the blobs plus the protocol (scripts, the HelmChart, API calls through the tunnel).
+      // Measured: 709,688 wire bytes for a 641,384-byte diff (~68 KB of protocol). The lab bundle reuses only 44 KB,
+      // so wire bytes cannot tell a resend apart: the exact sync figures above do (the benchmark uses real sizes).
       expect(s.bytesSent).toBeGreaterThanOrEqual(diff.send.bytes);
       process.stderr.write(`${s.site}: upgrade wire bytes ${s.bytesSent} / bundle diff ${diff.send.bytes}\n`);
     }
