@@ -24,6 +24,8 @@ export interface FsmRollbackPlan {
   /** The kept chart archive (in the kept charts dir) and the name it is served under. */
   keptChart: string;
   servedAs: string;
+  /** The HelmChart's `spec.chart` for it (the helm Job's `CHART`). */
+  chartUrl: string;
   /** `1.5.1` from `fsm-1.5.1.tgz`, for the operator. */
   chartVersion: string;
 }
@@ -42,10 +44,11 @@ export function fsmRollbackPlan(kept: Buffer | undefined, ranSha: string | undef
   if (!m || !SAFE_NAME.test(m[1]!) || m[1]!.includes('..')) throw new Error('the kept manifest names no chart in static/charts');
   const keptChart = m[1]!;
   const servedAs = `previous-${keptChart.replace(/^(previous-)+/, '')}`;
-  obj.spec = { ...obj.spec, chart: `https://%{KUBERNETES_API}%/static/charts/${servedAs}`, failurePolicy: 'retry' };
+  const chartUrl = `https://%{KUBERNETES_API}%/static/charts/${servedAs}`;
+  obj.spec = { ...obj.spec, chart: chartUrl, failurePolicy: 'retry' };
   validateHelmChart(obj);
   const chartVersion = /^(?:previous-)*fsm-(.+)\.tgz$/.exec(keptChart)?.[1] ?? keptChart;
-  return { manifest: renderHelmChartManifest(obj), keptChart, servedAs, chartVersion };
+  return { manifest: renderHelmChartManifest(obj), keptChart, servedAs, chartUrl, chartVersion };
 }
 
 /** Serves the kept chart under its way-back name, then writes the way-back manifest (k3s applies it). */

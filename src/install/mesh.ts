@@ -126,7 +126,13 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
+export async function waitForMesh(
+  ctx: InstallContext,
+  host: Host,
+  plan: MeshPlan,
+  previousJobUid: string | undefined,
+  chart?: string,
+): Promise<void> {
   const kube = await popKubeOf(ctx, host);
   const timeoutMs = ctx.options.meshTimeoutMs;
   await waitForHelmJob(kube, {
@@ -134,6 +140,7 @@ export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPla
     targetNamespace: fsmNamespace(ctx),
     release: FSM_HELMCHART_NAME,
     ...(previousJobUid ? { previousJobUid } : {}),
+    ...(chart ? { chart } : {}),
     timeoutMs,
     readLog: hostHelmLogReader(host),
   });
@@ -282,7 +289,7 @@ async function rollBackFsm(ctx: InstallContext, host: Host, plan: MeshPlan, ranS
     chartVersion = back.chartVersion;
     const jobUid = await readJobUid(await popKubeOf(ctx, host));
     await writeFsmRollback(host, back);
-    await waitForMesh(ctx, host, plan, jobUid);
+    await waitForMesh(ctx, host, plan, jobUid, back.chartUrl);
   } catch (e2) {
     throw new FsmEdgeError(
       'failed',

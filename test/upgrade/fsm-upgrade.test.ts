@@ -137,7 +137,7 @@ afterAll(async () => {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const job = () => kube.batch.readNamespacedJob({ name: 'helm-install-fsm', namespace: 'kube-system' }).then((j) => j.metadata?.uid);
-const wait = (previousJobUid?: string) =>
+const wait = (previousJobUid?: string, chart?: string) =>
   waitForHelmJob(kube, {
     jobName: 'helm-install-fsm',
     targetNamespace: 'fsm-system',
@@ -145,6 +145,7 @@ const wait = (previousJobUid?: string) =>
     intervalMs: 300,
     readLog,
     ...(previousJobUid ? { previousJobUid } : {}),
+    ...(chart ? { chart } : {}),
   });
 const chartLabel = async () =>
   (await srv.store.get('apps/v1', 'Deployment', 'fsm-controller', 'fsm-system'))?.metadata.labels?.['app.kubernetes.io/version'];
@@ -189,7 +190,7 @@ describe('going back to the previous FSM chart after a failed upgrade', () => {
     );
     const uid2 = await job();
     fs.writeFileSync(manifest('fsm-edge-fsm'), back.manifest);
-    await wait(uid2);
+    await wait(uid2, back.chartUrl);
     const rel = await readRelease(kube, 'fsm-system', 'fsm');
     expect(rel.state).toBe('deployed');
     expect(rel.revision).toBeGreaterThan(2);
