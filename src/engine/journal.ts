@@ -47,12 +47,27 @@ export interface JournalBundle {
   installedAt: string;
 }
 
+/** The last k3s upgrade that did not hold: the new binary never became ready and the previous one was restored. */
+export interface JournalK3sRollback {
+  from: string;
+  to: string;
+  /** `rolled-back`: the previous k3s runs again; `rollback-failed`: it did not come back either. */
+  outcome: 'rolled-back' | 'rollback-failed';
+  reason: string;
+  at: string;
+}
+
 export interface Journal {
   version: 1;
   site: string;
   phases: Record<string, JournalPhase>;
   runs: JournalRun[];
   bundle?: JournalBundle;
+  /** The bundle installed before `bundle` (an upgrade replaced it): its blobs stay in the store for going back. */
+  previousBundle?: JournalBundle;
+  /** Blob hex digests (this POP's arch) of `bundle` and `previousBundle`, by bundle digest: what the store keeps. */
+  bundleBlobs?: Record<string, string[]>;
+  k3sRollback?: JournalK3sRollback;
 }
 
 export function emptyJournal(site: string): Journal {
@@ -75,6 +90,14 @@ export function inputsDigest(x: unknown): string {
   return 'sha256:' + createHash('sha256').update(canonicalJson(x)).digest('hex');
 }
 
+const JournalBundleSchema = z.object({
+  name: z.string(),
+  digest: z.string(),
+  serial: z.number().optional(),
+  createdAt: z.string().optional(),
+  installedAt: z.string(),
+});
+
 const JournalSchema = z.object({
   version: z.literal(1),
   site: z.string(),
@@ -90,13 +113,16 @@ const JournalSchema = z.object({
       outcome: z.enum(['running', 'done', 'failed', 'pending']),
     }),
   ),
-  bundle: z
+  bundle: JournalBundleSchema.optional(),
+  previousBundle: JournalBundleSchema.optional(),
+  bundleBlobs: z.record(z.string(), z.array(z.string().regex(/^[a-f0-9]{64}$/))).optional(),
+  k3sRollback: z
     .object({
-      name: z.string(),
-      digest: z.string(),
-      serial: z.number().optional(),
-      createdAt: z.string().optional(),
-      installedAt: z.string(),
+      from: z.string(),
+      to: z.string(),
+      outcome: z.enum(['rolled-back', 'rollback-failed']),
+      reason: z.string(),
+      at: z.string(),
     })
     .optional(),
 });

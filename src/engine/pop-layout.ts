@@ -41,3 +41,14 @@ export const K3S_CNI_NETD_DIR = `${K3S_DATA_DIR}/agent/etc/cni/net.d`;
 
 /** The HelmChart manifest the mesh phase writes for k3s's deploy controller. */
 export const FSM_MANIFEST_PATH = `${K3S_MANIFESTS_DIR}/fsm-edge-fsm.yaml`;
+
+/**
+ * What an upgrade keeps of the version it replaces, to go back to when the new one never works: the k3s binary
+ * (and its version), the FSM HelmChart manifest and the chart archive it names. Taken before the new ones are
+ * assembled; a half-done upgrade never overwrites it (see the k3s phase's keep step).
+ */
+export const POP_PREVIOUS_DIR = `${POP_STATE_DIR}/previous`;
+export const POP_PREVIOUS_K3S = `${POP_PREVIOUS_DIR}/k3s`;
+export const POP_PREVIOUS_K3S_VERSION = `${POP_PREVIOUS_DIR}/k3s.version`;
+export const POP_PREVIOUS_FSM_MANIFEST = `${POP_PREVIOUS_DIR}/fsm-edge-fsm.yaml`;
+export const POP_PREVIOUS_CHARTS_DIR = `${POP_PREVIOUS_DIR}/charts`;

@@ -85,6 +85,9 @@ async function readJob(kube: PopKubeClients, name: string): Promise<V1Job | unde
   }
 }
 
+/** The chart URL a helm-controller Job runs (env `CHART` of its container). */
+const jobChart = (job: V1Job) => job.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'CHART')?.value;
+
 const jobDone = (job: V1Job | undefined, type: 'Complete' | 'Failed') =>
   Boolean(job?.status?.conditions?.some((c) => c.type === type && c.status === 'True'));
 const jobActive = (job: V1Job | undefined) => Boolean(job && !jobDone(job, 'Complete') && !jobDone(job, 'Failed'));
@@ -153,11 +156,21 @@ export interface HelmAttempt {
   helmError?: string;
 }
 
-/** The last failed run of a Job's pod, with helm's error read from its log. */
-export async function lastFailedAttempt(kube: PopKubeClients, jobName: string, readLog: HelmLogReader): Promise<HelmAttempt | undefined> {
+/**
+ * The last failed run of a Job's pod, with helm's error read from its log. With `jobUid`, only that Job's pods: a
+ * replaced Job's pods carry the same `job-name` label until the garbage collector removes them, and their
+ * failures (e.g. the sticky one a way-back HelmChart replaces) are not the new Job's.
+ */
+export async function lastFailedAttempt(
+  kube: PopKubeClients,
+  jobName: string,
+  readLog: HelmLogReader,
+  jobUid?: string,
+): Promise<HelmAttempt | undefined> {
   const pods = await kube.core.listNamespacedPod({ namespace: HELM_NAMESPACE, labelSelector: `job-name=${jobName}` });
   let found: HelmAttempt | undefined;
   for (const p of pods.items as V1Pod[]) {
+    if (jobUid && !p.metadata?.ownerReferences?.some((o) => o.kind === 'Job' && o.uid === jobUid)) continue;
     const cs = p.status?.containerStatuses?.find((c) => c.name === 'helm') ?? p.status?.containerStatuses?.[0];
     if (!cs || !p.metadata?.name) continue;
     const endedNow = cs.state?.terminated && cs.state.terminated.exitCode !== 0 ? cs.state.terminated : undefined;
@@ -187,6 +200,12 @@ export interface WaitForHelmJobOptions {
   release?: string;
   /** A Job with this uid is the one before our change: wait for helm-controller to replace it. */
   previousJobUid?: string;
+  /**
+   * Only a Job for this chart URL (its `CHART` env, which helm-controller sets from `spec.chart`) is the one to
+   * wait for: a way-back HelmChart names a chart no other Job does, so a Job of the failed spec that
+   * helm-controller made or kept meanwhile is never mistaken for it.
+   */
+  chart?: string;
   timeoutMs: number;
   intervalMs?: number;
   readLog: HelmLogReader;
@@ -225,7 +244,8 @@ export async function waitForHelmJob(kube: PopKubeClients, o: WaitForHelmJobOpti
       if (!job) return { done: false, state: `waiting for k3s to create Job ${o.jobName}` };
       if (o.previousJobUid && job.metadata?.uid === o.previousJobUid)
         return { done: false, state: 'waiting for k3s to start a Job with the new values' };
-      const attempt = await lastFailedAttempt(kube, o.jobName, o.readLog);
+      if (o.chart && jobChart(job) !== o.chart) return { done: false, state: `waiting for k3s to start a Job for ${o.chart}` };
+      const attempt = await lastFailedAttempt(kube, o.jobName, o.readLog, job.metadata?.uid);
       if (attempt) {
         const said = attempt.helmError ?? attempt.termMessage ?? 'no output';
         if (!STICKY.test(said)) {

@@ -3,13 +3,14 @@
 // blob store, install.sh with INSTALL_K3S_SKIP_DOWNLOAD (and SKIP_START: we start k3s ourselves under our own
 // timeout — the unit has TimeoutStartSec=0), then the gates: /readyz, node Ready, CoreDNS available.
 // Idempotent: files are written only when their content differs, k3s is restarted only when something it
-// reads at start changed or it is not running.
+// reads at start changed or it is not running. An upgrade (our k3s at another version than the bundle's) keeps
+// the running binary first and goes back to it when the new one is not ready in time (k3s-upgrade.ts).
 
 import { formatHostPort } from '../config/formats.js';
 import { createHash } from 'node:crypto';
 import { Health } from '@kubernetes/client-node';
 import { parseAssembleOutput, popAssembleCommand, popAssemblePlan } from '../bundle/pop.js';
-import { definePhase, type PlannedChange, shellChange } from '../engine/phase.js';
+import { change, definePhase, type PlannedChange, shellChange } from '../engine/phase.js';
 import {
   K3S_CONFIG_PATH,
   K3S_REGISTRIES_PATH,
@@ -17,13 +18,23 @@ import {
   K3S_TOKEN_PATH,
   POP_ASSEMBLE_PLAN,
   POP_INSTALL_SCRIPT,
+  POP_PREVIOUS_DIR,
   POP_STORE_DIR,
 } from '../engine/pop-layout.js';
 import { writeFileScript } from '../engine/script-batch.js';
 import { FatalWaitError, pollUntil } from '../kube/poll.js';
 import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, type InstallContext, popKubeOf } from './context.js';
+import { type K3sUpgrade, keepPreviousScript, restartK3sScript, restartUpgradedK3s } from './k3s-upgrade.js';
 import { endpointHost, renderK3sConfig, renderRegistries } from './render/k3s-config.js';
+
+/** k3s installed by us at another version than the bundle's: this run upgrades (or downgrades) it in place. */
+export function k3sUpgradeOf(ctx: InstallContext): K3sUpgrade | undefined {
+  const k = ctx.facts?.k3s;
+  const to = bundleOf(ctx).doc.versions.k3s;
+  if (!k?.ourConfig || !k.version || k.version === to) return undefined;
+  return { from: k.version, to };
+}
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -150,6 +161,8 @@ interface K3sLive extends PopK3sState {
   /** k3s runs, is ready, was configured by us, and is the bundle's version (from the facts section). */
   healthy: boolean;
   assembled: string[];
+  /** The journal says an earlier upgrade to this version was rolled back: said again, then tried again. */
+  warnings: string[];
 }
 
 export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
@@ -161,10 +174,18 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
   check(ctx, _files, env) {
     const k = ctx.facts?.k3s;
     const healthy = Boolean(k?.ready && k.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
-    return { ...parseState(env.probe), healthy, assembled: [] };
+    const back = ctx.journal?.k3sRollback;
+    const warnings =
+      back && back.to === bundleOf(ctx).doc.versions.k3s && !healthy
+        ? [
+            `the last upgrade to k3s ${back.to} (${back.at}) was ${back.outcome === 'rolled-back' ? `rolled back to ${back.from}` : 'not rolled back'}: ${back.reason}; trying again`,
+          ]
+        : [];
+    return { ...parseState(env.probe), healthy, assembled: [], warnings };
   },
-  plan(ctx, files, live) {
+  plan(ctx, files, live, env) {
     const changes: PlannedChange[] = [];
+    const upgrade = k3sUpgradeOf(ctx);
     if (!live.token) changes.push(shellChange('generate the k3s cluster token (kept on the POP, mode 0600)', TOKEN_SCRIPT));
     for (const [path, text] of [
       [K3S_CONFIG_PATH, files.config],
@@ -177,6 +198,16 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
       changes.push(shellChange(`write the assembly plan ${POP_ASSEMBLE_PLAN}`, writeFileScript(POP_ASSEMBLE_PLAN, files.plan, 0o644)));
     // Binary, install.sh, chart and image archives from the store (assemble.sh checks each blob's sha256).
     if (planChanged || !live.healthy) {
+      // An installed POP: keep what this assembly replaces (the running k3s binary, the FSM chart) to go back to.
+      if (ctx.facts?.k3s?.ourConfig)
+        changes.push(
+          shellChange(
+            upgrade
+              ? `keep k3s ${upgrade.from} and the FSM chart in ${POP_PREVIOUS_DIR} (the way back)`
+              : `keep the FSM chart in ${POP_PREVIOUS_DIR}`,
+            keepPreviousScript(upgrade?.from),
+          ),
+        );
       changes.push(
         shellChange(
           `assemble the k3s binary, install.sh, the FSM chart and ${files.assembleOutputs} outputs from the blob store`,
@@ -196,22 +227,25 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     }
     if (changes.length || !live.active || !live.healthy) {
       const startSec = Math.round(ctx.options.k3sStartTimeoutMs / 1000);
-      // Type=notify: systemctl returns once k3s is up, or fails; `timeout` bounds it (the unit has TimeoutStartSec=0).
-      changes.push(
-        shellChange(
-          live.active ? 'restart k3s' : 'start k3s',
-          [
-            'systemctl enable k3s >/dev/null 2>&1 || true',
-            `rc=0; timeout ${startSec} systemctl restart k3s || rc=$?`,
-            `if [ $rc -ne 0 ]; then`,
-            `  [ $rc -eq 124 ] && echo "k3s did not start within ${startSec}s" >&2 || echo "k3s did not start (systemctl exit $rc)" >&2`,
-            '  echo "last k3s log lines:" >&2; journalctl -u k3s -n 15 --no-pager >&2 2>/dev/null || true',
-            '  exit $rc',
-            'fi',
-          ].join('\n'),
-          { timeoutMs: (startSec + 15) * 1000, fix: 'look at `journalctl -u k3s` on the POP, then run the install again' },
-        ),
-      );
+      if (upgrade) {
+        changes.push(
+          change(`restart k3s on ${upgrade.to} (back to ${upgrade.from} if it is not ready within ${startSec}s)`, () =>
+            restartUpgradedK3s(upgrade, {
+              host: env.host,
+              journal: ctx.journal,
+              timeoutMs: ctx.options.k3sStartTimeoutMs,
+              waitReady: (ms) => waitK3sReady(ctx, env.host, ms),
+            }),
+          ),
+        );
+      } else {
+        changes.push(
+          shellChange(live.active ? 'restart k3s' : 'start k3s', restartK3sScript(startSec), {
+            timeoutMs: (startSec + 15) * 1000,
+            fix: 'look at `journalctl -u k3s` on the POP, then run the install again',
+          }),
+        );
+      }
     }
     return changes;
   },
@@ -220,6 +254,7 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
       dryRun && changes.length
         ? `would: ${changes.join(', ')}`
         : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? ', ready' : ''}`,
+    warnings: live.warnings,
   }),
   async settle(ctx, _files, live, env, applied) {
     const t0 = Date.now();
@@ -229,6 +264,9 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     const done = applied.map((a) =>
       a.startsWith('assemble') && live.assembled.length === 0 ? 'assembled: every output already in place' : a,
     );
-    return { summary: `${done.length ? done.join(', ') : 'k3s unchanged'}; ready (${version || bundleOf(ctx).doc.versions.k3s})` };
+    return {
+      summary: `${done.length ? done.join(', ') : 'k3s unchanged'}; ready (${version || bundleOf(ctx).doc.versions.k3s})`,
+      warnings: live.warnings,
+    };
   },
 });

@@ -1,19 +1,32 @@
 // FSM through k3s's Helm controller: the chart is already in server/static/charts (assembled from the store by
 // the k3s phase); here the values are planned, validated against the chart's own values.schema.json, wrapped
 // in a HelmChart validated against the HelmChart CRD, and written into server/manifests. Then we wait for the
-// helm-install Job and the FSM deployments — and on failure show the Job's reason, not a timeout.
+// helm-install Job and the FSM deployments — and on failure show the Job's reason, not a timeout. A new manifest
+// over a healthy FSM is an upgrade: if it fails, the previous chart is put back (mesh-rollback.ts) and the site
+// fails saying so.
 
 import { createHash } from 'node:crypto';
 import { parse } from 'yaml';
 import { blobPath } from '../bundle/layout.js';
 import { change, definePhase, type PlannedChange, PhaseRefusal } from '../engine/phase.js';
-import { FSM_MANIFEST_PATH, K3S_BINARY, K3S_KUBECONFIG_PATH } from '../engine/pop-layout.js';
+import { FsmEdgeError } from '../config/errors.js';
+import { errorText } from '../engine/failure.js';
+import { FSM_MANIFEST_PATH, K3S_BINARY, K3S_KUBECONFIG_PATH, POP_PREVIOUS_FSM_MANIFEST } from '../engine/pop-layout.js';
 import { applyObject, type ApplyObject } from '../kube/apply.js';
 import type { PopKube } from '../kube/pop.js';
 import { FatalWaitError, isNotFound, pollUntil } from '../kube/poll.js';
 import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, fsmNamespace, type InstallContext, popKubeOf } from './context.js';
-import { type FsmHelmState, hostHelmLogReader, inspectFsmRelease, recoverFailedRelease, waitForHelmJob } from './helm-release.js';
+import {
+  type FsmHelmState,
+  hostHelmLogReader,
+  inspectFsmRelease,
+  RECOVER_FIX,
+  recoverFailedRelease,
+  waitForHelmJob,
+} from './helm-release.js';
+import { keepFsmScript } from './k3s-upgrade.js';
+import { fsmRollbackPlan, writeFsmRollback } from './mesh-rollback.js';
 import { describeImageWaits, ImageWaitTracker, MISSING_IMAGE_FIX, podsBlockedOnImages } from './pod-health.js';
 import { type ChartMeta, readChartArchive } from './render/chart-archive.js';
 import { type FsmValuesPlan, ImagesMissingError, planFsmValues, ValuesSchemaError, validateFsmValues } from './render/fsm-values.js';
@@ -113,7 +126,13 @@ async function renderMeshPlan(ctx: InstallContext): Promise<MeshPlan> {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPlan, previousJobUid: string | undefined): Promise<void> {
+export async function waitForMesh(
+  ctx: InstallContext,
+  host: Host,
+  plan: MeshPlan,
+  previousJobUid: string | undefined,
+  chart?: string,
+): Promise<void> {
   const kube = await popKubeOf(ctx, host);
   const timeoutMs = ctx.options.meshTimeoutMs;
   await waitForHelmJob(kube, {
@@ -121,6 +140,7 @@ export async function waitForMesh(ctx: InstallContext, host: Host, plan: MeshPla
     targetNamespace: fsmNamespace(ctx),
     release: FSM_HELMCHART_NAME,
     ...(previousJobUid ? { previousJobUid } : {}),
+    ...(chart ? { chart } : {}),
     timeoutMs,
     readLog: hostHelmLogReader(host),
   });
@@ -183,6 +203,8 @@ export interface MeshLive {
   previousJobUid?: string;
   /** What the recovery of a failed release did, for the summary. */
   recovered?: string[];
+  /** This run replaced a healthy FSM's manifest (this sha256): an upgrade, with a way back if it fails. */
+  upgradingFrom?: string;
 }
 
 export function parseMeshProbe(out: string, wanted: readonly string[]): MeshLive {
@@ -252,6 +274,36 @@ async function reapplyHelmChart(kube: PopKube, manifest: string, timeoutMs: numb
   await applyObject(kube.kc, obj);
 }
 
+const firstLine = (e: unknown) => (errorText(e).split('\n')[0] ?? '').slice(0, 300);
+
+/**
+ * The upgrade of FSM failed: write the previous HelmChart back (mesh-rollback.ts), wait for its Job and the
+ * deployments, and fail the site saying which chart runs. Always throws.
+ */
+async function rollBackFsm(ctx: InstallContext, host: Host, plan: MeshPlan, ranSha: string, cause: unknown): Promise<never> {
+  const to = plan.chart.version || plan.chartFile;
+  const reason = firstLine(cause);
+  let chartVersion: string;
+  try {
+    const back = fsmRollbackPlan(await host.readFile(POP_PREVIOUS_FSM_MANIFEST, { sudo: true }), ranSha);
+    chartVersion = back.chartVersion;
+    const jobUid = await readJobUid(await popKubeOf(ctx, host));
+    await writeFsmRollback(host, back);
+    await waitForMesh(ctx, host, plan, jobUid, back.chartUrl);
+  } catch (e2) {
+    throw new FsmEdgeError(
+      'failed',
+      `FSM upgrade to chart ${to} failed (${reason}); going back to the previous chart failed too (${firstLine(e2)})`,
+      {
+        fix: RECOVER_FIX,
+      },
+    );
+  }
+  throw new FsmEdgeError('failed', `FSM upgrade to chart ${to} failed (${reason}); rolled back to chart ${chartVersion}, running`, {
+    fix: 'correct the cause above (the helm Job’s log on the POP: `k3s kubectl -n kube-system logs job/helm-install-fsm`), then run again',
+  });
+}
+
 export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   id: 'mesh',
   title: 'deploy FSM',
@@ -273,10 +325,17 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   plan(ctx, plan, live, env) {
     const changes: PlannedChange[] = [];
     const mode = plan.values.trafficInterceptionMode;
+    // A healthy FSM whose manifest changes (a new chart or values): an upgrade, which goes back if it fails.
+    const upgrade = live.api && live.helmChart && !live.helmChartFailed && live.problems.length === 0 ? live.manifestSha : undefined;
     const write = change(
       `write HelmChart ${FSM_HELMCHART_NAMESPACE}/${FSM_HELMCHART_NAME} (${plan.chartFile}, ${mode}) to ${FSM_MANIFEST_PATH}`,
       async () => {
         await plan.validate();
+        if (upgrade && !live.release) {
+          // The manifest and chart that run now, kept for the way back (already kept if the k3s phase assembled).
+          await env.host.run(keepFsmScript(), { sudo: true, timeoutMs: 30_000 });
+          live.upgradingFrom = upgrade;
+        }
         if (live.helmChart && !live.recovered) live.previousJobUid = await readJobUid(await popKubeOf(ctx, env.host));
         // A fresh mtime: k3s's deploy controller ignores manifests with mtime 0 (k3s#14568).
         await env.host.writeFile(FSM_MANIFEST_PATH, plan.manifest, { sudo: true, mode: 0o600 });
@@ -327,7 +386,12 @@ export const meshPhase = definePhase<InstallContext, MeshPlan, MeshLive>({
   }),
   async settle(ctx, plan, live, env, applied) {
     const t0 = Date.now();
-    await waitForMesh(ctx, env.host, plan, live.previousJobUid);
+    try {
+      await waitForMesh(ctx, env.host, plan, live.previousJobUid);
+    } catch (e) {
+      if (!live.upgradingFrom) throw e;
+      await rollBackFsm(ctx, env.host, plan, live.upgradingFrom, e);
+    }
     ctx.installed.fsm = bundleOf(ctx).doc.versions.fsm;
     ctx.metrics.meshSeconds = (Date.now() - t0) / 1000;
     const mode = plan.values.trafficInterceptionMode;

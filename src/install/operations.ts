@@ -10,6 +10,7 @@ import { interceptionPhase } from './interception.js';
 import { k3sPhase } from './k3s.js';
 import { meshPhase } from './mesh.js';
 import { preflightPhase } from './preflight.js';
+import { prunePhase } from './prune.js';
 import { recordPhase, saveSiteRecord } from './record.js';
 import { registerPhase } from './register.js';
 import { syncPhase } from './sync.js';
@@ -22,6 +23,7 @@ export const INSTALL_PHASES: AnyPhase<InstallContext>[] = [
   meshPhase,
   interceptionPhase,
   registerPhase,
+  prunePhase,
   recordPhase,
 ];
 

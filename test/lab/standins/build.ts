@@ -68,7 +68,14 @@ function sourceCommit(): string {
 }
 
 /** Bundles the stand-in for `arch` into `outFile` (mode 0755) and returns the path. */
-export async function buildK3sStandIn(arch: K3sArch, outFile: string, opts: { version?: string } = {}): Promise<string> {
+export interface K3sStandInOptions {
+  /** The version it reports and serves (default K3S_STANDIN_VERSION). */
+  version?: string;
+  /** `never-ready`: a broken release that starts and never becomes ready (an upgrade that must be rolled back). */
+  fault?: 'never-ready';
+}
+
+export async function buildK3sStandIn(arch: K3sArch, outFile: string, opts: K3sStandInOptions = {}): Promise<string> {
   const version = opts.version ?? K3S_STANDIN_VERSION;
   fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
   await build({
@@ -82,13 +89,14 @@ export async function buildK3sStandIn(arch: K3sArch, outFile: string, opts: { ve
     legalComments: 'none',
     logLevel: 'error',
     banner: {
-      js: `#!/usr/bin/env node\n// k3s ${version} ${arch} — STAND-IN built by fsm-edge's lab (test/lab/standins/k3s). NOT the real k3s.\n`,
+      js: `#!/usr/bin/env node\n// k3s ${version} ${arch}${opts.fault ? ` (fault: ${opts.fault})` : ''} — STAND-IN built by fsm-edge's lab (test/lab/standins/k3s). NOT the real k3s.\n`,
     },
     define: {
       __K3S_STANDIN_ARCH__: JSON.stringify(arch),
       __K3S_STANDIN_VERSION__: JSON.stringify(version),
       __K3S_STANDIN_COMMIT__: JSON.stringify(sourceCommit()),
       __K3S_STANDIN_CRDS__: JSON.stringify(embeddedCrds()),
+      __K3S_STANDIN_FAULT__: JSON.stringify(opts.fault ?? ''),
     },
   });
   fs.chmodSync(outFile, 0o755);

@@ -27,11 +27,15 @@ export function fsmDefaultValues(version = '1.5.1'): FsmValues {
  * Writes `<outDir>/fsm-<version>.tgz` (a `fsm/` directory, as `helm package` lays it out) and returns its path.
  * Deterministic: same inputs, same bytes (sorted entries, fixed mtime/owner), so bundles stay content-addressed.
  */
-export function buildFsmChart(outDir: string, version = '1.5.1'): string {
-  const src = referenceChartDir(version);
+export function buildFsmChart(outDir: string, version = '1.5.1', opts: { valuesFrom?: string } = {}): string {
+  // A chart-only release (e.g. 1.5.2 packaging the same images): Chart version `version`, values and schema of
+  // the FSM release `valuesFrom` (the images and their tags stay those of that release).
+  const src = referenceChartDir(opts.valuesFrom ?? version);
   for (const f of ['values.yaml', 'values.schema.json']) {
     if (!fs.existsSync(path.join(src, f)))
-      throw new Error(`FSM chart stand-in: ${path.join(src, f)} is missing; the reference data for FSM v${version} is needed`);
+      throw new Error(
+        `FSM chart stand-in: ${path.join(src, f)} is missing; the reference data for FSM v${opts.valuesFrom ?? version} is needed`,
+      );
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fsm-chart-'));
   try {
@@ -43,7 +47,7 @@ export function buildFsmChart(outDir: string, version = '1.5.1'): string {
       description: 'STAND-IN for the Flomesh Service Mesh Helm chart (fsm-edge lab; real values and schema, no templates)',
       type: 'application',
       version,
-      appVersion: `v${version}`,
+      appVersion: `v${opts.valuesFrom ?? version}`,
       kubeVersion: '>= 1.19.0-0',
       annotations: { 'fsm-edge.flomesh.io/stand-in': 'true' },
     };

@@ -3,6 +3,7 @@ declare const __K3S_STANDIN_ARCH__: string;
 declare const __K3S_STANDIN_VERSION__: string;
 declare const __K3S_STANDIN_COMMIT__: string;
 declare const __K3S_STANDIN_CRDS__: Record<string, string>;
+declare const __K3S_STANDIN_FAULT__: string;
 
 /** The architecture this "binary" was built for: `amd64`, `arm64` or `arm`. */
 export const BUILT_ARCH: string = typeof __K3S_STANDIN_ARCH__ === 'string' ? __K3S_STANDIN_ARCH__ : 'amd64';
@@ -12,6 +13,12 @@ export const K3S_VERSION: string = typeof __K3S_STANDIN_VERSION__ === 'string' ?
 export const K3S_COMMIT: string = typeof __K3S_STANDIN_COMMIT__ === 'string' ? __K3S_STANDIN_COMMIT__ : '00000000';
 /** CRD YAML text by file name (HelmChart, HelmChartConfig, Addon, FSM's CRDs). */
 export const EMBEDDED_CRDS: Record<string, string> = typeof __K3S_STANDIN_CRDS__ === 'object' ? __K3S_STANDIN_CRDS__ : {};
+
+/**
+ * A build-time fault (`buildK3sStandIn(…, {fault})`): `never-ready` is a k3s release that starts and then never
+ * becomes ready (no API server, no READY=1) — what an upgrade to a broken release looks like.
+ */
+export const BUILT_FAULT: string = typeof __K3S_STANDIN_FAULT__ === 'string' ? __K3S_STANDIN_FAULT__ : '';
 
 export const KUBE_VERSION = K3S_VERSION.replace(/\+.*$/, '');
 export const GO_VERSION = 'go1.24.6';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createApiServer, type ApiServer } from '../../apiserver/index.js';
-import { EMBEDDED_CRDS, K3S_COMMIT, K3S_VERSION, GO_VERSION, BUILT_ARCH, SYSTEM_IMAGES } from './build-info.js';
+import { EMBEDDED_CRDS, K3S_COMMIT, K3S_VERSION, GO_VERSION, BUILT_ARCH, BUILT_FAULT, SYSTEM_IMAGES } from './build-info.js';
 import { FlagError, parseServerFlags, ServerFlags } from './flags.js';
 import { log, setDebug } from './log.js';
 import { ensurePki } from './pki.js';
@@ -44,6 +44,7 @@ export async function runServer(args: string[]): Promise<void> {
   }
 
   log.info(`Starting k3s ${K3S_VERSION} (${K3S_COMMIT})`);
+  if (BUILT_FAULT === 'never-ready') await neverReady();
   if (flags.str('datastore-endpoint'))
     log.fatal(
       'starting kubernetes: preparing server: the k3s stand-in supports only the embedded datastores (SQLite, etcd with cluster-init)',
@@ -224,4 +225,17 @@ function writeDataDirLayout(dataDir: string) {
       2,
     ),
   );
+}
+
+/**
+ * The `never-ready` build: k3s starts, its apiserver never comes up, so it never reports READY=1 (Type=notify:
+ * `systemctl start` blocks; the unit has TimeoutStartSec=0) and /readyz never answers — logging, every 30 s, the
+ * line k3s's server prints while it waits for its apiserver (k3s pkg/server/server.go `apiReadyLoop`).
+ * It runs until systemd stops it; it touches no data (a real broken release may have started migrating it).
+ */
+async function neverReady(): Promise<never> {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 30_000));
+    log.info('Waiting for API server to become available');
+  }
 }
