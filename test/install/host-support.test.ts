@@ -16,13 +16,16 @@ import {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-support-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** Runs the probe with a fake sshd that prints `sshdT` for `-T` (and records its arguments). */
+/**
+ * Runs the probe with a fake sshd that prints `sshdT` for `-T` (and records its arguments); `undefined`: an sshd
+ * whose `-T` fails (no host keys, unreadable config) — never the machine's own /usr/sbin/sshd, whose answer
+ * depends on how this machine is set up.
+ */
 function probe(sshdT: string | undefined): string {
   const bin = path.join(dir, `bin-${Math.random().toString(36).slice(2)}`);
   fs.mkdirSync(bin);
-  if (sshdT !== undefined) {
-    fs.writeFileSync(path.join(bin, 'sshd'), `#!/bin/sh\necho "$@" > ${bin}/args\ncat <<'X'\n${sshdT}\nX\n`, { mode: 0o755 });
-  }
+  const body = sshdT === undefined ? 'echo "sshd: no hostkeys available -- exiting." >&2; exit 1' : `cat <<'X'\n${sshdT}\nX`;
+  fs.writeFileSync(path.join(bin, 'sshd'), `#!/bin/sh\necho "$@" > ${bin}/args\n${body}\n`, { mode: 0o755 });
   return execFileSync('/bin/sh', ['-c', HOST_SUPPORT_PROBE], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, SUDO_USER: 'pop' } });
 }
 
