@@ -27,7 +27,8 @@ export interface Facts {
   bpffs: string[];
   bpfSyscall: boolean;
   iptables: boolean;
-  k3s?: { version: string; active: boolean; ready: boolean; ourConfig: boolean };
+  /** `readyTimedOut`: /readyz did not answer within the probe's bound (a busy POP), which is not "not ready". */
+  k3s?: { version: string; active: boolean; ready: boolean; readyTimedOut?: boolean; ourConfig: boolean };
   /** Effective sshd settings that govern the API tunnel (absent when `sshd -T` was not readable). */
   sshd?: HostSupportFacts['sshd'];
   /** PATH that sudo gives commands (secure_path). */
@@ -107,6 +108,7 @@ export function parseFacts(stdout: string): Facts {
       version: k3sVersionOf(get('k3s_version')),
       active: get('k3s_active') === 'active',
       ready: get('k3s_ready') === 'ok',
+      ...(get('k3s_ready') === 'timeout' ? { readyTimedOut: true } : {}),
       ourConfig: get('k3s_ours') === '1',
     };
   }

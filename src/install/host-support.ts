@@ -53,7 +53,9 @@ export const K3S_PROBE = `
 if [ -x ${POP_K3S_BINARY} ]; then
   echo "k3s_version=$(${POP_K3S_BINARY} --version 2>/dev/null | head -n1)"
   if command -v systemctl >/dev/null 2>&1; then echo "k3s_active=$(systemctl is-active k3s 2>/dev/null)"; fi
-  echo "k3s_ready=$(timeout 10 ${POP_K3S_BINARY} kubectl get --raw /readyz 2>/dev/null | head -c 20)"
+  k3s_ready=$(timeout 10 ${POP_K3S_BINARY} kubectl get --raw /readyz 2>/dev/null); rc=$?
+  [ $rc -eq 124 ] && k3s_ready=timeout
+  echo "k3s_ready=$(printf '%s' "$k3s_ready" | head -c 20)"
 fi
 `;
 

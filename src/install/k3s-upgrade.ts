@@ -40,6 +40,19 @@ export function restartK3sScript(startSec: number): string {
   ].join('\n');
 }
 
+/** Polls /readyz of a running k3s for `waitSec`; restarts it (as restartK3sScript) only if it never answers ok. */
+export function waitThenRestartK3sScript(waitSec: number, startSec: number): string {
+  return [
+    `end=$(( $(date +%s) + ${waitSec} ))`,
+    'while [ "$(date +%s)" -lt "$end" ]; do',
+    `  if [ "$(timeout 10 ${K3S_BINARY} kubectl get --raw /readyz 2>/dev/null)" = ok ]; then echo "k3s ready, not restarted"; exit 0; fi`,
+    '  sleep 3',
+    'done',
+    `echo "k3s did not answer /readyz within ${waitSec}s; restarting it" >&2`,
+    restartK3sScript(startSec),
+  ].join('\n');
+}
+
 /**
  * Keeps what an upgrade replaces: the running k3s binary when `k3sVersion` (the running one, which differs from
  * the bundle's) is given, and the FSM manifest with its chart archive when the manifest changed since the last

@@ -25,7 +25,7 @@ import { writeFileScript } from '../engine/script-batch.js';
 import { FatalWaitError, pollUntil } from '../kube/poll.js';
 import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, type InstallContext, popKubeOf } from './context.js';
-import { type K3sUpgrade, keepPreviousScript, restartK3sScript, restartUpgradedK3s } from './k3s-upgrade.js';
+import { type K3sUpgrade, keepPreviousScript, restartK3sScript, restartUpgradedK3s, waitThenRestartK3sScript } from './k3s-upgrade.js';
 import { endpointHost, renderK3sConfig, renderRegistries } from './render/k3s-config.js';
 
 /** k3s installed by us at another version than the bundle's: this run upgrades (or downgrades) it in place. */
@@ -194,10 +194,14 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
       if (live.sha.get(path) !== sha256(text)) changes.push(shellChange(`write ${path}`, writeFileScript(path, text, 0o600)));
     }
     const planChanged = live.sha.get(POP_ASSEMBLE_PLAN) !== sha256(files.plan);
+    // Running, ours, this bundle's version, only /readyz did not say ok (a busy POP, a server still starting):
+    // waited for before anything is reassembled or restarted — a restart only sets a starting server back.
+    const k = ctx.facts?.k3s;
+    const settling = live.active && !live.healthy && !planChanged && Boolean(k?.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
     if (planChanged)
       changes.push(shellChange(`write the assembly plan ${POP_ASSEMBLE_PLAN}`, writeFileScript(POP_ASSEMBLE_PLAN, files.plan, 0o644)));
     // Binary, install.sh, chart and image archives from the store (assemble.sh checks each blob's sha256).
-    if (planChanged || !live.healthy) {
+    if (planChanged || (!live.healthy && !settling)) {
       // An installed POP: keep what this assembly replaces (the running k3s binary, the FSM chart) to go back to.
       if (ctx.facts?.k3s?.ourConfig)
         changes.push(
@@ -227,7 +231,16 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     }
     if (changes.length || !live.active || !live.healthy) {
       const startSec = Math.round(ctx.options.k3sStartTimeoutMs / 1000);
-      if (upgrade) {
+      if (settling && changes.length === 0) {
+        const waitSec = Math.min(120, startSec);
+        changes.push(
+          shellChange(
+            `wait for the running k3s to answer /readyz (restart it only if it does not within ${waitSec}s)`,
+            waitThenRestartK3sScript(waitSec, startSec),
+            { timeoutMs: (waitSec + startSec + 30) * 1000, fix: 'look at `journalctl -u k3s` on the POP, then run the install again' },
+          ),
+        );
+      } else if (upgrade) {
         changes.push(
           change(`restart k3s on ${upgrade.to} (back to ${upgrade.from} if it is not ready within ${startSec}s)`, () =>
             restartUpgradedK3s(upgrade, {

@@ -3,6 +3,7 @@
 // it sends, batched as the engine sends them. Then the agreement test: a dry run and a real run of the same
 // phase on the same live state list the same changes, in the same order, for every phase and state.
 
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -157,6 +158,17 @@ describe('k3s phase', () => {
       k3sProbe({ ...installedK3s, config: 'node-name: old\n' }),
     );
     expect(r.planned).toEqual([`write ${K3S_CONFIG_PATH}`, 'restart k3s']);
+  });
+
+  it('a running k3s of this bundle whose /readyz timed out (a busy POP) is waited for, not reassembled or restarted', async () => {
+    const busy = parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=active\nk3s_ready=timeout\nk3s_ours=1`);
+    expect(busy.k3s).toMatchObject({ ready: false, readyTimedOut: true });
+    const r = await planAndApply(k3sPhase, context({ facts: busy }), K3S_FILES, k3sProbe(installedK3s));
+    expect(r.planned).toEqual(['wait for the running k3s to answer /readyz (restart it only if it does not within 120s)']);
+    // the restart comes only after the wait loop gave up
+    const script = r.host.changes[0] ?? '';
+    expect(script.indexOf('/readyz')).toBeLessThan(script.indexOf('systemctl restart k3s'));
+    expect(execFileSync('sh', ['-n'], { input: script }).toString()).toBe('');
   });
 
   it('reinstalls k3s removed by hand (unit gone, k3s not running)', async () => {
