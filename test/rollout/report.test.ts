@@ -11,28 +11,11 @@ import { RolloutSchema } from '../../src/config/fleet.js';
 import { planRollout } from '../../src/rollout/plan.js';
 import { writeRolloutReport } from '../../src/rollout/report.js';
 import { runRollout } from '../../src/rollout/run.js';
+import { dumpDom } from './chromium.js';
 import { DIGEST, FakeFleet } from './fake-fleet.js';
 
-const run = promisify(execFile);
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const tmp = mkdtempSync(path.join(tmpdir(), 'rollout-report-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** The DOM after the page loaded, as Chromium serialises it. */
-async function dumpDom(file: string): Promise<string> {
-  if (!CHROMIUM) throw new Error('chromium is not installed: run scripts/bootstrap.sh (it installs Debian’s chromium)');
-  const profile = mkdtempSync(path.join(tmp, 'profile-'));
-  const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'];
-  const { stdout } = await run(
-    CHROMIUM,
-    [...flags, '--disable-sync', '--no-first-run', `--user-data-dir=${profile}`, '--dump-dom', `file://${file}`],
-    {
-      timeout: 60_000,
-      maxBuffer: 16 * 1024 * 1024,
-    },
-  );
-  return stdout;
-}
 
 describe('rollout report.html', () => {
   it('renders in headless Chromium with every site, its result, and the reason and fix of a failure', async () => {
