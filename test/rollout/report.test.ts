@@ -1,3 +1,6 @@
+// The rollout's report.html, rendered by a real browser (Debian's chromium, headless): every site is in the DOM,
+// failures carry their reason and fix, text from a POP cannot inject markup, and the page loads nothing else.
+
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
