@@ -111,7 +111,7 @@ for v in "$@"; do
   i=$((i + 1))
   [ -d "$v" ] || { echo "volume $v is not a directory" >&2; exit 6; }
   mkdir -p "$tmp/volumes"
-  n=$(basename "$v" | tr -c 'A-Za-z0-9._-\\n' '_')
+  n=$(basename "$v" | tr -c 'A-Za-z0-9._\\n-' '_')
   tar -C "$v" -cf "$tmp/volumes/$i-$n.tar" .
   vols="$vols $i-$n"
 done
