@@ -18,6 +18,7 @@ import type { RunReport } from '../engine/runner.js';
 import type { SiteOperation } from '../engine/run-sites.js';
 import { writeFileScript } from '../engine/script-batch.js';
 import {
+  K3S_SERVER_TOKEN_PATH,
   POP_SCHEDULED_DIR,
   POP_SNAPSHOT_SCRIPT,
   POP_STAGING_DIR,
@@ -109,14 +110,22 @@ if [ -d ${dir} ]; then for f in ${dir}/*.tar; do
 done; fi`;
 
 export const BACKUP_PROBE = `${listDir(POP_STAGING_DIR)}${listDir(POP_SCHEDULED_DIR)}
+[ -s ${K3S_SERVER_TOKEN_PATH} ] && echo token=1 || echo token=0
 if [ -f ${POP_SNAPSHOT_SCRIPT} ]; then echo "script $(sha256sum < ${POP_SNAPSHOT_SCRIPT} | cut -d' ' -f1)"; else echo "script -"; fi
 `;
 
-export function parseSnapshotListing(probe: string): { staged: PopSnapshot[]; scheduled: PopSnapshot[]; scriptSha: string } {
+export function parseSnapshotListing(probe: string): {
+  staged: PopSnapshot[];
+  scheduled: PopSnapshot[];
+  scriptSha: string;
+  token: boolean;
+} {
   const staged: PopSnapshot[] = [];
   const scheduled: PopSnapshot[] = [];
   let scriptSha = '-';
+  let token = false;
   for (const line of probe.split('\n')) {
+    if (line.trim() === 'token=1') token = true;
     const s = /^script (\S+)$/.exec(line.trim());
     if (s) scriptSha = s[1]!;
     const m = /^snap (\S+) (\S+) (\d+) ([0-9a-f]{64})((?: \S+)*)$/.exec(line.trim());
@@ -136,7 +145,7 @@ export function parseSnapshotListing(probe: string): { staged: PopSnapshot[]; sc
     });
   }
   const byTime = (a: PopSnapshot, b: PopSnapshot) => a.createdAt.getTime() - b.createdAt.getTime();
-  return { staged: staged.sort(byTime), scheduled: scheduled.sort(byTime), scriptSha };
+  return { staged: staged.sort(byTime), scheduled: scheduled.sort(byTime), scriptSha, token };
 }
 
 /** The snapshot script's last line: `snapshot=… size=… sha256=… pauseMs=… datastore=…`. */
@@ -191,6 +200,13 @@ const snapshotPhase = definePhase<BackupContext, undefined, ReturnType<typeof pa
       }
       ctx.snapshot = latest;
       return live;
+    }
+    if (!live.token) {
+      throw new PhaseRefusal(
+        'snapshot',
+        `k3s on this POP has no server token (${K3S_SERVER_TOKEN_PATH}): there is no cluster to back up`,
+        'install the POP first (`fsm-edge install`), or recover it from an earlier backup (`fsm-edge recover`)',
+      );
     }
     const staged = live.staged.at(-1);
     const maxAge = ctx.options.maxStagedAgeMs ?? DAY_MS;

@@ -237,7 +237,7 @@ export const backupTimerPhase = definePhase<InstallContext, { service: string; t
       changes.push(
         shellChange(
           'enable fsm-edge-backup.timer',
-          'systemctl daemon-reload && systemctl enable --now fsm-edge-backup.timer >/dev/null 2>&1 && systemctl restart fsm-edge-backup.timer',
+          'systemctl daemon-reload && systemctl enable --now fsm-edge-backup.timer >/dev/null && systemctl restart fsm-edge-backup.timer',
         ),
       );
     }
