@@ -184,6 +184,11 @@ describe('backup on an amd64 lab POP (SQLite)', () => {
     const staged = (await pop('ls /var/lib/fsm-edge/backups/staging')).trim().split('\n');
     expect(staged.some((f) => f.endsWith('.tar'))).toBe(true);
 
+    // the killed run's lock holder on the POP lets go once its lease runs out (no heartbeat over the dead link)
+    for (let i = 0; i < 120; i++) {
+      if ((await popExec(h.pops[0]!, 'flock -n /run/fsm-edge/lock true', { allowFail: true })).code === 0) break;
+      await sleep(1000);
+    }
     const again = await cli(['backup', site, '--out', outDir, '--volume', '/srv/shop-data', '--json']);
     expect(again.code, again.stderr).toBe(0);
     const rep = JSON.parse(again.stdout).sites[0];
