@@ -229,7 +229,7 @@ const snapshotPhase = definePhase<BackupContext, undefined, ReturnType<typeof pa
             sudo: true,
             timeoutMs: 15 * 60_000,
           });
-          ctx.snapshot = parseSnapshotOutput(out);
+          ctx.snapshot = { ...parseSnapshotOutput(out), volumes: vols };
         },
       ),
     );
