@@ -152,7 +152,7 @@ echo "snapshot=$dir/$name.tar size=$size sha256=$sum pauseMs=$pause datastore=$d
 /** The argv of one snapshot run (paths and names only: nothing secret). */
 export function snapshotCommand(dir: string, site: string, source: 'controller' | 'scheduled', keep: number, volumes: string[]): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  return ['sh', POP_SNAPSHOT_SCRIPT, q(dir), q(site), source, String(keep), ...volumes.map(q)].join(' ');
+  return ['/bin/sh', POP_SNAPSHOT_SCRIPT, q(dir), q(site), source, String(keep), ...volumes.map(q)].join(' ');
 }
 
 export function backupSettings(site: Site): { keep: number; schedule: string; volumes: string[] } {

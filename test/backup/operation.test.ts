@@ -171,7 +171,7 @@ describe('backup operation parts', () => {
       `ExecStart=${snapshotCommand('/var/lib/fsm-edge/backups/scheduled', 'pop-a', 'scheduled', 3, ['/srv/data'])}`,
     );
     expect(u.service).toMatch(
-      /ExecStart=sh \/var\/lib\/fsm-edge\/backup-snapshot\.sh '\/var\/lib\/fsm-edge\/backups\/scheduled' 'pop-a' scheduled 3 '\/srv\/data'/,
+      /ExecStart=\/bin\/sh \/var\/lib\/fsm-edge\/backup-snapshot\.sh '\/var\/lib\/fsm-edge\/backups\/scheduled' 'pop-a' scheduled 3 '\/srv\/data'/,
     );
   });
 
