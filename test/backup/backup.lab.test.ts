@@ -208,7 +208,7 @@ describe('backup on an amd64 lab POP (SQLite)', () => {
 
   it('the timer’s service writes scheduled snapshots with retention; --collect takes the latest', async () => {
     for (let i = 0; i < 3; i++) {
-      const out = await popExec(h.pops[0]!, 'systemctl start fsm-edge-backup.service', { allowFail: true });
+      const out = await popExec(h.pops[0]!, 'systemctl start fsm-edge-backup.service', { allowFail: true, timeoutMs: 300_000 });
       expect(out.code, out.stderr).toBe(0);
       await sleep(1100); // names carry a one-second stamp
     }
