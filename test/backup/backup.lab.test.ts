@@ -100,8 +100,18 @@ describe('backup on an amd64 lab POP (SQLite)', () => {
   });
 
   it('backs up a workload into a file the age CLI decrypts, with a manifest of digests; prints size and pause', async () => {
-    await pop('k3s kubectl create configmap backup-demo --from-literal=colour=teal');
-    await pop('k3s kubectl create secret generic backup-demo-secret --from-literal=password=WORKLOAD-SECRET-7731');
+    const workload = `apiVersion: v1
+kind: ConfigMap
+metadata: { name: backup-demo, namespace: default }
+data: { colour: teal }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: backup-demo-secret, namespace: default }
+stringData: { password: WORKLOAD-SECRET-7731 }
+`;
+    const applied = await popExec(h.pops[0]!, 'k3s kubectl apply -f -', { input: workload, allowFail: true });
+    expect(applied.code, applied.stderr).toBe(0);
     const r = await cli(['backup', site, '--out', outDir, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
