@@ -121,7 +121,7 @@ export const etcdRestorePhase = definePhase<InstallContext>({
 });
 
 /** After everything is up: the staged snapshot and the marker go (the journal now says what was restored). */
-export const restoreCleanupPhase = definePhase<InstallContext>({
+export const restoreCleanupPhase = definePhase<InstallContext, undefined, boolean>({
   id: 'restore-cleanup',
   title: 'remove the staged restore files',
   probe: () => `[ -e ${POP_RESTORE_DIR} ] && echo present || true`,
