@@ -77,7 +77,11 @@ export function restoreFiles(b: RecoveryBackup): RestoreFile[] {
   const has = (p: string) => b.paths.includes(p);
   const need = (p: string) => {
     if (!has(p))
-      throw new PhaseRefusal('restore', `backup ${b.file} has no entry ${p}`, 'take a complete backup with `fsm-edge backup` and recover from it');
+      throw new PhaseRefusal(
+        'restore',
+        `backup ${b.file} has no entry ${p}`,
+        'take a complete backup with `fsm-edge backup` and recover from it',
+      );
     return b.entry(p);
   };
   const token = parseServerToken(need(ENTRY_TOKEN), b.file);
@@ -91,7 +95,14 @@ export function restoreFiles(b: RecoveryBackup): RestoreFile[] {
     { path: K3S_NODE_PASSWORD_PATH, data: nodePassword, mode: 0o600, entry: ENTRY_NODE_PASSWORD, secret: true },
   ];
   if (b.manifest.k3s.datastore === 'etcd') {
-    files.push({ path: POP_RESTORE_SNAPSHOT, data: need(ENTRY_ETCD_SNAPSHOT), mode: 0o600, entry: ENTRY_ETCD_SNAPSHOT, secret: false, gzip: true });
+    files.push({
+      path: POP_RESTORE_SNAPSHOT,
+      data: need(ENTRY_ETCD_SNAPSHOT),
+      mode: 0o600,
+      entry: ENTRY_ETCD_SNAPSHOT,
+      secret: false,
+      gzip: true,
+    });
   } else {
     need(entrySqlite('state.db'));
     for (const name of SQLITE_FILES) {

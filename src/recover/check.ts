@@ -54,7 +54,12 @@ export function backupRefusal(ctx: InstallContext): PhaseRefusal | undefined {
     );
   }
   // Every entry recovery needs is there and well-formed (a refusal names the entry).
-  restoreFiles(backup);
+  try {
+    restoreFiles(backup);
+  } catch (e) {
+    if (e instanceof PhaseRefusal) return e;
+    throw e;
+  }
   return undefined;
 }
 
@@ -88,7 +93,7 @@ export const recoverCheckPhase = definePhase<InstallContext, undefined, RecoverC
   title: 'check the backup against the site and the POP',
   always: true,
   probe: () => RECOVER_CHECK_PROBE,
-  check(ctx, _prep, env) {
+  async check(ctx, _prep, env) {
     const refusal = backupRefusal(ctx);
     if (refusal) throw refusal;
     const { backup } = recoveryOf(ctx);
@@ -112,7 +117,9 @@ export const recoverCheckPhase = definePhase<InstallContext, undefined, RecoverC
         `backup of ${m.site} from ${m.createdAt} (k3s ${m.k3s.version}, ${m.k3s.datastore}, ${m.k3s.arch})` +
         (arch && arch !== m.k3s.arch ? ` onto a ${arch} POP` : '') +
         (live.restored ? '; already restored here' : live.marker ? '; a recovery of it was interrupted here' : ''),
-      ...(m.site !== ctx.site.metadata.name ? { warnings: [`restoring site "${m.site}"'s backup as site "${ctx.site.metadata.name}"`] } : {}),
+      ...(m.site !== ctx.site.metadata.name
+        ? { warnings: [`restoring site "${m.site}"'s backup as site "${ctx.site.metadata.name}"`] }
+        : {}),
     };
   },
 });

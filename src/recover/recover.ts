@@ -114,7 +114,12 @@ export async function recoverSite(target: SiteTarget, opts: RecoverSiteOptions):
       repinned = c.repinned;
       if (c.repinned || c.newPins.length) {
         const fp = c.repinned?.presented ?? c.newPins[0]!.fingerprint;
-        opts.onEvent?.(name, { type: 'pinned', fingerprint: fp, label: c.repinned ? `replaces ${c.repinned.old.join(', ')}` : 'POP', file: target.file });
+        opts.onEvent?.(name, {
+          type: 'pinned',
+          fingerprint: fp,
+          label: c.repinned ? `replaces ${c.repinned.old.join(', ')}` : 'POP',
+          file: target.file,
+        });
       }
     } catch (e) {
       const report = refusedReport(name, e);
@@ -124,17 +129,21 @@ export async function recoverSite(target: SiteTarget, opts: RecoverSiteOptions):
   }
   const owned = host !== opts.host;
   try {
-    const [r] = await runSites([{ ...target, site, host }], recoverOperation(opts.install, { backup: opts.backup, allowOtherSite: opts.allowOtherSite === true }), {
-      dryRun: opts.install.dryRun,
-      ...(opts.bundle ? { bundle: opts.bundle } : {}),
-      ...(opts.bundleDir ? { bundleDir: opts.bundleDir } : {}),
-      trustKeys: opts.trustKeys ?? [],
-      parallel: 1,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-      ...(opts.onLog ? { onLog: opts.onLog } : {}),
-      ...(opts.env ? { env: opts.env } : {}),
-    });
+    const [r] = await runSites(
+      [{ ...target, site, host }],
+      recoverOperation(opts.install, { backup: opts.backup, allowOtherSite: opts.allowOtherSite === true }),
+      {
+        dryRun: opts.install.dryRun,
+        ...(opts.bundle ? { bundle: opts.bundle } : {}),
+        ...(opts.bundleDir ? { bundleDir: opts.bundleDir } : {}),
+        trustKeys: opts.trustKeys ?? [],
+        parallel: 1,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+        ...(opts.onLog ? { onLog: opts.onLog } : {}),
+        ...(opts.env ? { env: opts.env } : {}),
+      },
+    );
     const m = r!.ctx?.metrics ?? {};
     return {
       ...r!,

@@ -50,7 +50,12 @@ export const restorePhase = definePhase<InstallContext>({
         ),
       );
     }
-    changes.push(shellChange(`restrict ${K3S_DB_DIR} and /etc/rancher/node to root`, `chmod 700 /etc/rancher/node; [ ! -d ${K3S_DB_DIR} ] || chmod 700 ${K3S_DB_DIR}`));
+    changes.push(
+      shellChange(
+        `restrict ${K3S_DB_DIR} and /etc/rancher/node to root`,
+        `chmod 700 /etc/rancher/node; [ ! -d ${K3S_DB_DIR} ] || chmod 700 ${K3S_DB_DIR}`,
+      ),
+    );
     return changes;
   },
   describe: (ctx, _p, _l, changes, dryRun) => ({
@@ -62,7 +67,10 @@ export const restorePhase = definePhase<InstallContext>({
     const files = restoreFiles(recoveryOf(ctx).backup);
     const bytes = files.reduce((n, f) => n + wireBytes(f.data, f.gzip), 0);
     ctx.metrics.restoreWireBytes = bytes;
-    return { summary: `restored ${Math.max(0, applied.length - 2)} files (${formatBytes(bytes)} on the wire)`, metrics: { restoreWireBytes: bytes } };
+    return {
+      summary: `restored ${Math.max(0, applied.length - 2)} files (${formatBytes(bytes)} on the wire)`,
+      metrics: { restoreWireBytes: bytes },
+    };
   },
 });
 

@@ -94,12 +94,15 @@ Examples:
     .action(async function (this: Command, files: string[], opts: RecoverCliOptions) {
       const out = outputFor(this);
       if (opts.trustKey.length === 0)
-        throw new UsageError('no --trust-key given: the bundle signature must be checked against the signer’s public key', 'pass --trust-key signing.pub');
+        throw new UsageError(
+          'no --trust-key given: the bundle signature must be checked against the signer’s public key',
+          'pass --trust-key signing.pub',
+        );
       const targets = selectTargets(files, opts);
       if (targets.length !== 1)
         throw new UsageError(`recover restores one site; ${files.join(', ')} holds ${targets.length}`, 'name it with --site');
       const target = targets[0]!;
-      let backup;
+      let backup: Awaited<ReturnType<typeof openRecoveryBackup>>;
       try {
         backup = await openRecoveryBackup(path.resolve(opts.backup), backupKeyFrom(opts));
       } catch (e) {
@@ -128,20 +131,27 @@ Examples:
         await host?.close().catch(() => {});
       });
       const f = result.figures;
-      out.result({ ok: result.report.ok, dryRun: install.dryRun, sites: [siteJson(result, { figures: f, ...(result.repinned ? { repinned: result.repinned } : {}) })] }, () => {
-        const r = result.report;
-        const reg = result.ctx?.registration?.state;
-        const what = install.dryRun
-          ? r.ok
-            ? 'plan printed above; nothing was changed'
-            : `refused in ${r.failedPhase}`
-          : r.ok
-            ? `recovered from ${path.basename(opts.backup)}${reg ? `, registration ${reg}` : ''}`
-            : `failed in ${r.failedPhase}`;
-        out.line(
-          `${r.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${what} (${seconds(f.durationMs)}, ${formatBytes(f.bytesSent)} sent, ${r.roundTrips} round trips)`,
-        );
-      });
+      out.result(
+        {
+          ok: result.report.ok,
+          dryRun: install.dryRun,
+          sites: [siteJson(result, { figures: f, ...(result.repinned ? { repinned: result.repinned } : {}) })],
+        },
+        () => {
+          const r = result.report;
+          const reg = result.ctx?.registration?.state;
+          const what = install.dryRun
+            ? r.ok
+              ? 'plan printed above; nothing was changed'
+              : `refused in ${r.failedPhase}`
+            : r.ok
+              ? `recovered from ${path.basename(opts.backup)}${reg ? `, registration ${reg}` : ''}`
+              : `failed in ${r.failedPhase}`;
+          out.line(
+            `${r.ok ? out.color.green('✓') : out.color.red('✗')} ${r.site}: ${what} (${seconds(f.durationMs)}, ${formatBytes(f.bytesSent)} sent, ${r.roundTrips} round trips)`,
+          );
+        },
+      );
       failIfNotOk(out, [result], 'recover');
     });
 }
