@@ -215,15 +215,21 @@ export async function ageDecrypt(file: string, sealed: Uint8Array, key: { identi
   }
 }
 
-interface RawEntry {
+export interface TarEntry {
   path: string;
+  /** tar's entry type: `File`, `Directory`, `SymbolicLink`, … */
   type: string;
+  mode: number;
   data: Buffer;
 }
 
-/** Parses an in-memory tar without touching the disk. Refuses anything but regular files. */
-async function readTar(file: string, plain: Buffer): Promise<RawEntry[]> {
-  const out: RawEntry[] = [];
+/** Parses an in-memory tar without touching the disk; every entry as it is (the caller decides what to accept). */
+export async function readTarEntries(file: string, plain: Buffer): Promise<TarEntry[]> {
+  return readTar(file, plain);
+}
+
+async function readTar(file: string, plain: Buffer): Promise<TarEntry[]> {
+  const out: TarEntry[] = [];
   const pending: Promise<void>[] = [];
   const parser = new Parser({
     strict: true,
@@ -233,7 +239,7 @@ async function readTar(file: string, plain: Buffer): Promise<RawEntry[]> {
         new Promise((resolve, reject) => {
           entry.on('data', (c: Buffer) => chunks.push(c));
           entry.on('end', () => {
-            out.push({ path: entry.path, type: entry.type, data: Buffer.concat(chunks) });
+            out.push({ path: entry.path, type: entry.type, mode: entry.mode ?? 0o600, data: Buffer.concat(chunks) });
             resolve();
           });
           entry.on('error', reject);
