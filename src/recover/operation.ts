@@ -5,6 +5,7 @@
 import type { AnyPhase } from '../engine/phase.js';
 import type { SiteOperation } from '../engine/run-sites.js';
 import type { InstallOptions } from '../install/context.js';
+import { backupTimerPhase } from '../install/backup-timer.js';
 import { factsPhase } from '../install/facts.js';
 import { interceptionPhase } from '../install/interception.js';
 import { k3sPhase } from '../install/k3s.js';
@@ -33,6 +34,8 @@ export const RECOVER_PHASES: AnyPhase<RecoverContext>[] = [
   reRegisterPhase,
   restoreCleanupPhase,
   recordPhase,
+  // A recovered POP keeps taking its scheduled backups.
+  backupTimerPhase,
 ];
 
 /** `fsm-edge recover` as an engine operation: give it to runSites with one target (SSH or a LocalHost). */
