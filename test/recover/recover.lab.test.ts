@@ -103,7 +103,9 @@ async function uids(p: PopInfo): Promise<string> {
   );
 }
 
-async function hubClusters(): Promise<Array<{ metadata: { name: string }; spec: { gatewayHost?: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>> {
+async function hubClusters(): Promise<
+  Array<{ metadata: { name: string }; spec: { gatewayHost?: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>
+> {
   const kc = new KubeConfig();
   kc.loadFromFile(h.hub!.kubeconfigPath);
   const list = (await kc
@@ -160,7 +162,18 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
   it('refuses a wrong passphrase, a backup of another site and a corrupted backup, changing nothing', async () => {
     const wrong = path.join(h.dir, 'wrong.txt');
     fs.writeFileSync(wrong, 'wrong horse\n');
-    const w = await cli(['recover', site, '--backup', backupFile, '--passphrase-file', wrong, '--bundle', h.bundle.dir, '--trust-key', h.bundle.publicKeyFile]);
+    const w = await cli([
+      'recover',
+      site,
+      '--backup',
+      backupFile,
+      '--passphrase-file',
+      wrong,
+      '--bundle',
+      h.bundle.dir,
+      '--trust-key',
+      h.bundle.publicKeyFile,
+    ]);
     expect(w.code).not.toBe(0);
     expect(w.stderr).toMatch(/no identity\/passphrase opens it/);
 
@@ -169,7 +182,10 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     const entries = opened.paths.map((p) => ({ path: p, data: opened.entry(p), mode: 0o600 }));
     const { entries: _e, ...rest } = opened.manifest;
     const seal = async (file: string, manifest: typeof opened.manifest, list: typeof entries) => {
-      fs.writeFileSync(file, await ageEncrypt(packBackupTar(manifest, list), { recipients: [], passphrase: 'correct horse battery staple' }));
+      fs.writeFileSync(
+        file,
+        await ageEncrypt(packBackupTar(manifest, list), { recipients: [], passphrase: 'correct horse battery staple' }),
+      );
       return file;
     };
     const other = await seal(path.join(h.dir, 'other.age'), completeManifest({ ...rest, site: 'pop-elsewhere' }, entries), entries);
@@ -179,7 +195,9 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     expect(rep.phases.find((p) => p.status === 'refused')?.reason).toMatch(/is of site "pop-elsewhere", not "site-pop\d+"/);
 
     const good = completeManifest(rest, entries);
-    const tampered = entries.map((e) => (e.path === 'datastore/sqlite/state.db' ? { ...e, data: Buffer.concat([e.data, Buffer.from(' ')]) } : e));
+    const tampered = entries.map((e) =>
+      e.path === 'datastore/sqlite/state.db' ? { ...e, data: Buffer.concat([e.data, Buffer.from(' ')]) } : e,
+    );
     const bad = await seal(path.join(h.dir, 'bad.age'), good, tampered);
     const c = await cli(recoverArgs(site, bad));
     expect(c.code).not.toBe(0);
@@ -199,7 +217,9 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     const r = await cli(recoverArgs(site, backupFile));
     expect(r.code, r.stderr).toBe(0);
     const rep = reportOf(r);
-    figures.push(`store kept: ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent (restored files ${rep.figures.restoreWireBytes}, blobs ${rep.figures.blobBytesSent})`);
+    figures.push(
+      `store kept: ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent (restored files ${rep.figures.restoreWireBytes}, blobs ${rep.figures.blobBytesSent})`,
+    );
     expect(await uids(h.pops[0]!)).toBe(before);
     const clusters = await hubClusters();
     expect(clusters.map((c) => c.metadata.name)).toEqual([siteName]);
