@@ -125,7 +125,11 @@ export async function clusterResetRestore(flags: ServerFlags): Promise<void> {
     // The snapshot's bootstrap data was written with its cluster's token; k3s reads it back with the token it is
     // given (pkg/cluster/storage.go getBootstrapKeyFromStorage) and fails the same way for a snapshot of another
     // cluster as for a wrong token.
-    const token = flags.str('token-file') ? fs.readFileSync(flags.str('token-file'), 'utf8').trim() : flags.str('token');
+    // Without --token/token-file, k3s reads <data-dir>/server/token (storage.go readTokenFromFile).
+    const serverToken = path.join(dataDir, 'server', 'token');
+    const token =
+      (flags.str('token-file') ? fs.readFileSync(flags.str('token-file'), 'utf8').trim() : flags.str('token')) ||
+      (fs.existsSync(serverToken) ? fs.readFileSync(serverToken, 'utf8').trim() : '');
     const password = token.replace(/^K10[0-9a-f]{64}::[^:]+:/, '');
     const want = bootstrapOf(snap.state)?.tokenHash ?? snap.tokenHash;
     if (!password)
