@@ -8,6 +8,8 @@ export interface RecoveryInput {
   backup: RecoveryBackup;
   /** The operator named both sites: restore a backup taken of another site under this site's name. */
   allowOtherSite: boolean;
+  /** Set by the restore phase when this run (re)wrote the files: the etcd snapshot must then be reset again. */
+  restoredThisRun?: boolean;
 }
 
 export interface RecoverContext extends InstallContext {

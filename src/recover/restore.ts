@@ -8,7 +8,7 @@ import { formatBytes } from '../bundle/inspect.js';
 import { popAssembleCommand } from '../bundle/pop.js';
 import { inputsDigest } from '../engine/journal.js';
 import { definePhase, type PlannedChange, shellChange } from '../engine/phase.js';
-import { K3S_BINARY, K3S_CONFIG_PATH, POP_ASSEMBLE_PLAN, POP_STORE_DIR } from '../engine/pop-layout.js';
+import { K3S_BINARY, K3S_CONFIG_PATH, K3S_TOKEN_PATH, POP_ASSEMBLE_PLAN, POP_STORE_DIR } from '../engine/pop-layout.js';
 import { writeFileScript } from '../engine/script-batch.js';
 import type { InstallContext } from '../install/context.js';
 import { k3sFiles } from '../install/k3s.js';
@@ -19,15 +19,22 @@ import { wireBytes, writeBytesScript } from './write-bytes.js';
 
 const journaled = (ctx: InstallContext, id: string, inputs: unknown) => ctx.journal?.phases[id]?.inputs === inputsDigest(inputs);
 
-export const restorePhase = definePhase<InstallContext>({
+/** Whether a k3s datastore and the token file are on the POP (a section of the run's probe). */
+export const RESTORE_PROBE = `[ -n "$(ls -A ${K3S_DB_DIR} 2>/dev/null)" ] && [ -s ${K3S_TOKEN_PATH} ] && echo present || true`;
+
+export const restorePhase = definePhase<InstallContext, undefined, { present: boolean }>({
   id: RESTORE_PHASE_ID,
   title: 'restore the token, node password and datastore',
   inputs: (ctx) => restoreInputs(recoveryOf(ctx).backup),
-  check: () => undefined,
-  plan(ctx) {
-    const { backup } = recoveryOf(ctx);
+  probe: () => RESTORE_PROBE,
+  check: (_ctx, _p, env) => ({ present: env.probe.includes('present') }),
+  plan(ctx, _p, live) {
+    const recovery = recoveryOf(ctx);
+    const { backup } = recovery;
     // Once journaled, k3s may have started on these files: writing them again would throw away what it did since.
-    if (journaled(ctx, RESTORE_PHASE_ID, restoreInputs(backup))) return [];
+    // Unless they are gone again (k3s wiped once more since): then the journal's word is about another life.
+    if (journaled(ctx, RESTORE_PHASE_ID, restoreInputs(backup)) && live.present) return [];
+    recovery.restoredThisRun = true;
     const files = restoreFiles(backup);
     const changes: PlannedChange[] = [
       shellChange(
@@ -91,7 +98,7 @@ export const etcdRestorePhase = definePhase<InstallContext>({
   plan(ctx) {
     const { backup } = recoveryOf(ctx);
     if (backup.manifest.k3s.datastore !== 'etcd') return [];
-    if (journaled(ctx, ETCD_RESTORE_PHASE_ID, restoreInputs(backup))) return [];
+    if (journaled(ctx, ETCD_RESTORE_PHASE_ID, restoreInputs(backup)) && !recoveryOf(ctx).restoredThisRun) return [];
     const files = k3sFiles(ctx);
     const timeoutS = Math.round(ctx.options.k3sStartTimeoutMs / 1000);
     return [

@@ -133,9 +133,12 @@ describe('restore phase', () => {
       runs: [],
       phases: { restore: { inputs: inputsDigest(restoreInputs(b)), finishedAt: 'x', durationMs: 1, summary: '', runId: 'r' } },
     };
-    const r = await planAndApply(restorePhase, ctx);
+    const r = await planAndApply(restorePhase, ctx, 'present');
     expect(r.planned).toEqual([]);
     expect(r.host.calls).toEqual([]);
+    // …unless k3s and its data were wiped again since: then the journal speaks of another life, and it restores.
+    const again = await planAndApply(restorePhase, ctx, '');
+    expect(writtenFiles(again.host.changes).get(K3S_TOKEN_PATH)?.data.toString()).toBe(TOKEN_PASSWORD);
   });
 
   it('a run killed after the restore batch re-runs it (not journaled) and journals it once it finishes', async () => {
@@ -162,6 +165,7 @@ describe('restore phase', () => {
     expect(second.ok).toBe(true);
     const j2 = JSON.parse(host.files.get(journalPath)!.toString()) as Journal;
     expect(j2.phases.restore?.inputs).toBe(inputsDigest(restoreInputs(b)));
+    host.probes.restore = 'present';
     const third = await run();
     expect(third.phases[0]!.status).toBe('unchanged');
     // The journal never holds a secret.
