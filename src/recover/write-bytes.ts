@@ -16,13 +16,13 @@ export const B64_EOF_PREFIX = 'FSM_EDGE_B64_';
 
 export function writeBytesScript(path: string, data: Buffer, mode: number, opts: { gzip?: boolean; nonce?: string } = {}): string {
   const eof = `${B64_EOF_PREFIX}${opts.nonce ?? randomBytes(8).toString('hex')}`;
-  const body = opts.gzip ? gzipSync(data, { level: 6 }) : data;
+  const body = opts.gzip ? gzipSync(data, { level: 9 }) : data;
   const fill = opts.gzip ? `base64 -d <<'${eof}' | gzip -dc > "$t"` : `base64 -d > "$t" <<'${eof}'`;
   return `${atomicWriteCommand(path, mode, fill)}\n${base64Lines(body)}${eof}`;
 }
 
 /** Bytes a write costs on the wire (what the batch carries), for the figures. */
 export function wireBytes(data: Buffer, gzip?: boolean): number {
-  const body = gzip ? gzipSync(data, { level: 6 }) : data;
+  const body = gzip ? gzipSync(data, { level: 9 }) : data;
   return base64Lines(body).length;
 }
