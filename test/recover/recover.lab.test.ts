@@ -97,10 +97,15 @@ spec:
 `;
 
 async function uids(p: PopInfo): Promise<string> {
-  return on(
-    p,
-    "k3s kubectl -n default get deployment/shop configmap/shop-config secret/shop-secret -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.metadata.uid} {end}'",
-  );
+  const out: string[] = [];
+  for (const [kind, name] of [
+    ['deployment', 'shop'],
+    ['configmap', 'shop-config'],
+    ['secret', 'shop-secret'],
+  ]) {
+    out.push(`${kind}/${name}=${await on(p, `k3s kubectl -n default get ${kind} ${name} -o jsonpath='{.metadata.uid}'`)}`);
+  }
+  return out.join(' ');
 }
 
 async function hubClusters(): Promise<
@@ -150,7 +155,7 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     expect(i.code, i.stderr).toBe(0);
     await popExec(h.pops[0]!, 'k3s kubectl apply -f -', { input: WORKLOAD });
     before = await uids(h.pops[0]!);
-    expect(before).toMatch(/Deployment\/shop=\S+ ConfigMap\/shop-config=\S+ Secret\/shop-secret=\S+/);
+    expect(before).toMatch(/^deployment\/shop=[0-9a-f-]{36} configmap\/shop-config=[0-9a-f-]{36} secret\/shop-secret=[0-9a-f-]{36}$/);
     const out = path.join(h.dir, 'backups');
     const b = await cli(['backup', site, '--out', out, '--passphrase-file', passFile(), '--json']);
     expect(b.code, b.stderr).toBe(0);
