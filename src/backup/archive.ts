@@ -183,10 +183,18 @@ export async function writeBackupArchive(
 const bad = (file: string, msg: string, fix?: string) =>
   new FsmEdgeError('config', `backup ${file}: ${msg}`, { code: 'backup', ...(fix ? { fix } : {}) });
 
+/** The identities in an age key file's text (what `age-keygen` writes: comments, then AGE-SECRET-KEY-1… lines). */
+export function identityLines(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+}
+
 /** Decrypts an age file in memory, naming a wrong key and a truncated or damaged file apart. */
 export async function ageDecrypt(file: string, sealed: Uint8Array, key: { identities?: string[]; passphrase?: string }) {
   const dec = new Decrypter();
-  const ids = key.identities ?? [];
+  const ids = (key.identities ?? []).flatMap(identityLines);
   if (ids.length === 0 && key.passphrase === undefined) {
     throw new FsmEdgeError('usage', `backup ${file}: no identity or passphrase given to open it`, {
       fix: 'pass --identity FILE (an age key file) or --passphrase-file FILE',

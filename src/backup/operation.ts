@@ -18,6 +18,7 @@ import type { RunReport } from '../engine/runner.js';
 import type { SiteOperation } from '../engine/run-sites.js';
 import { writeFileScript } from '../engine/script-batch.js';
 import {
+  K3S_SERVER_TOKEN_PATH,
   POP_SCHEDULED_DIR,
   POP_SNAPSHOT_SCRIPT,
   POP_STAGING_DIR,
@@ -68,6 +69,8 @@ export interface PopSnapshot {
   /** Taken by an earlier run and not collected yet: this run resumes it. */
   reused: boolean;
   pauseMs?: number;
+  /** The volume paths it holds. */
+  volumes: string[];
 }
 
 export interface BackupResult {
@@ -102,21 +105,30 @@ function stampDate(name: string): Date {
 const listDir = (dir: string) => `
 if [ -d ${dir} ]; then for f in ${dir}/*.tar; do
   [ -f "$f" ] || continue; n=$(basename "$f" .tar)
-  echo "snap ${dir} $n $(wc -c < "$f" | tr -d ' ') $(cat ${dir}/$n.sha256 2>/dev/null || echo -)"
+  v=$(tr '\n' ' ' < ${dir}/$n.volumes 2>/dev/null || true)
+  echo "snap ${dir} $n $(wc -c < "$f" | tr -d ' ') $(cat ${dir}/$n.sha256 2>/dev/null || echo -) $v"
 done; fi`;
 
 export const BACKUP_PROBE = `${listDir(POP_STAGING_DIR)}${listDir(POP_SCHEDULED_DIR)}
+[ -s ${K3S_SERVER_TOKEN_PATH} ] && echo token=1 || echo token=0
 if [ -f ${POP_SNAPSHOT_SCRIPT} ]; then echo "script $(sha256sum < ${POP_SNAPSHOT_SCRIPT} | cut -d' ' -f1)"; else echo "script -"; fi
 `;
 
-export function parseSnapshotListing(probe: string): { staged: PopSnapshot[]; scheduled: PopSnapshot[]; scriptSha: string } {
+export function parseSnapshotListing(probe: string): {
+  staged: PopSnapshot[];
+  scheduled: PopSnapshot[];
+  scriptSha: string;
+  token: boolean;
+} {
   const staged: PopSnapshot[] = [];
   const scheduled: PopSnapshot[] = [];
   let scriptSha = '-';
+  let token = false;
   for (const line of probe.split('\n')) {
+    if (line.trim() === 'token=1') token = true;
     const s = /^script (\S+)$/.exec(line.trim());
     if (s) scriptSha = s[1]!;
-    const m = /^snap (\S+) (\S+) (\d+) ([0-9a-f]{64})$/.exec(line.trim());
+    const m = /^snap (\S+) (\S+) (\d+) ([0-9a-f]{64})((?: \S+)*)$/.exec(line.trim());
     if (!m || !SNAPSHOT_NAME.test(m[2]!)) continue;
     const dir = m[1]!;
     const list = dir === POP_STAGING_DIR ? staged : dir === POP_SCHEDULED_DIR ? scheduled : undefined;
@@ -129,10 +141,11 @@ export function parseSnapshotListing(probe: string): { staged: PopSnapshot[]; sc
       createdAt: stampDate(m[2]!),
       source: list === staged ? 'controller' : 'scheduled',
       reused: true,
+      volumes: (m[5] ?? '').split(' ').filter(Boolean),
     });
   }
   const byTime = (a: PopSnapshot, b: PopSnapshot) => a.createdAt.getTime() - b.createdAt.getTime();
-  return { staged: staged.sort(byTime), scheduled: scheduled.sort(byTime), scriptSha };
+  return { staged: staged.sort(byTime), scheduled: scheduled.sort(byTime), scriptSha, token };
 }
 
 /** The snapshot script's last line: `snapshot=… size=… sha256=… pauseMs=… datastore=…`. */
@@ -159,6 +172,7 @@ export function parseSnapshotOutput(out: string): PopSnapshot {
     source: 'controller',
     reused: false,
     pauseMs: Number(kv.get('pauseMs') ?? 0),
+    volumes: [],
   };
 }
 
@@ -187,9 +201,17 @@ const snapshotPhase = definePhase<BackupContext, undefined, ReturnType<typeof pa
       ctx.snapshot = latest;
       return live;
     }
+    if (!live.token) {
+      throw new PhaseRefusal(
+        'snapshot',
+        `k3s on this POP has no server token (${K3S_SERVER_TOKEN_PATH}): there is no cluster to back up`,
+        'install the POP first (`fsm-edge install`), or recover it from an earlier backup (`fsm-edge recover`)',
+      );
+    }
     const staged = live.staged.at(-1);
     const maxAge = ctx.options.maxStagedAgeMs ?? DAY_MS;
-    if (staged && Date.now() - staged.createdAt.getTime() < maxAge && volumesOf(ctx).length === 0) ctx.snapshot = staged;
+    const sameVolumes = staged && [...staged.volumes].sort().join(' ') === [...volumesOf(ctx)].sort().join(' ');
+    if (staged && sameVolumes && Date.now() - staged.createdAt.getTime() < maxAge) ctx.snapshot = staged;
     return live;
   },
   plan(ctx, _p, live, env) {
@@ -207,7 +229,7 @@ const snapshotPhase = definePhase<BackupContext, undefined, ReturnType<typeof pa
             sudo: true,
             timeoutMs: 15 * 60_000,
           });
-          ctx.snapshot = parseSnapshotOutput(out);
+          ctx.snapshot = { ...parseSnapshotOutput(out), volumes: vols };
         },
       ),
     );
@@ -384,7 +406,8 @@ async function pullAndSeal(ctx: BackupContext, host: Host, snap: PopSnapshot): P
   const file = path.join(ctx.options.outDir, backupFileName(ctx.site.metadata.name, new Date(manifest.createdAt)));
   const written = await writeBackupArchive(file, manifest, entries, ctx.options.keys);
   // The staged snapshot has served; a scheduled one stays for its retention (only its pull key goes).
-  const cleanup = snap.source === 'controller' ? `rm -f ${snap.path} ${snap.path.replace(/\.tar$/, '.sha256')} ` : '';
+  const base = snap.path.replace(/\.tar$/, '');
+  const cleanup = snap.source === 'controller' ? `rm -f ${base}.tar ${base}.sha256 ${base}.volumes ` : '';
   await host.run(`${cleanup}rm -f ${snap.path}.pull-key`, { sudo: true, timeoutMs: 30_000 }).catch(() => {});
   // partials of older snapshots (the POP has replaced them) are no use any more
   fs.rmSync(path.dirname(partialPathFor(root, ctx.site.metadata.name, snap.sha256)), { recursive: true, force: true });

@@ -111,7 +111,7 @@ for v in "$@"; do
   i=$((i + 1))
   [ -d "$v" ] || { echo "volume $v is not a directory" >&2; exit 6; }
   mkdir -p "$tmp/volumes"
-  n=$(basename "$v" | tr -c 'A-Za-z0-9._-\\n' '_')
+  n=$(basename "$v" | tr -c 'A-Za-z0-9._\\n-' '_')
   tar -C "$v" -cf "$tmp/volumes/$i-$n.tar" .
   vols="$vols $i-$n"
 done
@@ -121,7 +121,7 @@ ver=$(k3s --version 2>/dev/null | head -n 1 | awk '{ print $3 }')
   echo "site=$site"
   echo "source=$source"
   echo "createdAt=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  node=$(sed -n 's/^node-name: *//p' ${K3S_CONFIG_PATH} 2>/dev/null | tr -d ""'" | head -n 1)
+  node=$(sed -n 's/^node-name: *//p' ${K3S_CONFIG_PATH} 2>/dev/null | tr -d '\\042\\047' | head -n 1)
   echo "nodeName=\${node:-$(hostname)}"
   echo "arch=$(uname -m)"
   echo "k3sVersion=$ver"
@@ -135,12 +135,14 @@ tar -C "$tmp" -cf "$dir/$name.tar.part" $parts
 sum=$(sha256sum "$dir/$name.tar.part" | cut -d' ' -f1)
 size=$(wc -c < "$dir/$name.tar.part" | tr -d ' ')
 echo "$sum" > "$dir/$name.sha256"
+# the volumes it holds, so a later run knows whether it may resume this snapshot
+if [ $# -gt 0 ]; then printf '%s\\n' "$@" > "$dir/$name.volumes"; else : > "$dir/$name.volumes"; fi
 mv -f "$dir/$name.tar.part" "$dir/$name.tar"
 if [ "$keep" -gt 0 ]; then
   n=$(ls -1 "$dir" | grep -c '\\.tar$' || true)
   if [ "$n" -gt "$keep" ]; then
     ls -1 "$dir" | grep '\\.tar$' | sort | head -n $((n - keep)) | while read -r old; do
-      rm -f "$dir/$old" "$dir/\${old%.tar}.sha256" "$dir/\${old%.tar}.tar.pull-key"
+      b="$dir/\${old%.tar}"; rm -f "$b.tar" "$b.sha256" "$b.volumes" "$b.tar.pull-key"
     done
   fi
 fi
@@ -150,7 +152,7 @@ echo "snapshot=$dir/$name.tar size=$size sha256=$sum pauseMs=$pause datastore=$d
 /** The argv of one snapshot run (paths and names only: nothing secret). */
 export function snapshotCommand(dir: string, site: string, source: 'controller' | 'scheduled', keep: number, volumes: string[]): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  return ['sh', POP_SNAPSHOT_SCRIPT, q(dir), q(site), source, String(keep), ...volumes.map(q)].join(' ');
+  return ['/bin/sh', POP_SNAPSHOT_SCRIPT, q(dir), q(site), source, String(keep), ...volumes.map(q)].join(' ');
 }
 
 export function backupSettings(site: Site): { keep: number; schedule: string; volumes: string[] } {
@@ -235,7 +237,7 @@ export const backupTimerPhase = definePhase<InstallContext, { service: string; t
       changes.push(
         shellChange(
           'enable fsm-edge-backup.timer',
-          'systemctl daemon-reload && systemctl enable --now fsm-edge-backup.timer >/dev/null 2>&1 && systemctl restart fsm-edge-backup.timer',
+          'systemctl daemon-reload && systemctl enable --now fsm-edge-backup.timer >/dev/null && systemctl restart fsm-edge-backup.timer',
         ),
       );
     }

@@ -95,6 +95,9 @@ describe('backup archive', () => {
     expect(fs.readFileSync(out).includes(Buffer.from('secret-token-value'))).toBe(false);
     const opened = await openBackupArchive(out, { identities: [identity] });
     expect(opened.paths).toEqual(entries.map((e) => e.path));
+    // a whole key file as age-keygen writes it works too
+    const keyFileText = `# created: 2026-11-29T10:00:00Z\n# public key: ${recipient}\n${identity}\n`;
+    expect((await openBackupArchive(out, { identities: [keyFileText] })).paths).toHaveLength(3);
     expect(opened.entry('k3s/token').toString()).toContain('secret-token-value');
     expect(opened.manifest.entries[0]).toMatchObject({ path: 'k3s/token', size: entries[0]!.data.length, mode: 0o600 });
     expect(opened.manifest.entries[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
