@@ -20,6 +20,7 @@ const COMMAND_MODULES: Record<string, () => Promise<{ register(program: Command)
   install: () => import('./commands/install.js'),
   init: () => import('./commands/init.js'),
   register: () => import('./commands/register.js'),
+  recover: () => import('./commands/recover.js'),
   rollout: () => import('./commands/rollout.js'),
   report: () => import('./commands/report.js'),
   status: () => import('./commands/status.js'),
