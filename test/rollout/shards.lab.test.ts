@@ -30,7 +30,7 @@ function oneNamePerShard(): string[] {
 beforeAll(async () => {
   h = await startHarness({ arches: ['amd64', 'amd64'] });
   names = oneNamePerShard();
-  const sites = h.pops.map((p, i) => ({ metadata: { name: names[i]! }, spec: siteDoc(p).spec }));
+  const sites = h.pops.map((p, i) => ({ metadata: { name: names[i]! }, spec: siteDoc(p, { hub: false }).spec }));
   const doc = {
     apiVersion: 'edge.flomesh.io/v1alpha1',
     kind: 'Fleet',
