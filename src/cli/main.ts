@@ -15,10 +15,12 @@ export function packageVersion(): string {
 // One module per verb, loaded only when needed: `fsm-edge config validate` should not pay for loading the
 // Kubernetes client and SSH stack that install and status use (about 1 s of CPU per start).
 const COMMAND_MODULES: Record<string, () => Promise<{ register(program: Command): void }>> = {
+  backup: () => import('./commands/backup.js'),
   bundle: () => import('./commands/bundle.js'),
   install: () => import('./commands/install.js'),
   init: () => import('./commands/init.js'),
   register: () => import('./commands/register.js'),
+  recover: () => import('./commands/recover.js'),
   rollout: () => import('./commands/rollout.js'),
   status: () => import('./commands/status.js'),
   config: () => import('./commands/config.js'),

@@ -119,12 +119,35 @@ export const SiteHubSchema = strictObject({
     .meta({ description: 'URL the hub uses to reach this POP’s Kubernetes API; default https://<ssh.host>:6443' }),
 });
 
+export const BackupSchema = strictObject({
+  recipients: z
+    .array(z.string().regex(/^age1[0-9a-z]{20,}$/, 'an age recipient (age1…, as age-keygen prints it)'))
+    .default([])
+    .meta({ description: 'age recipients (age1…) every backup of this site is encrypted to' }),
+  keep: z.int().min(1).max(365).default(7).meta({ description: 'Scheduled snapshots kept on the POP' }),
+  schedule: z
+    .string()
+    .regex(/^[A-Za-z0-9 *:,./-]{1,64}$/, 'a systemd OnCalendar expression, e.g. daily or *-*-* 02:30:00')
+    .default('daily')
+    .meta({ description: 'When the POP writes its own snapshot (systemd OnCalendar); "off" for none' }),
+  volumes: z
+    .array(
+      z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/-]+$/, 'an absolute path without spaces')
+        .refine((v) => !v.split('/').includes('..'), 'no ..'),
+    )
+    .default([])
+    .meta({ description: 'Extra directories on the POP to include in each backup (e.g. local-path volumes)' }),
+});
+
 export const SiteSpecSchema = strictObject({
   arch: z.enum(ARCHES).default('auto').meta({ description: 'CPU architecture; auto detects it over SSH' }),
   ssh: SshSchema,
   k3s: K3sSchema.prefault({}),
   mesh: MeshSchema.prefault({}),
   hub: SiteHubSchema.optional().meta({ description: 'Federation hub registration; omit for a standalone POP' }),
+  backup: BackupSchema.optional().meta({ description: 'Backups: age recipients, scheduled snapshots on the POP, extra volumes' }),
 });
 
 export const SiteSchema = strictObject({
@@ -201,4 +224,5 @@ export const SiteSpecDefaultsSchema = strictObject({
   k3s: K3sSchema.partial().optional(),
   mesh: MeshSchema.partial().optional(),
   hub: SiteHubSchema.partial().optional(),
+  backup: BackupSchema.partial().optional(),
 }).meta({ description: 'Values every site of the fleet starts from; a site’s own values win (objects merge, lists replace)' });

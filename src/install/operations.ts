@@ -5,6 +5,7 @@ import type { AnyPhase } from '../engine/phase.js';
 import type { SiteOperation } from '../engine/run-sites.js';
 import type { SiteRecord } from '../state/site-record.js';
 import type { InstallContext, InstallOptions } from './context.js';
+import { backupTimerPhase } from './backup-timer.js';
 import { factsPhase } from './facts.js';
 import { interceptionPhase } from './interception.js';
 import { k3sPhase } from './k3s.js';
@@ -23,6 +24,7 @@ export const INSTALL_PHASES: AnyPhase<InstallContext>[] = [
   interceptionPhase,
   registerPhase,
   recordPhase,
+  backupTimerPhase,
 ];
 
 export const REGISTER_PHASES: AnyPhase<InstallContext>[] = [registerPhase, recordPhase];

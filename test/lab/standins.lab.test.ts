@@ -402,7 +402,7 @@ describe('k3s stand-in under systemd', () => {
       "printf 'cluster-init: true\\n' > /etc/rancher/k3s/config.yaml.d-etcd && mkdir -p /etc/rancher/k3s/config.yaml.d && mv /etc/rancher/k3s/config.yaml.d-etcd /etc/rancher/k3s/config.yaml.d/50-etcd.yaml",
     );
     expect((await sh('systemctl restart k3s')).code).toBe(0);
-    expect((await sh('ls /var/lib/rancher/k3s/server/db')).stdout).toContain('state.standin.json.migrated');
+    expect((await sh('ls /var/lib/rancher/k3s/server/db')).stdout).toContain('state.db.migrated');
     expect(
       (await kubectl('-n default create -f /dev/stdin <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-snapshot}\nEOF'))
         .code,

@@ -5,9 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import crypto from 'node:crypto';
 import { FlagError, parseServerFlags, ServerFlags, SERVER_FLAGS } from './flags.js';
-import { dbDir, etcdFile, isEtcd, snapshotDir } from './datastore.js';
+import { bootstrapOf, dbDir, etcdFile, isEtcd, readBootstrap, snapshotDir, tokenHashOf } from './datastore.js';
 import { log } from './log.js';
 
 interface SnapshotFile {
@@ -17,8 +16,6 @@ interface SnapshotFile {
   tokenHash: string;
   state: unknown;
 }
-
-const tokenHashFile = (dataDir: string) => path.join(dataDir, 'server', 'cred', 'standin-token-hash');
 
 function snapshotFlags(args: string[]): { flags: ServerFlags; rest: string[] } {
   // etcd-snapshot shares config.yaml with the server; its own flags drop the etcd- prefix (dir, name, …)
@@ -69,7 +66,7 @@ export async function runEtcdSnapshot(args: string[]): Promise<number> {
       standin: 'k3s etcd snapshot (fsm-edge lab)',
       nodeName: node,
       createdAt: new Date().toISOString(),
-      tokenHash: fs.existsSync(tokenHashFile(dataDir)) ? fs.readFileSync(tokenHashFile(dataDir), 'utf8').trim() : '',
+      tokenHash: readBootstrap(src)?.tokenHash ?? '',
       state: JSON.parse(fs.readFileSync(src, 'utf8')),
     };
     fs.writeFileSync(path.join(dir, name), JSON.stringify(snap), { mode: 0o600 });
@@ -125,24 +122,23 @@ export async function clusterResetRestore(flags: ServerFlags): Promise<void> {
         `starting kubernetes: preparing server: failed to restore snapshot ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : 'not an etcd snapshot'}`,
       );
     }
+    // The snapshot's bootstrap data was written with its cluster's token; k3s reads it back with the token it is
+    // given (pkg/cluster/storage.go getBootstrapKeyFromStorage) and fails the same way for a snapshot of another
+    // cluster as for a wrong token.
     const token = flags.str('token-file') ? fs.readFileSync(flags.str('token-file'), 'utf8').trim() : flags.str('token');
     const password = token.replace(/^K10[0-9a-f]{64}::[^:]+:/, '');
-    const hash = password
-      ? crypto.createHash('sha256').update(password).digest('hex')
-      : fs.existsSync(tokenHashFile(dataDir))
-        ? fs.readFileSync(tokenHashFile(dataDir), 'utf8').trim()
-        : '';
-    if (snap.tokenHash && hash !== snap.tokenHash) {
+    const want = bootstrapOf(snap.state)?.tokenHash ?? snap.tokenHash;
+    if (!password)
       log.fatal(
-        'starting kubernetes: preparing server: failed to decrypt bootstrap data: the snapshot was taken with a different token (use --token with the original server token)',
+        'starting kubernetes: preparing server: --cluster-reset-restore-path needs the token the snapshot was taken with (--token or token-file)',
       );
+    if (want && tokenHashOf(password) !== want) {
+      log.fatal('starting kubernetes: preparing server: bootstrap data already found and encrypted with different token');
     }
     if (fs.existsSync(path.join(db, 'etcd')))
       fs.renameSync(path.join(db, 'etcd'), path.join(db, `etcd-old-${Math.floor(Date.now() / 1000)}`));
     fs.mkdirSync(path.dirname(etcdFile(dataDir)), { recursive: true, mode: 0o700 });
     fs.writeFileSync(etcdFile(dataDir), JSON.stringify(snap.state), { mode: 0o600 });
-    fs.mkdirSync(path.dirname(tokenHashFile(dataDir)), { recursive: true, mode: 0o700 });
-    if (snap.tokenHash) fs.writeFileSync(tokenHashFile(dataDir), snap.tokenHash, { mode: 0o600 });
     log.info(`Restoring etcd snapshot from ${file}`);
   }
   log.info(

@@ -62,9 +62,12 @@ async function register(ctx: ControllerContext, agent: AgentState, opts: NodeOpt
   const pwName = `${name}.node-password.k3s`;
   const pw = store.get('v1', 'Secret', pwName, 'kube-system');
   const hash = Buffer.from(opts.nodePasswordHash).toString('base64');
+  // k3s's supervisor answers 403 when the node's password does not verify against this Secret (pkg/nodepassword
+  // validate.go, Ensure → ErrVerifyFailed), and the agent logs the 403 every 5 s without ever registering
+  // (pkg/agent/config/config.go getNodeNamedCrt and Get).
   if (pw && (pw.data as Record<string, string> | undefined)?.hash !== hash) {
     agent.error = `Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag`;
-    log.error(agent.error);
+    log.info(`Waiting to retrieve agent configuration; server is not ready: ${agent.error}`);
     return;
   }
   if (!pw)

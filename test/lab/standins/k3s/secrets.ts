@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { currentDatastoreFile, readBootstrap, saveBootstrap, tokenHashOf } from './datastore.js';
 
 export class TokenError extends Error {}
 
@@ -44,14 +45,15 @@ export function ensureServerToken(dataDir: string, caPem: string, flagToken: str
       .replace(/^.*::server:/, '');
   } else password = crypto.randomBytes(16).toString('hex');
 
-  // The datastore's bootstrap data is encrypted with the token the cluster was created with.
-  const marker = path.join(server, 'cred', 'standin-token-hash');
-  fs.mkdirSync(path.dirname(marker), { recursive: true, mode: 0o700 });
-  if (fs.existsSync(marker)) {
-    if (fs.readFileSync(marker, 'utf8').trim() !== hashOf(password)) {
+  // The datastore's bootstrap data is keyed and encrypted by the token the cluster was created with (k3s
+  // pkg/cluster/storage.go getBootstrapKeyFromStorage): a restored datastore with another token is refused.
+  const store = currentDatastoreFile(dataDir);
+  const boot = readBootstrap(store);
+  if (boot) {
+    if (boot.tokenHash !== tokenHashOf(password)) {
       throw new TokenError('starting kubernetes: preparing server: bootstrap data already found and encrypted with different token');
     }
-  } else fs.writeFileSync(marker, hashOf(password), { mode: 0o600 });
+  } else saveBootstrap(store, tokenHashOf(password), dataDir);
 
   fs.writeFileSync(tokenPath, `K10${caHash}::server:${password}\n`, { mode: 0o600 });
   fs.chmodSync(tokenPath, 0o600);
