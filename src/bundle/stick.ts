@@ -237,11 +237,20 @@ Install a brand-new POP (${site} describes it):
 
    sudo ./fsm-edge install --local ${site} --bundle ${STICK_BUNDLE_DIR} --trust-key ${key}
 
-Recover a POP from a backup:
+${
+  r.backups.length
+    ? `Recover a POP from a backup (a dead disk, a replacement box). The backup opens with its recovery
+passphrase: put it in a file on the POP's RAM disk (type it, Enter, then Ctrl-D), recover, remove the file:
 
-   sudo ./fsm-edge recover --local ${site} --backup ${backup} --bundle ${STICK_BUNDLE_DIR} --trust-key ${key}
+   sudo sh -c 'umask 077; cat > /run/fsm-edge-passphrase'
+   sudo ./fsm-edge recover --local ${site} --backup ${backup} --passphrase-file /run/fsm-edge-passphrase --bundle ${STICK_BUNDLE_DIR} --trust-key ${key}
+   sudo rm /run/fsm-edge-passphrase
 
-The POP's registration with the hub is left pending (exit code 0, "registration pending"). When the site's
+(or --identity FILE with an age key file instead of the passphrase)
+
+`
+    : ''
+}The POP's registration with the hub is left pending (exit code 0, "registration pending"). When the site's
 link works again, the operator runs from the controller:  fsm-edge register site.yaml
 
 If ./fsm-edge says "Permission denied" (a stick mounted noexec), run it as:  sudo sh ./fsm-edge …

@@ -116,6 +116,9 @@ describe('writeStick', () => {
     const readme = fs.readFileSync(path.join(stick, 'README.txt'), 'utf8');
     expect(readme).toContain('sudo ./fsm-edge install --local sites/site.yaml --bundle bundle --trust-key trust/signing.pub');
     expect(readme).toContain(r.trustKeys[0]!.keyId);
+    expect(readme).toContain(
+      'sudo ./fsm-edge recover --local sites/site.yaml --backup backups/pop1.backup.age --passphrase-file /run/fsm-edge-passphrase --bundle bundle',
+    );
     // SHA256SUMS covers every file but itself, with the right digests
     const sums = fs.readFileSync(path.join(stick, 'SHA256SUMS'), 'utf8').trim().split('\n');
     const listed = new Map(sums.map((l) => [l.slice(66), l.slice(0, 64)]));
