@@ -121,12 +121,14 @@ describe('on-site recovery of an arm64 POP from the stick, link cut for the whol
     // the technician types the passphrase into a file on the POP's RAM disk (as README.txt says)
     await popExec(pop, `umask 077; cat > /run/fsm-edge-passphrase`, { input: `${PASSPHRASE}\n` });
     const key = stick.result.trustKeys[0]!.file;
+    const t0 = Date.now();
     const run = await popExec(
       pop,
       `cd ${STICK_ON_POP} && su ${pop.user} -s /bin/sh -c 'uname -m; sudo -n ./fsm-edge recover --local sites/site.yaml --backup ${stick.result.backups[0]} --passphrase-file /run/fsm-edge-passphrase --bundle bundle --trust-key ${key} --json'`,
       { allowFail: true, timeoutMs: 2_400_000 },
     );
     expect(run.code, run.stderr).toBe(0);
+    console.log(`recover --local through the launcher (arm64 under qemu, link cut): ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const [machine, ...json] = run.stdout.split('\n');
     expect(machine).toBe('aarch64');
     const rep = JSON.parse(json.join('\n')).sites[0];

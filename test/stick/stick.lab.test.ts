@@ -6,36 +6,31 @@
 // nothing crosses the link. Once the link is back, `fsm-edge register` from the controller reaches Managed.
 //   flock /tmp/fsm-edge-lab.lock npx vitest run --project lab test/stick/stick.lab.test.ts
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSingleFile } from '../../scripts/build-single.js';
-import { runCli, spawnCli } from '../cli/run-cli.js';
+import { spawnCli } from '../cli/run-cli.js';
 import { type Harness, siteDoc, startHarness } from '../install/harness.js';
 import { startFileServer, type FileServerHandle } from '../lab/fileserver.js';
 import { cutLink, linkCounters, restoreLink } from '../lab/link.js';
 import { popExec } from '../lab/pop.js';
 import { labNodeRelease, type LabNodeRelease } from './lab-node-runtime.js';
+import { copyIntoPop, exportStick, reachesHub } from './stick-lab.js';
 
 let h: Harness;
 let files: FileServerHandle;
 let node: LabNodeRelease;
 let stick: string;
+let key: string;
 let siteFile: string;
+const figures: string[] = [];
 
 const STICK_ON_POP = '/media/usb';
 
 function cli(args: string[]) {
   return spawnCli(args, { env: { ...process.env, FSM_EDGE_STATE_DIR: h.stateDir, NO_COLOR: '1' } }).done;
-}
-
-/** Copies a directory into the POP (a tar stream through nsenter, as a technician's `cp -a` from the stick). */
-async function copyIntoPop(dir: string, dest: string): Promise<void> {
-  const { execFileSync } = await import('node:child_process');
-  const tar = execFileSync('tar', ['-cf', '-', '-C', dir, '.'], { maxBuffer: 2 * 1024 ** 3 });
-  await popExec(h.pops[0]!, `mkdir -p ${dest} && tar -xf - -C ${dest} --no-same-owner`, { input: tar, timeoutMs: 300_000 });
 }
 
 beforeAll(async () => {
@@ -44,79 +39,50 @@ beforeAll(async () => {
     startHarness({ arches: ['amd64'], hub: true, hubPort: 6673, hubForwardHost: '127.0.0.6' }),
     startFileServer({ root: node.root }),
   ]);
-  // The recipe pins the runtime like k3s: the version, and the digest of the release's SHASUMS256.txt.
-  const recipe = YAML.parse(fs.readFileSync(h.bundle.recipePath, 'utf8'));
-  recipe.spec.runtime = { node: { version: node.version, releaseUrl: `${files.url}/{version}`, checksumsSha256: node.checksumsSha256 } };
-  const recipePath = path.join(h.dir, 'recipe.yaml');
-  fs.writeFileSync(recipePath, YAML.stringify(recipe));
-
   // What the technician carries: the Site only (no Hub document, so no hub credentials on the stick).
   const pop = h.pops[0]!;
   const siteOnly = path.join(h.dir, 'site.yaml');
   fs.writeFileSync(siteOnly, stringify(siteDoc(pop, { hub: true })));
   siteFile = h.writeSite(pop); // the controller's copy: Site + Hub
-
-  const cliFile = (await buildSingleFile(path.join(h.dir, 'fsm-edge.mjs'))).file;
-  stick = path.join(h.dir, 'stick');
-  const r = runCli(
-    [
-      'bundle',
-      'export',
-      h.bundle.dir,
-      '--with-runtime',
-      '--out',
-      stick,
-      '--trust-key',
-      h.bundle.publicKeyFile,
-      '--site',
-      siteOnly,
-      '--recipe',
-      recipePath,
-      '--cache',
-      path.resolve('airgap/cache'),
-      '--cli-file',
-      cliFile,
-      '--json',
-    ],
-    { env: { PATH: process.env.PATH, HOME: process.env.HOME } },
-  );
-  expect(r.code, r.stderr).toBe(0);
-  const out = JSON.parse(r.stdout).stick;
-  expect(out.runtime.checksums.pinnedBy).toBe('the recipe');
+  const s = await exportStick(h, node, files.url, { site: siteOnly });
+  stick = s.dir;
+  key = s.result.trustKeys[0]!.file;
+  expect(s.result.runtime.checksums.pinnedBy).toBe('the recipe');
   // the binaries on the stick are the npm packages' own, byte for byte
-  expect(Object.fromEntries(out.runtimes.map((x: { arch: string; nodeDigest: string }) => [x.arch, x.nodeDigest]))).toEqual({
+  expect(Object.fromEntries(s.result.runtimes.map((x) => [x.arch, x.nodeDigest]))).toEqual({
     x64: `sha256:${node.nodeSha256.x64}`,
     arm64: `sha256:${node.nodeSha256.arm64}`,
   });
+  const size = Number(execFileSync('du', ['-sb', stick]).toString().split('\t')[0]);
+  figures.push(`stick (amd64 + arm64): ${(size / 1024 / 1024).toFixed(0)} MiB`);
 }, 1_200_000);
 
 afterAll(async () => {
   if (h?.pops[0]) await restoreLink(h.pops[0]).catch(() => {});
   await files?.stop();
   await h?.stop();
+  if (figures.length) console.log(`stick figures:\n${figures.join('\n')}`);
 }, 120_000);
 
 describe('a brand-new amd64 POP installed from the stick, link cut for the whole run', () => {
   it('installs k3s and FSM with no network, leaves registration pending; register after the link returns reaches Managed', async () => {
     const pop = h.pops[0]!;
-    await copyIntoPop(stick, STICK_ON_POP);
-    const key = `trust/${path.basename(h.bundle.publicKeyFile)}`;
+    await copyIntoPop(pop, stick, STICK_ON_POP);
 
     await cutLink(pop);
     const before = await linkCounters(pop);
     // the POP really has no way out: the hub's address does not answer
-    const probe = await popExec(pop, 'timeout 3 sh -c "exec 3<>/dev/tcp/10.99.0.1/6673" 2>/dev/null && echo open || echo closed', {
-      allowFail: true,
-    });
-    expect(probe.stdout.trim()).toBe('closed');
+    expect(await reachesHub(pop, 6673)).toBe(false);
 
     // as the technician: the POP's sudo user, through the stick's launcher
+    const t0 = Date.now();
     const run = await popExec(
       pop,
       `cd ${STICK_ON_POP} && su ${pop.user} -s /bin/sh -c 'sudo -n ./fsm-edge install --local sites/site.yaml --bundle bundle --trust-key ${key} --json'`,
       { allowFail: true, timeoutMs: 1_500_000 },
     );
     expect(run.code, run.stderr).toBe(0);
+    figures.push(`install --local through the launcher (amd64, link cut): ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const site = JSON.parse(run.stdout).sites[0];
     expect(site.ok, run.stderr).toBe(true);
     expect(site.record).toMatchObject({ arch: 'amd64', registration: { state: 'pending' } });
