@@ -208,6 +208,7 @@ export async function writeStick(o: StickOptions): Promise<StickResult> {
       result.bytes += h.size;
     }
     fs.writeFileSync(path.join(staging, STICK_SUMS_FILE), lines.join(''));
+    fs.chmodSync(staging, 0o755); // mkdtemp made it 0700: the technician's own user must be able to enter it
     if (fs.existsSync(out)) fs.rmdirSync(out); // empty (checked above)
     fs.renameSync(staging, out);
     return result;

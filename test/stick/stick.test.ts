@@ -103,6 +103,7 @@ describe('writeStick', () => {
     const r = await writeStick({ ...s.base, backups: [backup], sites: [site] });
     const stick = s.base.outDir;
     expect(r.arches).toEqual(['amd64']);
+    expect(fs.statSync(stick).mode & 0o777).toBe(0o755);
     expect(r.runtime.checksums.pinnedBy).toBe('first use (now in the runtime lock)');
     expect(fs.readFileSync(path.join(stick, 'runtime/x64/bin/node'), 'utf8')).toContain('runtime x64');
     expect(fs.statSync(path.join(stick, 'runtime/x64/bin/node')).mode & 0o111).toBe(0o111);
