@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .option('--allow-downgrade', 'install a bundle older than the one the POP last installed')
     .option('--max-rate <rate>', 'cap the upload rate per POP, e.g. 512k, 2M (bytes per second)')
     .option('--parallel <n>', 'POPs installed at the same time', '4')
-    .option('--local', 'install this machine (the technician on the POP, e.g. from a USB stick): no SSH, no network')
+    .option('--local', 'install this machine instead of one over SSH (the technician on the POP, e.g. with a USB stick)')
     .option('--json', JSON_OPTION_HELP)
     .addHelpText(
       'after',
@@ -54,8 +54,8 @@ Every step is idempotent: running install again continues where it stopped and r
 The bundle signature is checked before anything is sent. A hub that is down leaves the registration pending;
 \`fsm-edge register\` completes it later.
 
-With --local (one site, run as root on the POP) the hub is never contacted: without a Hub document the FSM
-namespace is the default and the registration is left pending; the run ends with "registration pending" and
+With --local (one site, run as root on the POP) a Hub document is optional. Without one nothing is sent anywhere:
+the FSM namespace is the default, the registration is left pending, the run ends with "registration pending" and
 exit code 0, and \`fsm-edge register site.yaml\` from the controller completes it once the link works.
 
 Examples:
