@@ -56,10 +56,15 @@ function cli(args: string[]) {
 }
 
 const on = async (cmd: string) => (await popExec(h.pops[0]!, cmd, { allowFail: true, timeoutMs: 300_000 })).stdout.trim();
-const uids = () =>
-  on(
-    "/usr/local/bin/k3s kubectl -n default get deployment/shop configmap/shop-config secret/shop-secret -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.metadata.uid} {end}'",
-  );
+// Not `on`: a failing query must show kubectl's error, not an empty string.
+const uids = async () =>
+  (
+    await popExec(
+      h.pops[0]!,
+      "/usr/local/bin/k3s kubectl -n default get deployment/shop configmap/shop-config secret/shop-secret -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.metadata.uid} {end}'",
+      { timeoutMs: 300_000 },
+    )
+  ).stdout.trim();
 
 async function hubClusters() {
   const kc = new KubeConfig();
