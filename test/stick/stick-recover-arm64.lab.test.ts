@@ -56,15 +56,22 @@ function cli(args: string[]) {
 }
 
 const on = async (cmd: string) => (await popExec(h.pops[0]!, cmd, { allowFail: true, timeoutMs: 300_000 })).stdout.trim();
-// Not `on`: a failing query must show kubectl's error, not an empty string.
-const uids = async () =>
-  (
-    await popExec(
+/** `Kind/name=uid …` of the workload, read object by object (the stand-in kubectl's get takes one object, like
+ *  `kubectl get TYPE/NAME`); a failing query shows kubectl's error instead of an empty answer. */
+async function uids(): Promise<string> {
+  const out: string[] = [];
+  for (const o of ['deployment/shop', 'configmap/shop-config', 'secret/shop-secret']) {
+    const r = await popExec(
       h.pops[0]!,
-      "/usr/local/bin/k3s kubectl -n default get deployment/shop configmap/shop-config secret/shop-secret -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.metadata.uid} {end}'",
-      { timeoutMs: 300_000 },
-    )
-  ).stdout.trim();
+      `/usr/local/bin/k3s kubectl -n default get ${o} -o jsonpath='{.kind}/{.metadata.name}={.metadata.uid}'`,
+      {
+        timeoutMs: 300_000,
+      },
+    );
+    out.push(r.stdout.trim());
+  }
+  return out.join(' ');
+}
 
 async function hubClusters() {
   const kc = new KubeConfig();
