@@ -106,7 +106,7 @@ describe('on-site recovery of an arm64 POP from the stick, link cut for the whol
     expect(i.code, i.stderr).toBe(0);
     await popExec(pop, '/usr/local/bin/k3s kubectl apply -f -', { input: WORKLOAD, timeoutMs: 300_000 });
     const before = await uids();
-    expect(before).toMatch(/Deployment\/shop=\S+ ConfigMap\/shop-config=\S+ Secret\/shop-secret=\S+/);
+    expect(before).toMatch(/^deployment\/shop=[0-9a-f-]{36} configmap\/shop-config=[0-9a-f-]{36} secret\/shop-secret=[0-9a-f-]{36}$/);
     const passFile = path.join(h.dir, 'pass.txt');
     fs.writeFileSync(passFile, `${PASSPHRASE}\n`, { mode: 0o600 });
     const out = path.join(h.dir, 'backups');
