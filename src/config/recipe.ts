@@ -88,12 +88,36 @@ export const ArchPlanSchema = strictObject({
   features: z.array(FeatureNameSchema).default([]),
 });
 
+/** Node.js's own names for the architectures it publishes Linux builds for (`uname -m`: x86_64, aarch64). */
+export const NODE_RUNTIME_ARCHES = ['x64', 'arm64'] as const;
+export type NodeRuntimeArch = (typeof NODE_RUNTIME_ARCHES)[number];
+
+/**
+ * The Node.js release a USB stick carries (`fsm-edge bundle export --with-runtime`), pinned like k3s: the version
+ * here; the digest of the release's SHASUMS256.txt in the recipe or, at the first export, in the runtime lock
+ * beside it; each `node-<version>-linux-<arch>.tar.xz` checked against that SHASUMS256.txt.
+ */
+export const NodeRuntimeSchema = strictObject({
+  version: z
+    .string()
+    .regex(/^v\d+\.\d+\.\d+$/, 'a Node.js release like v20.20.2')
+    .refine((v) => Number(v.slice(1).split('.')[0]) >= 20, 'fsm-edge needs Node.js 20 or newer'),
+  /** Base URL of the release: `{version}/node-{version}-linux-{x64,arm64}.tar.xz` and `SHASUMS256.txt` live there. */
+  releaseUrl: z.string().default('https://nodejs.org/dist/{version}'),
+  /** sha256 of that release's SHASUMS256.txt (pins every tarball); omitted: the first export pins it in the lock. */
+  checksumsSha256: sha256Hex.optional(),
+  arches: z.array(z.enum(NODE_RUNTIME_ARCHES)).min(1).default(['x64', 'arm64']),
+});
+export type NodeRuntime = z.infer<typeof NodeRuntimeSchema>;
+
 export const RecipeSpecSchema = strictObject({
   arches: z.partialRecord(BundleArchSchema, ArchPlanSchema),
   /** Registry host (`docker.io`, `ghcr.io`, …) → mirrors. The lab maps docker.io to its local registry. */
   mirrors: z.record(z.string(), MirrorSchema).default({}),
   k3s: K3sSourceSchema,
   fsm: FsmSourceSchema,
+  /** What a USB stick carries besides the bundle (on-site install and recovery without a controller). */
+  runtime: strictObject({ node: NodeRuntimeSchema }).optional(),
 }).superRefine((spec, ctx) => {
   if (Object.keys(spec.arches).length === 0)
     ctx.addIssue({ code: 'custom', path: ['arches'], message: 'name at least one architecture (amd64, arm64, arm)' });

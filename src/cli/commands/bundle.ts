@@ -21,6 +21,8 @@ import {
   verifyBundle,
   type BuildEvent,
 } from '../../bundle/index.js';
+import { loadRecipe } from '../../config/load.js';
+import { defaultCliFile, writeStick } from '../../bundle/stick.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { CliError, EXIT_FAILED, UsageError, outputFor, type Output } from '../output.js';
 
@@ -87,6 +89,59 @@ function trustedKeys(files: string[]) {
   return files.map(loadPublicKey);
 }
 
+async function exportStick(
+  out: Output,
+  dir: string,
+  o: {
+    out: string;
+    split?: string;
+    trustKey: string[];
+    backup: string[];
+    site: string[];
+    arch?: string;
+    recipe: string;
+    cache: string;
+    cliFile?: string;
+    offline?: boolean;
+  },
+): Promise<void> {
+  if (o.split) throw new UsageError('--split is for a .tar export; a stick holds the bundle as files', 'drop --split');
+  if (!o.trustKey.length)
+    throw new UsageError('a stick carries the signer’s public key: pass --trust-key FILE', 'the key the bundle was signed for');
+  const runtime = loadRecipe(o.recipe).spec.runtime?.node;
+  if (!runtime)
+    throw new UsageError(
+      `${o.recipe} pins no Node.js runtime (spec.runtime.node)`,
+      'add `runtime: { node: { version: v20.20.2 } }` under spec (see bundle/recipe.yaml)',
+    );
+  const cliFile = o.cliFile ?? defaultCliFile();
+  if (!cliFile)
+    throw new UsageError('no single-file CLI (dist/fsm-edge.mjs) found', 'build it with `npm run build:single`, or pass --cli-file');
+  const r = await writeStick({
+    bundleDir: dir,
+    outDir: o.out,
+    trustKeyFiles: o.trustKey,
+    runtime,
+    recipePath: o.recipe,
+    cacheDir: o.cache,
+    cliFile,
+    backups: o.backup,
+    sites: o.site,
+    ...(o.arch ? { arches: parseArches(o.arch) } : {}),
+    ...(o.offline ? { offline: true } : {}),
+    onFile: (label, state, size) => out.note(`${state === 'cached' ? 'cached    ' : 'downloaded'} ${label} (${formatBytes(size)})`),
+    onStep: (l) => out.note(l),
+  });
+  out.result({ ok: true, stick: r }, () => {
+    out.ok(
+      `stick ${r.dir}: bundle ${r.bundle.name} (${r.arches.join(', ')}), Node.js ${r.runtime.version}, ${r.files} files, ${formatBytes(r.bytes)}`,
+    );
+    out.line(`  runtimes checked against ${r.runtime.checksums.url} (pinned by ${r.runtime.checksums.pinnedBy})`);
+    for (const k of r.trustKeys) out.line(`  trust key ${k.file}: ${k.keyId} — give the technician this key id`);
+    out.line(`  on site: sudo ./fsm-edge install --local ${r.sites[0] ?? 'site.yaml'} --bundle bundle --trust-key ${r.trustKeys[0]!.file}`);
+  });
+}
+
 export function register(program: Command): void {
   const bundle = program
     .command('bundle')
@@ -102,7 +157,8 @@ Examples:
   fsm-edge bundle keygen --out signing.key
   FSM_EDGE_SIGNING_KEY="$(cat signing.key)" fsm-edge bundle build --signing-key env:FSM_EDGE_SIGNING_KEY
   fsm-edge bundle verify airgap/bundles/fsm-edge --trust-key signing.key.pub
-  fsm-edge bundle export airgap/bundles/fsm-edge --out /media/usb/fsm-edge.tar --split fat32`,
+  fsm-edge bundle export airgap/bundles/fsm-edge --out /media/usb/fsm-edge.tar --split fat32
+  fsm-edge bundle export airgap/bundles/fsm-edge --with-runtime --out /media/usb/fsm-edge --trust-key signing.key.pub`,
     );
 
   bundle
@@ -253,14 +309,60 @@ Examples:
 
   bundle
     .command('export')
-    .description('write a bundle as one .tar, or as parts for FAT32 media, with a sha256sum file')
+    .description('write a bundle as one .tar (or FAT32 parts), or with --with-runtime as a USB stick that runs without a controller')
     .argument('<dir>', 'bundle directory')
-    .requiredOption('--out <file>', 'the .tar to write (parts become <file>.000, <file>.001, …)')
+    .requiredOption('--out <path>', 'the .tar to write (parts become <file>.000, …); with --with-runtime the stick directory')
     .option('--split <size>', 'split into parts of at most SIZE bytes (e.g. 650M, 2G, or fat32 = 4 GiB - 1)')
+    .option('--with-runtime', 'write a USB stick: the bundle, fsm-edge, a Node.js runtime per arch and a launcher')
+    .option(
+      '--trust-key <file>',
+      'with --with-runtime: the signer’s public key, checked and copied to the stick (repeatable)',
+      repeatable,
+      [],
+    )
+    .option('--backup <file>', 'with --with-runtime: a backup to carry (repeatable)', repeatable, [])
+    .option('--site <file>', 'with --with-runtime: a Site file to carry (repeatable)', repeatable, [])
+    .option('--arch <list>', 'with --with-runtime: the arches to carry (amd64, arm64; default every one of the bundle)')
+    .option('--recipe <file>', 'with --with-runtime: the recipe pinning the Node.js runtime (spec.runtime.node)', 'bundle/recipe.yaml')
+    .option('--cache <dir>', 'with --with-runtime: download cache shared with bundle builds', 'airgap/cache')
+    .option('--cli-file <file>', 'with --with-runtime: the single-file CLI (default: this one, or dist/fsm-edge.mjs)')
+    .option('--offline', 'with --with-runtime: use only the cache; fail if a runtime is missing')
     .option('--json', JSON_OPTION_HELP)
+    .addHelpText(
+      'after',
+      `
+A stick (--with-runtime) lets a technician install or recover a POP with no controller and no network:
+  fsm-edge bundle export airgap/bundles/fsm-edge --with-runtime --out /media/usb/fsm-edge \\
+    --trust-key signing.pub --site site.yaml --backup pop1.backup.age
+  on the POP:  sudo ./fsm-edge install --local sites/site.yaml --bundle bundle --trust-key trust/signing.pub
+Build the single-file CLI first: npm run build:single. The Node.js tarballs are checked against the
+release's SHASUMS256.txt, pinned in the recipe or in <recipe>.runtime.lock.yaml at the first export.`,
+    )
     .action(async function (this: Command, dir: string) {
       const out = outputFor(this);
-      const o = this.opts<{ out: string; split?: string }>();
+      const o = this.opts<{
+        out: string;
+        split?: string;
+        withRuntime?: boolean;
+        trustKey: string[];
+        backup: string[];
+        site: string[];
+        arch?: string;
+        recipe: string;
+        cache: string;
+        cliFile?: string;
+        offline?: boolean;
+      }>();
+      if (o.withRuntime) return exportStick(out, dir, o);
+      for (const [flag, given] of [
+        ['--backup', o.backup.length > 0],
+        ['--site', o.site.length > 0],
+        ['--trust-key', o.trustKey.length > 0],
+        ['--arch', o.arch !== undefined],
+        ['--cli-file', o.cliFile !== undefined],
+        ['--offline', o.offline === true],
+      ] as const)
+        if (given) throw new UsageError(`${flag} belongs to a stick export`, 'add --with-runtime');
       let partSize: number | undefined;
       if (o.split) {
         try {

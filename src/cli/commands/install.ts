@@ -3,8 +3,9 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import { formatSecretUse, secretsUsedBy } from '../../config/index.js';
-import { runSites } from '../../engine/run-sites.js';
+import { formatSecretUse, loadSites, secretsUsedBy, sourceOf } from '../../config/index.js';
+import { runSites, type SiteTarget } from '../../engine/run-sites.js';
+import { LocalHost } from '../../transport/local-host.js';
 import { selectSites } from '../../engine/targets.js';
 import { installOperation } from '../../install/operations.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
@@ -21,6 +22,7 @@ interface InstallCliOptions {
   allowDowngrade?: boolean;
   maxRate?: string;
   parallel: string;
+  local?: boolean;
   json?: boolean;
 }
 
@@ -43,6 +45,7 @@ export function register(program: Command): void {
     .option('--allow-downgrade', 'install a bundle older than the one the POP last installed')
     .option('--max-rate <rate>', 'cap the upload rate per POP, e.g. 512k, 2M (bytes per second)')
     .option('--parallel <n>', 'POPs installed at the same time', '4')
+    .option('--local', 'install this machine instead of one over SSH (the technician on the POP, e.g. with a USB stick)')
     .option('--json', JSON_OPTION_HELP)
     .addHelpText(
       'after',
@@ -51,8 +54,13 @@ Every step is idempotent: running install again continues where it stopped and r
 The bundle signature is checked before anything is sent. A hub that is down leaves the registration pending;
 \`fsm-edge register\` completes it later.
 
+With --local (one site, run as root on the POP) a Hub document is optional. Without one nothing is sent anywhere:
+the FSM namespace is the default, the registration is left pending, the run ends with "registration pending" and
+exit code 0, and \`fsm-edge register site.yaml\` from the controller completes it once the link works.
+
 Examples:
   fsm-edge install site.yaml --bundle airgap/bundles/fsm-edge-arm64 --trust-key signing.pub --dry-run
+  sudo ./fsm-edge install --local sites/site.yaml --bundle bundle --trust-key trust/signing.pub
   fsm-edge install fleet.yaml --bundle airgap/bundles/fsm-edge-amd64 --max-rate 1M --json`,
     )
     .action(async function (this: Command, files: string[], opts: InstallCliOptions) {
@@ -65,7 +73,7 @@ Examples:
           'pass --trust-key signing.pub',
         );
       }
-      const targets = selectTargets(files, opts);
+      const targets = opts.local ? localTargets(files, opts) : selectTargets(files, opts);
       const multi = targets.length > 1;
       const printer = runPrinter(out, multi, opts.dryRun ? 'plan for' : 'installing');
       const options = installOptionsFrom(out.io.env, {
@@ -100,6 +108,32 @@ Examples:
           options.dryRun ? { secrets: (secrets.get(r.site) ?? []).map(({ field, source, sentTo }) => ({ field, source, sentTo })) } : {},
         );
       out.result({ ok, dryRun: options.dryRun, sites: results.map(json) }, () => printInstallResults(out, results, options.dryRun));
+      if (opts.local && ok && !options.dryRun) {
+        for (const r of results)
+          if (r.ctx?.registration?.state !== 'managed' && targets.some((t) => t.site.metadata.name === r.site && t.site.spec.hub))
+            out.note(`registration pending: run \`fsm-edge register ${files.join(' ')}\` from the controller when the hub is reachable`);
+      }
       failIfNotOk(out, results, 'install');
     });
+}
+
+/**
+ * The one site of an on-site install, run through LocalHost. A Hub document is optional here (the technician's
+ * stick need not carry the hub's credentials): without one the register phase leaves the registration pending.
+ */
+export function localTargets(files: string[], opts: { hub?: string; site?: string[] }): SiteTarget[] {
+  const cfg = loadSites(opts.hub ? [...files, opts.hub] : [...files]);
+  const sites = opts.site?.length ? cfg.sites.filter((s) => opts.site!.includes(s.metadata.name)) : cfg.sites;
+  if (sites.length !== 1)
+    throw new UsageError(
+      `--local installs this one machine: ${files.join(', ')} ${sites.length ? `name ${sites.length} sites` : 'names no site'}`,
+      sites.length ? 'pick it with --site NAME' : 'give the Site file of this POP',
+    );
+  const site = sites[0]!;
+  const file = sourceOf(site)?.file ?? files[0]!;
+  const hub = site.spec.hub ? cfg.hubs.find((h) => h.metadata.name === site.spec.hub!.ref) : undefined;
+  const configDir = path.dirname(path.resolve(file));
+  // Not connectHost: it would resolve spec.ssh secrets (a sudo password file) that the stick need not carry.
+  const host = new LocalHost({ name: site.metadata.name });
+  return [{ site, ...(hub ? { hub } : {}), file, configDir, host }];
 }

@@ -7,11 +7,10 @@ import type { Command } from 'commander';
 import { FsmEdgeError } from '../../config/errors.js';
 import { formatBytes } from '../../bundle/inspect.js';
 import { recoverSite, openRecoveryBackup, type BackupKey } from '../../recover/recover.js';
-import { connectHost } from '../../transport/connect.js';
 import { JSON_OPTION_HELP, repeatable } from '../options.js';
 import { outputFor, UsageError } from '../output.js';
 import { failIfNotOk, installOptionsFrom, runPrinter, seconds, siteJson } from '../site-runs.js';
-import { selectTargets } from './install.js';
+import { localTargets, selectTargets } from './install.js';
 
 interface RecoverCliOptions {
   backup: string;
@@ -98,7 +97,8 @@ Examples:
           'no --trust-key given: the bundle signature must be checked against the signer’s public key',
           'pass --trust-key signing.pub',
         );
-      const targets = selectTargets(files, opts);
+      // On site (--local) the Site file alone will do: no Hub document, the registration is left pending.
+      const targets = opts.local ? localTargets(files, opts) : selectTargets(files, opts);
       if (targets.length !== 1)
         throw new UsageError(`recover restores one site; ${files.join(', ')} holds ${targets.length}`, 'name it with --site');
       const target = targets[0]!;
@@ -114,7 +114,7 @@ Examples:
         dryRun: opts.dryRun === true,
         ...(printer.onSyncProgress ? { onSyncProgress: printer.onSyncProgress } : {}),
       });
-      const host = opts.local ? await connectHost(target.site, { local: true, env: out.io.env }) : undefined;
+      const host = opts.local ? target.host : undefined;
       const result = await recoverSite(target, {
         install,
         backup,
@@ -152,6 +152,8 @@ Examples:
           );
         },
       );
+      if (opts.local && result.report.ok && !install.dryRun && target.site.spec.hub && result.ctx?.registration?.state !== 'managed')
+        out.note(`registration pending: run \`fsm-edge register ${files.join(' ')}\` from the controller when the hub is reachable`);
       failIfNotOk(out, [result], 'recover');
     });
 }
