@@ -242,7 +242,9 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     const r = await cli(recoverArgs(site, backupFile));
     expect(r.code, r.stderr).toBe(0);
     const rep = reportOf(r);
-    figures.push(`re-run after a SIGKILL (the killed run had synced the store): ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent`);
+    figures.push(
+      `re-run after a SIGKILL (the killed run had synced the store): ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent`,
+    );
     expect(await uids(h.pops[0]!)).toBe(before);
     expect((await hubClusters()).map((c) => c.metadata.name)).toEqual([siteName]);
   });
@@ -278,7 +280,9 @@ describe('recover an amd64 lab POP from a backup', { timeout: 600_000 }, () => {
     expect(clusters.map((c) => c.metadata.name)).toEqual([siteName]);
     expect(clusters[0]!.spec.gatewayHost).toBe(replacement.labAddress);
     expect(clusters[0]!.status?.conditions?.find((c) => c.type === 'Managed')?.status).toBe('True');
-    figures.push(`replacement POP (empty blob store): ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent`);
+    figures.push(
+      `replacement POP (empty blob store): ${(rep.figures.durationMs / 1000).toFixed(1)} s, ${rep.figures.bytesSent} bytes sent`,
+    );
   });
 
   it('no token, node password or passphrase in any output', async () => {
