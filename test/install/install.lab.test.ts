@@ -265,7 +265,13 @@ describe('install on an amd64 lab POP', () => {
       'rm -rf /var/lib/fsm-edge/store && mkdir -p /var/lib/fsm-edge/store && mount -t tmpfs -o size=256k fsm-edge-test-full /var/lib/fsm-edge/store',
     );
     const full = await cli(installArgs(site));
-    await pop('umount /var/lib/fsm-edge/store');
+    // the aborted writer's idle watchdog keeps its working directory in the store for up to 10 s after the
+    // writer is gone: wait for it rather than leave the tiny tmpfs mounted under the re-run
+    expect(
+      await pop(
+        'for i in $(seq 1 30); do umount /var/lib/fsm-edge/store 2>/dev/null; mountpoint -q /var/lib/fsm-edge/store || { echo unmounted; exit 0; }; sleep 1; done',
+      ),
+    ).toContain('unmounted');
     expect(full.code).toBe(1);
     expect(full.stderr).toMatch(/✗ sync/);
     expect(full.stderr).toMatch(/space|disk|full/i);
