@@ -89,22 +89,22 @@ function trustedKeys(files: string[]) {
   return files.map(loadPublicKey);
 }
 
-async function exportStick(
-  out: Output,
-  dir: string,
-  o: {
-    out: string;
-    split?: string;
-    trustKey: string[];
-    backup: string[];
-    site: string[];
-    arch?: string;
-    recipe: string;
-    cache: string;
-    cliFile?: string;
-    offline?: boolean;
-  },
-): Promise<void> {
+/** The options of `bundle export` (commander's parsed flags). */
+interface ExportFlags {
+  out: string;
+  split?: string;
+  withRuntime?: boolean;
+  trustKey: string[];
+  backup: string[];
+  site: string[];
+  arch?: string;
+  recipe: string;
+  cache: string;
+  cliFile?: string;
+  offline?: boolean;
+}
+
+async function exportStick(out: Output, dir: string, o: ExportFlags): Promise<void> {
   if (o.split) throw new UsageError('--split is for a .tar export; a stick holds the bundle as files', 'drop --split');
   if (!o.trustKey.length)
     throw new UsageError('a stick carries the signer’s public key: pass --trust-key FILE', 'the key the bundle was signed for');
@@ -340,19 +340,7 @@ release's SHASUMS256.txt, pinned in the recipe or in <recipe>.runtime.lock.yaml 
     )
     .action(async function (this: Command, dir: string) {
       const out = outputFor(this);
-      const o = this.opts<{
-        out: string;
-        split?: string;
-        withRuntime?: boolean;
-        trustKey: string[];
-        backup: string[];
-        site: string[];
-        arch?: string;
-        recipe: string;
-        cache: string;
-        cliFile?: string;
-        offline?: boolean;
-      }>();
+      const o = this.opts<ExportFlags>();
       if (o.withRuntime) return exportStick(out, dir, o);
       for (const [flag, given] of [
         ['--backup', o.backup.length > 0],
