@@ -118,3 +118,25 @@ export function writtenFiles(scripts: readonly string[]): Map<string, { data: Bu
   }
   return out;
 }
+
+/** A workload created after install whose object UIDs a recovery must bring back. */
+export const WORKLOAD = `apiVersion: v1
+kind: ConfigMap
+metadata: { name: shop-config, namespace: default }
+data: { greeting: hello }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: shop-secret, namespace: default }
+stringData: { apiKey: not-a-real-key }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: shop, namespace: default }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: shop } }
+  template:
+    metadata: { labels: { app: shop } }
+    spec: { containers: [{ name: shop, image: flomesh/pipy:1.5.12, imagePullPolicy: IfNotPresent }] }
+`;

@@ -15,6 +15,7 @@ import { spawnCli } from '../cli/run-cli.js';
 import { startHarness, type Harness } from '../install/harness.js';
 import { popDown, popExec, popUp } from '../lab/pop.js';
 import type { PopInfo } from '../lab/types.js';
+import { WORKLOAD } from './fixture.js';
 
 let h: Harness;
 let site: string;
@@ -74,27 +75,6 @@ const recoverArgs = (file: string, backup: string, extra: string[] = []) => [
   '--json',
   ...extra,
 ];
-
-const WORKLOAD = `apiVersion: v1
-kind: ConfigMap
-metadata: { name: shop-config, namespace: default }
-data: { greeting: hello }
----
-apiVersion: v1
-kind: Secret
-metadata: { name: shop-secret, namespace: default }
-stringData: { apiKey: not-a-real-key }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: shop, namespace: default }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: shop } }
-  template:
-    metadata: { labels: { app: shop } }
-    spec: { containers: [{ name: shop, image: flomesh/pipy:1.5.12, imagePullPolicy: IfNotPresent }] }
-`;
 
 async function uids(p: PopInfo): Promise<string> {
   const out: string[] = [];

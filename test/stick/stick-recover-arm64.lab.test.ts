@@ -18,6 +18,7 @@ import { cutLink, linkCounters, restoreLink } from '../lab/link.js';
 import { popExec } from '../lab/pop.js';
 import { type LabNodeRelease, labNodeRelease } from './lab-node-runtime.js';
 import { copyIntoPop, exportStick, reachesHub } from './stick-lab.js';
+import { WORKLOAD } from '../recover/fixture.js';
 
 const HUB_PORT = 6683;
 const PASSPHRASE = 'correct horse battery staple';
@@ -27,27 +28,6 @@ let h: Harness;
 let files: FileServerHandle;
 let node: LabNodeRelease;
 let site: string;
-
-const WORKLOAD = `apiVersion: v1
-kind: ConfigMap
-metadata: { name: shop-config, namespace: default }
-data: { greeting: hello }
----
-apiVersion: v1
-kind: Secret
-metadata: { name: shop-secret, namespace: default }
-stringData: { apiKey: not-a-real-key }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: shop, namespace: default }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: shop } }
-  template:
-    metadata: { labels: { app: shop } }
-    spec: { containers: [{ name: shop, image: flomesh/pipy:1.5.12, imagePullPolicy: IfNotPresent }] }
-`;
 
 function cli(args: string[]) {
   return spawnCli(args, {
