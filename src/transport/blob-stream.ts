@@ -75,7 +75,9 @@ export class Progress {
 }
 
 const MIN_WINDOW = 256 * 1024;
-const MAX_WINDOW = 16 * 1024 * 1024;
+// Unacknowledged bytes cost no controller memory (they are read from the file as they go), only what a drop
+// re-sends; on a fast link half a second of data is tens of MiB, and a smaller cap made the sender wait for acks.
+const MAX_WINDOW = 64 * 1024 * 1024;
 export const INITIAL_WINDOW = 1024 * 1024;
 /** How long an aborted stream may take to close before the sync moves on without it. */
 const ABORT_GRACE_MS = 2000;
@@ -95,9 +97,11 @@ export class Window {
   rate = 0;
   private lastT = Date.now();
   private lastAcked = 0;
+  private acked = 0;
   max = 0;
   constructor(private readonly fixed: number | undefined) {}
   update(acked: number): void {
+    this.acked = acked;
     const now = Date.now();
     if (now - this.lastT < 100) return;
     const inst = ((acked - this.lastAcked) * 1000) / (now - this.lastT);
@@ -106,8 +110,10 @@ export class Window {
     this.lastAcked = acked;
   }
   get bytes(): number {
-    // before the first measurement: a middle value, so a fast link is not held to one block at a time
-    const w = this.fixed ?? (this.rate === 0 ? INITIAL_WINDOW : clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW));
+    // before the first measurement (100 ms of acks): slow start — 1 MiB, opened by four times what the POP has
+    // acknowledged, so a fast link is not held to 1 MiB for its first 100 ms; a thin one acks nothing that soon
+    const start = Math.min(MAX_WINDOW, roundTo(INITIAL_WINDOW + 4 * this.acked, 65536));
+    const w = this.fixed ?? (this.rate === 0 ? start : clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW));
     this.max = Math.max(this.max, w);
     return w;
   }
@@ -282,7 +288,7 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
       const fh = blob.size > pos ? await open(blob.sourcePath, 'r') : undefined;
       try {
         do {
-          // one segment: about four windows, in blocks of a quarter window
+          // one segment: sixteen blocks of a quarter window each (the POP acks each block: four per window)
           const w = started || c.fixedChunk ? win.bytes : INITIAL_WINDOW;
           started = true;
           const block = Math.max(65536, roundTo(w / 4, 65536)); // the writer needs a multiple of 64 KiB

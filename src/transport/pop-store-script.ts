@@ -26,20 +26,29 @@ function checkToken(token: string): string {
  * never touched — a dead writer's partial shows up as free because the kernel dropped its lock.
  */
 export function haveScript(storeDir: string, token: string): string {
-  return haveLines(shq(storeDir), checkToken(token), false).join('\n');
+  const s = shq(storeDir);
+  return [...storeReady(s), ...haveLines(checkToken(token), false)].join('\n');
+}
+
+/** Enters the store, creating its directories the first time (mkdir is a process: on a small POP each one counts). */
+function storeReady(s: string): string[] {
+  return [
+    `{ [ -d ${s}/${STORE_BLOBS} ] && [ -d ${s}/${STORE_PARTIAL} ] && [ -d ${s}/${STORE_LOCKS} ] ||`,
+    `  mkdir -p ${s}/${STORE_BLOBS} ${s}/${STORE_PARTIAL} ${s}/${STORE_LOCKS}; } && cd ${s} || exit ${PopExit.storeUnavailable}`,
+    `command -v flock >/dev/null 2>&1 ||`,
+    `  { echo "flock(1) is not installed on the POP: install util-linux" >&2; exit ${PopExit.lockUnavailable}; }`,
+  ];
 }
 
 /**
- * The "have" query's lines; `untilBlank`: stdin goes on after the digests (a writer that answers "have" first),
- * so a blank line ends them.
+ * The "have" query's lines, run in the store; `untilBlank`: stdin goes on after the digests (a writer that answers
+ * "have" first), so a blank line ends them. Such a writer has registered itself already: it never stops itself.
  */
-function haveLines(s: string, t: string, untilBlank: boolean): string[] {
+function haveLines(t: string, untilBlank: boolean): string[] {
   return [
-    `mkdir -p ${s}/${STORE_BLOBS} ${s}/${STORE_PARTIAL} ${s}/${STORE_LOCKS} && cd ${s} || exit ${PopExit.storeUnavailable}`,
-    `command -v flock >/dev/null 2>&1 ||`,
-    `  { echo "flock(1) is not installed on the POP: install util-linux" >&2; exit ${PopExit.lockUnavailable}; }`,
     `for f in ${STORE_PARTIAL}/.writer.*; do [ -f "$f" ] || continue; w=; t=; read w t < "$f"`,
     `  case "$w" in ''|*[!0-9]*) rm -f "$f"; continue;; esac`,
+    `  [ "$w" = $$ ] && continue`,
     `  if ! kill -0 "$w" 2>/dev/null; then rm -f "$f"; continue; fi`,
     // ours (same run token): the controller has given up on that stream; stop it and its dd before reading sizes
     `  [ "$t" = ${t} ] || continue`,
@@ -49,13 +58,15 @@ function haveLines(s: string, t: string, untilBlank: boolean): string[] {
     `  done`,
     `  rm -f "$f"`,
     `done`,
-    `while read h; do ${untilBlank ? `[ -z "$h" ] && break; ` : ''}case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue`,
-    `  if [ -f "${STORE_BLOBS}/$h" ]; then echo "h $h $(stat -c %s "${STORE_BLOBS}/$h")"`,
+    `st=; while read h; do ${untilBlank ? `[ -z "$h" ] && break; ` : ''}case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue`,
+    `  if [ -f "${STORE_BLOBS}/$h" ]; then st="$st $h"`,
     `  elif [ -f "${STORE_PARTIAL}/$h" ]; then`,
     `    t=p; flock -n "${STORE_LOCKS}/$h" true || t=busy`,
     `    echo "$t $h $(stat -c %s "${STORE_PARTIAL}/$h")"`,
     `  fi`,
     `done`,
+    // the sizes of all stored blobs from one stat(1) (the names are checked hex): a re-run asks for every blob
+    `[ -n "$st" ] && (cd ${STORE_BLOBS} && stat -c 'h %n %s' -- $st 2>/dev/null)`,
     // free space in KiB from one stat(1) instead of df | awk: every process costs on a small POP
     `echo "free $(stat -f -c '%a %S' . | { read a b; echo $((a * b / 1024)); })"`,
   ];
@@ -96,8 +107,9 @@ export function parseHave(stdout: string): StoreState {
 export function storedBlobsScript(storeDir: string): string {
   const s = shq(storeDir);
   return (
-    `while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue; ` +
-    `[ -f ${s}/${STORE_BLOBS}/$h ] && echo "$h $(stat -c %s ${s}/${STORE_BLOBS}/$h)"; done; true`
+    `st=; while read h; do case "$h" in *[!0-9a-f]*|'') continue;; esac; [ \${#h} = 64 ] || continue; ` +
+    `[ -f ${s}/${STORE_BLOBS}/$h ] && st="$st $h"; done; ` +
+    `[ -n "$st" ] && (cd ${s}/${STORE_BLOBS} && stat -c '%n %s' -- $st 2>/dev/null); true`
   );
 }
 
@@ -114,13 +126,19 @@ export function parseStoredBlobs(stdout: string): Map<string, number> {
 /** A writer that hears nothing for this long stops by itself (its controller is gone); see writerScript. */
 export const WRITER_IDLE_S = 120;
 
+/** Segments up to this size are written by one dd (one process; on an emulated or small POP each one counts). */
+const ONE_DD_MAX = 1024 * 1024;
+
 /**
  * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes; `end`
  * stops. `read` consumes a pipe byte by byte (POSIX), so headers and `dd`'s raw bytes share stdin safely.
  * Per blob it takes `lock/<hex>` (flock) before touching the partial and keeps it until the blob is stored or
  * dropped, so two writers of one blob can never interleave; a held lock answers `busy HEX` and exits blobBusy.
- * At the end of a blob it hashes the FILE (not the stream it wrote), fsyncs it, renames it into the store and
- * fsyncs the directory before saying `ok` — a power cut cannot leave a "complete" empty blob.
+ * At the end of a blob it hashes the FILE (not the stream it wrote) while its last bytes go to disk, and renames
+ * it into the store once both are done; the directory is fsynced once before the writer exits 0 (or busy), so a
+ * power cut can lose a rename — the complete partial is verified and stored by the next run — but can never leave
+ * a "complete" empty or torn blob. (Hashing each block as it lands, read back from the partial, was measured: with
+ * the controller and the POP sharing two cores it made the transfer slower than it made the tail shorter.)
  * With `have`, it first answers the pass's "have" (stdin: the wanted digests, then a blank line; output: the
  * haveScript lines, then HAVE_END) and only then reads segment headers.
  * Output: `a HEX I` block I of the segment landed; `s HEX POS` segment done; `ok HEX` verified and stored;
@@ -131,62 +149,80 @@ export function writerScript(storeDir: string, token: string, idleS = WRITER_IDL
   const idle = Math.max(1, Math.floor(idleS));
   const t = checkToken(token);
   const P = STORE_PARTIAL;
+  const fail = `exit ${PopExit.writeFailed}`;
   return [
-    // have-first: the pass's "have" answer comes from the stream that then carries the bytes (one channel, one
-    // sudo less before the first byte); it runs before this writer registers, so it cannot stop itself
-    ...(o.have ? [...haveLines(s, t, true), `echo ${HAVE_END}`] : [`cd ${s} || exit ${PopExit.storeUnavailable}`]),
-    `W=${P}/.writer.$$; echo "$$ ${t}" > "$W" || exit ${PopExit.writeFailed}`,
+    ...(o.have ? storeReady(s) : [`cd ${s} || exit ${PopExit.storeUnavailable}`]),
+    `D=$PWD; W=${P}/.writer.$$; echo "$$ ${t}" > "$W" || ${fail}`,
     `trap 'rm -f "$W"' EXIT`,
     // A writer whose controller vanished without closing the channel (a link that died silently: sshd may not
     // notice for hours) would hold its blob's lock for as long. It watches itself instead: no segment header and
-    // no byte landing in any partial for idleS, and it stops — itself and its dd, nobody else.
-    `( exec </dev/null >/dev/null 2>&1; while sleep ${Math.min(10, idle)}; do [ -f "$W" ] && kill -0 $$ || exit 0; ` +
-      `last=$(stat -c %Y "$W" ${P}/[0-9a-f]* 2>/dev/null | sort -n | tail -n 1); ` +
+    // no byte landing in any partial for idleS, and it stops — itself and its dd, nobody else. It works from /
+    // with absolute paths, so it never keeps the store's filesystem busy (an unmount waits for no watchdog).
+    `( exec </dev/null >/dev/null 2>&1; cd /; while sleep ${Math.min(10, idle)}; do [ -f "$D/$W" ] && kill -0 $$ || exit 0; ` +
+      `last=$(stat -c %Y "$D/$W" "$D"/${P}/[0-9a-f]* 2>/dev/null | sort -n | tail -n 1); ` +
       `[ $(( $(date +%s) - \${last:-0} )) -gt ${idle} ] || continue; ` +
-      `pkill -KILL -P $$; kill -KILL $$; rm -f "$W"; exit 0; done ) &`,
+      `pkill -KILL -P $$; kill -KILL $$; rm -f "$D/$W"; exit 0; done ) &`,
     // OpenSSL's SHA-256 uses the CPU's SHA extensions (4-5x coreutils' sha256sum); same digest, either is fine
     `H=sha256sum; command -v openssl >/dev/null 2>&1 && H='openssl dgst -sha256 -r'`,
     // coreutils sync fsyncs the named file or directory; an old one ignores names and syncs everything
     `fsync() { sync -- "$1" 2>/dev/null || dd if=/dev/null of="$1" oflag=append conv=notrunc,fsync status=none 2>/dev/null || sync; }`,
+    // leaving: the renames of this writer's blobs made durable, one fsync for all of them
+    `leave() { fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}; exit $1; }`,
+    // have-first: the pass's "have" answer comes from the stream that then carries the bytes (one channel, one
+    // sudo less before the first byte), once the writer is set up — its first bytes find it ready
+    ...(o.have ? [...haveLines(t, true), `echo ${HAVE_END}`] : []),
     `lh=; lp=; bg=`,
     `while read h off n size B; do`,
-    `  [ "$h" = end ] && exit 0`,
-    `  case "$h" in *[!0-9a-f]*|'') echo "bad segment header" >&2; exit ${PopExit.writeFailed};; esac`,
-    `  case "$off.$n.$size.$B" in *[!0-9.]*|.*|*..*|*.) echo "bad segment header" >&2; exit ${PopExit.writeFailed};; esac`,
-    `  [ \${#h} = 64 ] && [ "$B" -gt 0 ] && [ $((B % 65536)) = 0 ] || { echo "bad segment header" >&2; exit ${PopExit.writeFailed}; }`,
+    `  [ "$h" = end ] && leave 0`,
+    `  case "$h" in *[!0-9a-f]*|'') echo "bad segment header" >&2; ${fail};; esac`,
+    `  case "$off.$n.$size.$B" in *[!0-9.]*|.*|*..*|*.) echo "bad segment header" >&2; ${fail};; esac`,
+    `  [ \${#h} = 64 ] && [ "$B" -gt 0 ] && [ $((B % 65536)) = 0 ] || { echo "bad segment header" >&2; ${fail}; }`,
     `  p=${P}/$h`,
     `  if [ "$h" != "$lh" ]; then`,
-    `    exec 4>&- 4>>"${STORE_LOCKS}/$h" || exit ${PopExit.writeFailed}`,
-    `    flock -n 4 || { echo "busy $h"; exit ${PopExit.blobBusy}; }`,
+    `    exec 4>&- 4>>"${STORE_LOCKS}/$h" || ${fail}`,
+    `    flock -n 4 || { echo "busy $h"; leave ${PopExit.blobBusy}; }`,
     `    lp=`,
     `  fi`,
     `  if [ "$off" != "$lp" ]; then`,
-    `    if [ "$off" = 0 ]; then : > "$p" || exit ${PopExit.writeFailed}`,
+    `    if [ "$off" = 0 ]; then : > "$p" || ${fail}`,
     `    else c=$(stat -c %s "$p" 2>/dev/null || echo 0); [ "$c" = "$off" ] || { echo "skew $h $c"; exit ${PopExit.partialSkew}; }; fi`,
     `  fi`,
-    `  lh=$h; lp=$((off + n)); touch "$W"`,
+    // a header is activity: the watchdog reads the mtime of $W (appending a line changes it without a process)
+    `  lh=$h; lp=$((off + n)); echo >> "$W"`,
+    `  done1=`,
+    `  if [ $n -le ${ONE_DD_MAX} ] && [ $n -le $B ]; then`,
+    // a small segment (one block, so no acks are owed before its end): one dd, which also fsyncs a blob it ends
+    `    if [ $n -gt 0 ]; then fs=; [ $lp -ge $size ] && fs=conv=fsync`,
+    `      dd bs=$n count=1 iflag=fullblock status=none $fs >> "$p" || ${fail}; [ -n "$fs" ] && done1=1`,
+    `    fi`,
+    `  else`,
     // dd moves 64 KiB at a time (a block of B is K of them), so bytes stream through instead of being held
     // until a whole block is in; fullblock + exact counts never read past the segment
-    `  full=$((n / B)); rem=$((n % B)); K=$((B / 65536)); i=0`,
-    `  while [ $i -lt $full ]; do`,
-    `    dd bs=65536 count=$K iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; i=$((i+1)); echo "a $h $i"`,
+    `    full=$((n / B)); K=$((B / 65536)); i=0`,
+    `    while [ $i -lt $full ]; do`,
+    `      dd bs=65536 count=$K iflag=fullblock status=none >> "$p" || ${fail}; i=$((i+1)); echo "a $h $i"`,
     // start writing the landed bytes to disk now (one background fsync at a time), so the blob's final fsync
     // has little left to wait for
-    `    kill -0 "$bg" 2>/dev/null || { sync -- "$p" 2>/dev/null & bg=$!; }`,
-    `  done`,
-    `  r=$((rem / 65536)); [ $r -gt 0 ] && { dd bs=65536 count=$r iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
-    `  r=$((rem % 65536)); [ $r -gt 0 ] && { dd bs=$r count=1 iflag=fullblock status=none >> "$p" || exit ${PopExit.writeFailed}; }`,
+    `      kill -0 "$bg" 2>/dev/null || { sync -- "$p" 2>/dev/null & bg=$!; }`,
+    `    done`,
+    `    r=$((n % B)); k=$((r / 65536)); r=$((r % 65536))`,
+    `    [ $k -gt 0 ] && { dd bs=65536 count=$k iflag=fullblock status=none >> "$p" || ${fail}; }`,
+    `    [ $r -gt 0 ] && { dd bs=$r count=1 iflag=fullblock status=none >> "$p" || ${fail}; }`,
+    `  fi`,
     `  if [ $lp -lt $size ]; then echo "s $h $lp"; continue; fi`,
-    `  lh=; lp=`,
-    `  c=$(stat -c %s "$p") || exit ${PopExit.writeFailed}`,
-    `  if [ "$c" != "$size" ]; then echo "short $h $c"; exit ${PopExit.streamShort}; fi`,
+    `  lh=; lp=; echo >> "$W"`,
     // the file is hashed while its last bytes go to disk; it is stored only when both are done
-    `  touch "$W"; fsync "$p" & f=$!; sum=$($H < "$p") || exit ${PopExit.writeFailed}; sum=\${sum%% *}`,
-    `  wait $f; fok=$?`,
+    `  f=; [ -n "$done1" ] || { fsync "$p" & f=$!; }`,
+    `  sum=$($H < "$p") || ${fail}; sum=\${sum%% *}`,
+    `  fok=0; [ -n "$f" ] && { wait $f; fok=$?; }`,
     `  if [ "$sum" = "$h" ]; then`,
-    `    [ $fok = 0 ] && mv -f "$p" ${STORE_BLOBS}/$h && fsync ${STORE_BLOBS} || exit ${PopExit.storeFailed}`,
+    `    [ $fok = 0 ] && mv -f "$p" ${STORE_BLOBS}/$h || exit ${PopExit.storeFailed}`,
     `    echo "ok $h"`,
-    `  else rm -f "$p"; echo "bad $h $sum"; fi`,
+    // not the blob: a stream that ended early leaves a short partial (kept, to resume); anything else is garbage
+    `  else c=$(stat -c %s "$p") || ${fail}`,
+    `    [ "$c" = "$size" ] || { echo "short $h $c"; exit ${PopExit.streamShort}; }`,
+    `    rm -f "$p"; echo "bad $h $sum"`,
+    `  fi`,
     `  exec 4>&-`,
     `done`,
     // stdin ended without `end`: the controller went away mid-blob (the partial stays for a resume)

@@ -34,21 +34,24 @@ async function waitFor(cond: () => boolean): Promise<void> {
 }
 
 describe('blob sync (LocalHost, real POP-side script)', () => {
-  const big = blob('big', randomBytes(5 * 1024 * 1024 + 12345));
+  const big = blob('big', randomBytes(9 * 1024 * 1024 + 12345));
+  const mid = blob('mid', randomBytes(5 * 1024 * 1024 + 321));
   const small = blob('small', Buffer.from('{"config":true}\n'));
   const empty = blob('empty', Buffer.alloc(0));
 
   it('stores every blob verified, then a re-sync is one round trip that sends nothing', async () => {
     const store = freshStore('a');
     const events: SyncProgress[] = [];
-    const r = await host.syncBlobs([big, small, empty, small], { storeDir: store, streams: 2, onProgress: (p) => events.push(p) });
-    expect(r).toMatchObject({ wanted: 3, alreadyPresent: 0, sentBlobs: 3, sentBytes: big.size + small.size, resentBytes: 0 });
-    for (const b of [big, small, empty]) expect(stored(store, b.hex).equals(b.data)).toBe(true);
+    const all = big.size + mid.size + small.size;
+    const r = await host.syncBlobs([big, mid, small, empty, small], { storeDir: store, streams: 2, onProgress: (p) => events.push(p) });
+    expect(r).toMatchObject({ wanted: 4, alreadyPresent: 0, sentBlobs: 4, sentBytes: all, resentBytes: 0 });
+    for (const b of [big, mid, small, empty]) expect(stored(store, b.hex).equals(b.data)).toBe(true);
+    // no partial and no writer record left behind
     expect(readdirSync(join(store, 'partial'))).toEqual([]);
-    expect(events.at(-1)).toMatchObject({ sentBytes: big.size + small.size, totalBytes: big.size + small.size });
+    expect(events.at(-1)).toMatchObject({ sentBytes: all, totalBytes: all });
 
-    const again = await host.syncBlobs([big, small, empty], { storeDir: store });
-    expect(again).toMatchObject({ wanted: 3, alreadyPresent: 3, sentBlobs: 0, sentBytes: 0, roundTrips: 1 });
+    const again = await host.syncBlobs([big, mid, small, empty], { storeDir: store });
+    expect(again).toMatchObject({ wanted: 4, alreadyPresent: 4, sentBlobs: 0, sentBytes: 0, roundTrips: 1 });
   });
 
   it('resumes at the size of an existing partial and sends only the missing bytes', async () => {
@@ -97,6 +100,18 @@ describe('blob sync (LocalHost, real POP-side script)', () => {
     expect(existsSync(join(store, 'sha256', claimed))).toBe(false);
     expect(existsSync(join(store, 'partial', claimed))).toBe(false);
     expect(stored(store, small.hex).equals(small.data)).toBe(true);
+  });
+
+  it('a large blob under a wrong digest is refused with the digest of the bytes in the file', async () => {
+    const store = freshStore('e-large');
+    const liar = blob('liar-large', randomBytes(9 * 1024 * 1024 + 70_001));
+    const claimed = createHash('sha256').update('yet something else').digest('hex');
+    const err = await host
+      .syncBlobs([{ digest: `sha256:${claimed}`, size: liar.size, sourcePath: liar.sourcePath }], { storeDir: store })
+      .catch((e: unknown) => e);
+    expect((err as BlobVerifyError).failed).toEqual([{ digest: `sha256:${claimed}`, got: liar.hex }]);
+    expect(readdirSync(join(store, 'partial'))).toEqual([]);
+    expect(existsSync(join(store, 'sha256', claimed))).toBe(false);
   });
 
   it("never touches another run's writer: its partial is left alone while its lock is held", async () => {
@@ -224,6 +239,41 @@ describe('writerScript', () => {
     expect(execOk(`flock -n ${join(store, 'lock', hex)} true`)).toBe(true);
     expect(readFileSync(join(store, 'partial', hex)).length).toBe(65536);
     w.stdin.destroy();
+  }, 30_000);
+});
+
+describe("writerScript's watchdog", () => {
+  it('keeps no process in the store: its filesystem can be unmounted while the writer idles', async () => {
+    const store = join(root, 'store-watchdog');
+    mkdirSync(join(store, 'partial'), { recursive: true });
+    const w = spawn('/bin/sh', ['-c', writerScript(store, '00112233aabbccdd', 60)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const kids = () =>
+      spawnSync('pgrep', ['-P', String(w.pid)], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter(Boolean);
+    await waitFor(() => kids().length > 0);
+    // the watchdog subshell and its sleep: every descendant of the writer but the writer itself
+    const descendants = kids().flatMap((k) => [
+      k,
+      ...spawnSync('pgrep', ['-P', k], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean),
+    ]);
+    await waitFor(() =>
+      descendants.every(
+        (pid) =>
+          !existsSync(`/proc/${pid}`) ||
+          spawnSync('readlink', [`/proc/${pid}/cwd`])
+            .stdout.toString()
+            .trim() === '/',
+      ),
+    );
+    for (const pid of descendants)
+      expect(
+        spawnSync('readlink', [`/proc/${pid}/cwd`])
+          .stdout.toString()
+          .trim(),
+      ).not.toContain(store);
+    w.stdin.end('end\n');
+    expect(await new Promise((r) => w.on('exit', r))).toBe(0);
   }, 30_000);
 });
 
