@@ -4,7 +4,9 @@
 //   (3) 8 Mbit/s link cut at half way for 15 s, then restored, 4 MiB — scp and our sync with the same keepalive
 //       (3 s × 3), so both connections really die; scp is then re-run from the start, as an operator would.
 // A 2-core machine shared with other work is noisy: every case runs ROUNDS rounds, the contenders interleaved
-// (their order rotates each round), and reports medians with the spread (min–max) — ratios are per round.
+// (their order rotates each round), and reports medians with the spread (min–max) — ratios are per round. Before
+// each run the host's dirty pages are written back (`sync`, untimed): scp and the raw stream leave theirs to the
+// kernel, and the next run's fsyncs would otherwise wait behind them.
 // Sized so that a full run holds the lab for under 10 minutes. rsync --partial is measured when the POP has it.
 // Prints a table per case and, as the last line, one JSON object with the headline figures.
 import { execFile } from 'node:child_process';
@@ -189,7 +191,12 @@ async function rounds(contenders: Contender[], go: (c: Contender) => Promise<Run
   const out = Object.fromEntries(contenders.map((c) => [c, [] as Run[]])) as Record<Contender, Run[]>;
   for (let i = 0; i < ROUNDS; i++) {
     const order = contenders.map((_, k) => contenders[(k + i) % contenders.length]!);
-    for (const c of order) out[c].push(await go(c));
+    for (const c of order) {
+      // untimed: write back what the previous run left dirty. scp and the raw stream never fsync, so without this
+      // the next contender's disk writes (ours fsyncs every blob) would queue behind their data
+      await run('sync', []);
+      out[c].push(await go(c));
+    }
   }
   return out;
 }

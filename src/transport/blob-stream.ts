@@ -9,8 +9,11 @@ import type { Job } from './sync-plan.js';
 import { BlobSyncError, DiskFullError, isRetryable, SkewError, StreamStallError } from './sync-errors.js';
 
 export interface ExecStream {
-  /** Returns false when the caller should wait for `waitDrain()`. */
-  write(chunk: Buffer): boolean;
+  /**
+   * Returns false when the caller should wait for `waitDrain()`. `done` runs once the transport no longer holds
+   * `chunk` (it was encrypted or handed to the kernel), so the caller may reuse it; it may never run on a drop.
+   */
+  write(chunk: Buffer, done?: () => void): boolean;
   waitDrain(): Promise<void>;
   end(): void;
   onStdout(fn: (d: Buffer) => void): void;
@@ -79,6 +82,8 @@ const MIN_WINDOW = 256 * 1024;
 // re-sends; on a fast link half a second of data is tens of MiB, and a smaller cap made the sender wait for acks.
 const MAX_WINDOW = 64 * 1024 * 1024;
 export const INITIAL_WINDOW = 1024 * 1024;
+/** What one read from a blob's file and one write to the stream carry. */
+const READ_CHUNK = 256 * 1024;
 /** How long an aborted stream may take to close before the sync moves on without it. */
 const ABORT_GRACE_MS = 2000;
 /** Least silence tolerated from a writer that owes an acknowledgement. */
@@ -95,7 +100,7 @@ const roundTo = (v: number, m: number) => Math.round(v / m) * m;
 export class Window {
   /** Acknowledged bytes per second, smoothed; 0 before the first measurement. */
   rate = 0;
-  private lastT = Date.now();
+  private lastT = 0;
   private lastAcked = 0;
   private acked = 0;
   max = 0;
@@ -103,6 +108,12 @@ export class Window {
   update(acked: number): void {
     this.acked = acked;
     const now = Date.now();
+    // the rate is measured from the first ack on: the writer's start-up is not the link's speed
+    if (this.lastT === 0) {
+      this.lastT = now;
+      this.lastAcked = acked;
+      return;
+    }
     if (now - this.lastT < 100) return;
     const inst = ((acked - this.lastAcked) * 1000) / (now - this.lastT);
     this.rate = this.rate === 0 ? inst : 0.6 * this.rate + 0.4 * inst;
@@ -111,8 +122,10 @@ export class Window {
   }
   get bytes(): number {
     // before the first measurement (100 ms of acks): slow start — 1 MiB, opened by four times what the POP has
-    // acknowledged, so a fast link is not held to 1 MiB for its first 100 ms; a thin one acks nothing that soon
-    const start = Math.min(MAX_WINDOW, roundTo(INITIAL_WINDOW + 4 * this.acked, 65536));
+    // acknowledged, so a fast link is not held to 1 MiB for its first 100 ms; a link that acks again no sooner
+    // than that is slow, and stays at 1 MiB until its rate is known
+    const slow = this.lastT !== 0 && Date.now() - this.lastT >= 100;
+    const start = slow ? INITIAL_WINDOW : Math.min(MAX_WINDOW, roundTo(INITIAL_WINDOW + 4 * this.acked, 65536));
     const w = this.fixed ?? (this.rate === 0 ? start : clamp(roundTo(this.rate * 0.5, 65536), MIN_WINDOW, MAX_WINDOW));
     this.max = Math.max(this.max, w);
     return w;
@@ -268,16 +281,22 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
   );
   watchdog.unref();
 
+  // the POP acks whole blocks: a window that shrank below the block being sent (the rate fell, or slow start
+  // ended) must still let that block complete, or neither side would move until the stall watchdog fires
+  let curBlock = 65536;
   const waitWindow = async (need: number) => {
-    while (sent + need > acked + win.bytes && !ended) {
+    while (sent + need > acked + Math.max(win.bytes, 2 * curBlock) && !ended) {
       await new Promise<void>((r) => {
         wake = r;
       });
       wake = undefined;
     }
   };
-  const send = async (b: Buffer) => {
-    if (!s.write(b)) await Promise.race([s.waitDrain(), halted]);
+  // read buffers come back once the transport is done with them: 64 MiB through fresh 256 KiB buffers left tens of
+  // MiB of garbage between collections (the controller's peak RSS), a few recycled ones leave none
+  const pool: Buffer[] = [];
+  const send = async (b: Buffer, buf?: Buffer) => {
+    if (!s.write(b, buf ? () => pool.push(buf) : undefined)) await Promise.race([s.waitDrain(), halted]);
   };
 
   try {
@@ -292,18 +311,20 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
           const w = started || c.fixedChunk ? win.bytes : INITIAL_WINDOW;
           started = true;
           const block = Math.max(65536, roundTo(w / 4, 65536)); // the writer needs a multiple of 64 KiB
+          curBlock = block;
           const n = Math.min(blob.size - pos, block * 16);
           if (segs.length === 0) heardAt = Date.now(); // the writer owes nothing before this header
           segs.push({ hex: blob.hex, off: pos, n, block, finalSize: pos + n >= blob.size ? blob.size : undefined });
           await send(Buffer.from(`${blob.hex} ${pos} ${n} ${blob.size} ${block}\n`));
           const end = pos + n;
           while (pos < end && !ended) {
-            const len = Math.min(256 * 1024, block, end - pos);
+            const len = Math.min(READ_CHUNK, block, end - pos);
             // keep at most one window unacknowledged: that is all a drop can cost
             await waitWindow(len);
             if (ended) break;
             if (c.limiter) await c.limiter.take(len);
-            const b = Buffer.allocUnsafe(len);
+            const buf = pool.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
+            const b = buf.subarray(0, len);
             const { bytesRead } = await fh!.read(b, 0, len, pos);
             if (bytesRead !== len) {
               throw new BlobSyncError(`${blob.sourcePath} shrank while sending it (read ${bytesRead} of ${len} bytes at ${pos})`);
@@ -317,7 +338,7 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
             if (sent === acked) heardAt = Date.now();
             sent += len;
             pos += len;
-            await send(b);
+            await send(b, buf);
           }
         } while (pos < blob.size && !ended);
       } finally {

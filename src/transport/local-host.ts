@@ -191,9 +191,9 @@ export class LocalHost implements Host {
     result.catch(() => {});
     const counters = this.counters;
     return {
-      write: (b: Buffer) => {
+      write: (b: Buffer, done?: () => void) => {
         counters.bytesSent += b.length;
-        return child.stdin.write(b);
+        return child.stdin.write(b, done);
       },
       waitDrain: () =>
         Promise.race([

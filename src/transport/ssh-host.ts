@@ -363,9 +363,9 @@ export class SshHost implements Host {
     });
     result.catch(() => {});
     return {
-      write(chunk: Buffer): boolean {
+      write(chunk: Buffer, done?: () => void): boolean {
         counters.bytesSent += chunk.length;
-        return ch.write(chunk);
+        return ch.write(chunk, done);
       },
       waitDrain(): Promise<void> {
         return new Promise((r) => {

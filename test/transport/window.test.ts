@@ -28,26 +28,39 @@ describe('Window', () => {
   it('on a thin link the window follows half a second of the measured rate, never below 256 KiB', () => {
     const w = new Window(undefined);
     vi.setSystemTime(1000);
-    w.update(256 * 1024); // the first block took a second: 256 KiB/s
-    expect(w.bytes).toBe(256 * 1024);
+    w.update(256 * 1024); // the first ack starts the clock
     vi.setSystemTime(2000);
-    w.update(512 * 1024);
+    w.update(512 * 1024); // a block a second: 256 KiB/s
     expect(w.bytes).toBe(256 * 1024);
-    expect(w.max).toBe(256 * 1024);
+    vi.setSystemTime(3000);
+    w.update(768 * 1024);
+    expect(w.bytes).toBe(256 * 1024);
+  });
+
+  it("measures the link from the first ack on: the writer's start-up is not counted as a slow link", () => {
+    const w = new Window(undefined);
+    vi.setSystemTime(400); // the writer took 400 ms to start, then acks came fast
+    w.update(1 * MiB);
+    vi.setSystemTime(500);
+    w.update(9 * MiB); // 80 MiB/s
+    expect(w.bytes).toBe(40 * MiB);
   });
 
   it('on a fast link it grows to half a second of data, at most 64 MiB', () => {
     const w = new Window(undefined);
-    vi.setSystemTime(100);
-    w.update(8 * MiB); // 80 MiB/s
+    vi.setSystemTime(10);
+    w.update(256 * 1024);
+    vi.setSystemTime(110);
+    w.update(8 * MiB + 256 * 1024); // 80 MiB/s
     expect(w.bytes).toBe(40 * MiB);
-    vi.setSystemTime(200);
-    w.update(30 * MiB); // 220 MiB/s
+    vi.setSystemTime(210);
+    w.update(30 * MiB + 256 * 1024); // 220 MiB/s, smoothed
     expect(w.bytes).toBe(64 * MiB);
   });
 
   it('a fixed chunk is the window, whatever the rate', () => {
     const w = new Window(512 * 1024);
+    w.update(1);
     vi.setSystemTime(100);
     w.update(50 * MiB);
     expect(w.bytes).toBe(512 * 1024);
