@@ -19,8 +19,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: ['test/**/*.lab.test.ts', 'node_modules/**'],
-          // vitest's default leaves one core idle: on the 2-core CI machine that is one file at a time (~270 s
-          // there vs ~170 s with two)
+          // vitest's default leaves one core idle: on the 2-core machine that is one file at a time (measured
+          // there: 270 s with one worker, 166 s with two)
           maxWorkers: Math.max(2, os.availableParallelism() - 1),
           sequence: { groupOrder: 0 },
         },
