@@ -310,8 +310,11 @@ export async function stopHub(
   const marker = join(stateDir, 'created-netns');
   if (existsSync(marker) && !opts.keepNetns) {
     const netns = readFileSync(marker, 'utf8').trim() || HUB_NETNS;
-    // only when no POP is plugged into the bridge: the lab may have started using our namespace
-    await removeHubNetwork(netns);
+    // A private namespace goes with its hub (only when no POP is plugged into the bridge). The shared lab-hub
+    // stays for `lab.ts down`: lab test files run side by side, and another one may be between creating it and
+    // plugging in its first POP, or run its own hub or an exposed registry in it — none of which shows on the
+    // bridge, so deleting it here would pull the network from under that file.
+    if (netns !== HUB_NETNS) await removeHubNetwork(netns);
     rmSync(marker, { force: true });
   }
 }

@@ -75,7 +75,7 @@ const journalOf = async (pop: PopInfo) =>
 
 beforeAll(async () => {
   ({ v1, v2, v3 } = await buildUpgradeBundles());
-  h = await startHarness({ arches: ['amd64', 'amd64'], hub: true, hubPort: 6723, hubForwardHost: '127.0.0.12' });
+  h = await startHarness({ arches: ['amd64', 'amd64'], hub: true, hubPort: 6723, hubForwardHost: '127.0.2.3' });
   const doc = {
     apiVersion: 'edge.flomesh.io/v1alpha1',
     kind: 'Fleet',

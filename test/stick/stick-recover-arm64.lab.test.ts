@@ -20,7 +20,7 @@ import { type LabNodeRelease, labNodeRelease } from './lab-node-runtime.js';
 import { copyIntoPop, exportStick, reachesHub } from './stick-lab.js';
 import { WORKLOAD } from '../recover/fixture.js';
 
-const HUB_PORT = 6683;
+const HUB_PORT = 6703;
 const PASSPHRASE = 'correct horse battery staple';
 const STICK_ON_POP = '/media/usb';
 
@@ -62,9 +62,9 @@ async function hubClusters() {
 }
 
 beforeAll(async () => {
-  node = labNodeRelease(path.resolve('airgap/cache'));
+  node = await labNodeRelease(path.resolve('airgap/cache'));
   [h, files] = await Promise.all([
-    startHarness({ arches: ['arm64'], hub: true, hubPort: HUB_PORT, hubForwardHost: '127.0.0.7' }),
+    startHarness({ arches: ['arm64'], hub: true, hubPort: HUB_PORT, hubForwardHost: '127.0.2.2' }),
     startFileServer({ root: node.root }),
   ]);
   site = h.writeSite(h.pops[0]!);

@@ -34,9 +34,9 @@ function cli(args: string[]) {
 }
 
 beforeAll(async () => {
-  node = labNodeRelease(path.resolve('airgap/cache'));
+  node = await labNodeRelease(path.resolve('airgap/cache'));
   [h, files] = await Promise.all([
-    startHarness({ arches: ['amd64'], hub: true, hubPort: 6673, hubForwardHost: '127.0.0.6' }),
+    startHarness({ arches: ['amd64'], hub: true, hubPort: 6663, hubForwardHost: '127.0.0.5' }),
     startFileServer({ root: node.root }),
   ]);
   // What the technician carries: the Site only (no Hub document, so no hub credentials on the stick).

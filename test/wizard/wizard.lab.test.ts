@@ -10,11 +10,13 @@ import { startHarness, type Harness } from '../install/harness.js';
 import { TmuxSession } from './tmux.js';
 import { CLI_COMMAND, runCli } from '../cli/run-cli.js';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
-
-const BUNDLES = path.join(REPO, 'airgap/bundles');
-
 let h: Harness;
+/**
+ * The wizard's bundles directory: a copy holding only the sample bundle `lab`. airgap/bundles also gets the
+ * upgrade tests' lab-v2 and lab-v3 (amd64 only, lab-v3 broken on purpose) whenever those ran first or run beside
+ * this file, and the wizard offers the newest bundle by default.
+ */
+let BUNDLES: string;
 let work: string;
 const sessions: TmuxSession[] = [];
 
@@ -28,6 +30,8 @@ function hiddenFiles(dir: string): string[] {
 
 beforeAll(async () => {
   h = await startHarness({ arches: ['amd64'], hub: true, hubPort: 6843, hubForwardHost: '127.0.0.6' });
+  BUNDLES = path.join(h.dir, 'bundles');
+  fs.cpSync(h.bundle.dir, path.join(BUNDLES, 'lab'), { recursive: true });
   work = path.join(h.dir, 'wizard');
   fs.mkdirSync(work);
   // Where `bundle keygen` leaves the public key: the wizard offers it as the trust key.

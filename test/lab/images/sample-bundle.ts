@@ -13,6 +13,7 @@ import { buildK3sStandIn, K3S_SYSTEM_IMAGES } from '../standins/build.js';
 import { buildFsmChart } from '../standins/fsm-chart.js';
 import { pushStandInImages } from './synthetic.js';
 import { createHash } from 'node:crypto';
+import { withFileLock } from '../file-lock.js';
 
 export const SAMPLE_ARCHES = ['amd64', 'arm64'] as const;
 
@@ -51,8 +52,16 @@ function sourcesStamp(): string {
   return h.digest('hex');
 }
 
-export async function buildSampleBundle(opts: SampleOptions = {}): Promise<SampleBundle> {
+/**
+ * The sample bundle, built when missing or made from other sources. Test files running at the same time share it:
+ * one builds, the others wait on the lock and reuse it (two builds into one directory would clash).
+ */
+export function buildSampleBundle(opts: SampleOptions = {}): Promise<SampleBundle> {
   const airgap = path.resolve(opts.airgapDir ?? 'airgap');
+  return withFileLock(path.join(airgap, 'sample-bundle.lock'), () => buildLocked(airgap, opts));
+}
+
+async function buildLocked(airgap: string, opts: SampleOptions): Promise<SampleBundle> {
   const work = path.join(airgap, 'lab');
   const dir = path.join(airgap, 'bundles', 'lab');
   const privateKeyFile = path.join(work, 'signing.key');

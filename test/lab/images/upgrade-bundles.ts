@@ -16,6 +16,7 @@ import { startRegistry } from '../registry.js';
 import { buildK3sStandIn, K3S_SYSTEM_IMAGES } from '../standins/build.js';
 import { buildFsmChart } from '../standins/fsm-chart.js';
 import { buildSampleBundle, type SampleBundle } from './sample-bundle.js';
+import { withFileLock } from '../file-lock.js';
 import { pushStandInImages } from './synthetic.js';
 
 export interface UpgradeBundle {
@@ -42,6 +43,15 @@ export async function buildUpgradeBundles(
   const log = opts.log ?? (() => {});
   const airgap = path.resolve(opts.airgapDir ?? 'airgap');
   const v1 = await buildSampleBundle({ airgapDir: airgap, log });
+  // one builder at a time (test files may run at the same time); the others wait and reuse what it built
+  return withFileLock(path.join(airgap, 'upgrade-bundles.lock'), () => buildUpgradesLocked(airgap, v1, log));
+}
+
+async function buildUpgradesLocked(
+  airgap: string,
+  v1: SampleBundle,
+  log: (l: string) => void,
+): Promise<{ v1: SampleBundle; v2: UpgradeBundle; v3: UpgradeBundle }> {
   const stamp = sha256(
     fs.readFileSync(path.join(v1.dir, 'bundle.json')) +
       JSON.stringify(UPGRADE_VERSIONS) +
