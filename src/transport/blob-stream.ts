@@ -283,9 +283,8 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
 
   // the POP acks whole blocks: a window that shrank below the block being sent (the rate fell, or slow start
   // ended) must still let that block complete, or neither side would move until the stall watchdog fires
-  let curBlock = 65536;
   const waitWindow = async (need: number) => {
-    while (sent + need > acked + Math.max(win.bytes, 2 * curBlock) && !ended) {
+    while (sent + need > acked + Math.max(win.bytes, 2 * (segs.at(-1)?.block ?? 0)) && !ended) {
       await new Promise<void>((r) => {
         wake = r;
       });
@@ -311,7 +310,6 @@ export async function runStream(streamExec: StreamExec, lane: Job[], c: StreamCt
           const w = started || c.fixedChunk ? win.bytes : INITIAL_WINDOW;
           started = true;
           const block = Math.max(65536, roundTo(w / 4, 65536)); // the writer needs a multiple of 64 KiB
-          curBlock = block;
           const n = Math.min(blob.size - pos, block * 16);
           if (segs.length === 0) heardAt = Date.now(); // the writer owes nothing before this header
           segs.push({ hex: blob.hex, off: pos, n, block, finalSize: pos + n >= blob.size ? blob.size : undefined });

@@ -128,6 +128,8 @@ export const WRITER_IDLE_S = 120;
 
 /** Segments up to this size are written by one dd (one process; on an emulated or small POP each one counts). */
 const ONE_DD_MAX = 1024 * 1024;
+/** Blobs under this size are hashed by sha256sum, which starts faster than OpenSSL (see writerScript). */
+const SMALL_HASH_MAX = 1024 * 1024;
 
 /**
  * The stream writer. Reads segment headers `HEX OFFSET NBYTES SIZE BLOCK` each followed by NBYTES raw bytes; `end`
@@ -215,7 +217,7 @@ export function writerScript(storeDir: string, token: string, idleS = WRITER_IDL
     `  lh=; lp=; echo >> "$W"`,
     // the file is hashed while its last bytes go to disk; it is stored only when both are done
     `  f=; [ -n "$done1" ] || { fsync "$p" & f=$!; }`,
-    `  if [ $size -lt 1048576 ]; then sum=$($Hs < "$p"); else sum=$($H < "$p"); fi || ${fail}; sum=\${sum%% *}`,
+    `  if [ $size -lt ${SMALL_HASH_MAX} ]; then sum=$($Hs < "$p"); else sum=$($H < "$p"); fi || ${fail}; sum=\${sum%% *}`,
     `  fok=0; [ -n "$f" ] && { wait $f; fok=$?; }`,
     `  if [ "$sum" = "$h" ]; then`,
     `    [ $fok = 0 ] && mv -f "$p" ${STORE_BLOBS}/$h || exit ${PopExit.storeFailed}`,
