@@ -35,11 +35,13 @@ import {
 import { syncBlobsOver } from './blob-sync.js';
 import type { ExecStream, StreamExec } from './blob-stream.js';
 import { PopLockKeeper } from './pop-lock.js';
+import { ReconnectBackoff } from './reconnect-backoff.js';
 import { popLockPaths } from './pop-paths.js';
 
 export interface ReconnectPolicy {
   /** Give up after this long without a connection. Default 120 s. */
   giveUpAfterMs?: number;
+  /** Least time between the starts of two attempts, doubling per failure up to maxDelayMs. Defaults 500 and 8000 ms. */
   initialDelayMs?: number;
   maxDelayMs?: number;
 }
@@ -123,8 +125,9 @@ export class SshHost implements Host {
   private async reconnect(retry: boolean): Promise<SshLink> {
     const p = this.opts.reconnect ?? {};
     const giveUp = Date.now() + (retry ? (p.giveUpAfterMs ?? 120_000) : 0);
-    let delay = p.initialDelayMs ?? 500;
+    const backoff = new ReconnectBackoff(p.initialDelayMs ?? 500, p.maxDelayMs ?? 8000);
     for (let attempt = 1; ; attempt++) {
+      const startedAt = Date.now();
       try {
         const newPins = this.newPins.length ? [...this.newPins] : [];
         const link = await openLink(this.target, this.opts, this.keyCache, newPins);
@@ -145,10 +148,10 @@ export class SshHost implements Host {
         return link;
       } catch (e) {
         const err = e as Error & { retryable?: boolean };
-        if (err instanceof HostKeyError || err.retryable !== true || Date.now() + delay > giveUp || this.closed) throw err;
-        this.log(`ssh: ${this.name}: ${err.message}; retrying in ${delay} ms`);
-        await sleep(delay);
-        delay = Math.min(delay * 2, p.maxDelayMs ?? 8000);
+        const wait = backoff.next(startedAt, Date.now());
+        if (err instanceof HostKeyError || err.retryable !== true || Date.now() + wait > giveUp || this.closed) throw err;
+        this.log(`ssh: ${this.name}: ${err.message}; retrying in ${wait} ms`);
+        await sleep(wait);
       }
     }
   }
