@@ -5,6 +5,7 @@
 
 import { formatHostPort } from '../config/formats.js';
 import { readFile } from 'node:fs/promises';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import ssh2, { type ConnectConfig } from 'ssh2';
 
@@ -90,9 +91,15 @@ export class SshLink {
   private lostErr: Error | undefined;
   private readonly listeners = new Set<LostListener>();
 
+  /**
+   * `tcp` is the first hop's socket. A link that is lost is reset, not closed: a closed socket still delivers the
+   * bytes its kernel queued, so after an outage the dead session's window would cross the link again, ahead of
+   * the resumed one — on a thin link, seconds of it.
+   */
   constructor(
     readonly clients: Client[],
     readonly label: string,
+    private readonly tcp?: Socket,
   ) {
     for (const [i, c] of clients.entries()) {
       const hop = i === clients.length - 1 ? label : `jump host ${i + 1} of ${label}`;
@@ -125,9 +132,10 @@ export class SshLink {
     return () => this.listeners.delete(fn);
   }
 
-  lose(err: Error): void {
+  lose(err: Error, graceful = false): void {
     if (this.lostErr) return;
     this.lostErr = err;
+    if (!graceful && this.tcp && !this.tcp.destroyed) this.tcp.resetAndDestroy();
     for (const fn of [...this.listeners]) {
       try {
         fn(err);
@@ -154,7 +162,7 @@ export class SshLink {
   }
 
   close(): void {
-    this.lose(new ConnectionLostError(`${this.label}: connection closed by us`));
+    this.lose(new ConnectionLostError(`${this.label}: connection closed by us`), true);
   }
 }
 
@@ -249,7 +257,7 @@ function connectHop(
   opts: SshConnectOptions,
   keyCache: Map<string, string>,
   newPins: NewPin[],
-): Promise<Client> {
+): Promise<{ client: Client; tcp: Socket | undefined }> {
   return (async () => {
     const auth: Partial<ConnectConfig> = {};
     if (ep.identityFile) {
@@ -267,8 +275,10 @@ function connectHop(
     }
     if (!ep.identityFile && !ep.agent) throw new ConnectError(`${label}: no credentials: set identityFile or agent: true`);
 
-    return await new Promise<Client>((resolve, reject) => {
+    return await new Promise<{ client: Client; tcp: Socket | undefined }>((resolve, reject) => {
       const c = new Client();
+      // the first hop's socket is ours (ssh2 accepts one still connecting), so a lost link can be reset
+      let tcp: Socket | undefined;
       let keyErr: HostKeyError | undefined;
       let settled = false;
       const fail = (e: Error) => {
@@ -279,7 +289,7 @@ function connectHop(
         } catch {
           /* not connected */
         }
-        sock?.destroy();
+        (sock ?? tcp)?.destroy();
         reject(keyErr ?? classify(label, e));
       };
       c.on('error', fail);
@@ -290,7 +300,7 @@ function connectHop(
         c.removeListener('error', fail);
         // the SshLink attaches the long-lived listeners; keep one here until it does (same tick)
         c.on('error', () => {});
-        resolve(c);
+        resolve({ client: c, tcp });
       });
       const cfg: ConnectConfig = {
         host: ep.host,
@@ -312,8 +322,10 @@ function connectHop(
           return true;
         },
       };
-      if (sock) cfg.sock = sock;
       try {
+        // created here, in the tick that hands it to ssh2, which listens for its errors from then on
+        tcp = sock ? undefined : tcpConnect({ host: ep.host, port: ep.port });
+        cfg.sock = sock ?? tcp;
         c.connect(cfg);
       } catch (e) {
         fail(e as Error);
@@ -341,16 +353,19 @@ export async function openLink(
     { ep: target, hop: { kind: 'target' }, label: `${target.name} (${endpointLabel(target)})` },
   ];
   const clients: Client[] = [];
+  let tcp: Socket | undefined;
   try {
     for (const [i, h] of hops.entries()) {
       const sock = i === 0 ? undefined : await forwardTo(clients[i - 1]!, h.ep.host, h.ep.port, h.label);
       opts.onLog?.(`ssh: connecting ${h.label}${i ? ' through the previous hop' : ''}`);
-      clients.push(await connectHop(h.ep, h.hop, h.label, sock, opts, keyCache, newPins));
+      const hopConn = await connectHop(h.ep, h.hop, h.label, sock, opts, keyCache, newPins);
+      clients.push(hopConn.client);
+      if (i === 0) tcp = hopConn.tcp;
     }
   } catch (e) {
     for (const c of clients.reverse()) c.destroy();
     throw e;
   }
-  const link = new SshLink(clients, hops[hops.length - 1]!.label);
+  const link = new SshLink(clients, hops[hops.length - 1]!.label, tcp);
   return link;
 }

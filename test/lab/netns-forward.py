@@ -7,9 +7,11 @@ Listens on LHOST:LPORT inside netns LNS and forwards each connection to CHOST:CP
 A namespace is a name under /run/netns, or "-" for the namespace this process started in (the host's).
 A socket keeps the namespace it was created in, so one single-threaded process serves both sides; no
 `ip netns exec` per connection and no bind-mounted handle on the host namespace. Half-closes are passed on.
-READYFILE is written once every listener is bound. Numeric addresses only.
+A reset is passed on as a reset: what this process still holds for the other side is dropped, as a direct TCP
+connection's kernel drops its unsent queue when the connection is reset (SO_LINGER 0) instead of delivering it
+after an outage. READYFILE is written once every listener is bound. Numeric addresses only.
 """
-import asyncio, ctypes, os, socket, sys
+import asyncio, ctypes, os, socket, struct, sys
 
 CLONE_NEWNET = 0x40000000
 libc = ctypes.CDLL(None, use_errno=True)
@@ -45,7 +47,15 @@ async def pipe(reader, writer):
         if writer.can_write_eof():
             writer.write_eof()
     except (ConnectionError, OSError):
-        writer.close()
+        reset(writer)
+
+
+def reset(writer):
+    try:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (AttributeError, OSError):
+        pass
+    writer.transport.abort()
 
 
 def handler(cns, chost, cport):
