@@ -158,10 +158,13 @@ describe.each([
     await h.close();
   });
 
+  // The reply is 4 MiB and the server closes right after it: the tunnel must deliver all of it. The readiness probe
+  // below closes before reading, so the server ignores write errors (an unhandled EPIPE killed it, and under load
+  // the tunnelled connection then got nothing).
   it('tunnels a local port to 127.0.0.1:6443 on the POP', async () => {
     const h = await SshHost.connect(targetOf(pop()));
     await h.run(
-      `setsid nohup node -e "require('net').createServer(s=>s.end('api:'+require('os').hostname()+'\\\\n')).listen(6443,'127.0.0.1')" >/dev/null 2>&1 < /dev/null &`,
+      `setsid nohup node -e "require('net').createServer(s=>s.on('error',()=>{}).end('x'.repeat(4<<20)+'api:'+require('os').hostname()+'\\\\n')).listen(6443,'127.0.0.1')" >/dev/null 2>&1 < /dev/null &`,
     );
     // commands run under POSIX sh (every command is wrapped in `timeout … sh -c`): /dev/tcp needs bash
     await h.run(`for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/6443' 2>/dev/null && exit 0; sleep 0.1; done; exit 1`);
@@ -174,7 +177,8 @@ describe.each([
       s.on('error', reject);
     });
     expect(t.localHost).toBe('127.0.0.1');
-    expect(reply).toBe(`api:${pop().name}\n`);
+    expect(reply.length).toBe((4 << 20) + `api:${pop().name}\n`.length);
+    expect(reply.endsWith(`api:${pop().name}\n`)).toBe(true);
     await t.close();
     await h.run('pkill -f "listen(6443" || true');
     await h.close();
