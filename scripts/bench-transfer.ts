@@ -1,5 +1,5 @@
 // npm run bench:transfer — our blob sync against OpenSSH scp and against the raw ssh2 exec stream (`cat > file`,
-// the local ceiling of pure-JS SSH), side by side on the same lab links:
+// the local ceiling of pure-JS SSH, run in a process of its own), side by side on the same lab links:
 //   (1) unshaped veth link, 64 MiB;  (2) 2 Mbit/s, 100 ms RTT, 1 % loss each way (userspace wire), 2 MiB;
 //   (3) 8 Mbit/s link cut at half way for 15 s, then restored, 4 MiB — scp and our sync with the same keepalive
 //       (3 s × 3), so both connections really die; scp is then re-run from the start, as an operator would.
@@ -10,8 +10,6 @@
 // Sized so that a full run holds the lab for under 10 minutes. rsync --partial is measured when the POP has it.
 // Prints a table per case and, as the last line, one JSON object with the headline figures.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,31 +93,27 @@ async function ours(pop: PopInfo, f: BlobWant, opts: SshHostOptions, onHalf?: ()
   };
 }
 
-/** The ceiling: one ssh2 connection, one exec channel `cat > file`, the file piped in. No hashing, no fsync. */
+/** The ceiling (scripts/bench-raw-stream.ts), timed inside its own process from connect to close. */
 async function raw(pop: PopInfo, f: BlobWant): Promise<Run> {
   await popExec(pop, 'rm -f /home/pop/raw.bin');
   const before = await linkCounters(pop);
-  const t0 = performance.now();
-  const c = new ssh2.Client();
-  await new Promise<void>((resolve, reject) => {
-    c.once('ready', resolve).once('error', reject);
-    c.connect({ host: pop.sshHost, port: pop.sshPort, username: pop.user, privateKey: readFileSync(pop.identityFile) });
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      c.exec('cat > /home/pop/raw.bin', (err, ch) => {
-        if (err) return reject(err);
-        let code: number | undefined;
-        ch.on('exit', (x: number) => (code = x));
-        ch.on('close', () => (code === 0 ? resolve() : reject(new Error(`cat exited ${code}`))));
-        ch.resume();
-        createReadStream(f.sourcePath, { highWaterMark: 256 * 1024 }).pipe(ch);
-      });
-    });
-  } finally {
-    c.end();
-  }
-  const seconds = (performance.now() - t0) / 1000;
+  const child = [
+    '--import',
+    'tsx',
+    join(import.meta.dirname, 'bench-raw-stream.ts'),
+    pop.sshHost,
+    String(pop.sshPort),
+    pop.user,
+    pop.identityFile,
+    f.sourcePath,
+    '/home/pop/raw.bin',
+  ];
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, child, (err, stdout, stderr) =>
+      err ? reject(new Error(`raw stream: ${stderr || err.message}`)) : resolve(stdout),
+    ),
+  );
+  const { seconds } = JSON.parse(out) as { seconds: number };
   const after = await linkCounters(pop);
   const sum = (await popExec(pop, 'sha256sum /home/pop/raw.bin')).stdout.split(' ')[0];
   return { seconds, wireBytes: wire(before, after), resentBytes: 0, ok: `sha256:${sum}` === f.digest };
@@ -246,7 +240,7 @@ async function main(): Promise<void> {
       c === 'ours' ? ours(veth, f1, {}) : c === 'raw' ? raw(veth, f1) : baseline(veth, f1, c as 'scp' | 'rsync', ssh),
     );
     table('unshaped', f1.size, u);
-    // the controller's peak RSS from our sync alone, before the raw stream's and the later cases' buffers count
+    // the controller's peak RSS from our sync (the raw stream runs in its own process), before later cases count
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 
     // (2) thin: 2 Mbit/s, 50 ms each way, 1 % loss each way
@@ -277,7 +271,7 @@ async function main(): Promise<void> {
     const chunkBytes = Math.max(...cu.ours.map((r) => r.chunkBytes ?? 0));
     const overChunk = cu.ours.filter((r) => r.resentBytes > (r.chunkBytes ?? 0)).length;
     say(
-      `\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB after the unshaped case (ssh2 client + benchmark; ` +
+      `\ncontroller peak RSS: ${peakRssMiB.toFixed(1)} MiB after the unshaped case (our sync + benchmark; ` +
         `${baseRssMiB.toFixed(1)} MiB before the first transfer); cut rounds that re-sent more than one chunk: ${overChunk}; ` +
         `lab held ${((Date.now() - t0) / 1000).toFixed(0)} s`,
     );
