@@ -2,7 +2,15 @@
 // existing k3s and whether it is healthy. The probe script (read-only), its parser, and a one-line description.
 
 import { K3S_CONFIG_PATH } from '../engine/pop-layout.js';
-import { HOST_SUPPORT_PROBE, type HostSupportFacts, K3S_PROBE, parseHostSupport } from './host-support.js';
+import {
+  HOST_SUPPORT_PROBE,
+  type HostSupportFacts,
+  K3S_PROBE,
+  parseHostSupport,
+  READYZ_PROBE_SECONDS,
+  READYZ_RECHECK_SECONDS,
+  readyzLines,
+} from './host-support.js';
 import type { Host } from '../transport/host.js';
 
 export interface Facts {
@@ -120,7 +128,23 @@ export async function probeFacts(host: Host): Promise<Facts> {
   return parseFacts(out);
 }
 
+/**
+ * Asks a k3s whose /readyz did not answer within the facts probe's bound once more, for longer: whether it is
+ * ready decides whether it is waited for or left alone, and a busy POP is not a broken one. Read-only.
+ */
+export async function readyzAnswersLate(host: Host): Promise<boolean> {
+  const out = await host.run(readyzLines(READYZ_RECHECK_SECONDS), { sudo: true, timeoutMs: (READYZ_RECHECK_SECONDS + 15) * 1000 });
+  return /^k3s_ready=ok$/m.test(out);
+}
+
+/** `ready`, `not ready`, `stopped`, or that /readyz did not answer in time (which is not "not ready"). */
+export function k3sHealthWord(k: NonNullable<Facts['k3s']>): string {
+  if (k.ready) return 'ready';
+  if (!k.active) return 'stopped';
+  return k.readyTimedOut ? `/readyz did not answer within ${READYZ_PROBE_SECONDS}s` : 'not ready';
+}
+
 export function describeFacts(f: Facts): string {
-  const k3s = f.k3s ? `, k3s ${f.k3s.version}${f.k3s.ready ? ' (ready)' : f.k3s.active ? ' (not ready)' : ' (stopped)'}` : '';
+  const k3s = f.k3s ? `, k3s ${f.k3s.version} (${k3sHealthWord(f.k3s)})` : '';
   return `${f.machine}, ${f.os.pretty || f.os.id}, kernel ${f.kernel}, ${f.cpus} CPU, ${(f.memMiB / 1024).toFixed(1)} GiB RAM, ${(f.diskFreeMiB / 1024).toFixed(1)} GiB free${k3s}`;
 }

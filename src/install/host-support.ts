@@ -46,6 +46,23 @@ echo "sudo_path=$PATH"
 `;
 
 /**
+ * How long the facts probe waits for /readyz. Every section of the batched probe waits with it, so it is short;
+ * a k3s that did not answer in time is asked again, for longer, before anything is decided (READYZ_RECHECK_SECONDS).
+ */
+export const READYZ_PROBE_SECONDS = 10;
+/** The second ask: a busy low-end POP (importing images, a slow SD card) can take this long to answer. */
+export const READYZ_RECHECK_SECONDS = 60;
+
+/** Sets and prints `k3s_ready=`: `ok`, `timeout` (no answer within the bound), or the start of another answer. */
+export function readyzLines(seconds: number): string {
+  return [
+    `  k3s_ready=$(timeout ${seconds} ${POP_K3S_BINARY} kubectl get --raw /readyz 2>/dev/null); rc=$?`,
+    '  [ $rc -eq 124 ] && k3s_ready=timeout',
+    `  echo "k3s_ready=$(printf '%s' "$k3s_ready" | head -c 20)"`,
+  ].join('\n');
+}
+
+/**
  * The k3s lines of the facts probe with the binary's absolute path (a bare `k3s` is not found under a
  * secure_path without /usr/local/bin, so an installed k3s would look absent).
  */
@@ -53,9 +70,7 @@ export const K3S_PROBE = `
 if [ -x ${POP_K3S_BINARY} ]; then
   echo "k3s_version=$(${POP_K3S_BINARY} --version 2>/dev/null | head -n1)"
   if command -v systemctl >/dev/null 2>&1; then echo "k3s_active=$(systemctl is-active k3s 2>/dev/null)"; fi
-  k3s_ready=$(timeout 10 ${POP_K3S_BINARY} kubectl get --raw /readyz 2>/dev/null); rc=$?
-  [ $rc -eq 124 ] && k3s_ready=timeout
-  echo "k3s_ready=$(printf '%s' "$k3s_ready" | head -c 20)"
+${readyzLines(READYZ_PROBE_SECONDS)}
 fi
 `;
 

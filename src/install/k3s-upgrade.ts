@@ -44,8 +44,9 @@ export function restartK3sScript(startSec: number): string {
 export function waitThenRestartK3sScript(waitSec: number, startSec: number): string {
   return [
     `end=$(( $(date +%s) + ${waitSec} ))`,
-    'while [ "$(date +%s)" -lt "$end" ]; do',
-    `  if [ "$(timeout 10 ${K3S_BINARY} kubectl get --raw /readyz 2>/dev/null)" = ok ]; then echo "k3s ready, not restarted"; exit 0; fi`,
+    'while left=$(( end - $(date +%s) )); [ "$left" -gt 0 ]; do',
+    // An ask may take the rest of the wait: a busy POP answers late, and a restart only sets it back.
+    `  if [ "$(timeout "$left" ${K3S_BINARY} kubectl get --raw /readyz 2>/dev/null)" = ok ]; then echo "k3s ready, not restarted"; exit 0; fi`,
     '  sleep 3',
     'done',
     `echo "k3s did not answer /readyz within ${waitSec}s; restarting it" >&2`,

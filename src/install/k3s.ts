@@ -26,6 +26,7 @@ import { FatalWaitError, pollUntil } from '../kube/poll.js';
 import type { Host } from '../transport/host.js';
 import { bundleOf, decisionsOf, type InstallContext, popKubeOf } from './context.js';
 import { type K3sUpgrade, keepPreviousScript, restartK3sScript, restartUpgradedK3s, waitThenRestartK3sScript } from './k3s-upgrade.js';
+import { readyzAnswersLate } from './host-facts.js';
 import { endpointHost, renderK3sConfig, renderRegistries } from './render/k3s-config.js';
 
 /** k3s installed by us at another version than the bundle's: this run upgrades (or downgrades) it in place. */
@@ -160,6 +161,8 @@ export async function waitK3sReady(ctx: InstallContext, host: Host, timeoutMs: n
 interface K3sLive extends PopK3sState {
   /** k3s runs, is ready, was configured by us, and is the bundle's version (from the facts section). */
   healthy: boolean;
+  /** /readyz answered only when asked again with a longer bound than the facts probe's. */
+  answeredLate: boolean;
   assembled: string[];
   /** The journal says an earlier upgrade to this version was rolled back: said again, then tried again. */
   warnings: string[];
@@ -171,9 +174,13 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
   probe: () => K3S_PROBE,
   prepare: (ctx) => k3sFiles(ctx),
   inputs: (ctx, f) => ({ bundle: bundleOf(ctx).digest, config: sha256(f.config), registries: sha256(f.registries), plan: sha256(f.plan) }),
-  check(ctx, _files, env) {
+  async check(ctx, _files, env) {
     const k = ctx.facts?.k3s;
-    const healthy = Boolean(k?.ready && k.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
+    const ours = Boolean(k?.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
+    // The probe's short bound ran out: asked again, longer, because the answer decides whether a running k3s of
+    // this bundle is left alone (a busy POP) or waited for and, failing that, restarted.
+    const answeredLate = Boolean(ours && k?.active && !k.ready && k.readyTimedOut) && (await readyzAnswersLate(env.host));
+    const healthy = ours && Boolean(k?.ready || answeredLate);
     const back = ctx.journal?.k3sRollback;
     const warnings =
       back && back.to === bundleOf(ctx).doc.versions.k3s && !healthy
@@ -181,7 +188,7 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
             `the last upgrade to k3s ${back.to} (${back.at}) was ${back.outcome === 'rolled-back' ? `rolled back to ${back.from}` : 'not rolled back'}: ${back.reason}; trying again`,
           ]
         : [];
-    return { ...parseState(env.probe), healthy, assembled: [], warnings };
+    return { ...parseState(env.probe), healthy, answeredLate, assembled: [], warnings };
   },
   plan(ctx, files, live, env) {
     const changes: PlannedChange[] = [];
@@ -266,7 +273,7 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     summary:
       dryRun && changes.length
         ? `would: ${changes.join(', ')}`
-        : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? ', ready' : ''}`,
+        : `k3s ${bundleOf(ctx).doc.versions.k3s} installed and unchanged${live.healthy ? `, ready${live.answeredLate ? ' (slow to answer /readyz)' : ''}` : ''}`,
     warnings: live.warnings,
   }),
   async settle(ctx, _files, live, env, applied) {

@@ -38,6 +38,8 @@ export class RecordingHost implements Host {
   failChange?: { match: RegExp; code: number; stderr: string };
   /** stdout a change prints (by script match). */
   changeOutput: Array<{ match: RegExp; stdout: string }> = [];
+  /** What a plain command (not a probe, not a change batch) prints, by command match; otherwise nothing, exit 0. */
+  answers: Array<{ match: RegExp; stdout: string; code?: number }> = [];
   synced: BlobWant[][] = [];
   roundTrips = 0;
   /** Who holds the POP lock (another controller, when a test sets it). */
@@ -56,7 +58,8 @@ export class RecordingHost implements Host {
     const probe = /m='(@@fsm-edge-probe-[0-9a-f]+)'/.exec(command);
     if (probe) return { code: 0, stdout: this.probeOutput(probe[1]!, command), stderr: '' };
     if (command === 'sh -s' && stdin !== undefined) return this.runBatch(stdin);
-    return { code: 0, stdout: '', stderr: '' };
+    const answer = this.answers.find((a) => a.match.test(command));
+    return { code: answer?.code ?? 0, stdout: answer?.stdout ?? '', stderr: '' };
   }
 
   /** The POP lock as the real hosts keep it: one round trip to take, refused while someone else holds it. */

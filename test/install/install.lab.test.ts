@@ -1,6 +1,6 @@
 // The install end to end on a lab POP (amd64, systemd) with a private lab hub: dry run, refusals that change
 // nothing, a controller killed mid-install, the hub down (registration pending, then `register`), convergence,
-// an immediate re-run that changes nothing, a link cut during sync, a full disk during sync, and no secret in any
+// an immediate re-run that changes nothing, a busy POP slow to answer /readyz, a link cut during sync, a full disk during sync, and no secret in any
 // output or record.
 
 import fs from 'node:fs';
@@ -219,6 +219,34 @@ describe('install on an amd64 lab POP', () => {
       items: Array<{ metadata: { name: string } }>;
     };
     expect(list.items.map((i) => i.metadata.name)).toEqual([`site-${h.pops[0]!.name}`]);
+  });
+
+  it('a busy POP whose /readyz answers after 12 s (the facts probe waits 10 s) is asked again: not waited for, not restarted', async () => {
+    const before = await pop('systemctl show k3s -p InvocationID --value');
+    const setDelay = (seconds: string) =>
+      popExec(h.pops[0]!, '/usr/local/bin/k3s kubectl apply -f -', {
+        input: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lab-apiserver-faults, namespace: kube-system}\ndata: {apiserver-health-delay: "${seconds}"}\n`,
+      });
+    await setDelay('12');
+    try {
+      const dry = await cli(installArgs(site, ['--dry-run', '--json']));
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(dry.stderr).toMatch(/k3s v\S+ \(\/readyz did not answer within 10s\)/);
+      const k3s = (JSON.parse(dry.stdout).sites[0].phases as Array<{ id: string; status: string; summary: string }>).find(
+        (p) => p.id === 'k3s',
+      )!;
+      expect(k3s).toMatchObject({ status: 'unchanged', summary: expect.stringMatching(/ready \(slow to answer \/readyz\)/) });
+      const r = await cli(installArgs(site, ['--json']));
+      expect(r.code, r.stderr).toBe(0);
+      const phases = JSON.parse(r.stdout).sites[0].phases as Array<{ status: string }>;
+      expect(
+        phases.map((p) => p.status),
+        r.stderr,
+      ).toEqual(Array(phases.length).fill('unchanged'));
+      expect(await pop('systemctl show k3s -p InvocationID --value')).toBe(before);
+    } finally {
+      await setDelay('0');
+    }
   });
 
   it('re-sends lost blobs through a link cut during sync and converges', async () => {

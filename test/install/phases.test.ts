@@ -17,7 +17,7 @@ import { FSM_MANIFEST_PATH, K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, K3S_TOKEN_PATH
 import { applyChanges, runPhases } from '../../src/engine/runner.js';
 import type { InstallContext } from '../../src/install/context.js';
 import { DEFAULT_TIMEOUTS } from '../../src/install/context.js';
-import { parseFacts } from '../../src/install/facts.js';
+import { describeFacts, parseFacts } from '../../src/install/facts.js';
 import { interceptionPhase } from '../../src/install/interception.js';
 import { K3S_PROBE, type K3sFiles, k3sPhase } from '../../src/install/k3s.js';
 import { type MeshPlan, meshPhase } from '../../src/install/mesh.js';
@@ -83,8 +83,13 @@ const env = (host: RecordingHost, probe: string, dryRun = false): PhaseEnv => ({
 });
 
 /** What a phase plans on this live state, and what applying it does on a recording host. */
-async function planAndApply<P, L>(phase: AnyPhase<InstallContext>, ctx: InstallContext, prep: P, probe: string) {
-  const host = new RecordingHost();
+async function planAndApply<P, L>(
+  phase: AnyPhase<InstallContext>,
+  ctx: InstallContext,
+  prep: P,
+  probe: string,
+  host = new RecordingHost(),
+) {
   const e = env(host, probe);
   const live: L = await phase.check(ctx, prep, e);
   const planned = phase.plan(ctx, prep, live, e);
@@ -160,10 +165,50 @@ describe('k3s phase', () => {
     expect(r.planned).toEqual([`write ${K3S_CONFIG_PATH}`, 'restart k3s']);
   });
 
-  it('a running k3s of this bundle whose /readyz timed out (a busy POP) is waited for, not reassembled or restarted', async () => {
-    const busy = parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=active\nk3s_ready=timeout\nk3s_ours=1`);
+  const busyFacts = (ready = 'timeout', extra = '') =>
+    parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=active\nk3s_ready=${ready}\nk3s_ours=1${extra}`);
+  const recheck = /timeout 60 \/usr\/local\/bin\/k3s kubectl get --raw \/readyz/;
+
+  it('a running k3s of this bundle whose /readyz timed out in the probe is asked again, longer; a late ok leaves it alone', async () => {
+    const busy = busyFacts();
     expect(busy.k3s).toMatchObject({ ready: false, readyTimedOut: true });
-    const r = await planAndApply(k3sPhase, context({ facts: busy }), K3S_FILES, k3sProbe(installedK3s));
+    expect(describeFacts(busy)).toMatch(/k3s v1\.31\.4\+k3s1 \(\/readyz did not answer within 10s\)/);
+    const host = new RecordingHost();
+    host.answers.push({ match: recheck, stdout: 'k3s_ready=ok\n' });
+    const ctx = context({ facts: busy });
+    const r = await planAndApply(k3sPhase, ctx, K3S_FILES, k3sProbe(installedK3s), host);
+    expect(r.planned).toEqual([]);
+    expect(host.calls.filter((c) => recheck.test(c.command ?? ''))).toEqual([
+      expect.objectContaining({ kind: 'exec', sudo: true, timeoutMs: 75_000 }),
+    ]);
+    expect(k3sPhase.describe!(ctx, K3S_FILES, r.live, [], true).summary).toBe(
+      'k3s v1.31.4+k3s1 installed and unchanged, ready (slow to answer /readyz)',
+    );
+  });
+
+  it('a k3s that answered "not ready" in time, or is not ours, or not running, is not asked again', async () => {
+    for (const facts of [
+      busyFacts('[-]etcd failed'),
+      parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=active\nk3s_ready=timeout\nk3s_ours=0`),
+      parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.31.4+k3s1 (abc)\nk3s_active=failed\nk3s_ready=timeout\nk3s_ours=1`),
+      parseFacts(`${FACTS_OK}\nk3s_version=k3s version v1.30.0+k3s1 (abc)\nk3s_active=active\nk3s_ready=timeout\nk3s_ours=1`),
+    ]) {
+      const host = new RecordingHost();
+      host.answers.push({ match: recheck, stdout: 'k3s_ready=ok\n' });
+      const ctx = context({ facts });
+      const e = env(host, k3sProbe(installedK3s), true);
+      const planned = k3sPhase.plan(ctx, K3S_FILES, await k3sPhase.check(ctx, K3S_FILES, e), e);
+      expect(host.commands().filter((c) => recheck.test(c))).toEqual([]);
+      expect(planned.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('a running k3s of this bundle whose /readyz timed out twice (a busy POP) is waited for, not reassembled or restarted', async () => {
+    const busy = busyFacts();
+    const host = new RecordingHost();
+    host.answers.push({ match: recheck, stdout: 'k3s_ready=timeout\n' });
+    const r = await planAndApply(k3sPhase, context({ facts: busy }), K3S_FILES, k3sProbe(installedK3s), host);
+    expect(host.commands().filter((c) => recheck.test(c))).toHaveLength(1);
     expect(r.planned).toEqual(['wait for the running k3s to answer /readyz (restart it only if it does not within 120s)']);
     // the restart comes only after the wait loop gave up
     const script = r.host.changes[0] ?? '';

@@ -11,7 +11,7 @@ import { loadConfigFile, resolveSecret, parseSecretRefArg, type Site } from '../
 import type { MESH_PROFILES } from '../../config/site.js';
 import { checkApiEndpoint, checkHost, checkK8sName, checkLabelValue } from '../../config/formats.js';
 import { formatBytes } from '../../bundle/inspect.js';
-import { describeFacts, probeFacts, type Facts } from '../../install/facts.js';
+import { describeFacts, type Facts, k3sHealthWord, probeFacts } from '../../install/facts.js';
 import { ebpfFitness, preflightDecide, COMFORT_MEM_MIB } from '../../install/preflight.js';
 import { PhaseRefusal } from '../../engine/phase.js';
 import { archBlobs, readBundleDoc, sumBytes } from '../../bundle/format.js';
@@ -531,7 +531,7 @@ function showFacts(f: Facts, say: (l: string) => void, c: Output['color']): void
   say(`  size      ${f.cpus} CPU, ${(f.memMiB / 1024).toFixed(1)} GiB RAM, ${(f.diskFreeMiB / 1024).toFixed(1)} GiB free under /var/lib`);
   say(`  network   ${f.defaultRoute ? `default route via ${f.defaultRoute}` : c.yellow('no default route')}`);
   say(
-    `  k3s       ${f.k3s ? `${f.k3s.version}${f.k3s.ready ? ' (ready)' : ' (not ready)'}${f.k3s.ourConfig ? ', installed by fsm-edge' : ', not installed by fsm-edge'}` : 'not installed'}`,
+    `  k3s       ${f.k3s ? `${f.k3s.version} (${k3sHealthWord(f.k3s)})${f.k3s.ourConfig ? ', installed by fsm-edge' : ', not installed by fsm-edge'}` : 'not installed'}`,
   );
   say(c.dim(`  (${describeFacts(f)})`));
   say('');

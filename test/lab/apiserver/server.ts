@@ -284,6 +284,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     if (/^\/(healthz|livez|readyz)(\/.*)?$/.test(path)) {
       check({ verb: 'get', path });
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed();
+      // A busy server (a slow board importing images): the health answer comes, but late.
+      const late = Number(fault('apiserver-health-delay'));
+      if (late > 0) await new Promise((resolve) => setTimeout(resolve, late * 1000));
       const f = fault('apiserver-health');
       if (f) return send(res, 500, `[-]lab-fault failed: ${f}\n${path.slice(1)} check failed`);
       return send(res, 200, 'ok');

@@ -48,7 +48,9 @@ function sourcesStamp(): string {
       else h.update(`${p}\0`).update(fs.readFileSync(p));
     }
   };
-  for (const d of ['test/lab/standins', 'test/lab/reference', 'test/lab/images', 'bundle']) walk(d);
+  // The k3s stand-in embeds the lab API server and the product's registration renderer its hub controller uses.
+  for (const d of ['test/lab/standins', 'test/lab/apiserver', 'src/install/render', 'test/lab/reference', 'test/lab/images', 'bundle'])
+    walk(d);
   return h.digest('hex');
 }
 
