@@ -104,13 +104,30 @@ function managedCondition(c: ClusterResource) {
   return c.status?.conditions?.find((x) => x.type === 'Managed');
 }
 
-/** A section of the run's probe: whether the hub's access (ServiceAccount token Secret) exists on the POP. */
+/**
+ * A section of the run's probe: whether the hub's access (ServiceAccount token Secret) exists on the POP —
+ * `access`, `no-access` (the API said NotFound), or `access-unknown` (no answer in time, or another error): "absent"
+ * and "could not ask" must never look alike, or a busy POP is registered again.
+ */
 export function registerProbe(namespace: string): string {
   return [
     `if [ -x ${K3S_BINARY} ] && [ -s ${K3S_KUBECONFIG_PATH} ]; then`,
-    `  timeout 20 ${K3S_BINARY} kubectl get secret -n ${namespace} ${HUB_ACCESS_NAME} --no-headers >/dev/null 2>&1 && echo access`,
+    `  if e=$(timeout 20 ${K3S_BINARY} kubectl get secret -n ${namespace} ${HUB_ACCESS_NAME} --no-headers 2>&1 >/dev/null); then echo access`,
+    `  elif printf '%s' "$e" | grep -q '(NotFound)'; then echo no-access`,
+    '  else echo access-unknown; fi',
     'fi',
   ].join('\n');
+}
+
+/** The probe could not tell: asked through the POP's API (the tunnel), bounded; still unknown counts as absent. */
+async function popAccessThroughApi(ctx: InstallContext, host: Host, namespace: string): Promise<boolean> {
+  try {
+    const kube = await withTimeout(popKubeOf(ctx, host), 30_000, 'the POP API');
+    await withTimeout(kube.core.readNamespacedSecret({ name: HUB_ACCESS_NAME, namespace }), 30_000, 'the POP API');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 interface RegisterLive {
@@ -142,13 +159,15 @@ export const registerPhase = definePhase<InstallContext, undefined, RegisterLive
   inputs: (ctx) =>
     ctx.site.spec.hub ? { cluster: clusterFields(ctx), endpoint: apiEndpoint(ctx), hub: ctx.hubKube?.server ?? '' } : { standalone: true },
   async check(ctx, _prep, env) {
-    const live: RegisterLive = { popAccess: env.probe.split('\n').some((l) => l.trim() === 'access'), applied: {} };
+    const said = new Set(env.probe.split('\n').map((l) => l.trim()));
+    const live: RegisterLive = { popAccess: said.has('access'), applied: {} };
     if (!ctx.site.spec.hub) return live;
     live.fields = clusterFields(ctx);
     if (!ctx.hubKube) {
       live.pending = `no Hub document named "${ctx.site.spec.hub.ref}" was given`;
       return live;
     }
+    if (said.has('access-unknown')) live.popAccess = await popAccessThroughApi(ctx, env.host, fsmNamespace(ctx));
     try {
       const c = await withTimeout(ctx.hubKube.getCluster(live.fields.name), 10_000, `hub ${ctx.hubKube.server}`);
       live.cluster = { exists: true, managed: managedCondition(c)?.status === 'True', fieldsMatch: sameFields(c, live.fields) };
