@@ -35,9 +35,19 @@ function cli(args: string[]): WatchedRun {
 }
 
 /** SIGKILL a process and every descendant (children first found, then killed depth-first). */
+/**
+ * Runs `cmd` in the POP; every command here succeeds unless it could not run (nsenter under load), so a failure is
+ * tried again, then thrown — never read as empty output ("no journal" must not be what a failed read looks like).
+ */
 async function pop(cmd: string): Promise<string> {
-  const r = await popExec(h.pops[0]!, cmd, { allowFail: true });
-  return typeof r === 'string' ? r : (r as { stdout: string }).stdout;
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await popExec(h.pops[0]!, cmd, { allowFail: true });
+    if (r.code === 0) return r.stdout;
+    last = `exit ${r.code}: ${r.stderr.trim()}`;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new Error(`could not run \`${cmd}\` in ${h.pops[0]!.name} (3 tries; last ${last})`);
 }
 
 const installArgs = (extra: string[] = []) => ['install', site, '--bundle', h.bundle.dir, '--trust-key', h.bundle.publicKeyFile, ...extra];
@@ -50,7 +60,7 @@ interface Journal {
 }
 
 async function journal(): Promise<Journal> {
-  const text = await pop('cat /var/lib/fsm-edge/journal.json 2>/dev/null');
+  const text = await pop('[ ! -e /var/lib/fsm-edge/journal.json ] || cat /var/lib/fsm-edge/journal.json');
   // Written atomically: either absent (nothing finished yet) or complete, parseable JSON.
   return text.trim() ? (JSON.parse(text) as Journal) : { phases: {}, runs: [] };
 }
@@ -72,6 +82,9 @@ async function storeIntact(): Promise<number> {
  * Runs a plain install and SIGKILLs it once `inside()` says the phase `id` is under way. Returns what the CLI
  * printed. Fails if the run ended before the trigger, or if the phase's line was out before the kill (too late).
  */
+/** What the last killed run printed: shown when what it left on the POP is not what it should be. */
+let lastKilled: CliRun | undefined;
+
 async function killDuring(id: string, inside: () => Promise<boolean>): Promise<CliRun> {
   const run = cli(installArgs());
   let printedAtKill: string | undefined;
@@ -88,6 +101,7 @@ async function killDuring(id: string, inside: () => Promise<boolean>): Promise<C
   expect(printedAtKill!, `the kill landed after ${id} had finished`).not.toMatch(phaseLine(id));
   expect(r.signal).toBe('SIGKILL');
   expect(r.stderr).not.toMatch(phaseLine(id));
+  lastKilled = r;
   return r;
 }
 
@@ -101,6 +115,7 @@ async function afterKill(id: string): Promise<Journal> {
     Object.keys(j.phases)
       .filter((p) => JOURNALED.includes(p))
       .sort(),
+    `journal phases after a kill during ${id}; the killed run printed:\n${lastKilled?.stderr ?? ''}`,
   ).toEqual([...before].sort());
   expect(j.phases).not.toHaveProperty(id);
   // A killed run never records an outcome: none of the journaled runs says done.
