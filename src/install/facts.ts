@@ -5,7 +5,7 @@ import { definePhase } from '../engine/phase.js';
 import type { InstallContext } from './context.js';
 import { describeFacts, FACTS_SCRIPT, type Facts, parseFacts } from './host-facts.js';
 
-export { describeFacts, type Facts, k3sHealthWord, parseFacts, probeFacts, readyzAnswersLate } from './host-facts.js';
+export { describeFacts, type Facts, k3sHealthWord, parseFacts, probeFacts } from './host-facts.js';
 
 export const factsPhase = definePhase<InstallContext, undefined, Facts>({
   id: 'facts',

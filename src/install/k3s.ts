@@ -179,7 +179,7 @@ export const k3sPhase = definePhase<InstallContext, K3sFiles, K3sLive>({
     const ours = Boolean(k?.ourConfig && k.version === bundleOf(ctx).doc.versions.k3s);
     // The probe's short bound ran out: asked again, longer, because the answer decides whether a running k3s of
     // this bundle is left alone (a busy POP) or waited for and, failing that, restarted.
-    const answeredLate = Boolean(ours && k?.active && !k.ready && k.readyTimedOut) && (await readyzAnswersLate(env.host));
+    const answeredLate = Boolean(ours && k?.active && k.readyTimedOut) && (await readyzAnswersLate(env.host));
     const healthy = ours && Boolean(k?.ready || answeredLate);
     const back = ctx.journal?.k3sRollback;
     const warnings =
